@@ -1,0 +1,95 @@
+//! Dispatch path: host → guest → host, in one process, no sockets.
+//!
+//! What it isolates: the cost Firefly adds around a wasm call — taking a warm instance from
+//! the pool, resetting per-call state, `call_async` with epoch interruption, copying the
+//! payload in (`input_read`) and the reply out (`output_write`), MessagePack in the guest —
+//! against the baseline of a bare wasmtime `call_async` into the same module on a prepared
+//! instance (plain engine, no pool, no limits), measured in the same run.
+//!
+//! Run: `cargo bench --bench dispatch`
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use firefly::engine::Runtime;
+use firefly::sessions::Sessions;
+use firefly_abi::{DispatchKind, EXPORT_DISPATCH};
+use firefly_testkit::{module_wasm, test_limits};
+use wasmtime::{Config, Engine, Linker, Module, Store};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = runtime();
+    let echo_wasm = std::fs::read(module_wasm("echo")).expect("echo.wasm");
+    let lobby_wasm = std::fs::read(module_wasm("lobby")).expect("lobby.wasm");
+
+    // Baseline: bare wasmtime, same module, an export call that does no work (unknown id).
+    let engine = Engine::new(&Config::new()).expect("engine");
+    let module = Module::new(&engine, &echo_wasm).expect("module");
+    let mut linker: Linker<()> = Linker::new(&engine);
+    linker.define_unknown_imports_as_traps(&module).expect("stub imports");
+    let mut store = Store::new(&engine, ());
+    let instance = rt
+        .block_on(linker.instantiate_async(&mut store, &module))
+        .expect("instance");
+    let dispatch = instance
+        .get_typed_func::<(u32, u32, u64, u32), u32>(&mut store, EXPORT_DISPATCH)
+        .expect("dispatch export");
+    let mut group = c.benchmark_group("dispatch");
+    group.measurement_time(Duration::from_secs(3));
+    group.bench_function("baseline/bare_wasmtime_call_async", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let start = Instant::now();
+                for _ in 0..iters {
+                    let status = dispatch
+                        .call_async(&mut store, (0, 999_999, 0, 0))
+                        .await
+                        .expect("call");
+                    std::hint::black_box(status);
+                }
+                start.elapsed()
+            })
+        })
+    });
+
+    let firefly = Runtime::new(Arc::new(Sessions::new()), None);
+    let echo = rt
+        .block_on(firefly.load("echo", 1, &echo_wasm, &test_limits()))
+        .expect("load echo");
+    let lobby = rt
+        .block_on(firefly.load("lobby", 1, &lobby_wasm, &test_limits()))
+        .expect("load lobby");
+    let payload = Bytes::from(vec![7u8; 64]);
+    let add = Bytes::from(rmp_serde::to_vec_named(&serde_json::json!({"a": 40, "b": 2})).expect("encode"));
+
+    let mut run = |name: &str, module: &Arc<firefly::engine::ModuleVersion>, cmd: u32, input: &Bytes| {
+        group.bench_function(name, |b| {
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        let out = module.call(DispatchKind::Request, cmd, 1, input.clone()).await;
+                        std::hint::black_box(out);
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    };
+    run("firefly/unknown_command", &echo, 999_999, &Bytes::new());
+    run("firefly/echo_raw_64B", &echo, 1, &payload);
+    run("firefly/lobby_msgpack_add", &lobby, 103, &add);
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

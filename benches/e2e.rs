@@ -1,0 +1,109 @@
+//! End to end: clients → TCP → gate → `echo` module → back, against a bare echo server.
+//!
+//! What it isolates: everything Firefly adds on the request path of one node hosting a
+//! trivial module (framing, session, routing, the wasm call, error handling) relative to
+//! the ceiling: a bare tokio echo server speaking the same framing, measured in the same
+//! run, on the same machine, with the same load generator. The ratio is the result; the
+//! absolute numbers depend on the machine (2 cores here, shared by server and load).
+//!
+//! Run: `cargo bench --bench e2e -- [--connections 100] [--depth 1,16] [--duration 5]
+//! [--payload 64]` (duration in seconds).
+
+use std::time::Duration;
+
+use firefly::config::ProtocolSettings;
+use firefly_testkit::loadgen::{self, LoadConfig, LoadReport};
+use firefly_testkit::{bare_echo, start_node, test_limits};
+
+struct Args {
+    connections: usize,
+    depths: Vec<usize>,
+    duration: Duration,
+    payload: usize,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        connections: 100,
+        depths: vec![1, 16],
+        duration: Duration::from_secs(5),
+        payload: 64,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().unwrap_or_default();
+        match flag.as_str() {
+            "--connections" => args.connections = value().parse().unwrap_or(args.connections),
+            "--depth" => {
+                args.depths = value().split(',').filter_map(|d| d.parse().ok()).collect();
+            }
+            "--duration" => {
+                args.duration = Duration::from_secs_f64(value().parse().unwrap_or(5.0));
+            }
+            "--payload" => args.payload = value().parse().unwrap_or(args.payload),
+            _ => {} // `cargo bench` passes `--bench`; ignore what we do not know.
+        }
+    }
+    args
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = parse_args();
+    // Server and load generator each get a 2-worker runtime: on a 2-core machine they share
+    // the cores, identically for the baseline and for Firefly.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let settings = ProtocolSettings::default();
+    let bare = server_rt.block_on(bare_echo::spawn(settings.clone()))?;
+    let node = server_rt.block_on(async {
+        let _ = test_limits();
+        start_node(&["echo"]).await
+    });
+    let firefly_addr = node.client_addrs()[0];
+
+    println!(
+        "e2e: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up)",
+        args.connections, args.payload, args.duration
+    );
+    println!("| depth | bare echo req/s | firefly req/s | ratio | bare p50/p99/p999 µs | firefly p50/p99/p999 µs |");
+    println!("|---|---|---|---|---|---|");
+    for &depth in &args.depths {
+        let config = |addr| LoadConfig {
+            addr,
+            connections: args.connections,
+            depth,
+            duration: args.duration,
+            warmup: Duration::from_secs(1),
+            command: 1,
+            payload: vec![0x5a; args.payload],
+            settings: settings.clone(),
+        };
+        let base: LoadReport = client_rt.block_on(loadgen::run(&config(bare.addr)))?;
+        let ours: LoadReport = client_rt.block_on(loadgen::run(&config(firefly_addr)))?;
+        let us = |d: Duration| d.as_micros();
+        println!(
+            "| {depth} | {:.0} | {:.0} | {:.2} | {}/{}/{} | {}/{}/{} |",
+            base.rps,
+            ours.rps,
+            ours.rps / base.rps,
+            us(base.p50),
+            us(base.p99),
+            us(base.p999),
+            us(ours.p50),
+            us(ours.p99),
+            us(ours.p999),
+        );
+        if base.errors + ours.errors > 0 {
+            println!("  errors: bare {} firefly {}", base.errors, ours.errors);
+        }
+    }
+    server_rt.block_on(node.shutdown(Duration::from_secs(2)));
+    drop(bare);
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! The contract between the Firefly host and its WebAssembly modules, declared once.
+//!
+//! Both sides build on this crate: the guest SDK turns [`for_each_import!`] into its
+//! `extern "C"` block, and the host defines exactly the functions listed in [`IMPORTS`] (a
+//! host test checks the linker against that table, signature by signature). Nothing here is
+//! copied by hand on either side.
+//!
+//! # Shape of the ABI (version 1)
+//! * Modules are core wasm modules built for `wasm32-wasip1`.
+//! * Every host function lives in the import namespace [`IMPORT_MODULE`] (`firefly_v1`). The
+//!   version is part of the name, so a module built for another ABI version fails validation
+//!   with a message naming both versions instead of misbehaving at run time.
+//! * A module exports [`EXPORT_DESCRIBE`], which writes its [`Manifest`] (MessagePack, named
+//!   fields) through `output_write`, and [`EXPORT_DISPATCH`], the single entry point for every
+//!   request, node call and session event.
+//! * Payloads never cross as pointers owned by the other side: the guest pulls the request with
+//!   `input_read` and pushes results with `output_write` / `error_set`. A host import costs about
+//!   9 ns, so this is cheaper than a guest allocator export round trip.
+//!
+//! Adding an import to the v1 list is compatible (old modules do not import it). Changing or
+//! removing one needs `firefly_v2`.
+#![no_std]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// The ABI version this crate describes.
+pub const ABI_VERSION: u32 = 1;
+
+/// The import namespace every host function lives in. Carries [`ABI_VERSION`].
+pub const IMPORT_MODULE: &str = "firefly_v1";
+
+/// The prefix shared by every Firefly import namespace, whatever its version.
+pub const IMPORT_MODULE_PREFIX: &str = "firefly_v";
+
+/// Export: `() -> ()`. Writes the module's [`Manifest`] with `output_write`.
+pub const EXPORT_DESCRIBE: &str = "__firefly_describe";
+
+/// Export: `(kind: u32, id: u32, session: u64, input_len: u32) -> u32`.
+///
+/// `kind` is a [`DispatchKind`], `id` the command id (requests) or event id, `session` the
+/// session the call runs for (0 for none), `input_len` the size of the payload the guest can
+/// read with `input_read`. Returns a [`Status`].
+pub const EXPORT_DISPATCH: &str = "__firefly_dispatch";
+
+/// What a dispatch call carries.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DispatchKind {
+    /// A client request: `id` is the command id.
+    Request = 0,
+    /// A session connected (`id` is 0).
+    Connect = 1,
+    /// A session ended (`id` is 0).
+    Disconnect = 2,
+}
+
+impl DispatchKind {
+    /// Decodes a raw kind, `None` when unknown.
+    pub fn from_u32(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Request),
+            1 => Some(Self::Connect),
+            2 => Some(Self::Disconnect),
+            _ => None,
+        }
+    }
+}
+
+/// The result of a dispatch call.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Success; the reply (possibly empty) is whatever `output_write` set.
+    Ok = 0,
+    /// The handler returned an error; `error_set` holds its code and message.
+    Error = 1,
+    /// The module has no handler for this id.
+    Unknown = 2,
+}
+
+impl Status {
+    /// Decodes a raw status, `None` when unknown.
+    pub fn from_u32(raw: u32) -> Option<Self> {
+        match raw {
+            0 => Some(Self::Ok),
+            1 => Some(Self::Error),
+            2 => Some(Self::Unknown),
+            _ => None,
+        }
+    }
+}
+
+/// Result codes returned by host functions that can fail.
+pub mod host_status {
+    /// Success.
+    pub const OK: u32 = 0;
+    /// The target session does not exist (any more).
+    pub const NO_SUCH_SESSION: u32 = 1;
+    /// The target's buffer is full; the message was not queued.
+    pub const BACKPRESSURE: u32 = 2;
+}
+
+/// Log levels understood by the `log` import.
+pub mod log_level {
+    /// Error.
+    pub const ERROR: u32 = 1;
+    /// Warning.
+    pub const WARN: u32 = 2;
+    /// Info.
+    pub const INFO: u32 = 3;
+    /// Debug.
+    pub const DEBUG: u32 = 4;
+    /// Trace.
+    pub const TRACE: u32 = 5;
+}
+
+/// Error codes that appear in error frames and in guest errors. Modules may use their own
+/// codes too (for example `not_enough_gold`); these are the ones the framework produces.
+pub mod codes {
+    /// No module on this node handles the command id.
+    pub const UNKNOWN_COMMAND: &str = "unknown_command";
+    /// The request payload could not be decoded into the handler's request type.
+    pub const BAD_REQUEST: &str = "bad_request";
+    /// The handler returned an error without a code of its own.
+    pub const HANDLER_FAILED: &str = "handler_failed";
+    /// The module trapped (a panic, `unreachable`, a stack overflow...).
+    pub const TRAPPED: &str = "trapped";
+    /// The module tried to grow its memory past its limit.
+    pub const OUT_OF_MEMORY: &str = "out_of_memory";
+    /// The request ran past its time limit.
+    pub const TIMEOUT: &str = "timeout";
+    /// Every instance of the module is busy and none freed up in time.
+    pub const OVERLOADED: &str = "overloaded";
+    /// The node that should serve the request cannot be reached.
+    pub const NODE_UNAVAILABLE: &str = "node_unavailable";
+    /// The frame's length field is below 4.
+    pub const BAD_FRAME: &str = "bad_frame";
+    /// The frame's length field is over the listener's maximum.
+    pub const FRAME_TOO_LARGE: &str = "frame_too_large";
+    /// The host failed for a reason that is not the module's fault.
+    pub const INTERNAL: &str = "internal";
+}
+
+/// What a module declares about itself, written by [`EXPORT_DESCRIBE`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// The ABI version the module was built against.
+    pub abi: u32,
+    /// The version of the SDK crate that built it.
+    pub sdk: String,
+    /// The module's name (the crate name unless overridden).
+    pub name: String,
+    /// Command ids the module handles, sorted.
+    pub commands: Vec<u32>,
+    /// Session events the module wants: `"connect"`, `"disconnect"`.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// The value type of an ABI function parameter or result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValKind {
+    /// wasm `i32` (Rust `u32`).
+    I32,
+    /// wasm `i64` (Rust `u64`).
+    I64,
+}
+
+/// One host function of the ABI: its name and wasm signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImportSig {
+    /// The function's name within [`IMPORT_MODULE`].
+    pub name: &'static str,
+    /// Parameter types.
+    pub params: &'static [ValKind],
+    /// Result types.
+    pub results: &'static [ValKind],
+}
+
+/// Invokes `$callback!` with the list of every host function of ABI v1.
+///
+/// This list is the single source of truth: the guest SDK declares its imports from it and the
+/// host's linker is checked against [`IMPORTS`], which is generated from it too.
+#[macro_export]
+macro_rules! for_each_import {
+    ($callback:path) => {
+        $callback! {
+            /// Copies the current call's input payload (`len` bytes) to guest memory at `ptr`.
+            fn input_read(ptr: u32, len: u32);
+            /// Sets the current call's output (reply payload, or manifest) to `len` bytes at `ptr`.
+            fn output_write(ptr: u32, len: u32);
+            /// Marks the current call failed with an error code and a message (UTF-8).
+            fn error_set(code_ptr: u32, code_len: u32, msg_ptr: u32, msg_len: u32);
+            /// Pushes `len` bytes at `ptr` to `session` with command id `topic`. Returns a
+            /// `host_status` code.
+            fn push(session: u64, topic: u32, ptr: u32, len: u32) -> u32;
+            /// Writes a UTF-8 log line at a `log_level`, tagged with the module and version.
+            fn log(level: u32, ptr: u32, len: u32);
+            /// Wall-clock time in microseconds since the Unix epoch.
+            fn time_now_micros() -> u64;
+            /// Fills `len` bytes at `ptr` with cryptographically secure random bytes.
+            fn random_fill(ptr: u32, len: u32);
+        }
+    };
+}
+
+macro_rules! val_kind {
+    (u32) => {
+        ValKind::I32
+    };
+    (u64) => {
+        ValKind::I64
+    };
+}
+
+macro_rules! import_table {
+    ($( $(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:tt),*) $(-> $ret:tt)?; )*) => {
+        /// Every host function of ABI v1, generated from [`for_each_import!`].
+        pub const IMPORTS: &[ImportSig] = &[
+            $( ImportSig {
+                name: stringify!($name),
+                params: &[$(val_kind!($ty)),*],
+                results: &[$(val_kind!($ret))?],
+            }, )*
+        ];
+    };
+}
+
+for_each_import!(import_table);
+
+/// Looks up an import of ABI v1 by name.
+pub fn import(name: &str) -> Option<&'static ImportSig> {
+    IMPORTS.iter().find(|sig| sig.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_list() {
+        let push = import("push").unwrap();
+        assert_eq!(
+            push.params,
+            &[ValKind::I64, ValKind::I32, ValKind::I32, ValKind::I32]
+        );
+        assert_eq!(push.results, &[ValKind::I32]);
+        assert_eq!(import("time_now_micros").unwrap().results, &[ValKind::I64]);
+        assert!(import("nope").is_none());
+        assert!(IMPORT_MODULE.starts_with(IMPORT_MODULE_PREFIX));
+        assert!(IMPORT_MODULE.ends_with(&alloc::format!("{ABI_VERSION}")));
+    }
+
+    #[test]
+    fn codes_round_trip() {
+        for s in [Status::Ok, Status::Error, Status::Unknown] {
+            assert_eq!(Status::from_u32(s as u32), Some(s));
+        }
+        for k in [
+            DispatchKind::Request,
+            DispatchKind::Connect,
+            DispatchKind::Disconnect,
+        ] {
+            assert_eq!(DispatchKind::from_u32(k as u32), Some(k));
+        }
+        assert_eq!(Status::from_u32(9), None);
+    }
+}

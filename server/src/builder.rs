@@ -1,0 +1,85 @@
+//! Building module crates to wasm (`firefly build`, and `firefly up` for modules not built yet).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{Context as _, bail};
+
+/// The target modules are compiled for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+
+fn cargo() -> String {
+    // Inside `cargo test`/`cargo run`, CARGO names the cargo that started us: use the same one.
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
+
+/// Makes sure the wasm target's standard library is installed, installing it with rustup when
+/// it is missing.
+pub fn ensure_wasm_target() -> anyhow::Result<()> {
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .context("cannot run rustc: is the Rust toolchain installed?")?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib").join(WASM_TARGET).exists() {
+        return Ok(());
+    }
+    tracing::info!("installing the {WASM_TARGET} target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", WASM_TARGET])
+        .status()
+        .context("the wasm target is missing and rustup is not available to install it")?;
+    if !status.success() {
+        bail!("`rustup target add {WASM_TARGET}` failed ({status})");
+    }
+    Ok(())
+}
+
+/// Builds the module crate in `crate_dir` (release profile) and returns its `.wasm` file.
+pub fn build_module(crate_dir: &Path) -> anyhow::Result<PathBuf> {
+    let manifest = crate_dir.join("Cargo.toml");
+    if !manifest.exists() {
+        bail!("{} is not a module crate (no Cargo.toml)", crate_dir.display());
+    }
+    ensure_wasm_target()?;
+    let manifest = manifest.canonicalize()?;
+    let output = Command::new(cargo())
+        .args(["build", "--release", "--target", WASM_TARGET, "--message-format=json-render-diagnostics"])
+        .arg("--manifest-path")
+        .arg(&manifest)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("cannot run cargo")?;
+    if !output.status.success() {
+        bail!("building module {} failed (see the compiler output above)", crate_dir.display());
+    }
+    let mut wasm = None;
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let same_crate = msg["manifest_path"]
+            .as_str()
+            .is_some_and(|p| Path::new(p) == manifest);
+        if !same_crate {
+            continue;
+        }
+        if let Some(files) = msg["filenames"].as_array() {
+            for f in files.iter().filter_map(|f| f.as_str()) {
+                if f.ends_with(".wasm") {
+                    wasm = Some(PathBuf::from(f));
+                }
+            }
+        }
+    }
+    wasm.with_context(|| {
+        format!(
+            "{} built no .wasm: is it a `cdylib` crate using firefly-sdk?",
+            crate_dir.display()
+        )
+    })
+}

@@ -1,0 +1,62 @@
+//! Subcommands of the `firefly` binary.
+
+mod call;
+mod new;
+mod up;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// Firefly: game logic in WebAssembly, served to Firefly-protocol clients.
+#[derive(Debug, Parser)]
+#[command(name = "firefly", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Log more (-v: debug, -vv: trace). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the nodes described by a topology file, building modules first.
+    Up(up::UpArgs),
+    /// Build module crates to wasm (all modules of the topology when no crate is named).
+    Build(up::BuildArgs),
+    /// Scaffold a new module crate that builds and answers a command out of the box.
+    New(new::NewArgs),
+    /// Send one request to a running gate and print the reply (or error frame) as JSON.
+    Call(call::CallArgs),
+}
+
+/// Sets up `tracing` output on stderr.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug,wasmtime=info,cranelift=info",
+        _ => "trace,wasmtime=info,cranelift=info",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Up(args) => up::up(args).await,
+        Command::Build(args) => up::build(args),
+        Command::New(args) => new::new(args),
+        Command::Call(args) => call::call(args).await,
+    }
+}
+
+fn default_topology() -> PathBuf {
+    PathBuf::from("topology.yaml")
+}

@@ -1,0 +1,258 @@
+//! Loading a module version: compile (or load precompiled code), validate, describe.
+//!
+//! Validation happens before a version can serve anything: it must compile, import only
+//! `firefly_v1` functions this host provides (and WASI preview 1), export the dispatch and
+//! describe functions with the right types, instantiate within its limits and describe itself
+//! with a supported ABI version. Any failure is a [`LoadError`] naming the problem.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crossbeam_queue::ArrayQueue;
+use firefly_abi::{
+    ABI_VERSION, EXPORT_DESCRIBE, EXPORT_DISPATCH, IMPORT_MODULE, IMPORT_MODULE_PREFIX, Manifest,
+};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use wasmtime::{Engine, ExternType, Module, ValType};
+
+use super::host::ModuleEnv;
+use super::pool::ModuleStats;
+use super::{Runtime, pool};
+use crate::config::Limits;
+
+/// Why a module version was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The bytes are not a valid wasm module.
+    #[error("not a valid wasm module: {0}")]
+    NotWasm(String),
+    /// The module was built for an ABI this host does not speak.
+    #[error("unsupported ABI: {0}")]
+    Abi(String),
+    /// The module imports something this host does not provide.
+    #[error("unresolved import: {0}")]
+    Import(String),
+    /// A required export is missing or has the wrong type.
+    #[error("bad export: {0}")]
+    Export(String),
+    /// The module failed while starting up or describing itself.
+    #[error("module failed to initialise: {0}")]
+    Init(String),
+    /// The engine could not be configured.
+    #[error("engine setup failed: {0}")]
+    Engine(String),
+}
+
+/// One loaded, validated version of a module, with its pool of warm instances.
+pub struct ModuleVersion {
+    pub(crate) env: Arc<ModuleEnv>,
+    /// Content hash of the wasm bytes (SHA-256, hex).
+    pub hash: String,
+    /// What the module declared about itself.
+    pub manifest: Manifest,
+    pub(crate) limits: Limits,
+    pub(crate) pre: wasmtime::InstancePre<super::host::HostState>,
+    pub(crate) idle: ArrayQueue<pool::Warm>,
+    /// Bounds concurrent instances to the pooling allocator's slots (`limits.instances`).
+    pub(crate) permits: Semaphore,
+    /// Request and failure counters.
+    pub stats: ModuleStats,
+}
+
+impl std::fmt::Debug for ModuleVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleVersion")
+            .field("name", &self.name())
+            .field("version", &self.version())
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ModuleVersion {
+    /// The module's name.
+    pub fn name(&self) -> &str {
+        &self.env.name
+    }
+
+    /// The version number.
+    pub fn version(&self) -> u32 {
+        self.env.version
+    }
+
+    /// The limits it runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+}
+
+impl Runtime {
+    /// Compiles (or loads from the cache), validates and describes a module version.
+    pub async fn load(
+        &self,
+        name: &str,
+        version: u32,
+        wasm: &[u8],
+        limits: &Limits,
+    ) -> Result<Arc<ModuleVersion>, LoadError> {
+        let entry = self.engine(limits)?;
+        let hash = hex::encode(Sha256::digest(wasm));
+        let module = {
+            let engine = entry.engine.clone();
+            let wasm = wasm.to_vec();
+            let cache = self.cache_dir.clone();
+            let (name, hash) = (name.to_owned(), hash.clone());
+            // Cranelift takes ~1 s for a large module: keep it off the async workers.
+            tokio::task::spawn_blocking(move || compile(&engine, &wasm, cache.as_deref(), &name, &hash))
+                .await
+                .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))??
+        };
+        check_imports(&module)?;
+        check_exports(&module)?;
+        let pre = entry
+            .linker
+            .instantiate_pre(&module)
+            .map_err(|e| LoadError::Import(format!("{e:#}")))?;
+        let env = Arc::new(ModuleEnv {
+            name: Arc::from(name),
+            version,
+            sessions: self.sessions.clone(),
+        });
+        let mut loaded = ModuleVersion {
+            env,
+            hash,
+            manifest: Manifest {
+                abi: ABI_VERSION,
+                sdk: String::new(),
+                name: name.to_owned(),
+                commands: Vec::new(),
+                events: Vec::new(),
+            },
+            limits: limits.clone(),
+            pre,
+            idle: ArrayQueue::new(limits.instances.max(1) as usize),
+            permits: Semaphore::new(limits.instances.max(1) as usize),
+            stats: ModuleStats::default(),
+        };
+        let manifest = loaded.describe().await?;
+        if manifest.abi != ABI_VERSION {
+            return Err(LoadError::Abi(format!(
+                "module declares ABI version {}, this host supports {ABI_VERSION}",
+                manifest.abi
+            )));
+        }
+        loaded.manifest = manifest;
+        Ok(Arc::new(loaded))
+    }
+}
+
+/// Compiles `wasm`, through the on-disk cache of precompiled artifacts when there is one.
+///
+/// Artifacts are keyed by the wasm's SHA-256 and by the engine's compatibility hash (wasmtime
+/// version and every compile-relevant setting), so a stale artifact is never even looked at:
+/// it simply has another name. Writes go through a temporary file and a rename, so a crash
+/// mid-write leaves no truncated artifact behind.
+fn compile(
+    engine: &Engine,
+    wasm: &[u8],
+    cache_dir: Option<&Path>,
+    name: &str,
+    hash: &str,
+) -> Result<Module, LoadError> {
+    let Some(dir) = cache_dir else {
+        return Module::new(engine, wasm).map_err(|e| LoadError::NotWasm(format!("{e:#}")));
+    };
+    let path = artifact_path(engine, dir, name, hash);
+    if path.exists() {
+        // SAFETY: the artifact was produced by `Engine::precompile_module`/`Module::serialize`
+        // of this same wasmtime build and engine configuration (both are in its name), in a
+        // cache directory private to this installation.
+        match unsafe { Module::deserialize_file(engine, &path) } {
+            Ok(module) => return Ok(module),
+            Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {err:#}"),
+        }
+    }
+    let module = Module::new(engine, wasm).map_err(|e| LoadError::NotWasm(format!("{e:#}")))?;
+    if let Err(err) = store_artifact(&module, dir, &path) {
+        tracing::warn!(path = %path.display(), "cannot cache compiled module: {err:#}");
+    }
+    Ok(module)
+}
+
+fn artifact_path(engine: &Engine, dir: &Path, name: &str, hash: &str) -> PathBuf {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let compat = hasher.finish();
+    let short = hash.get(..16).unwrap_or(hash);
+    dir.join(format!("{name}-{short}-{compat:016x}.cwasm"))
+}
+
+fn store_artifact(module: &Module, dir: &Path, path: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let bytes = module.serialize()?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn check_imports(module: &Module) -> Result<(), LoadError> {
+    for import in module.imports() {
+        let (ns, name) = (import.module(), import.name());
+        if ns == IMPORT_MODULE {
+            if firefly_abi::import(name).is_none() {
+                return Err(LoadError::Import(format!(
+                    "`{ns}::{name}` is not provided by this host (is the module built with a newer SDK?)"
+                )));
+            }
+        } else if let Some(v) = ns.strip_prefix(IMPORT_MODULE_PREFIX) {
+            return Err(LoadError::Abi(format!(
+                "module was built for ABI version {v} (imports `{ns}::{name}`), this host supports version {ABI_VERSION} (`{IMPORT_MODULE}`)"
+            )));
+        } else if ns != "wasi_snapshot_preview1" {
+            return Err(LoadError::Import(format!(
+                "`{ns}::{name}`: modules may import only `{IMPORT_MODULE}` and `wasi_snapshot_preview1`"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_exports(module: &Module) -> Result<(), LoadError> {
+    let func = |name: &str| match module.get_export(name) {
+        Some(ExternType::Func(f)) => Ok(f),
+        Some(_) => Err(LoadError::Export(format!("`{name}` is not a function"))),
+        None => Err(LoadError::Export(format!(
+            "`{name}` is missing (is this a Firefly module built with firefly-sdk?)"
+        ))),
+    };
+    let kinds = |it: &mut dyn Iterator<Item = ValType>| {
+        it.map(|v| match v {
+            ValType::I32 => "i32",
+            ValType::I64 => "i64",
+            _ => "other",
+        })
+        .collect::<Vec<_>>()
+    };
+    let dispatch = func(EXPORT_DISPATCH)?;
+    let (params, results) = (kinds(&mut dispatch.params()), kinds(&mut dispatch.results()));
+    if params != ["i32", "i32", "i64", "i32"] || results != ["i32"] {
+        return Err(LoadError::Export(format!(
+            "`{EXPORT_DISPATCH}` has type ({}) -> ({}), expected (i32, i32, i64, i32) -> (i32)",
+            params.join(", "),
+            results.join(", ")
+        )));
+    }
+    let describe = func(EXPORT_DESCRIBE)?;
+    if describe.params().len() != 0 || describe.results().len() != 0 {
+        return Err(LoadError::Export(format!(
+            "`{EXPORT_DESCRIBE}` must take and return nothing"
+        )));
+    }
+    match module.get_export("memory") {
+        Some(ExternType::Memory(_)) => Ok(()),
+        _ => Err(LoadError::Export("`memory` is not exported".into())),
+    }
+}

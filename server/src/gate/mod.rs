@@ -1,0 +1,85 @@
+//! The client-facing side of a node: listeners speaking the Firefly protocol.
+//!
+//! One task per connection reads frames, runs them one at a time in arrival order (so replies
+//! come back in request order) and writes the replies of everything that arrived together in
+//! one write. Different connections run in parallel on tokio's worker threads.
+
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::config::ProtocolSettings;
+use crate::node::NodeCore;
+use crate::protocol::Codec;
+
+/// Live counters of a gate, shared by its connections.
+#[derive(Debug, Default)]
+pub struct GateStats {
+    /// Connections open now.
+    pub connections: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Requests received (frames that parsed).
+    pub requests: AtomicU64,
+    /// Requests answered with an error frame.
+    pub errors: AtomicU64,
+    pub(crate) idle: Notify,
+}
+
+pub(crate) struct Listener {
+    pub codec: Codec,
+    pub settings: ProtocolSettings,
+    pub node: Arc<NodeCore>,
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, then waits for every
+/// connection to finish the request it is running and close.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    settings: ProtocolSettings,
+    node: Arc<NodeCore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let shared = Arc::new(Listener {
+        codec: Codec::new(&settings),
+        settings,
+        node,
+    });
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let stats = &shared.node.gate_stats;
+                    stats.connections.fetch_add(1, Ordering::Relaxed);
+                    stats.accepted.fetch_add(1, Ordering::Relaxed);
+                    let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        connection::run(stream, peer, &shared, shutdown).await;
+                        let stats = &shared.node.gate_stats;
+                        if stats.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            stats.idle.notify_waiters();
+                        }
+                    });
+                }
+                // Out of file descriptors and the like: back off instead of spinning.
+                Err(err) => {
+                    tracing::warn!(%addr, "accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    tracing::debug!(%addr, "listener closed");
+}
+
+/// The address a listener is bound to, for logs.
+pub(crate) fn describe(addr: &SocketAddr) -> String {
+    format!("tcp://{addr}")
+}

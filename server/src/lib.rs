@@ -1,0 +1,22 @@
+//! Firefly: a distributed game server framework whose game logic runs as WebAssembly modules.
+//!
+//! The request path, top to bottom:
+//! * [`gate`] accepts client connections and reads [`protocol`] frames;
+//! * [`router`] picks the module that serves a command id;
+//! * [`engine`] runs it in a sandboxed, pooled wasmtime instance whose host functions
+//!   (`engine::host`) reach [`sessions`] for pushes;
+//! * [`node`] ties these together from a [`config::Topology`] entry.
+//!
+//! [`client`] speaks the same protocol from the other side; [`builder`] compiles module crates.
+
+pub mod builder;
+pub mod client;
+pub mod config;
+pub mod engine;
+pub mod gate;
+pub mod node;
+pub mod protocol;
+pub mod router;
+pub mod sessions;
+
+pub use node::{Node, NodeConfig};

@@ -1,0 +1,96 @@
+//! The Firefly test kit: real modules built from `modules/`, real nodes on `127.0.0.1:0`, a
+//! bare echo baseline and a load generator. Shared by the integration tests and benchmarks.
+
+pub mod bare_echo;
+pub mod loadgen;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use firefly::config::{Limits, ListenerKind, ListenerSpec, ProtocolSettings};
+use firefly::node::{ModuleToLoad, Node, NodeConfig};
+
+/// The workspace root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `.wasm` of module crate `modules/<name>`, built (release, wasm32-wasip1) at most once
+/// per test process. Cargo's own lock keeps concurrent test processes from clashing.
+pub fn module_wasm(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let built = BUILT.get_or_init(Default::default);
+    let mut built = built.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(path) = built.get(name) {
+        return path.clone();
+    }
+    let dir = root().join("modules").join(name);
+    let path = firefly::builder::build_module(&dir)
+        .unwrap_or_else(|e| panic!("building module {name}: {e:#}"));
+    built.insert(name.to_owned(), path.clone());
+    path
+}
+
+/// Limits for tests: the defaults, but tight enough that misbehaving modules fail fast.
+pub fn test_limits() -> Limits {
+    Limits {
+        memory: 32 * 1024 * 1024,
+        stack: 256 * 1024,
+        timeout: Duration::from_secs(5),
+        cpu: Duration::from_millis(500),
+        instances: 64,
+    }
+}
+
+/// Where tests cache compiled modules (shared, so each module compiles once per machine).
+pub fn cache_dir() -> PathBuf {
+    root().join("target").join("firefly-test-cache")
+}
+
+/// A node named `test` hosting `modules` with [`test_limits`], one TCP listener on
+/// `127.0.0.1:0` with `settings`.
+pub async fn start_node_with(modules: &[&str], limits: Limits, settings: ProtocolSettings) -> Node {
+    let modules = modules
+        .iter()
+        .map(|name| ModuleToLoad {
+            name: (*name).to_owned(),
+            wasm: module_wasm(name),
+            limits: limits.clone(),
+        })
+        .collect();
+    let config = NodeConfig {
+        name: "test".into(),
+        modules,
+        listeners: vec![ListenerSpec {
+            kind: ListenerKind::Tcp,
+            addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            protocol: settings,
+        }],
+        cache_dir: Some(cache_dir()),
+    };
+    Node::start(config).await.unwrap_or_else(|e| panic!("starting node: {e:#}"))
+}
+
+/// A node hosting `modules` with default protocol settings and [`test_limits`].
+pub async fn start_node(modules: &[&str]) -> Node {
+    start_node_with(modules, test_limits(), ProtocolSettings::default()).await
+}
+
+/// The first client address of `node`.
+pub fn addr(node: &Node) -> std::net::SocketAddr {
+    node.client_addrs()[0]
+}
+
+/// Polls `cond` until it holds or `deadline` passes; returns whether it held.
+pub async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + deadline;
+    while tokio::time::Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    cond()
+}
