@@ -1,0 +1,234 @@
+//! `topology.yaml`: the typed, strict, versioned description of a Firefly cluster.
+//!
+//! Version 1 describes the modules (where their code is, the limits they run under) and the
+//! nodes (their client listeners and the modules they host). Unknown keys are errors naming
+//! the key and its line; every semantic error names the dotted path of the offending value.
+//! `server/tests/topology/` holds valid examples and invalid ones with the exact error each
+//! must produce.
+
+mod raw;
+mod units;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use units::{format_size, parse_duration, parse_size};
+
+/// The schema version this build reads.
+pub const SUPPORTED_VERSION: u32 = 1;
+
+/// Why a topology could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The text is not valid YAML for the schema (includes unknown keys, with their line).
+    #[error("{0}")]
+    Parse(String),
+    /// A value is not acceptable.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// Dotted path of the value, e.g. `nodes.game.modules[1]`.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The same error, in a named file.
+    #[error("{file}: {error}")]
+    InFile {
+        /// The topology file.
+        file: PathBuf,
+        /// The error.
+        error: Box<ConfigError>,
+    },
+}
+
+impl ConfigError {
+    pub(crate) fn invalid(path: impl Into<String>, message: impl Into<String>) -> Self {
+        ConfigError::Invalid {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A whole cluster description.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Topology {
+    /// Schema version (1).
+    pub version: u32,
+    /// The cluster's name.
+    pub cluster: String,
+    /// Modules by name.
+    pub modules: BTreeMap<String, ModuleSpec>,
+    /// Nodes by name.
+    pub nodes: BTreeMap<String, NodeSpec>,
+    /// The file it was loaded from, if any.
+    pub path: Option<PathBuf>,
+    /// The directory relative paths are resolved against.
+    pub base_dir: PathBuf,
+}
+
+/// One module: where its code is and what it may use.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleSpec {
+    /// Its name.
+    pub name: String,
+    /// Its code.
+    pub source: ModuleSource,
+    /// Its limits.
+    pub limits: Limits,
+}
+
+/// Where a module's code comes from (absolute paths).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleSource {
+    /// A module crate, built with `firefly build`.
+    Crate(PathBuf),
+    /// A prebuilt `.wasm` file.
+    Wasm(PathBuf),
+}
+
+/// The limits one module runs under, per instance and per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum linear memory of an instance, in bytes.
+    pub memory: u64,
+    /// Maximum wasm stack, in bytes.
+    pub stack: usize,
+    /// Wall-clock limit of one request.
+    pub timeout: Duration,
+    /// CPU budget of one request (measured in epoch ticks).
+    pub cpu: Duration,
+    /// Maximum concurrent instances on one node.
+    pub instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory: 64 << 20,
+            stack: 512 << 10,
+            timeout: Duration::from_secs(5),
+            cpu: Duration::from_secs(1),
+            instances: 256,
+        }
+    }
+}
+
+/// One node process.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeSpec {
+    /// Its name.
+    pub name: String,
+    /// Client listeners; a node with any is a gate.
+    pub listen: Vec<ListenerSpec>,
+    /// Modules it hosts.
+    pub modules: Vec<String>,
+}
+
+/// The transport of a client listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenerKind {
+    /// Plain TCP.
+    Tcp,
+}
+
+/// One client listener.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerSpec {
+    /// Its transport.
+    pub kind: ListenerKind,
+    /// Address to bind (port 0 picks a free port).
+    pub addr: SocketAddr,
+    /// Frame header and limits.
+    pub protocol: ProtocolSettings,
+}
+
+/// The protocol settings of a listener (see the README's protocol section).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProtocolSettings {
+    /// The four magic bytes every frame starts with.
+    pub magic: [u8; 4],
+    /// Protocol version byte.
+    pub protocol_version: u8,
+    /// Server version.
+    pub server_version: u32,
+    /// Largest accepted payload, in bytes.
+    pub max_frame: u32,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+    /// Command id of error frames.
+    pub error_command: u32,
+}
+
+impl Default for ProtocolSettings {
+    fn default() -> Self {
+        Self {
+            magic: [0; 4],
+            protocol_version: 0,
+            server_version: 0,
+            max_frame: 1 << 20,
+            idle_timeout: Duration::from_secs(300),
+            error_command: u32::MAX,
+        }
+    }
+}
+
+impl Topology {
+    /// Reads and validates a topology file; relative paths resolve against its directory.
+    pub fn load(path: &Path) -> Result<Topology, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let base = base.canonicalize().unwrap_or_else(|_| base.to_owned());
+        let mut topology = Self::parse(&text, &base).map_err(|error| ConfigError::InFile {
+            file: path.to_owned(),
+            error: Box::new(error),
+        })?;
+        topology.path = Some(path.to_owned());
+        Ok(topology)
+    }
+
+    /// Parses and validates topology text; relative paths resolve against `base_dir`.
+    pub fn parse(text: &str, base_dir: &Path) -> Result<Topology, ConfigError> {
+        let raw: raw::RawTopology = serde_yaml::from_str(text).map_err(|e| {
+            // serde_yaml says "nodes.game: unknown field `x`, expected ... at line 5 column 7".
+            ConfigError::Parse(e.to_string())
+        })?;
+        validate::validate(raw, base_dir)
+    }
+
+    /// The node called `name`.
+    pub fn node(&self, name: &str) -> Result<&NodeSpec, ConfigError> {
+        self.nodes.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.nodes.keys().map(String::as_str).collect();
+            ConfigError::invalid(
+                "nodes",
+                format!("no node named `{name}` (defined: {})", known.join(", ")),
+            )
+        })
+    }
+
+    /// The module called `name`.
+    pub fn module(&self, name: &str) -> Option<&ModuleSpec> {
+        self.modules.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,73 @@
+//! The file format as serde sees it: strict (`deny_unknown_fields` everywhere), so an unknown
+//! or misplaced key is an error naming the key and its line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTopology {
+    pub version: Option<u32>,
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub defaults: Option<RawDefaults>,
+    pub modules: Option<BTreeMap<String, RawModule>>,
+    pub nodes: Option<BTreeMap<String, RawNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDefaults {
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawModule {
+    #[serde(rename = "crate")]
+    pub krate: Option<String>,
+    pub wasm: Option<String>,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+/// Sizes may be written as a plain number of bytes or as a string with a unit.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum SizeValue {
+    Bytes(u64),
+    Text(String),
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLimits {
+    pub memory: Option<SizeValue>,
+    pub stack: Option<SizeValue>,
+    pub timeout: Option<String>,
+    pub cpu: Option<String>,
+    pub instances: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNode {
+    #[serde(default)]
+    pub listen: Vec<RawListener>,
+    #[serde(default)]
+    pub modules: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListener {
+    pub tcp: Option<String>,
+    pub magic: Option<Vec<u64>>,
+    pub protocol_version: Option<u8>,
+    pub server_version: Option<u32>,
+    pub max_frame: Option<SizeValue>,
+    pub idle_timeout: Option<String>,
+    pub error_command: Option<u32>,
+}

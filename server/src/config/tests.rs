@@ -1,0 +1,64 @@
+//! The examples folder (`server/tests/topology/`) and the default `topology.yaml`.
+
+use std::path::Path;
+
+use super::*;
+
+fn examples(kind: &str) -> Vec<std::path::PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topology").join(kind);
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_valid_example_parses() {
+    let files = examples("valid");
+    assert!(files.len() >= 4);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        if let Err(e) = Topology::parse(&text, Path::new("/base")) {
+            panic!("{}: {e}", file.display());
+        }
+    }
+}
+
+#[test]
+fn every_invalid_example_fails_with_its_exact_error() {
+    let files = examples("invalid");
+    assert!(files.len() >= 15);
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let expected = std::fs::read_to_string(file.with_extension("error"))
+            .unwrap_or_else(|_| panic!("{} has no .error file", file.display()));
+        match Topology::parse(&text, Path::new("/base")) {
+            Ok(_) => panic!("{} parsed but must fail", file.display()),
+            Err(e) => assert_eq!(e.to_string(), expected.trim_end(), "{}", file.display()),
+        }
+    }
+}
+
+#[test]
+fn the_default_topology_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topology.yaml");
+    let topology = Topology::load(&path).unwrap();
+    let game = topology.node("game").unwrap();
+    assert_eq!(game.listen[0].addr.to_string(), "127.0.0.1:11009");
+    assert!(game.modules.contains(&"echo".to_owned()));
+}
+
+#[test]
+fn defaults_merge_per_key() {
+    let text = "version: 1\ncluster: c\ndefaults:\n  limits:\n    memory: 16MiB\n    timeout: 2s\nmodules:\n  a:\n    wasm: a.wasm\n    limits:\n      timeout: 3s\nnodes:\n  n:\n    modules: [a]\n";
+    let t = Topology::parse(text, Path::new("/base")).unwrap();
+    let a = t.module("a").unwrap();
+    assert_eq!(a.limits.memory, 16 << 20);
+    assert_eq!(a.limits.timeout, std::time::Duration::from_secs(3));
+    assert_eq!(a.limits.stack, Limits::default().stack);
+    assert_eq!(a.source, ModuleSource::Wasm("/base/a.wasm".into()));
+    assert!(t.node("nope").unwrap_err().to_string().contains("defined: n"));
+}
