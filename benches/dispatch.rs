@@ -7,6 +7,13 @@
 //! instance (plain engine, no pool, no limits), measured in the same run.
 //!
 //! Run: `cargo bench --bench dispatch`
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
+#![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,7 +42,9 @@ fn bench(c: &mut Criterion) {
     let engine = Engine::new(&Config::new()).expect("engine");
     let module = Module::new(&engine, &echo_wasm).expect("module");
     let mut linker: Linker<()> = Linker::new(&engine);
-    linker.define_unknown_imports_as_traps(&module).expect("stub imports");
+    linker
+        .define_unknown_imports_as_traps(&module)
+        .expect("stub imports");
     let mut store = Store::new(&engine, ());
     let instance = rt
         .block_on(linker.instantiate_async(&mut store, &module))
@@ -69,22 +78,27 @@ fn bench(c: &mut Criterion) {
         .block_on(firefly.load("lobby", 1, &lobby_wasm, &test_limits()))
         .expect("load lobby");
     let payload = Bytes::from(vec![7u8; 64]);
-    let add = Bytes::from(rmp_serde::to_vec_named(&serde_json::json!({"a": 40, "b": 2})).expect("encode"));
+    let add = Bytes::from(
+        rmp_serde::to_vec_named(&serde_json::json!({"a": 40, "b": 2})).expect("encode"),
+    );
 
-    let mut run = |name: &str, module: &Arc<firefly::engine::ModuleVersion>, cmd: u32, input: &Bytes| {
-        group.bench_function(name, |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let start = Instant::now();
-                    for _ in 0..iters {
-                        let out = module.call(DispatchKind::Request, cmd, 1, input.clone()).await;
-                        std::hint::black_box(out);
-                    }
-                    start.elapsed()
+    let mut run =
+        |name: &str, module: &Arc<firefly::engine::ModuleVersion>, cmd: u32, input: &Bytes| {
+            group.bench_function(name, |b| {
+                b.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            let out = module
+                                .call(DispatchKind::Request, cmd, 1, input.clone())
+                                .await;
+                            std::hint::black_box(out);
+                        }
+                        start.elapsed()
+                    })
                 })
-            })
-        });
-    };
+            });
+        };
     run("firefly/unknown_command", &echo, 999_999, &Bytes::new());
     run("firefly/echo_raw_64B", &echo, 1, &payload);
     run("firefly/lobby_msgpack_add", &lobby, 103, &add);

@@ -8,6 +8,13 @@
 //!
 //! Run: `cargo bench --bench e2e -- [--connections 100] [--depth 1,16] [--duration 5]
 //! [--payload 64]` (duration in seconds).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
+#![allow(missing_docs, reason = "criterion_group! generates undocumented items")]
 
 use std::time::Duration;
 
@@ -71,7 +78,9 @@ fn main() -> anyhow::Result<()> {
         "e2e: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up)",
         args.connections, args.payload, args.duration
     );
-    println!("| depth | bare echo req/s | firefly req/s | ratio | bare p50/p99/p999 µs | firefly p50/p99/p999 µs |");
+    println!(
+        "| depth | bare echo req/s | firefly req/s | ratio | bare p50/p99/p999 µs | firefly p50/p99/p999 µs |"
+    );
     println!("|---|---|---|---|---|---|");
     for &depth in &args.depths {
         let config = |addr| LoadConfig {

@@ -1,5 +1,11 @@
 //! Module behaviour through a real node: typed handlers, errors, pushes, and the sandbox
 //! (traps, runaway loops, unbounded memory and recursion, WASI limits, captured output).
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,7 +45,10 @@ impl std::io::Write for LogSink {
 }
 
 async fn call(client: &mut Client, command: u32, req: Value) -> Value {
-    client.call(command, &req).await.unwrap_or_else(|e| panic!("command {command}: {e}"))
+    client
+        .call(command, &req)
+        .await
+        .unwrap_or_else(|e| panic!("command {command}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,16 +60,26 @@ async fn lobby_typed_commands() {
     assert_eq!(hello["greeting"], "Hello, Ada!");
     let session = hello["session"].as_u64().unwrap();
     assert!(session > 0);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
     let server_time = hello["server_time_micros"].as_u64().unwrap();
     assert!(server_time.abs_diff(now.as_micros() as u64) < 60_000_000);
 
     for _ in 0..50 {
-        let v = call(&mut client, 102, json!({"sides": 6})).await["value"].as_u64().unwrap();
+        let v = call(&mut client, 102, json!({"sides": 6})).await["value"]
+            .as_u64()
+            .unwrap();
         assert!((1..=6).contains(&v));
     }
-    assert_eq!(call(&mut client, 103, json!({"a": 40, "b": 2})).await["sum"], 42);
-    assert_eq!(call(&mut client, 105, Value::Null).await["session"], session);
+    assert_eq!(
+        call(&mut client, 103, json!({"a": 40, "b": 2})).await["sum"],
+        42
+    );
+    assert_eq!(
+        call(&mut client, 105, Value::Null).await["session"],
+        session
+    );
     // Another connection is another session.
     let mut other = Client::connect(addr(&node)).await.unwrap();
     assert_ne!(call(&mut other, 105, Value::Null).await["session"], session);
@@ -71,13 +90,19 @@ async fn handler_errors_become_error_frames_and_the_connection_stays() {
     let node = start_node(&["lobby", "misbehave"]).await;
     let mut client = Client::connect(addr(&node)).await.unwrap();
 
-    let err = client.call::<_, Value>(103, &json!({"a": i64::MAX, "b": 1})).await.unwrap_err();
+    let err = client
+        .call::<_, Value>(103, &json!({"a": i64::MAX, "b": 1}))
+        .await
+        .unwrap_err();
     let reply = err.server().unwrap();
     assert_eq!((reply.command, reply.code.as_str()), (103, "overflow"));
     assert_eq!(reply.module.as_deref(), Some("lobby"));
     assert_eq!(reply.version, Some(1));
 
-    let err = client.call::<_, Value>(101, &json!({"name": ""})).await.unwrap_err();
+    let err = client
+        .call::<_, Value>(101, &json!({"name": ""}))
+        .await
+        .unwrap_err();
     assert_eq!(err.server().unwrap().code, "invalid_name");
 
     // A payload that is not the handler's request type.
@@ -86,10 +111,16 @@ async fn handler_errors_become_error_frames_and_the_connection_stays() {
 
     let err = client.request(905, b"").await.unwrap_err();
     let reply = err.server().unwrap();
-    assert_eq!((reply.code.as_str(), reply.message.as_str()), ("custom_code", "custom message"));
+    assert_eq!(
+        (reply.code.as_str(), reply.message.as_str()),
+        ("custom_code", "custom message")
+    );
     assert_eq!(reply.module.as_deref(), Some("misbehave"));
 
-    assert_eq!(call(&mut client, 103, json!({"a": 1, "b": 2})).await["sum"], 3);
+    assert_eq!(
+        call(&mut client, 103, json!({"a": 1, "b": 2})).await["sum"],
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,7 +128,10 @@ async fn pushes_reach_the_session_before_the_reply() {
     let node = start_node(&["lobby"]).await;
     let mut client = Client::connect(addr(&node)).await.unwrap();
     client
-        .send(104, &rmp_serde::to_vec_named(&json!({"topic": 7001, "text": "gold +5"})).unwrap())
+        .send(
+            104,
+            &rmp_serde::to_vec_named(&json!({"topic": 7001, "text": "gold +5"})).unwrap(),
+        )
         .await
         .unwrap();
     let push = client.recv_frame().await.unwrap();
@@ -113,7 +147,9 @@ async fn pushes_reach_the_session_before_the_reply() {
 /// Sends `command` and checks the error frame's code; then checks the connection still works.
 async fn expect_failure(client: &mut Client, command: u32, payload: &[u8], code: &str) -> String {
     let err = client.request(command, payload).await.unwrap_err();
-    let reply = err.server().unwrap_or_else(|| panic!("command {command}: {err}"));
+    let reply = err
+        .server()
+        .unwrap_or_else(|| panic!("command {command}: {err}"));
     assert_eq!(reply.code, code, "command {command}: {}", reply.message);
     assert_eq!(reply.module.as_deref(), Some("misbehave"));
     assert_eq!(&client.request(1, b"after").await.unwrap()[..], b"after");
@@ -140,7 +176,11 @@ async fn unbounded_memory_fails_only_that_request() {
 async fn unbounded_recursion_fails_only_that_request() {
     let node = start_node(&["echo", "misbehave"]).await;
     let mut client = Client::connect(addr(&node)).await.unwrap();
+    // Small frames: wasmtime's stack limit stops it.
     let message = expect_failure(&mut client, 904, b"", "trapped").await;
+    assert!(message.contains("stack overflow"), "{message}");
+    // Big frames: the guest's own stack in linear memory runs out first.
+    let message = expect_failure(&mut client, 910, b"", "trapped").await;
     assert!(message.contains("stack overflow"), "{message}");
 }
 
@@ -173,7 +213,11 @@ async fn an_endless_loop_times_out_while_others_are_served() {
         assert!(reply.message.contains("CPU budget"), "{}", reply.message);
     }
     assert!(served_during > 0, "bystander was starved");
-    let misbehave = node.modules().into_iter().find(|m| m.name == "misbehave").unwrap();
+    let misbehave = node
+        .modules()
+        .into_iter()
+        .find(|m| m.name == "misbehave")
+        .unwrap();
     assert!(misbehave.errors >= 2);
 }
 
@@ -198,11 +242,17 @@ async fn wasi_gives_clocks_and_randomness_but_no_files_env_or_network() {
     let mut client = Client::connect(addr(&node)).await.unwrap();
     let a = call(&mut client, 908, Value::Null).await;
     let b = call(&mut client, 908, Value::Null).await;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     assert!(a["wasi_time_secs"].as_u64().unwrap().abs_diff(now) < 60);
     assert_ne!(a["wasi_random"], b["wasi_random"]);
     let sandbox = call(&mut client, 909, Value::Null).await;
-    assert_eq!(sandbox, json!({"fs_ok": false, "env_ok": false, "net_ok": false}));
+    assert_eq!(
+        sandbox,
+        json!({"fs_ok": false, "env_ok": false, "net_ok": false})
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,8 +263,11 @@ async fn guest_stdout_and_stderr_land_in_the_node_log_tagged_with_the_module() {
     client.request(907, b"").await.unwrap();
     let found = firefly_testkit::wait_until(Duration::from_secs(5), || {
         let text = String::from_utf8_lossy(&logs.lock().unwrap()).into_owned();
-        text.lines().any(|l| l.contains("stdout line from guest") && l.contains("misbehave"))
-            && text.lines().any(|l| l.contains("stderr line from guest") && l.contains("misbehave"))
+        text.lines()
+            .any(|l| l.contains("stdout line from guest") && l.contains("misbehave"))
+            && text
+                .lines()
+                .any(|l| l.contains("stderr line from guest") && l.contains("misbehave"))
     })
     .await;
     assert!(found, "{}", String::from_utf8_lossy(&logs.lock().unwrap()));
@@ -227,7 +280,11 @@ async fn traps_are_counted_and_the_node_keeps_serving() {
     for _ in 0..5 {
         expect_failure(&mut client, 901, b"", "trapped").await;
     }
-    let m = node.modules().into_iter().find(|m| m.name == "misbehave").unwrap();
+    let m = node
+        .modules()
+        .into_iter()
+        .find(|m| m.name == "misbehave")
+        .unwrap();
     assert_eq!((m.calls, m.errors), (5, 5));
     assert_eq!(node.gate_stats().errors.load(Ordering::Relaxed), 5);
 }

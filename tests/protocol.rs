@@ -1,5 +1,11 @@
 //! The Firefly wire protocol against a real node on a real socket, served by the real `echo`
 //! and `lobby` modules built from `modules/`.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
 
 use std::time::Duration;
 
@@ -55,7 +61,10 @@ async fn echo_answers_the_spec_example_byte_for_byte() {
     let node = start_node(&["echo"]).await;
     let mut stream = TcpStream::connect(addr(&node)).await.unwrap();
     stream.write_all(&SPEC_EXAMPLE).await.unwrap();
-    assert_eq!(read_exact(&mut stream, SPEC_EXAMPLE.len()).await, SPEC_EXAMPLE);
+    assert_eq!(
+        read_exact(&mut stream, SPEC_EXAMPLE.len()).await,
+        SPEC_EXAMPLE
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,14 +129,22 @@ async fn many_connections_at_once() {
             let mut client = Client::connect(target).await.unwrap();
             for i in 0..20 {
                 let msg = format!("{c}:{i}");
-                assert_eq!(&client.request(1, msg.as_bytes()).await.unwrap()[..], msg.as_bytes());
+                assert_eq!(
+                    &client.request(1, msg.as_bytes()).await.unwrap()[..],
+                    msg.as_bytes()
+                );
             }
         }));
     }
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(node.gate_stats().requests.load(std::sync::atomic::Ordering::Relaxed), 4000);
+    assert_eq!(
+        node.gate_stats()
+            .requests
+            .load(std::sync::atomic::Ordering::Relaxed),
+        4000
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +156,10 @@ async fn unknown_command_gets_an_error_frame_and_the_connection_stays() {
     assert_eq!(reply.command, 4242);
     assert_eq!(reply.code, "unknown_command");
     assert!(reply.message.contains("4242"), "{}", reply.message);
-    assert_eq!(&client.request(1, b"still here").await.unwrap()[..], b"still here");
+    assert_eq!(
+        &client.request(1, b"still here").await.unwrap()[..],
+        b"still here"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -174,7 +194,12 @@ async fn bad_lengths_get_an_error_frame_then_close_and_harm_no_one() {
     };
     let node = start_node_with(&["echo"], test_limits(), settings.clone()).await;
     let mut bystander = Client::connect(addr(&node)).await.unwrap();
-    for (length, code) in [(3u32, "bad_frame"), (0, "bad_frame"), (1029, "frame_too_large"), (u32::MAX, "frame_too_large")] {
+    for (length, code) in [
+        (3u32, "bad_frame"),
+        (0, "bad_frame"),
+        (1029, "frame_too_large"),
+        (u32::MAX, "frame_too_large"),
+    ] {
         let mut stream = TcpStream::connect(addr(&node)).await.unwrap();
         // An earlier valid request on the same connection is still answered first.
         stream.write_all(&SPEC_EXAMPLE).await.unwrap();
@@ -210,7 +235,10 @@ async fn idle_connections_are_closed() {
     while !closer.is_finished() {
         assert_eq!(&active.request(1, b"ping").await.unwrap()[..], b"ping");
         tokio::time::sleep(Duration::from_millis(200)).await;
-        assert!(started.elapsed() < Duration::from_secs(10), "idle connection never closed");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "idle connection never closed"
+        );
     }
     assert!(closer.await.unwrap().is_empty());
     assert!(started.elapsed() >= Duration::from_secs(1));
@@ -221,6 +249,12 @@ async fn idle_connections_are_closed() {
 async fn client_sees_server_close_as_closed() {
     let node = start_node(&["echo"]).await;
     let mut client = Client::connect(addr(&node)).await.unwrap();
-    client.send_raw(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17]).await.unwrap();
-    assert!(matches!(client.recv_frame().await, Err(ClientError::Closed) | Err(ClientError::Io(_))));
+    client
+        .send_raw(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17])
+        .await
+        .unwrap();
+    assert!(matches!(
+        client.recv_frame().await,
+        Err(ClientError::Closed) | Err(ClientError::Io(_))
+    ));
 }

@@ -39,12 +39,21 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
 pub fn build_module(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = crate_dir.join("Cargo.toml");
     if !manifest.exists() {
-        bail!("{} is not a module crate (no Cargo.toml)", crate_dir.display());
+        bail!(
+            "{} is not a module crate (no Cargo.toml)",
+            crate_dir.display()
+        );
     }
     ensure_wasm_target()?;
     let manifest = manifest.canonicalize()?;
     let output = Command::new(cargo())
-        .args(["build", "--release", "--target", WASM_TARGET, "--message-format=json-render-diagnostics"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            WASM_TARGET,
+            "--message-format=json-render-diagnostics",
+        ])
         .arg("--manifest-path")
         .arg(&manifest)
         .stdout(Stdio::piped())
@@ -52,7 +61,10 @@ pub fn build_module(crate_dir: &Path) -> anyhow::Result<PathBuf> {
         .output()
         .context("cannot run cargo")?;
     if !output.status.success() {
-        bail!("building module {} failed (see the compiler output above)", crate_dir.display());
+        bail!(
+            "building module {} failed (see the compiler output above)",
+            crate_dir.display()
+        );
     }
     let mut wasm = None;
     for line in String::from_utf8_lossy(&output.stdout).lines() {

@@ -158,7 +158,8 @@ impl Client {
         command: u32,
         request: &Req,
     ) -> Result<Resp, ClientError> {
-        let payload = rmp_serde::to_vec_named(request).map_err(|e| ClientError::Codec(e.to_string()))?;
+        let payload =
+            rmp_serde::to_vec_named(request).map_err(|e| ClientError::Codec(e.to_string()))?;
         let reply = self.request(command, &payload).await?;
         rmp_serde::from_slice(&reply).map_err(|e| ClientError::Codec(e.to_string()))
     }
@@ -202,9 +203,11 @@ pub fn msgpack_to_json(value: &rmpv::Value) -> serde_json::Value {
             .unwrap_or(J::Null),
         M::F32(f) => J::from(f64::from(*f)),
         M::F64(f) => J::from(*f),
-        M::String(s) => J::String(s.as_str().map(str::to_owned).unwrap_or_else(|| {
-            String::from_utf8_lossy(s.as_bytes()).into_owned()
-        })),
+        M::String(s) => J::String(
+            s.as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        ),
         M::Binary(b) => J::String(format!("hex:{}", hex::encode(b))),
         M::Array(items) => J::Array(items.iter().map(msgpack_to_json).collect()),
         M::Map(pairs) => J::Object(
@@ -219,6 +222,8 @@ pub fn msgpack_to_json(value: &rmpv::Value) -> serde_json::Value {
                 })
                 .collect(),
         ),
-        M::Ext(kind, data) => serde_json::json!({ "ext": kind, "data": format!("hex:{}", hex::encode(data)) }),
+        M::Ext(kind, data) => {
+            serde_json::json!({ "ext": kind, "data": format!("hex:{}", hex::encode(data)) })
+        }
     }
 }

@@ -107,8 +107,12 @@ impl NodeCore {
             let outcome = module.call(kind, 0, session, Bytes::new()).await;
             if let Err(err) = outcome.result {
                 tracing::warn!(
-                    session, module = module.name(), version = module.version(),
-                    "{kind:?} handler failed: {} ({})", err.message, err.code
+                    session,
+                    module = module.name(),
+                    version = module.version(),
+                    "{kind:?} handler failed: {} ({})",
+                    err.message,
+                    err.code
                 );
             }
         }
@@ -145,9 +149,9 @@ impl Node {
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
         let mut listeners = Vec::new();
         for spec in &config.listeners {
-            let listener = TcpListener::bind(spec.addr)
-                .await
-                .with_context(|| format!("node `{}`: cannot listen on {}", config.name, spec.addr))?;
+            let listener = TcpListener::bind(spec.addr).await.with_context(|| {
+                format!("node `{}`: cannot listen on {}", config.name, spec.addr)
+            })?;
             listeners.push((listener, spec.protocol.clone()));
         }
         Self::start_with_listeners(config, listeners).await

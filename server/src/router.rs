@@ -105,7 +105,9 @@ impl Router {
                 match event.as_str() {
                     "connect" => router.on_connect.push(slot.clone()),
                     "disconnect" => router.on_disconnect.push(slot.clone()),
-                    other => tracing::warn!(module = slot.name(), "ignoring unknown event `{other}`"),
+                    other => {
+                        tracing::warn!(module = slot.name(), "ignoring unknown event `{other}`")
+                    }
                 }
             }
         }

@@ -1,4 +1,10 @@
 //! The `firefly` binary as a user runs it: `up`, `call`, `new`, `build`, as real processes.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -9,14 +15,17 @@ use std::time::{Duration, Instant};
 const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
 }
 
 /// A running `firefly up`, killed on drop.
 struct Up {
     child: Child,
     addr: String,
-    _lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Drop for Up {
@@ -39,15 +48,19 @@ fn topology(dir: &Path) -> PathBuf {
 
 /// Starts `firefly up -c <topology>` and waits for its listener address in the log.
 fn up(topology: &Path) -> Up {
-    let mut child = Command::new(FIREFLY)
-        .args(["up", "-c"])
-        .arg(topology)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
+    let mut up = Up {
+        child: Command::new(FIREFLY)
+            .args(["up", "-c"])
+            .arg(topology)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        addr: String::new(),
+        lines: rx,
+    };
+    let stderr = up.child.stderr.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             eprintln!("[firefly up] {line}");
@@ -59,17 +72,28 @@ fn up(topology: &Path) -> Up {
     let deadline = Instant::now() + Duration::from_secs(240);
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("firefly up never listened");
+        let line = up
+            .lines
+            .recv_timeout(left)
+            .expect("firefly up never listened");
         if let Some(rest) = line.split("listening on tcp://").nth(1) {
-            let addr = rest.split_whitespace().next().unwrap().to_owned();
-            return Up { child, addr, _lines: rx };
+            up.addr = rest.split_whitespace().next().unwrap().to_owned();
+            return up;
         }
     }
 }
 
 fn call(addr: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(FIREFLY).arg("call").arg(addr).args(args).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    let out = Command::new(FIREFLY)
+        .arg("call")
+        .arg(addr)
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -101,13 +125,22 @@ fn up_then_call_prints_replies_and_error_frames_as_json() {
 
     // SIGTERM: a graceful stop, exit status 0.
     let pid = node.child.id().to_string();
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
     let deadline = Instant::now() + Duration::from_secs(30);
     let status = loop {
         if let Some(status) = node.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "firefly up did not stop on SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "firefly up did not stop on SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
@@ -117,8 +150,16 @@ fn up_then_call_prints_replies_and_error_frames_as_json() {
 fn up_refuses_an_invalid_topology_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topology.yaml");
-    std::fs::write(&path, "version: 1\ncluster: x\nmodules: {}\nnodes: {}\nbogus: 1\n").unwrap();
-    let out = Command::new(FIREFLY).args(["up", "-c"]).arg(&path).output().unwrap();
+    std::fs::write(
+        &path,
+        "version: 1\ncluster: x\nmodules: {}\nnodes: {}\nbogus: 1\n",
+    )
+    .unwrap();
+    let out = Command::new(FIREFLY)
+        .args(["up", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bogus"), "{err}");
@@ -132,16 +173,27 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
         .arg(dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let crate_dir = dir.path().join("hello_mod");
     // A shared target dir so the SDK's dependencies compile once per machine, not per run.
     let out = Command::new(FIREFLY)
         .arg("build")
         .arg(&crate_dir)
-        .env("CARGO_TARGET_DIR", workspace().join("target").join("scaffold-test"))
+        .env(
+            "CARGO_TARGET_DIR",
+            workspace().join("target").join("scaffold-test"),
+        )
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let wasm = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(wasm.exists(), "{}", wasm.display());
 
@@ -162,6 +214,10 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     assert!(v["session"].as_u64().unwrap() > 0);
 
     // Names that are not valid crate/module names are refused.
-    let out = Command::new(FIREFLY).args(["new", "Bad-Name", "--dir"]).arg(dir.path()).output().unwrap();
+    let out = Command::new(FIREFLY)
+        .args(["new", "Bad-Name", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }

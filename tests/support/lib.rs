@@ -1,5 +1,11 @@
 //! The Firefly test kit: real modules built from `modules/`, real nodes on `127.0.0.1:0`, a
 //! bare echo baseline and a load generator. Shared by the integration tests and benchmarks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests, benches and their kit fail loudly on purpose"
+)]
 
 pub mod bare_echo;
 pub mod loadgen;
@@ -70,7 +76,9 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         }],
         cache_dir: Some(cache_dir()),
     };
-    Node::start(config).await.unwrap_or_else(|e| panic!("starting node: {e:#}"))
+    Node::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("starting node: {e:#}"))
 }
 
 /// A node hosting `modules` with default protocol settings and [`test_limits`].

@@ -181,7 +181,8 @@ pub struct ImportSig {
     pub results: &'static [ValKind],
 }
 
-/// Invokes `$callback!` with the list of every host function of ABI v1.
+/// Invokes `$callback!` with the import namespace (`module = "firefly_v1";`) and the list of
+/// every host function of ABI v1.
 ///
 /// This list is the single source of truth: the guest SDK declares its imports from it and the
 /// host's linker is checked against [`IMPORTS`], which is generated from it too.
@@ -189,6 +190,7 @@ pub struct ImportSig {
 macro_rules! for_each_import {
     ($callback:path) => {
         $callback! {
+            module = "firefly_v1";
             /// Copies the current call's input payload (`len` bytes) to guest memory at `ptr`.
             fn input_read(ptr: u32, len: u32);
             /// Sets the current call's output (reply payload, or manifest) to `len` bytes at `ptr`.
@@ -218,7 +220,10 @@ macro_rules! val_kind {
 }
 
 macro_rules! import_table {
-    ($( $(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:tt),*) $(-> $ret:tt)?; )*) => {
+    (module = $module:literal; $( $(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:tt),*) $(-> $ret:tt)?; )*) => {
+        /// The import namespace as the list declares it (equal to [`IMPORT_MODULE`]).
+        pub const LISTED_MODULE: &str = $module;
+
         /// Every host function of ABI v1, generated from [`for_each_import!`].
         pub const IMPORTS: &[ImportSig] = &[
             $( ImportSig {
@@ -252,6 +257,7 @@ mod tests {
         assert_eq!(import("time_now_micros").unwrap().results, &[ValKind::I64]);
         assert!(import("nope").is_none());
         assert!(IMPORT_MODULE.starts_with(IMPORT_MODULE_PREFIX));
+        assert_eq!(LISTED_MODULE, IMPORT_MODULE);
         assert!(IMPORT_MODULE.ends_with(&alloc::format!("{ABI_VERSION}")));
     }
 

@@ -50,8 +50,8 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
         (None, _) => Vec::new(),
         (Some(text), true) => text.as_bytes().to_vec(),
         (Some(text), false) => {
-            let value: serde_json::Value =
-                serde_json::from_str(text).context("the request is not valid JSON (use --raw to send bytes as they are)")?;
+            let value: serde_json::Value = serde_json::from_str(text)
+                .context("the request is not valid JSON (use --raw to send bytes as they are)")?;
             rmp_serde::to_vec_named(&value)?
         }
     };
@@ -76,11 +76,11 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
 fn render(reply: &[u8], raw: bool) -> String {
     if !raw {
         let mut cursor = reply;
-        if let Ok(value) = rmpv::decode::read_value(&mut cursor) {
-            if cursor.is_empty() {
-                let json = msgpack_to_json(&value);
-                return serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string());
-            }
+        if let Ok(value) = rmpv::decode::read_value(&mut cursor)
+            && cursor.is_empty()
+        {
+            let json = msgpack_to_json(&value);
+            return serde_json::to_string_pretty(&json).unwrap_or_else(|_| json.to_string());
         }
     }
     match std::str::from_utf8(reply) {

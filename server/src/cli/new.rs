@@ -20,9 +20,13 @@ pub struct NewArgs {
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let name = &args.name;
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
     if !valid {
-        bail!("`{name}` is not a valid module name: use lowercase letters, digits and `_`, starting with a letter");
+        bail!(
+            "`{name}` is not a valid module name: use lowercase letters, digits and `_`, starting with a letter"
+        );
     }
     let crate_dir = args.dir.join(name);
     if crate_dir.exists() {
@@ -91,10 +95,15 @@ mod {name} {{
     std::fs::write(crate_dir.join("src/lib.rs"), lib)?;
     println!("created module `{name}` in {}", crate_dir.display());
     if in_workspace {
-        println!("add \"{name}\" to the members of {}", args.dir.join("Cargo.toml").display());
+        println!(
+            "add \"{name}\" to the members of {}",
+            args.dir.join("Cargo.toml").display()
+        );
     }
     println!("build it:  firefly build {}", crate_dir.display());
-    println!("host it:   add it under `modules:` and to a node in topology.yaml, then `firefly up`");
+    println!(
+        "host it:   add it under `modules:` and to a node in topology.yaml, then `firefly up`"
+    );
     println!(
         "try it:    firefly call 127.0.0.1:11009 {} '{{\"text\":\"hi\"}}'",
         args.command

@@ -31,15 +31,19 @@ pub struct BuildArgs {
 }
 
 /// Builds (or locates) the `.wasm` of every module in the topology.
-fn module_files(topology: &Topology, wanted: &[String]) -> anyhow::Result<HashMap<String, PathBuf>> {
+fn module_files(
+    topology: &Topology,
+    wanted: &[String],
+) -> anyhow::Result<HashMap<String, PathBuf>> {
     let mut files = HashMap::new();
     for name in wanted {
         let Some(spec) = topology.module(name) else {
             bail!("unknown module `{name}`");
         };
         let path = match &spec.source {
-            ModuleSource::Crate(dir) => builder::build_module(dir)
-                .with_context(|| format!("module `{name}`"))?,
+            ModuleSource::Crate(dir) => {
+                builder::build_module(dir).with_context(|| format!("module `{name}`"))?
+            }
             ModuleSource::Wasm(path) => {
                 if !path.exists() {
                     bail!("module `{name}`: {} does not exist", path.display());
@@ -76,7 +80,10 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let mut nodes = Vec::new();
     for name in &names {
         let config = NodeConfig::from_topology(&topology, name, |m| {
-            files.get(m).cloned().with_context(|| format!("module `{m}` was not built"))
+            files
+                .get(m)
+                .cloned()
+                .with_context(|| format!("module `{m}` was not built"))
         })?;
         nodes.push(Node::start(config).await?);
     }

@@ -5,7 +5,9 @@ use std::path::Path;
 use super::*;
 
 fn examples(kind: &str) -> Vec<std::path::PathBuf> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topology").join(kind);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/topology")
+        .join(kind);
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.unwrap().path())
@@ -60,5 +62,10 @@ fn defaults_merge_per_key() {
     assert_eq!(a.limits.timeout, std::time::Duration::from_secs(3));
     assert_eq!(a.limits.stack, Limits::default().stack);
     assert_eq!(a.source, ModuleSource::Wasm("/base/a.wasm".into()));
-    assert!(t.node("nope").unwrap_err().to_string().contains("defined: n"));
+    assert!(
+        t.node("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("defined: n")
+    );
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-const SIZE_SYNTAX: &str = "a whole number of bytes, or a number followed by B, KiB, MiB, GiB, KB, MB or GB (e.g. 64MiB)";
+const SIZE_SYNTAX: &str =
+    "a whole number of bytes, or a number followed by B, KiB, MiB, GiB, KB, MB or GB (e.g. 64MiB)";
 const DURATION_SYNTAX: &str = "a whole number followed by ms, s, m or h (e.g. 250ms, 5s)";
 
 /// Parses a size: `1024`, `512KiB`, `64MiB`, `1GiB`, `10MB`...
@@ -47,7 +48,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// Formats a byte count the way topology files write it.
 pub fn format_size(bytes: u64) -> String {
     for (unit, size) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= size && bytes % size == 0 {
+        if bytes >= size && bytes.is_multiple_of(size) {
             return format!("{}{unit}", bytes / size);
         }
     }
@@ -67,7 +68,11 @@ mod tests {
         assert!(parse_size("12 parsecs").unwrap_err().contains("expected"));
         assert!(parse_size("").is_err());
         assert!(parse_size("-1MiB").is_err());
-        assert!(parse_size("99999999999999999GiB").unwrap_err().contains("too large"));
+        assert!(
+            parse_size("99999999999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
         assert_eq!(format_size(64 << 20), "64MiB");
         assert_eq!(format_size(1000), "1000B");
     }

@@ -15,7 +15,10 @@ type Result<T> = std::result::Result<T, ConfigError>;
 
 fn check_name(path: &str, name: &str) -> Result<()> {
     let ok = name.len() <= 64
-        && name.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         && name
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
@@ -24,7 +27,9 @@ fn check_name(path: &str, name: &str) -> Result<()> {
     } else {
         Err(ConfigError::invalid(
             path,
-            format!("`{name}` is not a valid name (lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters)"),
+            format!(
+                "`{name}` is not a valid name (lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters)"
+            ),
         ))
     }
 }
@@ -40,7 +45,13 @@ fn duration(path: &str, text: &str) -> Result<Duration> {
     parse_duration(text).map_err(|m| ConfigError::invalid(path, m))
 }
 
-fn in_range<T: PartialOrd + Copy>(path: &str, v: T, lo: T, hi: T, show: impl Fn(T) -> String) -> Result<T> {
+fn in_range<T: PartialOrd + Copy>(
+    path: &str,
+    v: T,
+    lo: T,
+    hi: T,
+    show: impl Fn(T) -> String,
+) -> Result<T> {
     if v < lo || v > hi {
         return Err(ConfigError::invalid(
             path,
@@ -64,19 +75,36 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
     let show = |d: Duration| format!("{d:?}");
     if let Some(v) = &raw.timeout {
         let p = format!("{path}.timeout");
-        l.timeout = in_range(&p, duration(&p, v)?, Duration::from_millis(1), Duration::from_secs(3600), show)?;
+        l.timeout = in_range(
+            &p,
+            duration(&p, v)?,
+            Duration::from_millis(1),
+            Duration::from_secs(3600),
+            show,
+        )?;
     }
     if let Some(v) = &raw.cpu {
         let p = format!("{path}.cpu");
-        l.cpu = in_range(&p, duration(&p, v)?, Duration::from_millis(10), Duration::from_secs(3600), show)?;
+        l.cpu = in_range(
+            &p,
+            duration(&p, v)?,
+            Duration::from_millis(10),
+            Duration::from_secs(3600),
+            show,
+        )?;
     }
     if let Some(v) = raw.instances {
-        l.instances = in_range(&format!("{path}.instances"), v, 1, 10_000, |n| n.to_string())?;
+        l.instances = in_range(&format!("{path}.instances"), v, 1, 10_000, |n| {
+            n.to_string()
+        })?;
     }
     if l.cpu > l.timeout {
         return Err(ConfigError::invalid(
             format!("{path}.cpu"),
-            format!("the CPU budget ({:?}) cannot exceed the timeout ({:?})", l.cpu, l.timeout),
+            format!(
+                "the CPU budget ({:?}) cannot exceed the timeout ({:?})",
+                l.cpu, l.timeout
+            ),
         ));
     }
     Ok(l)
@@ -84,7 +112,10 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
 
 fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     let Some(tcp) = &raw.tcp else {
-        return Err(ConfigError::invalid(path, "a listener needs `tcp: <address>`"));
+        return Err(ConfigError::invalid(
+            path,
+            "a listener needs `tcp: <address>`",
+        ));
     };
     let addr = tcp.parse().map_err(|_| {
         ConfigError::invalid(
@@ -96,11 +127,15 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     if let Some(magic) = &raw.magic {
         let p = format!("{path}.magic");
         if magic.len() != 4 {
-            return Err(ConfigError::invalid(p, format!("expected exactly 4 bytes, got {}", magic.len())));
+            return Err(ConfigError::invalid(
+                p,
+                format!("expected exactly 4 bytes, got {}", magic.len()),
+            ));
         }
         for (i, b) in magic.iter().enumerate() {
-            protocol.magic[i] = u8::try_from(*b)
-                .map_err(|_| ConfigError::invalid(format!("{p}[{i}]"), format!("{b} is not a byte (0 to 255)")))?;
+            protocol.magic[i] = u8::try_from(*b).map_err(|_| {
+                ConfigError::invalid(format!("{p}[{i}]"), format!("{b} is not a byte (0 to 255)"))
+            })?;
         }
     }
     if let Some(v) = raw.protocol_version {
@@ -112,11 +147,18 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     if let Some(v) = &raw.max_frame {
         let p = format!("{path}.max_frame");
         let bytes = in_range(&p, size(&p, v)?, 1, 256 << 20, format_size)?;
-        protocol.max_frame = u32::try_from(bytes).map_err(|_| ConfigError::invalid(&p, "too large"))?;
+        protocol.max_frame =
+            u32::try_from(bytes).map_err(|_| ConfigError::invalid(&p, "too large"))?;
     }
     if let Some(v) = &raw.idle_timeout {
         let p = format!("{path}.idle_timeout");
-        protocol.idle_timeout = in_range(&p, duration(&p, v)?, Duration::from_secs(1), Duration::from_secs(86_400), |d| format!("{d:?}"))?;
+        protocol.idle_timeout = in_range(
+            &p,
+            duration(&p, v)?,
+            Duration::from_secs(1),
+            Duration::from_secs(86_400),
+            |d| format!("{d:?}"),
+        )?;
     }
     if let Some(v) = raw.error_command {
         protocol.error_command = v;
@@ -129,16 +171,23 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
 }
 
 pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
-    let version = raw
-        .version
-        .ok_or_else(|| ConfigError::invalid("version", format!("missing; this build reads version {SUPPORTED_VERSION}")))?;
+    let version = raw.version.ok_or_else(|| {
+        ConfigError::invalid(
+            "version",
+            format!("missing; this build reads version {SUPPORTED_VERSION}"),
+        )
+    })?;
     if version != SUPPORTED_VERSION {
         return Err(ConfigError::invalid(
             "version",
-            format!("version {version} is not supported; this build reads version {SUPPORTED_VERSION}"),
+            format!(
+                "version {version} is not supported; this build reads version {SUPPORTED_VERSION}"
+            ),
         ));
     }
-    let cluster = raw.cluster.ok_or_else(|| ConfigError::invalid("cluster", "missing: name the cluster"))?;
+    let cluster = raw
+        .cluster
+        .ok_or_else(|| ConfigError::invalid("cluster", "missing: name the cluster"))?;
     check_name("cluster", &cluster)?;
     let defaults = match &raw.defaults {
         Some(d) => limits("defaults.limits", &d.limits, &Limits::default())?,
@@ -160,7 +209,14 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             }
         };
         let limits = limits(&format!("{path}.limits"), &m.limits, &defaults)?;
-        modules.insert(name.clone(), ModuleSpec { name, source, limits });
+        modules.insert(
+            name.clone(),
+            ModuleSpec {
+                name,
+                source,
+                limits,
+            },
+        );
     }
 
     let raw_nodes = raw.nodes.unwrap_or_default();
@@ -173,7 +229,10 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         let path = format!("nodes.{name}");
         check_name(&path, &name)?;
         if n.listen.is_empty() && n.modules.is_empty() {
-            return Err(ConfigError::invalid(path, "a node needs client listeners (`listen`), modules (`modules`), or both"));
+            return Err(ConfigError::invalid(
+                path,
+                "a node needs client listeners (`listen`), modules (`modules`), or both",
+            ));
         }
         let mut listen = Vec::new();
         for (i, l) in n.listen.iter().enumerate() {
@@ -191,13 +250,26 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             let p = format!("{path}.modules[{i}]");
             if !modules.contains_key(m) {
                 let known: Vec<&str> = modules.keys().map(String::as_str).collect();
-                return Err(ConfigError::invalid(p, format!("unknown module `{m}` (defined: {})", known.join(", "))));
+                return Err(ConfigError::invalid(
+                    p,
+                    format!("unknown module `{m}` (defined: {})", known.join(", ")),
+                ));
             }
             if !seen.insert(m) {
-                return Err(ConfigError::invalid(p, format!("module `{m}` is listed twice")));
+                return Err(ConfigError::invalid(
+                    p,
+                    format!("module `{m}` is listed twice"),
+                ));
             }
         }
-        nodes.insert(name.clone(), NodeSpec { name, listen, modules: n.modules });
+        nodes.insert(
+            name.clone(),
+            NodeSpec {
+                name,
+                listen,
+                modules: n.modules,
+            },
+        );
     }
     Ok(Topology {
         version,

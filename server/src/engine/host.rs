@@ -114,7 +114,12 @@ fn memory<'a>(
     Ok(mem.data_and_store_mut(caller))
 }
 
-fn range(mem_len: usize, ptr: u32, len: u32, what: &str) -> wasmtime::Result<std::ops::Range<usize>> {
+fn range(
+    mem_len: usize,
+    ptr: u32,
+    len: u32,
+    what: &str,
+) -> wasmtime::Result<std::ops::Range<usize>> {
     let start = ptr as usize;
     let end = start.saturating_add(len as usize);
     if end > mem_len || len as usize > MAX_COPY {
@@ -207,15 +212,28 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     linker.func_wrap(
         m,
         "log",
-        |mut caller: Caller<'_, HostState>, level: u32, ptr: u32, len: u32| -> wasmtime::Result<()> {
+        |mut caller: Caller<'_, HostState>,
+         level: u32,
+         ptr: u32,
+         len: u32|
+         -> wasmtime::Result<()> {
             let (mem, state) = memory(&mut caller)?;
             let text = guest_str(mem, ptr, len.min(16 * 1024), "log")?;
-            let (module, version, session) = (&*state.env.name, state.env.version, state.call.session);
+            let (module, version, session) =
+                (&*state.env.name, state.env.version, state.call.session);
             match level {
-                log_level::ERROR => tracing::error!(target: "firefly::guest", module, version, session, "{text}"),
-                log_level::WARN => tracing::warn!(target: "firefly::guest", module, version, session, "{text}"),
-                log_level::INFO => tracing::info!(target: "firefly::guest", module, version, session, "{text}"),
-                log_level::DEBUG => tracing::debug!(target: "firefly::guest", module, version, session, "{text}"),
+                log_level::ERROR => {
+                    tracing::error!(target: "firefly::guest", module, version, session, "{text}")
+                }
+                log_level::WARN => {
+                    tracing::warn!(target: "firefly::guest", module, version, session, "{text}")
+                }
+                log_level::INFO => {
+                    tracing::info!(target: "firefly::guest", module, version, session, "{text}")
+                }
+                log_level::DEBUG => {
+                    tracing::debug!(target: "firefly::guest", module, version, session, "{text}")
+                }
                 _ => tracing::trace!(target: "firefly::guest", module, version, session, "{text}"),
             }
             Ok(())
@@ -264,12 +282,19 @@ mod tests {
         let name: Arc<str> = Arc::from("abi-check");
         let state = HostState {
             wasi: super::super::wasi::context(&name, 1),
-            limiter: MemoryLimiter { max_memory: 1 << 20, hit: false },
+            limiter: MemoryLimiter {
+                max_memory: 1 << 20,
+                hit: false,
+            },
             call: CallState::default(),
             memory: None,
             cpu_ticks: 0,
             cpu_budget: 1,
-            env: Arc::new(ModuleEnv { name, version: 1, sessions: Arc::new(Sessions::new()) }),
+            env: Arc::new(ModuleEnv {
+                name,
+                version: 1,
+                sessions: Arc::new(Sessions::new()),
+            }),
         };
         let mut store = wasmtime::Store::new(&engine, state);
         let mut defined = Vec::new();
@@ -294,7 +319,11 @@ mod tests {
             defined.push(name.to_owned());
         }
         for sig in IMPORTS {
-            assert!(defined.iter().any(|d| d == sig.name), "host lacks {}", sig.name);
+            assert!(
+                defined.iter().any(|d| d == sig.name),
+                "host lacks {}",
+                sig.name
+            );
         }
     }
 }

@@ -105,9 +105,11 @@ impl Runtime {
             let cache = self.cache_dir.clone();
             let (name, hash) = (name.to_owned(), hash.clone());
             // Cranelift takes ~1 s for a large module: keep it off the async workers.
-            tokio::task::spawn_blocking(move || compile(&engine, &wasm, cache.as_deref(), &name, &hash))
-                .await
-                .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))??
+            tokio::task::spawn_blocking(move || {
+                compile(&engine, &wasm, cache.as_deref(), &name, &hash)
+            })
+            .await
+            .map_err(|e| LoadError::Engine(format!("compile task failed: {e}")))??
         };
         check_imports(&module)?;
         check_exports(&module)?;
@@ -171,7 +173,9 @@ fn compile(
         // cache directory private to this installation.
         match unsafe { Module::deserialize_file(engine, &path) } {
             Ok(module) => return Ok(module),
-            Err(err) => tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {err:#}"),
+            Err(err) => {
+                tracing::warn!(path = %path.display(), "ignoring unusable cached artifact: {err:#}")
+            }
         }
     }
     let module = Module::new(engine, wasm).map_err(|e| LoadError::NotWasm(format!("{e:#}")))?;
@@ -237,7 +241,10 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
         .collect::<Vec<_>>()
     };
     let dispatch = func(EXPORT_DISPATCH)?;
-    let (params, results) = (kinds(&mut dispatch.params()), kinds(&mut dispatch.results()));
+    let (params, results) = (
+        kinds(&mut dispatch.params()),
+        kinds(&mut dispatch.results()),
+    );
     if params != ["i32", "i32", "i64", "i32"] || results != ["i32"] {
         return Err(LoadError::Export(format!(
             "`{EXPORT_DISPATCH}` has type ({}) -> ({}), expected (i32, i32, i64, i32) -> (i32)",

@@ -66,7 +66,13 @@ impl ModuleVersion {
     ///
     /// Never fails as a Rust error: traps, timeouts, exhausted pools and handler errors all
     /// come back as a [`CallError`] with a code, and only the instance involved is discarded.
-    pub async fn call(&self, kind: DispatchKind, id: u32, session: u64, input: Bytes) -> CallOutcome {
+    pub async fn call(
+        &self,
+        kind: DispatchKind,
+        id: u32,
+        session: u64,
+        input: Bytes,
+    ) -> CallOutcome {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
         let outcome = self.call_inner(kind, id, session, input).await;
         if outcome.result.is_err() {
@@ -75,19 +81,29 @@ impl ModuleVersion {
         outcome
     }
 
-    async fn call_inner(&self, kind: DispatchKind, id: u32, session: u64, input: Bytes) -> CallOutcome {
+    async fn call_inner(
+        &self,
+        kind: DispatchKind,
+        id: u32,
+        session: u64,
+        input: Bytes,
+    ) -> CallOutcome {
         let fail = |code: &str, message: String| CallOutcome {
             own_pushes: Vec::new(),
             result: Err(CallError::new(code, message)),
         };
         let _permit = match self.permits.try_acquire() {
             Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(self.limits.timeout, self.permits.acquire()).await {
+            Err(_) => match tokio::time::timeout(self.limits.timeout, self.permits.acquire()).await
+            {
                 Ok(Ok(permit)) => permit,
                 _ => {
                     return fail(
                         codes::OVERLOADED,
-                        format!("all {} instances of the module are busy", self.limits.instances),
+                        format!(
+                            "all {} instances of the module are busy",
+                            self.limits.instances
+                        ),
                     );
                 }
             },
@@ -96,7 +112,12 @@ impl ModuleVersion {
             Some(warm) => warm,
             None => match self.instantiate().await {
                 Ok(warm) => warm,
-                Err(err) => return fail(codes::INTERNAL, format!("cannot instantiate module: {err:#}")),
+                Err(err) => {
+                    return fail(
+                        codes::INTERNAL,
+                        format!("cannot instantiate module: {err:#}"),
+                    );
+                }
             },
         };
         let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
@@ -116,8 +137,14 @@ impl ModuleVersion {
                 let result = match Status::from_u32(status) {
                     Some(Status::Ok) => Ok(std::mem::take(&mut state.call.output)),
                     Some(Status::Error) => Err(match state.call.error.take() {
-                        Some(e) => CallError { code: e.code, message: e.message },
-                        None => CallError::new(codes::HANDLER_FAILED, "handler failed without a message"),
+                        Some(e) => CallError {
+                            code: e.code,
+                            message: e.message,
+                        },
+                        None => CallError::new(
+                            codes::HANDLER_FAILED,
+                            "handler failed without a message",
+                        ),
                     }),
                     Some(Status::Unknown) => Err(CallError::new(
                         codes::UNKNOWN_COMMAND,
@@ -140,7 +167,10 @@ impl ModuleVersion {
                 self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
                 Err(CallError::new(
                     codes::TIMEOUT,
-                    format!("request exceeded its time limit of {:?}", self.limits.timeout),
+                    format!(
+                        "request exceeded its time limit of {:?}",
+                        self.limits.timeout
+                    ),
                 ))
             }
         };
@@ -153,7 +183,10 @@ impl ModuleVersion {
             self.stats.traps.fetch_add(1, Ordering::Relaxed);
             return CallError::new(
                 codes::OUT_OF_MEMORY,
-                format!("module exceeded its memory limit of {} bytes", self.limits.memory),
+                format!(
+                    "module exceeded its memory limit of {} bytes",
+                    self.limits.memory
+                ),
             );
         }
         match err.downcast_ref::<Trap>() {
@@ -168,7 +201,19 @@ impl ModuleVersion {
                 self.stats.traps.fetch_add(1, Ordering::Relaxed);
                 CallError::new(
                     codes::TRAPPED,
-                    format!("stack overflow (wasm stack limit {} bytes)", self.limits.stack),
+                    format!(
+                        "stack overflow (wasm stack limit {} bytes)",
+                        self.limits.stack
+                    ),
+                )
+            }
+            Some(Trap::MemoryOutOfBounds) => {
+                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                // Rust guests keep a shadow stack at the bottom of linear memory: deep recursion
+                // runs off its end into an out-of-bounds access, which is how it shows up.
+                CallError::new(
+                    codes::TRAPPED,
+                    "out of bounds memory access (usually a stack overflow of the module's own stack in linear memory: unbounded recursion or huge locals)",
                 )
             }
             trap => {
@@ -246,13 +291,18 @@ impl ModuleVersion {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 let e = self.classify(warm.store.data_mut(), &err);
-                return Err(LoadError::Init(format!("`{EXPORT_DESCRIBE}` failed: {}", e.message)));
+                return Err(LoadError::Init(format!(
+                    "`{EXPORT_DESCRIBE}` failed: {}",
+                    e.message
+                )));
             }
             Err(_) => return Err(LoadError::Init(format!("`{EXPORT_DESCRIBE}` timed out"))),
         }
         let output = std::mem::take(&mut warm.store.data_mut().call.output);
         let manifest: Manifest = rmp_serde::from_slice(&output).map_err(|e| {
-            LoadError::Init(format!("module described itself with an unreadable manifest: {e}"))
+            LoadError::Init(format!(
+                "module described itself with an unreadable manifest: {e}"
+            ))
         })?;
         let _ = self.idle.push(warm);
         Ok(manifest)

@@ -136,8 +136,14 @@ async fn process(
                     _ => codes::FRAME_TOO_LARGE,
                 };
                 let reply = ErrorReply::new(0, code, err.to_string());
-                shared.codec.encode(error_command, &reply.to_msgpack(), wbuf);
-                shared.node.gate_stats.errors.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .codec
+                    .encode(error_command, &reply.to_msgpack(), wbuf);
+                shared
+                    .node
+                    .gate_stats
+                    .errors
+                    .fetch_add(1, Ordering::Relaxed);
                 return Some("bad frame");
             }
         }
@@ -154,9 +160,14 @@ async fn dispatch(shared: &Listener, session: u64, frame: Frame, wbuf: &mut Byte
         let reply = ErrorReply::new(
             command,
             codes::UNKNOWN_COMMAND,
-            format!("no module on node `{}` handles command {command}", node.name),
+            format!(
+                "no module on node `{}` handles command {command}",
+                node.name
+            ),
         );
-        shared.codec.encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+        shared
+            .codec
+            .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
         return;
     };
     let module = slot.current();
@@ -168,7 +179,13 @@ async fn dispatch(shared: &Listener, session: u64, frame: Frame, wbuf: &mut Byte
     }
     match outcome.result {
         Ok(reply) => {
-            tracing::trace!(session, command, module = module.name(), version = module.version(), "ok");
+            tracing::trace!(
+                session,
+                command,
+                module = module.name(),
+                version = module.version(),
+                "ok"
+            );
             shared.codec.encode(command, &reply, wbuf);
         }
         Err(err) => {
@@ -184,7 +201,9 @@ async fn dispatch(shared: &Listener, session: u64, frame: Frame, wbuf: &mut Byte
                 module: Some(module.name().to_owned()),
                 version: Some(module.version()),
             };
-            shared.codec.encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+            shared
+                .codec
+                .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
         }
     }
 }

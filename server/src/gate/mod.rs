@@ -45,7 +45,10 @@ pub(crate) async fn serve(
     node: Arc<NodeCore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     let shared = Arc::new(Listener {
         codec: Codec::new(&settings),
         settings,

@@ -1,0 +1,125 @@
+//! Support for the code `#[firefly_sdk::module]` generates. Not a public API.
+
+use std::cell::RefCell;
+use std::sync::Once;
+
+use firefly_abi::{ABI_VERSION, DispatchKind, Manifest, Status};
+
+use crate::ctx::Ctx;
+use crate::error::Result;
+use crate::payload::{FromPayload, IntoPayload};
+use crate::raw;
+
+pub use firefly_abi::log_level;
+
+/// The signature of session event handlers.
+pub type EventFn = fn(&mut Ctx) -> Result<()>;
+
+thread_local! {
+    // Reused across calls: instances are reused, so the input buffer grows once.
+    static INPUT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Writes a log line through the host.
+pub fn log(level: u32, text: &str) {
+    // SAFETY: the pointer and length describe `text`, which the host only reads.
+    unsafe { raw::log(level, text.as_ptr() as u32, text.len() as u32) }
+}
+
+fn write_output(bytes: &[u8]) {
+    // SAFETY: the pointer and length describe `bytes`, which the host only reads.
+    unsafe { raw::output_write(bytes.as_ptr() as u32, bytes.len() as u32) }
+}
+
+fn set_error(code: &str, message: &str) {
+    // SAFETY: both pointer/length pairs describe live strings the host only reads.
+    unsafe {
+        raw::error_set(
+            code.as_ptr() as u32,
+            code.len() as u32,
+            message.as_ptr() as u32,
+            message.len() as u32,
+        )
+    }
+}
+
+/// Runs one typed (or raw) handler: decode, call, encode.
+pub fn handle<Req: FromPayload, Resp: IntoPayload>(
+    ctx: &mut Ctx,
+    input: &[u8],
+    handler: impl FnOnce(&mut Ctx, Req) -> Result<Resp>,
+) -> Result<Vec<u8>> {
+    let request = Req::from_payload(input)?;
+    handler(ctx, request)?.into_payload()
+}
+
+/// Writes the module manifest.
+pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
+    let manifest = Manifest {
+        abi: ABI_VERSION,
+        sdk: env!("CARGO_PKG_VERSION").to_owned(),
+        name: name.to_owned(),
+        commands: commands.to_vec(),
+        events: events.iter().map(|e| (*e).to_owned()).collect(),
+    };
+    match rmp_serde::to_vec_named(&manifest) {
+        Ok(bytes) => write_output(&bytes),
+        Err(e) => set_error("internal", &format!("cannot encode the manifest: {e}")),
+    }
+}
+
+/// Routes one call and reports its outcome to the host.
+pub fn dispatch(
+    kind: u32,
+    id: u32,
+    session: u64,
+    input_len: u32,
+    route: impl FnOnce(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
+    on_connect: Option<EventFn>,
+    on_disconnect: Option<EventFn>,
+) -> u32 {
+    install_panic_hook();
+    let mut ctx = Ctx {
+        session,
+        command: id,
+    };
+    let result = INPUT.with(|cell| {
+        let mut input = cell.borrow_mut();
+        input.clear();
+        input.resize(input_len as usize, 0);
+        // SAFETY: `input` is exactly `input_len` bytes long; the host writes within it.
+        unsafe { raw::input_read(input.as_mut_ptr() as u32, input_len) };
+        match DispatchKind::from_u32(kind) {
+            Some(DispatchKind::Request) => route(&mut ctx, id, &input),
+            Some(DispatchKind::Connect) => on_connect.map(|f| f(&mut ctx).map(|()| Vec::new())),
+            Some(DispatchKind::Disconnect) => {
+                on_disconnect.map(|f| f(&mut ctx).map(|()| Vec::new()))
+            }
+            None => None,
+        }
+    });
+    match result {
+        None => Status::Unknown as u32,
+        Some(Ok(reply)) => {
+            write_output(&reply);
+            Status::Ok as u32
+        }
+        Some(Err(err)) => {
+            set_error(&err.code, &err.message);
+            Status::Error as u32
+        }
+    }
+}
+
+/// Reports panics to the host before the abort turns them into a trap, so the error frame
+/// says what panicked and where.
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let message = format!("module panicked: {info}");
+            log(log_level::ERROR, &message);
+            set_error(firefly_abi::codes::TRAPPED, &message);
+        }));
+    });
+}

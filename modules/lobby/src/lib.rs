@@ -1,0 +1,140 @@
+//! `lobby`: the typed example — MessagePack requests and replies, errors, randomness, time,
+//! pushes and session events.
+
+#[firefly_sdk::module]
+mod lobby {
+    use firefly_sdk::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Request of command 101.
+    #[derive(Deserialize)]
+    pub struct Hello {
+        pub name: String,
+    }
+
+    /// Reply of command 101.
+    #[derive(Serialize)]
+    pub struct Greeting {
+        pub greeting: String,
+        pub session: u64,
+        pub server_time_micros: u64,
+    }
+
+    /// Command 101: greets a player.
+    #[handler(101)]
+    fn hello(ctx: &mut Ctx, req: Hello) -> Result<Greeting> {
+        ensure!(
+            !req.name.trim().is_empty(),
+            "invalid_name",
+            "a name is required"
+        );
+        info!("hello from {} on session {}", req.name, ctx.session());
+        Ok(Greeting {
+            greeting: format!("Hello, {}!", req.name),
+            session: ctx.session(),
+            server_time_micros: ctx.now_micros(),
+        })
+    }
+
+    /// Request of command 102.
+    #[derive(Deserialize)]
+    pub struct Roll {
+        pub sides: u32,
+    }
+
+    /// Reply of command 102.
+    #[derive(Serialize)]
+    pub struct Rolled {
+        pub value: u32,
+    }
+
+    /// Command 102: rolls a die with `sides` sides.
+    #[handler(102)]
+    fn roll(ctx: &mut Ctx, req: Roll) -> Result<Rolled> {
+        ensure!(
+            req.sides > 0,
+            "invalid_sides",
+            "a die needs at least one side"
+        );
+        let value = ctx.random_range(1..u64::from(req.sides) + 1) as u32;
+        Ok(Rolled { value })
+    }
+
+    /// Request of command 103.
+    #[derive(Deserialize)]
+    pub struct Add {
+        pub a: i64,
+        pub b: i64,
+    }
+
+    /// Reply of command 103.
+    #[derive(Serialize)]
+    pub struct Sum {
+        pub sum: i64,
+    }
+
+    /// Command 103: adds two numbers; overflow is an error the client sees.
+    #[handler(103)]
+    fn add(_ctx: &mut Ctx, req: Add) -> Result<Sum> {
+        match req.a.checked_add(req.b) {
+            Some(sum) => Ok(Sum { sum }),
+            None => bail!("overflow", "{} + {} does not fit in an i64", req.a, req.b),
+        }
+    }
+
+    /// Request of command 104.
+    #[derive(Deserialize)]
+    pub struct Notify {
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// What command 104 pushes.
+    #[derive(Serialize)]
+    pub struct Notice {
+        pub text: String,
+    }
+
+    /// Reply of command 104.
+    #[derive(Serialize)]
+    pub struct Pushed {
+        pub pushed: bool,
+    }
+
+    /// Command 104: pushes a notice to the caller on `topic`, then replies.
+    #[handler(104)]
+    fn notify(ctx: &mut Ctx, req: Notify) -> Result<Pushed> {
+        ctx.push(req.topic, &Notice { text: req.text })?;
+        Ok(Pushed { pushed: true })
+    }
+
+    /// Reply of command 105.
+    #[derive(Serialize)]
+    pub struct WhoAmI {
+        pub session: u64,
+        pub module: &'static str,
+    }
+
+    /// Command 105: who is calling.
+    #[handler(105)]
+    fn whoami(ctx: &mut Ctx, _req: ()) -> Result<WhoAmI> {
+        Ok(WhoAmI {
+            session: ctx.session(),
+            module: "lobby",
+        })
+    }
+
+    /// A client connected.
+    #[on_connect]
+    fn joined(ctx: &mut Ctx) -> Result<()> {
+        debug!("session {} joined the lobby", ctx.session());
+        Ok(())
+    }
+
+    /// A client left.
+    #[on_disconnect]
+    fn left(ctx: &mut Ctx) -> Result<()> {
+        debug!("session {} left the lobby", ctx.session());
+        Ok(())
+    }
+}
