@@ -87,10 +87,11 @@ fn bench(c: &mut Criterion) {
             group.bench_function(name, |b| {
                 b.iter_custom(|iters| {
                     rt.block_on(async {
+                        let mut reply = Vec::new();
                         let start = Instant::now();
                         for _ in 0..iters {
                             let out = module
-                                .call(DispatchKind::Request, cmd, 1, input.clone())
+                                .call(DispatchKind::Request, cmd, 1, input.clone(), &mut reply)
                                 .await;
                             std::hint::black_box(out);
                         }

@@ -139,12 +139,7 @@ async fn many_connections_at_once() {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(
-        node.gate_stats()
-            .requests
-            .load(std::sync::atomic::Ordering::Relaxed),
-        4000
-    );
+    assert_eq!(node.gate_stats().requests.get(), 4000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,5 +18,6 @@ pub mod node;
 pub mod protocol;
 pub mod router;
 pub mod sessions;
+pub mod stats;
 
 pub use node::{Node, NodeConfig};

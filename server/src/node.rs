@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Limits, ListenerSpec, Topology};
-use crate::engine::Runtime;
+use crate::engine::{ModuleVersion, Runtime};
 use crate::gate::{self, GateStats};
 use crate::router::{ModuleSlot, Router};
 use crate::sessions::Sessions;
@@ -88,8 +88,10 @@ pub(crate) struct NodeCore {
 }
 
 impl NodeCore {
-    pub fn route(&self, command: u32) -> Option<Arc<ModuleSlot>> {
-        self.router.load().get(command).cloned()
+    /// The module version serving `command` now. Reads the router through a borrowed guard,
+    /// so the only reference count touched is the version's.
+    pub fn module_for(&self, command: u32) -> Option<Arc<ModuleVersion>> {
+        self.router.load().get(command).map(|slot| slot.current())
     }
 
     /// Delivers a session event to every module that asked for it. Failures are logged: there
@@ -104,7 +106,7 @@ impl NodeCore {
         };
         for slot in slots {
             let module = slot.current();
-            let outcome = module.call(kind, 0, session, Bytes::new()).await;
+            let (outcome, _) = module.call_owned(kind, 0, session, Bytes::new()).await;
             if let Err(err) = outcome.result {
                 tracing::warn!(
                     session,
@@ -238,8 +240,8 @@ impl Node {
                     version: v.version(),
                     hash: v.hash.clone(),
                     commands: v.manifest.commands.clone(),
-                    calls: v.stats.calls.load(Ordering::Relaxed),
-                    errors: v.stats.errors.load(Ordering::Relaxed),
+                    calls: v.stats.calls.get(),
+                    errors: v.stats.errors.get(),
                 }
             })
             .collect()

@@ -213,6 +213,24 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     assert_eq!(v["text"], "hi");
     assert!(v["session"].as_u64().unwrap() > 0);
 
+    // Inside a module workspace, `new` adds the crate to its members.
+    std::fs::write(
+        dir.path().join("Cargo.toml"),
+        "[workspace]\nmembers = [\"a\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(FIREFLY)
+        .args(["new", "second", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let manifest = std::fs::read_to_string(dir.path().join("Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(r#"members = ["a", "second"]"#),
+        "{manifest}"
+    );
+
     // Names that are not valid crate/module names are refused.
     let out = Command::new(FIREFLY)
         .args(["new", "Bad-Name", "--dir"])

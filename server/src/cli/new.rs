@@ -95,10 +95,11 @@ mod {name} {{
     std::fs::write(crate_dir.join("src/lib.rs"), lib)?;
     println!("created module `{name}` in {}", crate_dir.display());
     if in_workspace {
-        println!(
-            "add \"{name}\" to the members of {}",
-            args.dir.join("Cargo.toml").display()
-        );
+        let manifest = args.dir.join("Cargo.toml");
+        match add_member(&manifest, name) {
+            Ok(true) => println!("added it to the members of {}", manifest.display()),
+            _ => println!("add \"{name}\" to the members of {}", manifest.display()),
+        }
     }
     println!("build it:  firefly build {}", crate_dir.display());
     println!(
@@ -109,6 +110,34 @@ mod {name} {{
         args.command
     );
     Ok(())
+}
+
+/// Adds `name` to the `members = [...]` list of a workspace manifest (a one-line list, as
+/// `modules/Cargo.toml` has). Returns false when the list is not in that form.
+fn add_member(manifest: &Path, name: &str) -> anyhow::Result<bool> {
+    let text = std::fs::read_to_string(manifest)?;
+    let mut done = false;
+    let lines: Vec<String> = text
+        .lines()
+        .map(|line| {
+            let t = line.trim_start();
+            if !done
+                && t.starts_with("members")
+                && t.trim_end().ends_with(']')
+                && let Some(close) = line.rfind(']')
+            {
+                done = true;
+                let head = line[..close].trim_end();
+                let sep = if head.ends_with('[') { "" } else { ", " };
+                return format!("{head}{sep}\"{name}\"]");
+            }
+            line.to_owned()
+        })
+        .collect();
+    if done {
+        std::fs::write(manifest, lines.join("\n") + "\n")?;
+    }
+    Ok(done)
 }
 
 /// The guest SDK directory: `guest-sdk/` in the current directory or an ancestor, or next to

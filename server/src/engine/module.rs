@@ -14,7 +14,8 @@ use firefly_abi::{
     ABI_VERSION, EXPORT_DESCRIBE, EXPORT_DISPATCH, IMPORT_MODULE, IMPORT_MODULE_PREFIX, Manifest,
 };
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use std::sync::atomic::AtomicUsize;
+use tokio::sync::Notify;
 use wasmtime::{Engine, ExternType, Module, ValType};
 
 use super::host::ModuleEnv;
@@ -55,8 +56,13 @@ pub struct ModuleVersion {
     pub(crate) limits: Limits,
     pub(crate) pre: wasmtime::InstancePre<super::host::HostState>,
     pub(crate) idle: ArrayQueue<pool::Warm>,
-    /// Bounds concurrent instances to the pooling allocator's slots (`limits.instances`).
-    pub(crate) permits: Semaphore,
+    /// Instances in existence (idle or busy); never above `limits.instances`, the pooling
+    /// allocator's slot count. Touched only when an instance is created or discarded.
+    pub(crate) live: AtomicUsize,
+    /// Tasks waiting for an instance because all are busy; read on every release.
+    pub(crate) waiters: AtomicUsize,
+    /// Wakes a waiter when an instance is released.
+    pub(crate) freed: Notify,
     /// Request and failure counters.
     pub stats: ModuleStats,
 }
@@ -135,7 +141,9 @@ impl Runtime {
             limits: limits.clone(),
             pre,
             idle: ArrayQueue::new(limits.instances.max(1) as usize),
-            permits: Semaphore::new(limits.instances.max(1) as usize),
+            live: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            freed: Notify::new(),
             stats: ModuleStats::default(),
         };
         let manifest = loaded.describe().await?;

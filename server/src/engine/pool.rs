@@ -1,7 +1,7 @@
 //! Running calls: warm instances, limits, and turning every failure into a reply.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use firefly_abi::{DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, Manifest, Status, codes};
@@ -10,6 +10,7 @@ use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
 use super::host::{CallState, HostState, MemoryLimiter};
 use super::module::{LoadError, ModuleVersion};
 use super::{EPOCH_TICK, MAX_USES, wasi};
+use crate::stats::Counter;
 
 /// A warm instance: its store and its dispatch function, ready for the next call.
 pub(crate) struct Warm {
@@ -23,15 +24,15 @@ pub(crate) struct Warm {
 #[derive(Debug, Default)]
 pub struct ModuleStats {
     /// Calls started.
-    pub calls: AtomicU64,
+    pub calls: Counter,
     /// Calls that ended in an error reply of any kind.
-    pub errors: AtomicU64,
+    pub errors: Counter,
     /// Calls that trapped (panic, stack overflow, memory limit...).
-    pub traps: AtomicU64,
+    pub traps: Counter,
     /// Calls that ran out of time or CPU budget.
-    pub timeouts: AtomicU64,
+    pub timeouts: Counter,
     /// Instances created.
-    pub instances: AtomicU64,
+    pub instances: Counter,
 }
 
 /// Why a call produced no successful reply.
@@ -52,17 +53,19 @@ impl CallError {
     }
 }
 
-/// Everything a call produced.
+/// Everything a call produced besides its reply bytes.
 #[derive(Debug)]
 pub struct CallOutcome {
     /// Pushes the call made to its own session, in order; deliver them before the reply.
     pub own_pushes: Vec<(u32, Bytes)>,
-    /// The reply payload, or why there is none.
-    pub result: Result<Vec<u8>, CallError>,
+    /// `Ok` when the reply buffer holds the reply, or why there is none.
+    pub result: Result<(), CallError>,
 }
 
 impl ModuleVersion {
-    /// Runs one dispatch on a warm instance, within the module's limits.
+    /// Runs one dispatch on a warm instance, within the module's limits. On success the reply
+    /// is left in `reply` (whose previous contents are discarded; its capacity is reused, as
+    /// is the instance's, so steady-state calls do not allocate for replies).
     ///
     /// Never fails as a Rust error: traps, timeouts, exhausted pools and handler errors all
     /// come back as a [`CallError`] with a code, and only the instance involved is discarded.
@@ -72,13 +75,27 @@ impl ModuleVersion {
         id: u32,
         session: u64,
         input: Bytes,
+        reply: &mut Vec<u8>,
     ) -> CallOutcome {
-        self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let outcome = self.call_inner(kind, id, session, input).await;
+        self.stats.calls.inc();
+        let outcome = self.call_inner(kind, id, session, input, reply).await;
         if outcome.result.is_err() {
-            self.stats.errors.fetch_add(1, Ordering::Relaxed);
+            self.stats.errors.inc();
         }
         outcome
+    }
+
+    /// Like [`ModuleVersion::call`], returning the reply as a new vector.
+    pub async fn call_owned(
+        &self,
+        kind: DispatchKind,
+        id: u32,
+        session: u64,
+        input: Bytes,
+    ) -> (CallOutcome, Vec<u8>) {
+        let mut reply = Vec::new();
+        let outcome = self.call(kind, id, session, input, &mut reply).await;
+        (outcome, reply)
     }
 
     async fn call_inner(
@@ -87,38 +104,16 @@ impl ModuleVersion {
         id: u32,
         session: u64,
         input: Bytes,
+        reply: &mut Vec<u8>,
     ) -> CallOutcome {
-        let fail = |code: &str, message: String| CallOutcome {
-            own_pushes: Vec::new(),
-            result: Err(CallError::new(code, message)),
-        };
-        let _permit = match self.permits.try_acquire() {
-            Ok(permit) => permit,
-            Err(_) => match tokio::time::timeout(self.limits.timeout, self.permits.acquire()).await
-            {
-                Ok(Ok(permit)) => permit,
-                _ => {
-                    return fail(
-                        codes::OVERLOADED,
-                        format!(
-                            "all {} instances of the module are busy",
-                            self.limits.instances
-                        ),
-                    );
-                }
-            },
-        };
-        let mut warm = match self.idle.pop() {
-            Some(warm) => warm,
-            None => match self.instantiate().await {
-                Ok(warm) => warm,
-                Err(err) => {
-                    return fail(
-                        codes::INTERNAL,
-                        format!("cannot instantiate module: {err:#}"),
-                    );
-                }
-            },
+        let mut warm = match self.acquire().await {
+            Ok(warm) => warm,
+            Err(err) => {
+                return CallOutcome {
+                    own_pushes: Vec::new(),
+                    result: Err(err),
+                };
+            }
         };
         let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
         let state = warm.store.data_mut();
@@ -135,7 +130,10 @@ impl ModuleVersion {
         let result = match result {
             Ok(Ok(status)) => {
                 let result = match Status::from_u32(status) {
-                    Some(Status::Ok) => Ok(std::mem::take(&mut state.call.output)),
+                    Some(Status::Ok) => {
+                        std::mem::swap(reply, &mut state.call.output);
+                        Ok(())
+                    }
                     Some(Status::Error) => Err(match state.call.error.take() {
                         Some(e) => CallError {
                             code: e.code,
@@ -156,15 +154,17 @@ impl ModuleVersion {
                     )),
                 };
                 state.call.input = Bytes::new();
-                if warm.uses < MAX_USES {
-                    // A full queue just drops the instance; its slot returns to the pool.
-                    let _ = self.idle.push(warm);
-                }
+                self.release(Some(warm));
                 result
             }
-            Ok(Err(err)) => Err(self.classify(state, &err)),
+            Ok(Err(err)) => {
+                let err = self.classify(state, &err);
+                self.release(None);
+                Err(err)
+            }
             Err(_elapsed) => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.stats.timeouts.inc();
+                self.release(None);
                 Err(CallError::new(
                     codes::TIMEOUT,
                     format!(
@@ -177,10 +177,89 @@ impl ModuleVersion {
         CallOutcome { own_pushes, result }
     }
 
+    /// Takes a warm instance, creating one if fewer than `limits.instances` exist, or waits
+    /// (up to the request timeout) for one to be released.
+    ///
+    /// The fast path is one lock-free queue pop: no semaphore, no shared counter.
+    async fn acquire(&self) -> Result<Warm, CallError> {
+        if let Some(warm) = self.idle.pop() {
+            return Ok(warm);
+        }
+        let max = self.limits.instances.max(1) as usize;
+        let deadline = tokio::time::Instant::now() + self.limits.timeout;
+        loop {
+            let live = self.live.load(Ordering::Acquire);
+            if live < max {
+                if self
+                    .live
+                    .compare_exchange(live, live + 1, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    continue;
+                }
+                return match self.instantiate().await {
+                    Ok(warm) => Ok(warm),
+                    Err(err) => {
+                        self.release(None);
+                        Err(CallError::new(
+                            codes::INTERNAL,
+                            format!("cannot instantiate module: {err:#}"),
+                        ))
+                    }
+                };
+            }
+            // Register interest before the last look, so a release in between is not missed.
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            self.waiters.fetch_add(1, Ordering::AcqRel);
+            let again = self.idle.pop();
+            let woke = match again {
+                Some(_) => true,
+                None => tokio::time::timeout_at(deadline, freed).await.is_ok(),
+            };
+            self.waiters.fetch_sub(1, Ordering::AcqRel);
+            if let Some(warm) = again {
+                return Ok(warm);
+            }
+            if !woke {
+                return Err(CallError::new(
+                    codes::OVERLOADED,
+                    format!(
+                        "all {max} instances of the module are busy (waited {:?})",
+                        self.limits.timeout
+                    ),
+                ));
+            }
+            if let Some(warm) = self.idle.pop() {
+                return Ok(warm);
+            }
+        }
+    }
+
+    /// Returns an instance to the pool, or gives up its slot (`None`: it was discarded).
+    fn release(&self, warm: Option<Warm>) {
+        match warm {
+            Some(warm) if warm.uses < MAX_USES => {
+                if self.idle.push(warm).is_err() {
+                    self.live.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            _ => {
+                self.live.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        // Only waiters (all instances busy) need a wake-up; the common case reads a counter
+        // that is almost never written, which costs no cache-line transfer.
+        if self.waiters.load(Ordering::Acquire) > 0 {
+            self.freed.notify_one();
+        }
+    }
+
     /// Names what went wrong in a failed call; the instance is dropped by the caller.
     fn classify(&self, state: &mut HostState, err: &wasmtime::Error) -> CallError {
         if state.limiter.hit {
-            self.stats.traps.fetch_add(1, Ordering::Relaxed);
+            self.stats.traps.inc();
             return CallError::new(
                 codes::OUT_OF_MEMORY,
                 format!(
@@ -191,14 +270,14 @@ impl ModuleVersion {
         }
         match err.downcast_ref::<Trap>() {
             Some(Trap::Interrupt) if state.cpu_ticks > state.cpu_budget => {
-                self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+                self.stats.timeouts.inc();
                 CallError::new(
                     codes::TIMEOUT,
                     format!("request exceeded its CPU budget of {:?}", self.limits.cpu),
                 )
             }
             Some(Trap::StackOverflow) => {
-                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                self.stats.traps.inc();
                 CallError::new(
                     codes::TRAPPED,
                     format!(
@@ -208,7 +287,7 @@ impl ModuleVersion {
                 )
             }
             Some(Trap::MemoryOutOfBounds) => {
-                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                self.stats.traps.inc();
                 // Rust guests keep a shadow stack at the bottom of linear memory: deep recursion
                 // runs off its end into an out-of-bounds access, which is how it shows up.
                 CallError::new(
@@ -217,7 +296,7 @@ impl ModuleVersion {
                 )
             }
             trap => {
-                self.stats.traps.fetch_add(1, Ordering::Relaxed);
+                self.stats.traps.inc();
                 // The SDK's panic hook records the panic message just before the abort.
                 let message = match state.call.error.take() {
                     Some(e) if e.code == codes::TRAPPED => e.message,
@@ -264,7 +343,7 @@ impl ModuleVersion {
             init.call_async(&mut store, ()).await?;
         }
         let dispatch = instance.get_typed_func(&mut store, EXPORT_DISPATCH)?;
-        self.stats.instances.fetch_add(1, Ordering::Relaxed);
+        self.stats.instances.inc();
         Ok(Warm {
             store,
             instance,
@@ -280,6 +359,7 @@ impl ModuleVersion {
             .instantiate()
             .await
             .map_err(|e| LoadError::Init(format!("{e:#}")))?;
+        self.live.fetch_add(1, Ordering::AcqRel);
         let func = warm
             .instance
             .get_typed_func::<(), ()>(&mut warm.store, EXPORT_DESCRIBE)
@@ -304,7 +384,7 @@ impl ModuleVersion {
                 "module described itself with an unreadable manifest: {e}"
             ))
         })?;
-        let _ = self.idle.push(warm);
+        self.release(Some(warm));
         Ok(manifest)
     }
 }

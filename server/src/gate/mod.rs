@@ -16,6 +16,7 @@ use tokio::sync::{Notify, watch};
 use crate::config::ProtocolSettings;
 use crate::node::NodeCore;
 use crate::protocol::Codec;
+use crate::stats::Counter;
 
 /// Live counters of a gate, shared by its connections.
 #[derive(Debug, Default)]
@@ -25,9 +26,9 @@ pub struct GateStats {
     /// Connections accepted since start.
     pub accepted: AtomicU64,
     /// Requests received (frames that parsed).
-    pub requests: AtomicU64,
+    pub requests: Counter,
     /// Requests answered with an error frame.
-    pub errors: AtomicU64,
+    pub errors: Counter,
     pub(crate) idle: Notify,
 }
 
