@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{Limits, ListenerSpec, Topology};
-use crate::engine::{ModuleVersion, Runtime};
+use crate::engine::{Lease, Runtime};
 use crate::gate::{self, GateStats};
 use crate::router::{ModuleSlot, Router};
 use crate::sessions::Sessions;
@@ -88,10 +88,22 @@ pub(crate) struct NodeCore {
 }
 
 impl NodeCore {
-    /// The module version serving `command` now. Reads the router through a borrowed guard,
-    /// so the only reference count touched is the version's.
-    pub fn module_for(&self, command: u32) -> Option<Arc<ModuleVersion>> {
-        self.router.load().get(command).map(|slot| slot.current())
+    /// Makes `lease` a lease on the module version serving `command` now, keeping the one it
+    /// has when it already is (no pool or reference-count traffic then). False when no module
+    /// here handles `command`.
+    pub fn lease_for(&self, command: u32, lease: &mut Option<Lease>) -> bool {
+        let router = self.router.load();
+        let Some(slot) = router.get(command) else {
+            return false;
+        };
+        let current = slot.current_guard();
+        let same = lease
+            .as_ref()
+            .is_some_and(|l| Arc::ptr_eq(l.module(), &current));
+        if !same {
+            *lease = Some(Lease::new(arc_swap::Guard::into_inner(current)));
+        }
+        true
     }
 
     /// Delivers a session event to every module that asked for it. Failures are logged: there

@@ -39,6 +39,12 @@ impl ModuleSlot {
         self.current.load_full()
     }
 
+    /// The version serving new requests, borrowed: no reference count is touched unless the
+    /// caller keeps it (`arc_swap::Guard::into_inner`).
+    pub fn current_guard(&self) -> arc_swap::Guard<Arc<ModuleVersion>> {
+        self.current.load()
+    }
+
     /// Makes `version` serve every request that starts from now on; returns the old one.
     pub fn swap(&self, version: Arc<ModuleVersion>) -> Arc<ModuleVersion> {
         self.current.swap(version)

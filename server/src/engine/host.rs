@@ -33,6 +33,10 @@ pub(crate) struct HostState {
     /// Epoch ticks this call has consumed; compared against `cpu_budget` by the epoch callback.
     pub cpu_ticks: u32,
     pub cpu_budget: u32,
+    /// When the current call's wall-clock limit runs out; checked by the epoch callback.
+    pub deadline: std::time::Instant,
+    /// Set by the epoch callback when it interrupted the call for `deadline`.
+    pub wall_timeout: bool,
     pub env: Arc<ModuleEnv>,
 }
 
@@ -290,6 +294,8 @@ mod tests {
             memory: None,
             cpu_ticks: 0,
             cpu_budget: 1,
+            deadline: std::time::Instant::now(),
+            wall_timeout: false,
             env: Arc::new(ModuleEnv {
                 name,
                 version: 1,

@@ -39,7 +39,7 @@ use crate::sessions::Sessions;
 
 pub use host::GuestError;
 pub use module::{LoadError, ModuleVersion};
-pub use pool::{CallError, CallOutcome, ModuleStats};
+pub use pool::{CallError, CallOutcome, Lease, ModuleStats};
 
 /// How often every engine's epoch advances. CPU budgets are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);

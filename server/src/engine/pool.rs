@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Instant;
 
 use bytes::Bytes;
 use firefly_abi::{DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, Manifest, Status, codes};
@@ -62,73 +63,75 @@ pub struct CallOutcome {
     pub result: Result<(), CallError>,
 }
 
-impl ModuleVersion {
-    /// Runs one dispatch on a warm instance, within the module's limits. On success the reply
-    /// is left in `reply` (whose previous contents are discarded; its capacity is reused, as
-    /// is the instance's, so steady-state calls do not allocate for replies).
+/// A warm instance held for a run of calls to one module version.
+///
+/// A connection that received several requests in one read serves them all on one lease: the
+/// pool is touched once per batch rather than once per request. Dropping the lease returns the
+/// instance; an instance that failed is discarded and the next call takes a fresh one.
+pub struct Lease {
+    module: Arc<ModuleVersion>,
+    warm: Option<Warm>,
+}
+
+impl Lease {
+    /// A lease on `module`; the instance is taken on the first call.
+    pub fn new(module: Arc<ModuleVersion>) -> Self {
+        Self { module, warm: None }
+    }
+
+    /// The module version this lease calls.
+    pub fn module(&self) -> &Arc<ModuleVersion> {
+        &self.module
+    }
+
+    /// Runs one dispatch within the module's limits. On success the reply is left in `reply`
+    /// (previous contents discarded; its capacity and the instance's are reused, so steady-state
+    /// calls do not allocate for replies).
     ///
     /// Never fails as a Rust error: traps, timeouts, exhausted pools and handler errors all
     /// come back as a [`CallError`] with a code, and only the instance involved is discarded.
     pub async fn call(
-        &self,
+        &mut self,
         kind: DispatchKind,
         id: u32,
         session: u64,
         input: Bytes,
         reply: &mut Vec<u8>,
     ) -> CallOutcome {
-        self.stats.calls.inc();
-        let outcome = self.call_inner(kind, id, session, input, reply).await;
-        if outcome.result.is_err() {
-            self.stats.errors.inc();
-        }
-        outcome
-    }
-
-    /// Like [`ModuleVersion::call`], returning the reply as a new vector.
-    pub async fn call_owned(
-        &self,
-        kind: DispatchKind,
-        id: u32,
-        session: u64,
-        input: Bytes,
-    ) -> (CallOutcome, Vec<u8>) {
-        let mut reply = Vec::new();
-        let outcome = self.call(kind, id, session, input, &mut reply).await;
-        (outcome, reply)
-    }
-
-    async fn call_inner(
-        &self,
-        kind: DispatchKind,
-        id: u32,
-        session: u64,
-        input: Bytes,
-        reply: &mut Vec<u8>,
-    ) -> CallOutcome {
-        let mut warm = match self.acquire().await {
-            Ok(warm) => warm,
-            Err(err) => {
-                return CallOutcome {
-                    own_pushes: Vec::new(),
-                    result: Err(err),
-                };
-            }
+        let module = &self.module;
+        module.stats.calls.inc();
+        let mut warm = match self.warm.take() {
+            Some(warm) => warm,
+            None => match module.acquire().await {
+                Ok(warm) => warm,
+                Err(err) => {
+                    module.stats.errors.inc();
+                    return CallOutcome {
+                        own_pushes: Vec::new(),
+                        result: Err(err),
+                    };
+                }
+            },
         };
         let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
         let state = warm.store.data_mut();
         state.call.reset(session, input);
         state.cpu_ticks = 0;
+        state.deadline = Instant::now() + module.limits.timeout;
+        state.wall_timeout = false;
         warm.store.set_epoch_deadline(1);
         warm.uses += 1;
-        let call = warm
+        // No timer per call: every host import is synchronous, so the guest only ever pauses
+        // at epoch yields, where the epoch callback also enforces the wall-clock deadline.
+        let result = warm
             .dispatch
-            .call_async(&mut warm.store, (kind as u32, id, session, len));
-        let result = tokio::time::timeout(self.limits.timeout, call).await;
+            .call_async(&mut warm.store, (kind as u32, id, session, len))
+            .await;
         let state = warm.store.data_mut();
         let own_pushes = std::mem::take(&mut state.call.own_pushes);
+        state.call.input = Bytes::new();
         let result = match result {
-            Ok(Ok(status)) => {
+            Ok(status) => {
                 let result = match Status::from_u32(status) {
                     Some(Status::Ok) => {
                         std::mem::swap(reply, &mut state.call.output);
@@ -146,35 +149,67 @@ impl ModuleVersion {
                     }),
                     Some(Status::Unknown) => Err(CallError::new(
                         codes::UNKNOWN_COMMAND,
-                        format!("module `{}` has no handler for command {id}", self.name()),
+                        format!("module `{}` has no handler for command {id}", module.name()),
                     )),
                     None => Err(CallError::new(
                         codes::INTERNAL,
                         format!("module returned an unknown status {status}"),
                     )),
                 };
-                state.call.input = Bytes::new();
-                self.release(Some(warm));
+                if warm.uses < MAX_USES {
+                    self.warm = Some(warm);
+                } else {
+                    module.release(None);
+                }
                 result
             }
-            Ok(Err(err)) => {
-                let err = self.classify(state, &err);
-                self.release(None);
+            Err(err) => {
+                let err = module.classify(state, &err);
+                module.release(None);
                 Err(err)
             }
-            Err(_elapsed) => {
-                self.stats.timeouts.inc();
-                self.release(None);
-                Err(CallError::new(
-                    codes::TIMEOUT,
-                    format!(
-                        "request exceeded its time limit of {:?}",
-                        self.limits.timeout
-                    ),
-                ))
-            }
         };
+        if result.is_err() {
+            module.stats.errors.inc();
+        }
         CallOutcome { own_pushes, result }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if let Some(warm) = self.warm.take() {
+            self.module.release(Some(warm));
+        }
+    }
+}
+
+impl ModuleVersion {
+    /// Runs one dispatch on a warm instance (a one-call [`Lease`]).
+    pub async fn call(
+        self: &Arc<Self>,
+        kind: DispatchKind,
+        id: u32,
+        session: u64,
+        input: Bytes,
+        reply: &mut Vec<u8>,
+    ) -> CallOutcome {
+        Lease::new(Arc::clone(self))
+            .call(kind, id, session, input, reply)
+            .await
+    }
+
+    /// Like [`ModuleVersion::call`], returning the reply as a new vector.
+    pub async fn call_owned(
+        self: &Arc<Self>,
+        kind: DispatchKind,
+        id: u32,
+        session: u64,
+        input: Bytes,
+    ) -> (CallOutcome, Vec<u8>) {
+        let mut reply = Vec::new();
+        let outcome = self.call(kind, id, session, input, &mut reply).await;
+        (outcome, reply)
     }
 
     /// Takes a warm instance, creating one if fewer than `limits.instances` exist, or waits
@@ -269,6 +304,16 @@ impl ModuleVersion {
             );
         }
         match err.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) if state.wall_timeout => {
+                self.stats.timeouts.inc();
+                CallError::new(
+                    codes::TIMEOUT,
+                    format!(
+                        "request exceeded its time limit of {:?}",
+                        self.limits.timeout
+                    ),
+                )
+            }
             Some(Trap::Interrupt) if state.cpu_ticks > state.cpu_budget => {
                 self.stats.timeouts.inc();
                 CallError::new(
@@ -322,6 +367,8 @@ impl ModuleVersion {
             memory: None,
             cpu_ticks: 0,
             cpu_budget: cpu_budget(&self.limits),
+            deadline: Instant::now() + self.limits.timeout,
+            wall_timeout: false,
             env: Arc::clone(&self.env),
         };
         let mut store = Store::new(engine, state);
@@ -329,7 +376,10 @@ impl ModuleVersion {
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             state.cpu_ticks += 1;
-            if state.cpu_ticks > state.cpu_budget {
+            if Instant::now() >= state.deadline {
+                state.wall_timeout = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else if state.cpu_ticks > state.cpu_budget {
                 Ok(UpdateDeadline::Interrupt)
             } else {
                 // Give the worker thread back to tokio every tick of guest CPU.

@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
+use crate::engine::Lease;
 use crate::protocol::{ErrorReply, Frame, FrameError};
 use crate::sessions::Outbound;
 
@@ -113,6 +114,9 @@ fn drain_outbound(
 struct Scratch {
     /// Reply bytes; swapped with the instance's output buffer, so neither side reallocates.
     reply: Vec<u8>,
+    /// The instance serving the current batch of frames; released when the batch is done, so
+    /// an idle connection never holds one.
+    lease: Option<Lease>,
     /// Requests and errors since the last flush to the shared (striped) counters: counting
     /// per batch instead of per request keeps shared cache lines out of the hot loop.
     requests: u64,
@@ -147,13 +151,18 @@ async fn process(
             Ok(Some(frame)) => {
                 dispatch(shared, session, frame, wbuf, scratch).await;
                 if wbuf.len() >= FLUSH_AT {
+                    // A slow reader must not keep an instance busy while we wait on it.
+                    scratch.lease = None;
                     if stream.write_all(wbuf).await.is_err() {
                         return Some("write error");
                     }
                     wbuf.clear();
                 }
             }
-            Ok(None) => return None,
+            Ok(None) => {
+                scratch.lease = None;
+                return None;
+            }
             Err(FrameError::BadHeader) => return Some("bad header"),
             Err(err) => {
                 let code = match err {
@@ -181,7 +190,7 @@ async fn dispatch(
     let node = &shared.node;
     scratch.requests += 1;
     let command = frame.command;
-    let Some(module) = node.module_for(command) else {
+    if !node.lease_for(command, &mut scratch.lease) {
         scratch.errors += 1;
         let reply = ErrorReply::new(
             command,
@@ -196,7 +205,10 @@ async fn dispatch(
             .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
         return;
     };
-    let outcome = module
+    let Some(lease) = scratch.lease.as_mut() else {
+        return;
+    };
+    let outcome = lease
         .call(
             DispatchKind::Request,
             command,
@@ -205,6 +217,7 @@ async fn dispatch(
             &mut scratch.reply,
         )
         .await;
+    let module = lease.module();
     for (topic, payload) in &outcome.own_pushes {
         shared.codec.encode(*topic, payload, wbuf);
     }
