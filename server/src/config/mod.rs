@@ -72,6 +72,8 @@ pub struct Topology {
     pub modules: BTreeMap<String, ModuleSpec>,
     /// Nodes by name.
     pub nodes: BTreeMap<String, NodeSpec>,
+    /// The master's settings (admin API, RPC timeout).
+    pub master: MasterSpec,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
     /// The directory relative paths are resolved against.
@@ -125,15 +127,60 @@ impl Default for Limits {
     }
 }
 
+/// The master process's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MasterSpec {
+    /// Where the admin HTTP API listens (`None`: no admin API).
+    pub admin: Option<SocketAddr>,
+    /// File holding the admin bearer token (absolute). The `FIREFLY_ADMIN_TOKEN` environment
+    /// variable overrides it; when neither exists the master creates the file.
+    pub token_file: PathBuf,
+    /// How long a node-to-node request may take before it fails with `node_unavailable`.
+    pub rpc_timeout: Duration,
+}
+
 /// One node process.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeSpec {
     /// Its name.
     pub name: String,
+    /// Its position among the nodes (1-based, in name order): the high bits of the session ids
+    /// it issues, so any node can tell which gate holds a session.
+    pub index: u16,
+    /// The machine it runs on (`firefly up --host` starts only the nodes of one machine).
+    pub host: String,
+    /// Where it listens for other nodes (required when the cluster has several nodes).
+    pub rpc: Option<SocketAddr>,
     /// Client listeners; a node with any is a gate.
     pub listen: Vec<ListenerSpec>,
     /// Modules it hosts.
     pub modules: Vec<String>,
+    /// Where a gate sends commands no local module handles.
+    pub routes: Vec<RouteSpec>,
+}
+
+/// How a route picks one of its nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The same session always goes to the same node (while the set of nodes is unchanged).
+    Sticky,
+    /// Each request goes to the next node in turn.
+    RoundRobin,
+    /// The node with the fewest requests in flight from this gate.
+    LeastLoaded,
+}
+
+/// Commands `first..=last` go to one of `to`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// First command id of the range.
+    pub first: u32,
+    /// Last command id of the range (inclusive).
+    pub last: u32,
+    /// Candidate nodes.
+    pub to: Vec<String>,
+    /// How one is chosen.
+    pub policy: Policy,
 }
 
 /// The transport of a client listener.

@@ -11,9 +11,19 @@ pub(super) struct RawTopology {
     pub version: Option<u32>,
     pub cluster: Option<String>,
     #[serde(default)]
+    pub master: Option<RawMaster>,
+    #[serde(default)]
     pub defaults: Option<RawDefaults>,
     pub modules: Option<BTreeMap<String, RawModule>>,
     pub nodes: Option<BTreeMap<String, RawNode>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMaster {
+    pub admin: Option<String>,
+    pub token_file: Option<String>,
+    pub rpc_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -54,10 +64,38 @@ pub(super) struct RawLimits {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawNode {
+    pub host: Option<String>,
+    pub rpc: Option<String>,
     #[serde(default)]
     pub listen: Vec<RawListener>,
     #[serde(default)]
     pub modules: Vec<String>,
+    #[serde(default)]
+    pub routes: Vec<RawRoute>,
+}
+
+/// `commands: 7` or `commands: "100-199"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum CommandsValue {
+    One(u32),
+    Range(String),
+}
+
+/// `to: game` or `to: [game1, game2]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub(super) enum TargetsValue {
+    One(String),
+    Many(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub commands: Option<CommandsValue>,
+    pub to: Option<TargetsValue>,
+    pub policy: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -4,11 +4,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{RawLimits, RawListener, RawTopology, SizeValue};
+use super::raw::{
+    CommandsValue, RawLimits, RawListener, RawMaster, RawRoute, RawTopology, SizeValue,
+    TargetsValue,
+};
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
-    ConfigError, Limits, ListenerKind, ListenerSpec, ModuleSource, ModuleSpec, NodeSpec,
-    ProtocolSettings, SUPPORTED_VERSION, Topology,
+    ConfigError, Limits, ListenerKind, ListenerSpec, MasterSpec, ModuleSource, ModuleSpec,
+    NodeSpec, Policy, ProtocolSettings, RouteSpec, SUPPORTED_VERSION, Topology,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
@@ -170,6 +173,119 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     })
 }
 
+fn socket(path: &str, text: &str) -> Result<std::net::SocketAddr> {
+    text.parse().map_err(|_| {
+        ConfigError::invalid(
+            path,
+            format!("`{text}` is not a socket address (e.g. 127.0.0.1:11009 or [::1]:11009)"),
+        )
+    })
+}
+
+fn master(raw: Option<&RawMaster>, base_dir: &Path) -> Result<MasterSpec> {
+    let mut spec = MasterSpec {
+        admin: None,
+        token_file: base_dir.join(".firefly").join("admin-token"),
+        rpc_timeout: Duration::from_secs(5),
+    };
+    let Some(raw) = raw else {
+        return Ok(spec);
+    };
+    if let Some(admin) = &raw.admin {
+        spec.admin = Some(socket("master.admin", admin)?);
+    }
+    if let Some(file) = &raw.token_file {
+        spec.token_file = base_dir.join(file);
+    }
+    if let Some(t) = &raw.rpc_timeout {
+        let p = "master.rpc_timeout";
+        spec.rpc_timeout = in_range(
+            p,
+            duration(p, t)?,
+            Duration::from_millis(10),
+            Duration::from_secs(600),
+            |d| format!("{d:?}"),
+        )?;
+    }
+    Ok(spec)
+}
+
+fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<RouteSpec> {
+    let (first, last) = match &raw.commands {
+        None => {
+            return Err(ConfigError::invalid(
+                path,
+                "a route needs `commands: <id>` or `commands: \"<first>-<last>\"`",
+            ));
+        }
+        Some(CommandsValue::One(id)) => (*id, *id),
+        Some(CommandsValue::Range(text)) => {
+            let bad = || {
+                ConfigError::invalid(
+                    format!("{path}.commands"),
+                    format!("`{text}` is not a command id or a range like \"100-199\""),
+                )
+            };
+            let (a, b) = text.split_once('-').ok_or_else(bad)?;
+            let a: u32 = a.trim().parse().map_err(|_| bad())?;
+            let b: u32 = b.trim().parse().map_err(|_| bad())?;
+            if a > b {
+                return Err(ConfigError::invalid(
+                    format!("{path}.commands"),
+                    format!("range `{text}` is empty (first > last)"),
+                ));
+            }
+            (a, b)
+        }
+    };
+    let to = match &raw.to {
+        None => {
+            return Err(ConfigError::invalid(
+                path,
+                "a route needs `to: <node>` or `to: [<node>, ...]`",
+            ));
+        }
+        Some(TargetsValue::One(n)) => vec![n.clone()],
+        Some(TargetsValue::Many(list)) => list.clone(),
+    };
+    if to.is_empty() {
+        return Err(ConfigError::invalid(format!("{path}.to"), "names no node"));
+    }
+    for (i, target) in to.iter().enumerate() {
+        let p = format!("{path}.to[{i}]");
+        if target == node {
+            return Err(ConfigError::invalid(
+                p,
+                "a gate routes to other nodes; its own modules are served directly",
+            ));
+        }
+        if !nodes.iter().any(|n| *n == target) {
+            let known: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
+            return Err(ConfigError::invalid(
+                p,
+                format!("unknown node `{target}` (defined: {})", known.join(", ")),
+            ));
+        }
+    }
+    let policy = match raw.policy.as_deref() {
+        None | Some("sticky") => Policy::Sticky,
+        Some("round_robin") => Policy::RoundRobin,
+        Some("least_loaded") => Policy::LeastLoaded,
+        Some(other) => {
+            return Err(ConfigError::invalid(
+                format!("{path}.policy"),
+                format!("unknown policy `{other}` (sticky, round_robin or least_loaded)"),
+            ));
+        }
+    };
+    Ok(RouteSpec {
+        first,
+        last,
+        to,
+        policy,
+    })
+}
+
 pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
     let version = raw.version.ok_or_else(|| {
         ConfigError::invalid(
@@ -219,15 +335,73 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         );
     }
 
+    let master = master(raw.master.as_ref(), base_dir)?;
     let raw_nodes = raw.nodes.unwrap_or_default();
     if raw_nodes.is_empty() {
         return Err(ConfigError::invalid("nodes", "at least one node is needed"));
     }
+    if raw_nodes.len() > usize::from(u16::MAX) {
+        return Err(ConfigError::invalid("nodes", "too many nodes"));
+    }
+    let names: Vec<&String> = raw_nodes.keys().collect();
+    let names: Vec<String> = names.into_iter().cloned().collect();
+    let name_refs: Vec<&String> = names.iter().collect();
     let mut nodes = BTreeMap::new();
     let mut addresses = HashSet::new();
-    for (name, n) in raw_nodes {
+    if let Some(admin) = master.admin {
+        addresses.insert(admin);
+    }
+    let several = raw_nodes.len() > 1;
+    for (position, (name, n)) in raw_nodes.into_iter().enumerate() {
         let path = format!("nodes.{name}");
         check_name(&path, &name)?;
+        let rpc = match &n.rpc {
+            Some(text) => {
+                let addr = socket(&format!("{path}.rpc"), text)?;
+                if addr.port() != 0 && !addresses.insert(addr) {
+                    return Err(ConfigError::invalid(
+                        format!("{path}.rpc"),
+                        format!("{addr} is already used by another listener"),
+                    ));
+                }
+                Some(addr)
+            }
+            None if several => {
+                return Err(ConfigError::invalid(
+                    format!("{path}.rpc"),
+                    "missing: in a cluster of several nodes every node needs an address the others can reach (e.g. rpc: 127.0.0.1:12001)",
+                ));
+            }
+            None => None,
+        };
+        let host = n.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+        if host.trim().is_empty() {
+            return Err(ConfigError::invalid(format!("{path}.host"), "is empty"));
+        }
+        if !n.routes.is_empty() && n.listen.is_empty() {
+            return Err(ConfigError::invalid(
+                format!("{path}.routes"),
+                "only a gate (a node with `listen`) routes client commands",
+            ));
+        }
+        let mut routes: Vec<RouteSpec> = Vec::new();
+        for (i, r) in n.routes.iter().enumerate() {
+            let p = format!("{path}.routes[{i}]");
+            let spec = route(&p, r, &name, &name_refs)?;
+            if let Some(other) = routes
+                .iter()
+                .position(|o| o.first <= spec.last && spec.first <= o.last)
+            {
+                return Err(ConfigError::invalid(
+                    format!("{p}.commands"),
+                    format!(
+                        "overlaps routes[{other}] ({}-{})",
+                        routes[other].first, routes[other].last
+                    ),
+                ));
+            }
+            routes.push(spec);
+        }
         if n.listen.is_empty() && n.modules.is_empty() {
             return Err(ConfigError::invalid(
                 path,
@@ -262,20 +436,39 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
                 ));
             }
         }
+        let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
         nodes.insert(
             name.clone(),
             NodeSpec {
                 name,
+                index,
+                host,
+                rpc,
                 listen,
                 modules: n.modules,
+                routes,
             },
         );
+    }
+    // Route targets must be reachable.
+    for node in nodes.values() {
+        for (i, r) in node.routes.iter().enumerate() {
+            for (j, target) in r.to.iter().enumerate() {
+                if nodes.get(target).is_some_and(|t| t.rpc.is_none()) {
+                    return Err(ConfigError::invalid(
+                        format!("nodes.{}.routes[{i}].to[{j}]", node.name),
+                        format!("node `{target}` has no `rpc` address"),
+                    ));
+                }
+            }
+        }
     }
     Ok(Topology {
         version,
         cluster,
         modules,
         nodes,
+        master,
         path: None,
         base_dir: base_dir.to_owned(),
     })
