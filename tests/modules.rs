@@ -211,7 +211,12 @@ async fn an_endless_loop_times_out_while_others_are_served() {
         assert_eq!(reply.code, "timeout", "{}", reply.message);
         assert!(reply.message.contains("CPU budget"), "{}", reply.message);
     }
-    assert!(served_during > 0, "bystander was starved");
+    // The loops burn 500 ms of CPU each; a fair scheduler serves the bystander many times
+    // meanwhile (each guest yields every 10 ms tick).
+    assert!(
+        served_during >= 5,
+        "bystander was starved: served {served_during} times"
+    );
     let misbehave = node
         .modules()
         .into_iter()

@@ -11,9 +11,11 @@
 
 pub mod builder;
 pub mod client;
+pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod gate;
+pub mod master;
 pub mod node;
 pub mod protocol;
 pub mod router;

@@ -17,9 +17,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::config::{Limits, ListenerSpec, Topology};
+use crate::cluster::{Cluster, RemoteRoute, wire};
+use crate::config::{Limits, ListenerSpec, RouteSpec, Topology};
 use crate::engine::{Lease, Runtime};
 use crate::gate::{self, GateStats};
+use crate::protocol::ErrorReply;
 use crate::router::{ModuleSlot, Router};
 use crate::sessions::Sessions;
 
@@ -39,6 +41,14 @@ pub struct ModuleToLoad {
 pub struct NodeConfig {
     /// The node's name, from the topology.
     pub name: String,
+    /// Its index in the topology (0 for a standalone node).
+    pub index: u16,
+    /// Where it listens for other nodes, if it does.
+    pub rpc: Option<SocketAddr>,
+    /// Command ranges this gate sends to other nodes.
+    pub routes: Vec<RouteSpec>,
+    /// Its links to the other nodes (`None` for a standalone node).
+    pub cluster: Option<Arc<Cluster>>,
     /// Modules to host.
     pub modules: Vec<ModuleToLoad>,
     /// Client listeners (empty for a node that only hosts logic).
@@ -50,12 +60,27 @@ pub struct NodeConfig {
 impl NodeConfig {
     /// The configuration of node `name` of `topology`, with each module's `.wasm` path given
     /// by `wasm_of` (built or resolved by the caller).
+    ///
+    /// `secret` is the cluster secret; it is required when the node talks to other nodes.
     pub fn from_topology(
         topology: &Topology,
         name: &str,
         wasm_of: impl Fn(&str) -> anyhow::Result<PathBuf>,
+        secret: Option<Vec<u8>>,
     ) -> anyhow::Result<Self> {
         let spec = topology.node(name)?;
+        let clustered = spec.rpc.is_some() || topology.nodes.len() > 1;
+        let cluster = if clustered {
+            let Some(secret) = secret else {
+                anyhow::bail!(
+                    "node `{name}` is part of a cluster but has no cluster secret (set {})",
+                    crate::cluster::auth::SECRET_ENV
+                );
+            };
+            Some(Arc::new(Cluster::from_topology(topology, name, secret)?))
+        } else {
+            None
+        };
         let mut modules = Vec::new();
         for module in &spec.modules {
             let Some(m) = topology.module(module) else {
@@ -69,6 +94,10 @@ impl NodeConfig {
         }
         Ok(Self {
             name: name.to_owned(),
+            index: spec.index,
+            rpc: spec.rpc,
+            routes: spec.routes.clone(),
+            cluster,
             modules,
             listeners: spec.listen.clone(),
             cache_dir: Some(topology.base_dir.join(".firefly").join("cache")),
@@ -79,6 +108,8 @@ impl NodeConfig {
 /// State shared by a node's listeners and connections.
 pub(crate) struct NodeCore {
     pub name: String,
+    pub started: std::time::Instant,
+    pub remote_routes: Vec<RemoteRoute>,
     pub sessions: Arc<Sessions>,
     pub router: ArcSwap<Router>,
     pub slots: Vec<Arc<ModuleSlot>>,
@@ -104,6 +135,112 @@ impl NodeCore {
             *lease = Some(Lease::new(arc_swap::Guard::into_inner(current)));
         }
         true
+    }
+
+    /// The route that sends `command` to another node, if any.
+    pub fn remote_route(&self, command: u32) -> Option<&RemoteRoute> {
+        self.remote_routes.iter().find(|r| r.covers(command))
+    }
+
+    /// Tells every node this gate routes to that a session connected or ended.
+    pub fn announce(&self, session: u64, connect: bool) {
+        let mut told: Vec<&str> = Vec::new();
+        for route in &self.remote_routes {
+            for peer in route.peers() {
+                if !told.contains(&peer.name.as_str()) {
+                    told.push(&peer.name);
+                    peer.send(wire::Msg::Event { session, connect });
+                }
+            }
+        }
+    }
+
+    /// Runs a request another node forwarded here (for one of its sessions).
+    pub async fn serve_forward(
+        &self,
+        session: u64,
+        command: u32,
+        payload: Bytes,
+    ) -> (
+        Vec<wire::PushItem>,
+        Result<serde_bytes::ByteBuf, ErrorReply>,
+    ) {
+        let mut lease = None;
+        if !self.lease_for(command, &mut lease) {
+            let err = ErrorReply::new(
+                command,
+                firefly_abi::codes::UNKNOWN_COMMAND,
+                format!(
+                    "no module on node `{}` handles command {command}",
+                    self.name
+                ),
+            );
+            return (Vec::new(), Err(err));
+        }
+        let Some(lease) = lease.as_mut() else {
+            return (
+                Vec::new(),
+                Err(ErrorReply::new(
+                    command,
+                    firefly_abi::codes::INTERNAL,
+                    "no lease",
+                )),
+            );
+        };
+        let mut reply = Vec::new();
+        let outcome = lease
+            .call(DispatchKind::Request, command, session, payload, &mut reply)
+            .await;
+        let pushes = outcome
+            .own_pushes
+            .into_iter()
+            .map(|(topic, p)| (topic, serde_bytes::ByteBuf::from(p.to_vec())))
+            .collect();
+        let module = lease.module();
+        let result = match outcome.result {
+            Ok(()) => Ok(serde_bytes::ByteBuf::from(reply)),
+            Err(err) => Err(ErrorReply {
+                command,
+                code: err.code,
+                message: err.message,
+                module: Some(module.name().to_owned()),
+                version: Some(module.version()),
+            }),
+        };
+        (pushes, result)
+    }
+
+    /// This node's status as JSON (for the master's `firefly status`).
+    pub fn status_json(&self) -> String {
+        let modules: Vec<serde_json::Value> = self
+            .slots
+            .iter()
+            .map(|slot| {
+                let v = slot.current();
+                serde_json::json!({
+                    "name": v.name(),
+                    "version": v.version(),
+                    "hash": v.hash,
+                    "commands": v.manifest.commands,
+                    "calls": v.stats.calls.get(),
+                    "errors": v.stats.errors.get(),
+                    "traps": v.stats.traps.get(),
+                    "timeouts": v.stats.timeouts.get(),
+                })
+            })
+            .collect();
+        let stats = &self.gate_stats;
+        serde_json::json!({
+            "node": self.name,
+            "pid": std::process::id(),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "connections": stats.connections.load(Ordering::Relaxed),
+            "accepted": stats.accepted.load(Ordering::Relaxed),
+            "requests": stats.requests.get(),
+            "errors": stats.errors.get(),
+            "modules": modules,
+        })
+        .to_string()
     }
 
     /// Delivers a session event to every module that asked for it. Failures are logged: there
@@ -137,6 +274,7 @@ impl NodeCore {
 pub struct Node {
     core: Arc<NodeCore>,
     addrs: Vec<SocketAddr>,
+    rpc_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -177,7 +315,10 @@ impl Node {
         config: NodeConfig,
         listeners: Vec<(TcpListener, crate::config::ProtocolSettings)>,
     ) -> anyhow::Result<Node> {
-        let sessions = Arc::new(Sessions::new());
+        let sessions = Arc::new(Sessions::for_node(config.index));
+        if let Some(cluster) = &config.cluster {
+            sessions.set_remote(cluster.clone());
+        }
         let runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
         let mut slots = Vec::new();
         for m in &config.modules {
@@ -195,8 +336,30 @@ impl Node {
             slots.push(Arc::new(ModuleSlot::new(version)));
         }
         let router = Router::build(&slots).with_context(|| format!("node `{}`", config.name))?;
+        let mut remote_routes = Vec::new();
+        for r in &config.routes {
+            let Some(cluster) = &config.cluster else {
+                anyhow::bail!("node `{}` has routes but no cluster links", config.name);
+            };
+            let mut peers = Vec::new();
+            for target in &r.to {
+                let peer = cluster
+                    .peer(target)
+                    .with_context(|| format!("route to `{target}`: no such peer"))?;
+                peers.push(peer.clone());
+            }
+            remote_routes.push(RemoteRoute::new(r.first, r.last, peers, r.policy));
+        }
+        let rpc_listener = match config.rpc {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("node `{}`: cannot listen for nodes on {addr}", config.name)
+            })?),
+            None => None,
+        };
         let core = Arc::new(NodeCore {
             name: config.name.clone(),
+            started: std::time::Instant::now(),
+            remote_routes,
             sessions,
             router: ArcSwap::from_pointee(router),
             slots,
@@ -206,6 +369,18 @@ impl Node {
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
+        let mut rpc_addr = None;
+        if let (Some(listener), Some(cluster)) = (rpc_listener, &config.cluster) {
+            let addr = listener.local_addr()?;
+            tracing::info!(node = %config.name, "listening for nodes on {addr}");
+            rpc_addr = Some(addr);
+            tasks.spawn(crate::cluster::server::serve(
+                listener,
+                cluster.clone(),
+                core.clone(),
+                rx.clone(),
+            ));
+        }
         for (listener, settings) in listeners {
             let addr = listener.local_addr()?;
             tracing::info!(node = %config.name, "listening on {}", gate::describe(&addr));
@@ -215,6 +390,7 @@ impl Node {
         Ok(Node {
             core,
             addrs,
+            rpc_addr,
             shutdown,
             tasks,
         })
@@ -228,6 +404,16 @@ impl Node {
     /// Addresses of the client listeners, in configuration order.
     pub fn client_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// Where it listens for other nodes.
+    pub fn rpc_addr(&self) -> Option<SocketAddr> {
+        self.rpc_addr
+    }
+
+    /// This node's status as JSON.
+    pub fn status_json(&self) -> String {
+        self.core.status_json()
     }
 
     /// Connections open now.

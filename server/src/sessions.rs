@@ -6,8 +6,8 @@
 //! told so.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -40,23 +40,56 @@ pub enum PushError {
     Backpressure,
 }
 
+/// Delivers pushes to sessions held by other nodes.
+pub trait RemoteSessions: Send + Sync {
+    /// Queues a push for a session held elsewhere.
+    fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError>;
+}
+
 /// The registry of connected sessions.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Sessions {
+    /// This node's index: the high 16 bits of every session id issued here.
+    node_index: u16,
     next: AtomicU64,
     // Written on connect/disconnect only; read on every push.
     map: RwLock<HashMap<u64, mpsc::Sender<Outbound>>>,
+    /// Where pushes to other nodes' sessions go (set once the cluster is up).
+    remote: OnceLock<Arc<dyn RemoteSessions>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("node_index", &self.node_index)
+            .field("len", &self.len())
+            .finish()
+    }
 }
 
 impl Sessions {
-    /// An empty registry.
+    /// An empty registry for a standalone node (index 0).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty registry for node `node_index` of a cluster.
+    pub fn for_node(node_index: u16) -> Self {
+        Self {
+            node_index,
+            ..Self::default()
+        }
+    }
+
+    /// Routes pushes to sessions of other nodes through `remote`.
+    pub fn set_remote(&self, remote: Arc<dyn RemoteSessions>) {
+        let _ = self.remote.set(remote);
+    }
+
     /// Registers a new session; returns its id and the queue its connection must drain.
     pub fn register(&self) -> (u64, mpsc::Receiver<Outbound>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let counter = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = (u64::from(self.node_index) << 48) | (counter & ((1 << 48) - 1));
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
         self.write().insert(id, tx);
         (id, rx)
@@ -77,8 +110,19 @@ impl Sessions {
         self.len() == 0
     }
 
-    /// Queues a push for a session.
+    /// Queues a push for a session, here or on the gate that holds it.
     pub fn push(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
+        if (id >> 48) as u16 != self.node_index {
+            return match self.remote.get() {
+                Some(remote) => remote.push(id, topic, payload),
+                None => Err(PushError::NoSuchSession),
+            };
+        }
+        self.push_local(id, topic, payload)
+    }
+
+    /// Queues a push for a session held by this node.
+    pub fn push_local(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
         self.send(id, Outbound::Push { topic, payload })
     }
 

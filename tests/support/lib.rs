@@ -68,6 +68,10 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         .collect();
     let config = NodeConfig {
         name: "test".into(),
+        index: 0,
+        rpc: None,
+        routes: Vec::new(),
+        cluster: None,
         modules,
         listeners: vec![ListenerSpec {
             kind: ListenerKind::Tcp,

@@ -21,8 +21,16 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the nodes described by a topology file, building modules first.
+    /// Run the cluster described by a topology file: builds its modules, starts every node
+    /// as its own process, restarts nodes that die, serves the admin API.
     Up(up::UpArgs),
+    /// Run one node of a topology in this process (what `up` starts for each node).
+    Node(up::NodeArgs),
+    /// Show the running cluster: nodes, pids, uptime, restarts, connections, requests, errors,
+    /// module versions.
+    Status(up::AdminArgs),
+    /// Stop the running cluster gracefully.
+    Stop(up::AdminArgs),
     /// Build module crates to wasm (all modules of the topology when no crate is named).
     Build(up::BuildArgs),
     /// Scaffold a new module crate that builds and answers a command out of the box.
@@ -51,6 +59,9 @@ pub fn init_logging(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::up(args).await,
+        Command::Node(args) => up::node(args).await,
+        Command::Status(args) => up::status(args).await,
+        Command::Stop(args) => up::stop(args).await,
         Command::Build(args) => up::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,

@@ -1,4 +1,4 @@
-//! `firefly up` and `firefly build`.
+//! `firefly up`, `firefly node`, `firefly build`, `firefly status`, `firefly stop`.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -9,6 +9,7 @@ use clap::Args;
 
 use firefly::builder;
 use firefly::config::{ModuleSource, Topology};
+use firefly::master::{self, Master, MasterConfig};
 use firefly::{Node, NodeConfig};
 
 #[derive(Debug, Args)]
@@ -16,9 +17,27 @@ pub struct UpArgs {
     /// The topology file.
     #[arg(short = 'c', long = "config", default_value_os_t = super::default_topology())]
     config: PathBuf,
-    /// Run only these nodes (comma-separated names); default: every node in the file.
+    /// Run only these nodes (comma-separated); default: every node of the file.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Run only the nodes whose `host` is this (e.g. 127.0.0.2): one `firefly up` per machine.
+    #[arg(long)]
+    host: Option<String>,
+    /// Do not serve the admin API from this invocation (another machine's master does).
+    #[arg(long)]
+    no_admin: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NodeArgs {
+    /// The node to run.
+    name: String,
+    /// The topology file.
+    #[arg(short = 'c', long = "config", default_value_os_t = super::default_topology())]
+    config: PathBuf,
+    /// A module's wasm file (`name=path`); modules not given are built or located as `up` does.
+    #[arg(long = "wasm", value_parser = parse_wasm)]
+    wasm: Vec<(String, PathBuf)>,
 }
 
 #[derive(Debug, Args)]
@@ -30,7 +49,24 @@ pub struct BuildArgs {
     crates: Vec<PathBuf>,
 }
 
-/// Builds (or locates) the `.wasm` of every module in the topology.
+#[derive(Debug, Args)]
+pub struct AdminArgs {
+    /// The topology file (for the admin address and token file).
+    #[arg(short = 'c', long = "config", default_value_os_t = super::default_topology())]
+    config: PathBuf,
+    /// Print the raw JSON instead of a table (status only).
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_wasm(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, path) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected name=path/to/module.wasm"))?;
+    Ok((name.to_owned(), PathBuf::from(path)))
+}
+
+/// Builds (or locates) the `.wasm` of every module in `wanted`.
 fn module_files(
     topology: &Topology,
     wanted: &[String],
@@ -56,9 +92,20 @@ fn module_files(
     Ok(files)
 }
 
+fn modules_of(topology: &Topology, nodes: &[String]) -> Vec<String> {
+    let mut wanted: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| topology.nodes.get(n))
+        .flat_map(|n| n.modules.iter().cloned())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    wanted
+}
+
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let topology = Topology::load(&args.config)?;
-    let names: Vec<String> = if args.only.is_empty() {
+    let mut names: Vec<String> = if args.only.is_empty() {
         topology.nodes.keys().cloned().collect()
     } else {
         for name in &args.only {
@@ -66,33 +113,77 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         }
         args.only.clone()
     };
-    let mut wanted: Vec<String> = names
-        .iter()
-        .filter_map(|n| topology.nodes.get(n))
-        .flat_map(|n| n.modules.iter().cloned())
-        .collect();
-    wanted.sort();
-    wanted.dedup();
-    let files = {
+    if let Some(host) = &args.host {
+        names.retain(|n| topology.nodes.get(n).is_some_and(|spec| &spec.host == host));
+        if names.is_empty() {
+            bail!("no node of the topology runs on host `{host}`");
+        }
+    }
+    let wanted = modules_of(&topology, &names);
+    let wasm = {
         let topology = topology.clone();
         tokio::task::spawn_blocking(move || module_files(&topology, &wanted)).await??
     };
-    let mut nodes = Vec::new();
-    for name in &names {
-        let config = NodeConfig::from_topology(&topology, name, |m| {
+    let secret = master::cluster_secret(&topology)?;
+    let admin_token = if topology.master.admin.is_some() && !args.no_admin {
+        Some(master::admin_token(&topology, true)?)
+    } else {
+        None
+    };
+    let config = MasterConfig {
+        topology_path: args.config.canonicalize().unwrap_or(args.config.clone()),
+        topology: topology.clone(),
+        nodes: names.clone(),
+        wasm,
+        exe: std::env::current_exe().context("cannot find the firefly executable")?,
+        secret,
+        admin_token,
+        grace: Duration::from_secs(10),
+    };
+    let master = Master::start(config).await?;
+    tracing::info!(cluster = %topology.cluster, nodes = ?names, "up; Ctrl-C, SIGTERM or `firefly stop` stops it");
+    tokio::select! {
+        () = wait_for_signal() => {}
+        () = master.stopped() => {}
+    }
+    tracing::info!("stopping: nodes finish their in-flight requests");
+    master.shutdown().await;
+    Ok(())
+}
+
+pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
+    let topology = Topology::load(&args.config)?;
+    let spec = topology.node(&args.name)?;
+    let given: HashMap<String, PathBuf> = args.wasm.into_iter().collect();
+    let missing: Vec<String> = spec
+        .modules
+        .iter()
+        .filter(|m| !given.contains_key(*m))
+        .cloned()
+        .collect();
+    let mut files = {
+        let topology = topology.clone();
+        tokio::task::spawn_blocking(move || module_files(&topology, &missing)).await??
+    };
+    files.extend(given);
+    let secret = std::env::var(firefly::cluster::auth::SECRET_ENV)
+        .ok()
+        .map(String::into_bytes);
+    let config = NodeConfig::from_topology(
+        &topology,
+        &args.name,
+        |m| {
             files
                 .get(m)
                 .cloned()
                 .with_context(|| format!("module `{m}` was not built"))
-        })?;
-        nodes.push(Node::start(config).await?);
-    }
-    tracing::info!(cluster = %topology.cluster, nodes = names.len(), "up; Ctrl-C to stop");
+        },
+        secret,
+    )?;
+    let node = Node::start(config).await?;
     wait_for_signal().await;
-    tracing::info!("stopping: finishing in-flight requests");
-    for node in nodes {
-        node.shutdown(Duration::from_secs(10)).await;
-    }
+    tracing::info!(node = %args.name, "stopping: finishing in-flight requests");
+    node.shutdown(Duration::from_secs(10)).await;
     Ok(())
 }
 
@@ -112,6 +203,79 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
             println!("{name}: {}", path.display());
         }
     }
+    Ok(())
+}
+
+async fn admin_call(config: &PathBuf, method: &str, path: &str) -> anyhow::Result<String> {
+    let topology = Topology::load(config)?;
+    let Some(addr) = topology.master.admin else {
+        bail!("{} has no `master.admin` address", config.display());
+    };
+    let token = master::admin_token(&topology, false)?;
+    let (code, body) = master::http_request(addr, method, path, &token)
+        .await
+        .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
+    match code {
+        200..=299 => Ok(body),
+        401 => bail!("the admin API refused the token (401)"),
+        other => bail!("the admin API answered {other}: {body}"),
+    }
+}
+
+pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
+    let body = admin_call(&args.config, "GET", "/status").await?;
+    if args.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let status: serde_json::Value = serde_json::from_str(&body)?;
+    println!("cluster {}", status["cluster"].as_str().unwrap_or("?"));
+    println!(
+        "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7}  MODULES",
+        "NODE", "STATE", "PID", "UPTIME", "RESTART", "CONNS", "REQUESTS", "ERRORS"
+    );
+    for n in status["nodes"].as_array().into_iter().flatten() {
+        let live = &n["live"];
+        let state = if n["healthy"].as_bool() == Some(true) {
+            "healthy"
+        } else if n["pid"].is_null() {
+            "down"
+        } else {
+            "starting"
+        };
+        let modules: Vec<String> = live["modules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| format!("{}@v{}", m["name"].as_str().unwrap_or("?"), m["version"]))
+            .collect();
+        let num = |v: &serde_json::Value| {
+            v.as_u64()
+                .map(|x| x.to_string())
+                .unwrap_or_else(|| "-".into())
+        };
+        println!(
+            "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7}  {}",
+            n["name"].as_str().unwrap_or("?"),
+            state,
+            num(&n["pid"]),
+            n["uptime_secs"]
+                .as_u64()
+                .map(|s| format!("{s}s"))
+                .unwrap_or_else(|| "-".into()),
+            num(&n["restarts"]),
+            num(&live["connections"]),
+            num(&live["requests"]),
+            num(&live["errors"]),
+            modules.join(" "),
+        );
+    }
+    Ok(())
+}
+
+pub async fn stop(args: AdminArgs) -> anyhow::Result<()> {
+    admin_call(&args.config, "POST", "/stop").await?;
+    println!("stopping");
     Ok(())
 }
 

@@ -382,8 +382,14 @@ impl ModuleVersion {
             } else if state.cpu_ticks > state.cpu_budget {
                 Ok(UpdateDeadline::Interrupt)
             } else {
-                // Give the worker thread back to tokio every tick of guest CPU.
-                Ok(UpdateDeadline::Yield(1))
+                // Give the worker thread back to tokio every tick of guest CPU. Through
+                // `yield_now`, not a plain self-wake: tokio would re-poll a self-woken task at
+                // once from its LIFO slot, and two looping guests on two workers would starve
+                // every other connection (a test caught exactly that).
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
             }
         });
         store.set_epoch_deadline(1);

@@ -10,6 +10,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
+use crate::cluster::RpcError;
+use crate::cluster::wire::Msg;
 use crate::engine::Lease;
 use crate::protocol::{ErrorReply, Frame, FrameError};
 use crate::sessions::Outbound;
@@ -27,6 +29,7 @@ pub(super) async fn run(
     let node = &shared.node;
     let (session, mut outbound) = node.sessions.register();
     tracing::debug!(session, %peer, "connected");
+    node.announce(session, true);
     node.session_event(DispatchKind::Connect, session).await;
 
     let idle = shared.settings.idle_timeout;
@@ -90,6 +93,7 @@ pub(super) async fn run(
     };
     tracing::debug!(session, %peer, reason, "disconnected");
     node.sessions.remove(session);
+    node.announce(session, false);
     let node = node.clone();
     tokio::spawn(async move { node.session_event(DispatchKind::Disconnect, session).await });
 }
@@ -191,6 +195,12 @@ async fn dispatch(
     scratch.requests += 1;
     let command = frame.command;
     if !node.lease_for(command, &mut scratch.lease) {
+        if let Some(route) = node.remote_route(command) {
+            // A remote request: release any local instance before waiting on the network.
+            scratch.lease = None;
+            forward(shared, route, session, frame, wbuf, scratch).await;
+            return;
+        }
         scratch.errors += 1;
         let reply = ErrorReply::new(
             command,
@@ -248,6 +258,70 @@ async fn dispatch(
             shared
                 .codec
                 .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+        }
+    }
+}
+
+/// Sends a request to the node its route picks and writes what comes back.
+async fn forward(
+    shared: &Listener,
+    route: &crate::cluster::RemoteRoute,
+    session: u64,
+    frame: Frame,
+    wbuf: &mut BytesMut,
+    scratch: &mut Scratch,
+) {
+    let command = frame.command;
+    let error_command = shared.settings.error_command;
+    let Some(peer) = route.pick(session) else {
+        return;
+    };
+    let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
+    let answer = peer
+        .request(|id| Msg::Forward {
+            id,
+            session,
+            command,
+            payload,
+        })
+        .await;
+    match answer {
+        Ok(Msg::Reply { pushes, result, .. }) => {
+            for (topic, payload) in &pushes {
+                shared.codec.encode(*topic, payload, wbuf);
+            }
+            match result {
+                Ok(reply) => shared.codec.encode(command, &reply, wbuf),
+                Err(reply) => {
+                    scratch.errors += 1;
+                    shared
+                        .codec
+                        .encode(error_command, &reply.to_msgpack(), wbuf);
+                }
+            }
+        }
+        Ok(other) => {
+            scratch.errors += 1;
+            let reply = ErrorReply::new(
+                command,
+                codes::INTERNAL,
+                format!("unexpected answer {other:?}"),
+            );
+            shared
+                .codec
+                .encode(error_command, &reply.to_msgpack(), wbuf);
+        }
+        Err(err) => {
+            scratch.errors += 1;
+            let code = match err {
+                RpcError::Timeout { .. } => codes::TIMEOUT,
+                RpcError::Unavailable { .. } => codes::NODE_UNAVAILABLE,
+            };
+            tracing::debug!(session, command, peer = %peer.name, "forward failed: {err}");
+            let reply = ErrorReply::new(command, code, err.to_string());
+            shared
+                .codec
+                .encode(error_command, &reply.to_msgpack(), wbuf);
         }
     }
 }

@@ -1,0 +1,138 @@
+//! The cluster: node-to-node links, routing of client commands to other nodes, pushes to
+//! sessions held by other gates.
+//!
+//! * [`wire`]: message types and framing (u32 length + MessagePack).
+//! * [`auth`]: the cluster secret and the challenge/response handshake.
+//! * [`peer`]: outbound links (requests with ids and timeouts, reconnect with backoff).
+//! * [`server`]: the inbound side (serving forwarded requests, pushes, events, status).
+//! * [`route`]: a gate's command ranges and balancing policies.
+//!
+//! Session ids are cluster-unique: the high 16 bits are the index of the gate that holds the
+//! session, so any node can push to any session by sending to that gate.
+
+pub mod auth;
+pub mod peer;
+pub mod route;
+pub mod server;
+pub mod wire;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::config::Topology;
+use crate::sessions::{PushError, RemoteSessions};
+pub use peer::{Peer, RpcError};
+pub use route::RemoteRoute;
+
+/// Who this process is in the cluster and how it proves it.
+#[derive(Clone)]
+pub struct Identity {
+    /// The cluster's name (peers of another cluster are refused).
+    pub cluster: String,
+    /// This node's name (`master` for the master).
+    pub node: String,
+    /// The shared secret.
+    pub secret: Vec<u8>,
+    /// How long a request to a peer may take.
+    pub rpc_timeout: Duration,
+}
+
+impl std::fmt::Debug for Identity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the secret.
+        f.debug_struct("Identity")
+            .field("cluster", &self.cluster)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The node index encoded in a session id.
+pub fn session_node(session: u64) -> u16 {
+    (session >> 48) as u16
+}
+
+/// This node's view of every other node.
+#[derive(Debug)]
+pub struct Cluster {
+    identity: Arc<Identity>,
+    my_index: u16,
+    peers: HashMap<String, Arc<Peer>>,
+    by_index: HashMap<u16, Arc<Peer>>,
+}
+
+impl Cluster {
+    /// A cluster view with the given peers `(name, index, rpc address)`.
+    pub fn new(identity: Identity, my_index: u16, peers: Vec<(String, u16, SocketAddr)>) -> Self {
+        let identity = Arc::new(identity);
+        let mut by_name = HashMap::new();
+        let mut by_index = HashMap::new();
+        for (name, index, addr) in peers {
+            let peer = Arc::new(Peer::new(name.clone(), index, addr, identity.clone()));
+            by_index.insert(index, peer.clone());
+            by_name.insert(name, peer);
+        }
+        Self {
+            identity,
+            my_index,
+            peers: by_name,
+            by_index,
+        }
+    }
+
+    /// The view node `node` of `topology` has: every other node with an rpc address.
+    pub fn from_topology(topology: &Topology, node: &str, secret: Vec<u8>) -> anyhow::Result<Self> {
+        let me = topology.node(node)?;
+        let peers = topology
+            .nodes
+            .values()
+            .filter(|n| n.name != node)
+            .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
+            .collect();
+        let identity = Identity {
+            cluster: topology.cluster.clone(),
+            node: node.to_owned(),
+            secret,
+            rpc_timeout: topology.master.rpc_timeout,
+        };
+        Ok(Self::new(identity, me.index, peers))
+    }
+
+    /// This process's identity.
+    pub fn identity(&self) -> &Arc<Identity> {
+        &self.identity
+    }
+
+    /// This node's index.
+    pub fn my_index(&self) -> u16 {
+        self.my_index
+    }
+
+    /// A peer by name.
+    pub fn peer(&self, name: &str) -> Option<&Arc<Peer>> {
+        self.peers.get(name)
+    }
+
+    /// Every peer.
+    pub fn peers(&self) -> impl Iterator<Item = &Arc<Peer>> {
+        self.peers.values()
+    }
+}
+
+impl RemoteSessions for Cluster {
+    fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
+        let Some(peer) = self.by_index.get(&session_node(session)) else {
+            return Err(PushError::NoSuchSession);
+        };
+        peer.send(wire::Msg::Push {
+            session,
+            topic,
+            payload: serde_bytes::ByteBuf::from(payload.to_vec()),
+        });
+        Ok(())
+    }
+}

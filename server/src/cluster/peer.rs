@@ -1,0 +1,357 @@
+//! Outbound links: this node's connection to one peer, used for its requests to that peer.
+//!
+//! Each direction of a pair of nodes has its own connection (A's requests and pushes to B go
+//! over A's link to B), so a link carries requests one way and replies the other. A link is
+//! opened on first use and re-opened after a failure, with exponential backoff; while a peer is
+//! unreachable, requests to it fail at once (`node_unavailable`) instead of queueing — the
+//! original Firefly queued them forever.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+use super::wire::{self, Msg};
+use super::{Identity, auth};
+
+/// Why a request to a peer failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RpcError {
+    /// The peer cannot be reached (connection refused, lost, or backing off).
+    #[error("node `{node}` is unavailable: {reason}")]
+    Unavailable {
+        /// The peer.
+        node: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The peer did not answer in time.
+    #[error("node `{node}` did not answer within {timeout:?}")]
+    Timeout {
+        /// The peer.
+        node: String,
+        /// The RPC timeout.
+        timeout: Duration,
+    },
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+
+struct Link {
+    tx: mpsc::UnboundedSender<Msg>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Msg>>>,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+}
+
+impl Link {
+    fn fail_all(&self) {
+        self.alive.store(false, Ordering::Release);
+        // Dropping the senders wakes every waiter with "connection lost".
+        self.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
+struct Backoff {
+    retry_at: Option<Instant>,
+    delay: Duration,
+}
+
+/// One peer node as seen from here.
+pub struct Peer {
+    /// Its name.
+    pub name: String,
+    /// Its node index (the high bits of the session ids it issues).
+    pub index: u16,
+    addr: SocketAddr,
+    identity: Arc<Identity>,
+    link: Mutex<Option<Arc<Link>>>,
+    connecting: tokio::sync::Mutex<()>,
+    backoff: Mutex<Backoff>,
+    /// Requests from here to it that have not been answered yet (for `least_loaded`).
+    pub in_flight: AtomicUsize,
+}
+
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("name", &self.name)
+            .field("addr", &self.addr)
+            .finish()
+    }
+}
+
+impl Peer {
+    pub(crate) fn new(name: String, index: u16, addr: SocketAddr, identity: Arc<Identity>) -> Self {
+        Self {
+            name,
+            index,
+            addr,
+            identity,
+            link: Mutex::new(None),
+            connecting: tokio::sync::Mutex::new(()),
+            backoff: Mutex::new(Backoff {
+                retry_at: None,
+                delay: FIRST_BACKOFF,
+            }),
+            in_flight: AtomicUsize::new(0),
+        }
+    }
+
+    /// The peer's RPC address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn unavailable(&self, reason: impl Into<String>) -> RpcError {
+        RpcError::Unavailable {
+            node: self.name.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    fn live(&self) -> Option<Arc<Link>> {
+        let link = self.link.lock().unwrap_or_else(|p| p.into_inner());
+        link.as_ref()
+            .filter(|l| l.alive.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    async fn get_link(&self) -> Result<Arc<Link>, RpcError> {
+        if let Some(link) = self.live() {
+            return Ok(link);
+        }
+        let _one_at_a_time = self.connecting.lock().await;
+        if let Some(link) = self.live() {
+            return Ok(link);
+        }
+        {
+            let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(at) = backoff.retry_at {
+                if Instant::now() < at {
+                    return Err(self.unavailable("not reachable; retrying shortly"));
+                }
+            }
+        }
+        let connect_timeout = self.identity.rpc_timeout.min(Duration::from_secs(1));
+        match tokio::time::timeout(connect_timeout, self.connect()).await {
+            Ok(Ok(link)) => {
+                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                backoff.retry_at = None;
+                backoff.delay = FIRST_BACKOFF;
+                *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
+                tracing::info!(peer = %self.name, addr = %self.addr, "linked");
+                Ok(link)
+            }
+            failed => {
+                let reason = match failed {
+                    Ok(Err(e)) => e,
+                    _ => format!("no answer within {connect_timeout:?}"),
+                };
+                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                backoff.retry_at = Some(Instant::now() + backoff.delay);
+                backoff.delay = (backoff.delay * 2).min(MAX_BACKOFF);
+                tracing::debug!(peer = %self.name, "link failed: {reason}");
+                Err(self.unavailable(reason))
+            }
+        }
+    }
+
+    async fn connect(&self) -> Result<Arc<Link>, String> {
+        let mut stream = TcpStream::connect(self.addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let mut rbuf = BytesMut::with_capacity(4096);
+        let challenge = read_msg(&mut stream, &mut rbuf).await?;
+        let Msg::Challenge { cluster, nonce } = challenge else {
+            return Err("peer did not start the handshake".into());
+        };
+        let id = &self.identity;
+        if cluster != id.cluster {
+            return Err(format!(
+                "peer belongs to cluster `{cluster}`, not `{}`",
+                id.cluster
+            ));
+        }
+        let proof = auth::proof(&id.secret, &nonce, &id.cluster, &id.node);
+        write_msg(
+            &mut stream,
+            &Msg::Hello {
+                cluster: id.cluster.clone(),
+                node: id.node.clone(),
+                proof: serde_bytes::ByteBuf::from(proof),
+            },
+        )
+        .await?;
+        match read_msg(&mut stream, &mut rbuf).await? {
+            Msg::Welcome { .. } => {}
+            Msg::Refused { reason } => return Err(format!("refused: {reason}")),
+            _ => return Err("unexpected handshake reply".into()),
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let link = Arc::new(Link {
+            tx,
+            pending: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+        });
+        let (reader, writer) = stream.into_split();
+        tokio::spawn(write_loop(writer, rx, link.clone()));
+        tokio::spawn(read_loop(reader, rbuf, link.clone(), self.name.clone()));
+        Ok(link)
+    }
+
+    /// Sends a request built by `make(id)` and waits for the reply with that id.
+    pub async fn request(&self, make: impl FnOnce(u64) -> Msg) -> Result<Msg, RpcError> {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = self.request_inner(make).await;
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn request_inner(&self, make: impl FnOnce(u64) -> Msg) -> Result<Msg, RpcError> {
+        let link = self.get_link().await?;
+        let id = link.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = oneshot::channel();
+        link.pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id, tx);
+        if link.tx.send(make(id)).is_err() || !link.alive.load(Ordering::Acquire) {
+            link.pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&id);
+            return Err(self.unavailable("connection lost"));
+        }
+        let timeout = self.identity.rpc_timeout;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(msg)) => Ok(msg),
+            Ok(Err(_)) => Err(self.unavailable("connection lost")),
+            Err(_) => {
+                link.pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
+                Err(RpcError::Timeout {
+                    node: self.name.clone(),
+                    timeout,
+                })
+            }
+        }
+    }
+
+    /// Sends a one-way message (push, event). When no link is up, one is opened in the
+    /// background; if that fails the message is dropped and logged (its target is gone).
+    pub fn send(self: &Arc<Self>, msg: Msg) {
+        if let Some(link) = self.live() {
+            if link.tx.send(msg).is_ok() {
+                return;
+            }
+            return;
+        }
+        let peer = self.clone();
+        tokio::spawn(async move {
+            match peer.get_link().await {
+                Ok(link) => {
+                    let _ = link.tx.send(msg);
+                }
+                Err(err) => tracing::debug!("dropping one-way message: {err}"),
+            }
+        });
+    }
+}
+
+async fn write_loop(
+    mut writer: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+    link: Arc<Link>,
+) {
+    let mut buf = BytesMut::with_capacity(4096);
+    while let Some(msg) = rx.recv().await {
+        wire::encode(&msg, &mut buf);
+        while let Ok(more) = rx.try_recv() {
+            wire::encode(&more, &mut buf);
+            if buf.len() > 256 * 1024 {
+                break;
+            }
+        }
+        if writer.write_all(&buf).await.is_err() {
+            break;
+        }
+        buf.clear();
+    }
+    link.fail_all();
+}
+
+async fn read_loop(
+    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut buf: BytesMut,
+    link: Arc<Link>,
+    peer: String,
+) {
+    'read: loop {
+        loop {
+            match wire::decode(&mut buf) {
+                Ok(Some(msg)) => {
+                    let id = match &msg {
+                        Msg::Reply { id, .. } | Msg::StatusReply { id, .. } => *id,
+                        other => {
+                            tracing::warn!(%peer, "unexpected message on an outbound link: {other:?}");
+                            continue;
+                        }
+                    };
+                    let waiter = link
+                        .pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&id);
+                    if let Some(waiter) = waiter {
+                        let _ = waiter.send(msg);
+                    }
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%peer, "bad frame from peer: {err}");
+                    break 'read;
+                }
+            }
+        }
+        match reader.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+    }
+    tracing::info!(%peer, "link lost");
+    link.fail_all();
+}
+
+pub(crate) async fn read_msg(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Msg, String> {
+    loop {
+        if let Some(msg) = wire::decode(buf).map_err(|e| e.to_string())? {
+            return Ok(msg);
+        }
+        match stream.read_buf(buf).await {
+            Ok(0) => return Err("connection closed during the handshake".into()),
+            Err(e) => return Err(e.to_string()),
+            Ok(_) => {}
+        }
+    }
+}
+
+pub(crate) async fn write_msg(stream: &mut TcpStream, msg: &Msg) -> Result<(), String> {
+    let mut buf = BytesMut::new();
+    wire::encode(msg, &mut buf);
+    stream.write_all(&buf).await.map_err(|e| e.to_string())
+}

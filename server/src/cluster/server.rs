@@ -1,0 +1,201 @@
+//! The inbound side of node-to-node links: authenticate, then serve what peers send.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+use super::peer::{read_msg, write_msg};
+use super::wire::{self, Msg};
+use super::{Cluster, auth};
+use crate::node::NodeCore;
+
+/// How long a peer has to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Accepts peer connections on `listener` until `shutdown`.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    cluster: Arc<Cluster>,
+    node: Arc<NodeCore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let (cluster, node, shutdown) = (cluster.clone(), node.clone(), shutdown.clone());
+                    tokio::spawn(async move { connection(stream, peer, cluster, node, shutdown).await });
+                }
+                Err(err) => {
+                    tracing::warn!("rpc accept failed: {err}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+async fn handshake(
+    stream: &mut TcpStream,
+    cluster: &Cluster,
+    rbuf: &mut BytesMut,
+) -> Result<String, String> {
+    let id = cluster.identity();
+    let nonce = auth::nonce();
+    write_msg(
+        stream,
+        &Msg::Challenge {
+            cluster: id.cluster.clone(),
+            nonce: serde_bytes::ByteBuf::from(nonce.clone()),
+        },
+    )
+    .await?;
+    let Msg::Hello {
+        cluster: theirs,
+        node,
+        proof,
+    } = read_msg(stream, rbuf).await?
+    else {
+        return Err("expected a hello".into());
+    };
+    if theirs != id.cluster {
+        return Err(format!("peer `{node}` belongs to cluster `{theirs}`"));
+    }
+    if !auth::verify(&id.secret, &nonce, &id.cluster, &node, &proof) {
+        return Err(format!(
+            "peer claiming to be `{node}` does not know the cluster secret"
+        ));
+    }
+    write_msg(
+        stream,
+        &Msg::Welcome {
+            node: id.node.clone(),
+        },
+    )
+    .await?;
+    Ok(node)
+}
+
+async fn connection(
+    mut stream: TcpStream,
+    addr: SocketAddr,
+    cluster: Arc<Cluster>,
+    node: Arc<NodeCore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let mut rbuf = BytesMut::with_capacity(4096);
+    let peer = match tokio::time::timeout(
+        HANDSHAKE_TIMEOUT,
+        handshake(&mut stream, &cluster, &mut rbuf),
+    )
+    .await
+    {
+        Ok(Ok(peer)) => peer,
+        Ok(Err(reason)) => {
+            tracing::warn!(%addr, "refused a node-to-node connection: {reason}");
+            let _ = write_msg(&mut stream, &Msg::Refused { reason }).await;
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%addr, "refused a node-to-node connection: handshake timed out");
+            return;
+        }
+    };
+    tracing::debug!(%peer, %addr, "peer connected");
+    let (mut reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
+    let writer_task = tokio::spawn(async move {
+        let mut buf = BytesMut::with_capacity(4096);
+        while let Some(msg) = rx.recv().await {
+            wire::encode(&msg, &mut buf);
+            while let Ok(more) = rx.try_recv() {
+                wire::encode(&more, &mut buf);
+                if buf.len() > 256 * 1024 {
+                    break;
+                }
+            }
+            if writer.write_all(&buf).await.is_err() {
+                break;
+            }
+            buf.clear();
+        }
+    });
+    'conn: loop {
+        loop {
+            match wire::decode(&mut rbuf) {
+                Ok(Some(msg)) => handle(msg, &node, &tx),
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%peer, "bad frame from peer: {err}");
+                    break 'conn;
+                }
+            }
+        }
+        tokio::select! {
+            read = reader.read_buf(&mut rbuf) => match read {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            },
+            _ = shutdown.changed() => break,
+        }
+    }
+    drop(tx);
+    let _ = writer_task.await;
+    tracing::debug!(%peer, "peer disconnected");
+}
+
+fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>) {
+    match msg {
+        Msg::Forward {
+            id,
+            session,
+            command,
+            payload,
+        } => {
+            let (node, tx) = (node.clone(), tx.clone());
+            tokio::spawn(async move {
+                let (pushes, result) = node
+                    .serve_forward(session, command, payload.into_vec().into())
+                    .await;
+                let _ = tx.send(Msg::Reply { id, pushes, result });
+            });
+        }
+        Msg::Push {
+            session,
+            topic,
+            payload,
+        } => {
+            if let Err(err) = node
+                .sessions
+                .push_local(session, topic, payload.into_vec().into())
+            {
+                tracing::debug!(session, "push from a peer not delivered: {err}");
+            }
+        }
+        Msg::Event { session, connect } => {
+            let node = node.clone();
+            tokio::spawn(async move {
+                let kind = if connect {
+                    firefly_abi::DispatchKind::Connect
+                } else {
+                    firefly_abi::DispatchKind::Disconnect
+                };
+                node.session_event(kind, session).await;
+            });
+        }
+        Msg::Status { id } => {
+            let _ = tx.send(Msg::StatusReply {
+                id,
+                json: node.status_json(),
+            });
+        }
+        other => tracing::warn!("unexpected message from a peer: {other:?}"),
+    }
+}

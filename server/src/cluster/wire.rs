@@ -1,0 +1,169 @@
+//! Node-to-node messages and their framing: a u32 big-endian length, then MessagePack.
+//!
+//! Every node runs the same binary, so the encoding is the compact (array) form.
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::ErrorReply;
+
+/// The largest node-to-node frame accepted.
+pub const MAX_FRAME: usize = 64 * 1024 * 1024;
+
+/// A pushed payload and its topic.
+pub type PushItem = (u32, serde_bytes::ByteBuf);
+
+/// Everything nodes say to each other.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Msg {
+    /// Server → client, first: prove you know the cluster secret.
+    Challenge {
+        /// The server's cluster name.
+        cluster: String,
+        /// Random bytes to sign.
+        nonce: serde_bytes::ByteBuf,
+    },
+    /// Client → server: who I am, and the proof.
+    Hello {
+        /// The client's cluster name.
+        cluster: String,
+        /// The client's node name (`master` for the master).
+        node: String,
+        /// HMAC-SHA256(secret, nonce ‖ cluster ‖ node).
+        proof: serde_bytes::ByteBuf,
+    },
+    /// Server → client: accepted.
+    Welcome {
+        /// The server's node name.
+        node: String,
+    },
+    /// Server → client: refused; the connection closes.
+    Refused {
+        /// Why.
+        reason: String,
+    },
+    /// A client request routed by a gate, or a call from a module: run `command`.
+    Forward {
+        /// Request id on this link.
+        id: u64,
+        /// The client session it runs for (0: none).
+        session: u64,
+        /// Command id.
+        command: u32,
+        /// Payload.
+        payload: serde_bytes::ByteBuf,
+    },
+    /// The answer to a `Forward` or `Status`.
+    Reply {
+        /// The request id.
+        id: u64,
+        /// Pushes the handler made to the calling session, to deliver before the reply.
+        pushes: Vec<PushItem>,
+        /// The reply payload or the error frame to send.
+        result: Result<serde_bytes::ByteBuf, ErrorReply>,
+    },
+    /// One-way: deliver a push to a session held by the receiving gate.
+    Push {
+        /// Session id.
+        session: u64,
+        /// Topic id.
+        topic: u32,
+        /// Payload.
+        payload: serde_bytes::ByteBuf,
+    },
+    /// One-way: a session connected (`connect: true`) or ended on the sending gate.
+    Event {
+        /// Session id.
+        session: u64,
+        /// Connect or disconnect.
+        connect: bool,
+    },
+    /// Ask for the node's status (the master does, for `firefly status`).
+    Status {
+        /// Request id.
+        id: u64,
+    },
+    /// The answer to `Status`: a JSON document.
+    StatusReply {
+        /// The request id.
+        id: u64,
+        /// The node's status, JSON.
+        json: String,
+    },
+}
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// Oversized frame.
+    #[error("frame of {0} bytes exceeds the node-to-node maximum")]
+    TooLarge(usize),
+    /// Undecodable frame.
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+}
+
+/// Appends one framed message to `out`.
+pub fn encode(msg: &Msg, out: &mut BytesMut) {
+    let start = out.len();
+    out.put_u32(0);
+    // Writing into a BytesMut cannot fail for these types.
+    let _ = rmp_serde::encode::write(&mut (&mut *out).writer(), msg);
+    let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+}
+
+/// Takes one message off the front of `buf`; `Ok(None)` means "need more bytes".
+pub fn decode(buf: &mut BytesMut) -> Result<Option<Msg>, WireError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    let body = buf.split_to(len);
+    Ok(Some(rmp_serde::from_slice(&body)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_in_pieces() {
+        let msgs = vec![
+            Msg::Forward {
+                id: 7,
+                session: 1 << 48 | 3,
+                command: 101,
+                payload: serde_bytes::ByteBuf::from(b"hi".to_vec()),
+            },
+            Msg::Reply {
+                id: 7,
+                pushes: vec![(9, serde_bytes::ByteBuf::from(vec![1, 2]))],
+                result: Err(ErrorReply::new(101, "node_unavailable", "down")),
+            },
+        ];
+        let mut wire = BytesMut::new();
+        for m in &msgs {
+            encode(m, &mut wire);
+        }
+        let mut buf = BytesMut::new();
+        let mut out = Vec::new();
+        for b in wire.iter() {
+            buf.put_u8(*b);
+            while let Some(m) = decode(&mut buf).unwrap() {
+                out.push(m);
+            }
+        }
+        assert_eq!(out, msgs);
+        let mut huge = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        assert!(matches!(decode(&mut huge), Err(WireError::TooLarge(_))));
+    }
+}

@@ -1,0 +1,78 @@
+//! The cluster secret and the admin token: from the environment, or from files the master
+//! creates on first start (readable by the owner only).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cluster::auth;
+use crate::config::Topology;
+
+fn read_or_create(path: &Path) -> anyhow::Result<String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let text = text.trim().to_owned();
+        if text.len() >= 16 {
+            return Ok(text);
+        }
+        anyhow::bail!(
+            "{} holds a secret shorter than 16 characters",
+            path.display()
+        );
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let secret = auth::generate_secret();
+    write_private(path, &secret)?;
+    tracing::info!("created {}", path.display());
+    Ok(secret)
+}
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// The cluster secret: `FIREFLY_CLUSTER_SECRET`, else `.firefly/cluster-secret` next to the
+/// topology file (created when missing). Every host of a cluster needs the same one.
+pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
+    if let Ok(secret) = std::env::var(auth::SECRET_ENV) {
+        if secret.len() < 16 {
+            anyhow::bail!("{} must be at least 16 characters", auth::SECRET_ENV);
+        }
+        return Ok(secret);
+    }
+    read_or_create(&topology.base_dir.join(".firefly").join("cluster-secret"))
+}
+
+/// The admin token: `FIREFLY_ADMIN_TOKEN`, else `master.token_file` (created when missing
+/// and `create` is true).
+pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> {
+    if let Ok(token) = std::env::var(super::ADMIN_TOKEN_ENV) {
+        return Ok(token);
+    }
+    let path = &topology.master.token_file;
+    if create {
+        return read_or_create(path);
+    }
+    std::fs::read_to_string(path)
+        .map(|t| t.trim().to_owned())
+        .with_context(|| {
+            format!(
+                "no admin token: set {} or start the cluster first (it creates {})",
+                super::ADMIN_TOKEN_ENV,
+                path.display()
+            )
+        })
+}

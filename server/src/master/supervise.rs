@@ -1,0 +1,208 @@
+//! One supervised node process: start it, prefix its output, restart it when it dies.
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use super::MasterConfig;
+use crate::cluster::auth::SECRET_ENV;
+
+/// Restart delays grow from this...
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+/// ...up to this.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// A node that ran this long before dying restarts after the first delay again.
+const HEALTHY_AFTER: Duration = Duration::from_secs(30);
+
+/// What the master knows about one node process.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct NodeState {
+    /// Node name.
+    pub name: String,
+    /// Process id while running.
+    pub pid: Option<u32>,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<u64>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How the last process ended, if one did.
+    pub last_exit: Option<String>,
+}
+
+pub(crate) struct Supervised {
+    name: String,
+    state: Mutex<(Option<u32>, Option<Instant>, u32, Option<String>)>,
+}
+
+impl Supervised {
+    pub fn new(name: String) -> Self {
+        Self {
+            name,
+            state: Mutex::new((None, None, 0, None)),
+        }
+    }
+
+    pub fn state(&self) -> NodeState {
+        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        NodeState {
+            name: self.name.clone(),
+            pid: s.0,
+            uptime_secs: s.1.map(|t| t.elapsed().as_secs()),
+            restarts: s.2,
+            last_exit: s.3.clone(),
+        }
+    }
+
+    fn set(&self, f: impl FnOnce(&mut (Option<u32>, Option<Instant>, u32, Option<String>))) {
+        f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+}
+
+/// How to start one node.
+pub(crate) struct NodeCommand {
+    exe: std::path::PathBuf,
+    args: Vec<String>,
+    secret: String,
+}
+
+pub(crate) fn command(config: &MasterConfig, node: &str) -> NodeCommand {
+    let mut args = vec![
+        "node".to_owned(),
+        node.to_owned(),
+        "-c".to_owned(),
+        config.topology_path.display().to_string(),
+    ];
+    let mut modules: Vec<_> = config.wasm.iter().collect();
+    modules.sort();
+    for (name, path) in modules {
+        args.push("--wasm".into());
+        args.push(format!("{name}={}", path.display()));
+    }
+    NodeCommand {
+        exe: config.exe.clone(),
+        args,
+        secret: config.secret.clone(),
+    }
+}
+
+fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
+    let mut child = Command::new(&cmd.exe)
+        .args(&cmd.args)
+        .env(SECRET_ENV, &cmd.secret)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    // Each node's output, line by line, prefixed with its name.
+    if let Some(out) = child.stdout.take() {
+        let name = node.name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(out).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                println!("[{name}] {line}");
+            }
+        });
+    }
+    if let Some(err) = child.stderr.take() {
+        let name = node.name.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(err).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[{name}] {line}");
+            }
+        });
+    }
+    Ok(child)
+}
+
+fn terminate(child: &Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
+        // SAFETY: sending a signal to a process id we spawned and still own (not yet reaped).
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+}
+
+/// Keeps `node` running until `stop`.
+pub(crate) async fn run(
+    node: Arc<Supervised>,
+    cmd: NodeCommand,
+    grace: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let mut child = match spawn(&node, &cmd) {
+            Ok(child) => child,
+            Err(err) => {
+                tracing::error!(node = %node.name, "cannot start: {err}");
+                node.set(|s| s.3 = Some(format!("could not start: {err}")));
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let pid = child.id();
+        tracing::info!(node = %node.name, pid, "started");
+        node.set(|s| {
+            s.0 = pid;
+            s.1 = Some(started);
+        });
+        tokio::select! {
+            status = child.wait() => {
+                let how = match status {
+                    Ok(s) => s.to_string(),
+                    Err(e) => e.to_string(),
+                };
+                node.set(|s| {
+                    s.0 = None;
+                    s.1 = None;
+                    s.2 += 1;
+                    s.3 = Some(how.clone());
+                });
+                if started.elapsed() >= HEALTHY_AFTER {
+                    backoff = FIRST_BACKOFF;
+                }
+                tracing::warn!(node = %node.name, "exited ({how}); restarting in {backoff:?}");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => return,
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            _ = stop.changed() => {
+                terminate(&child);
+                match tokio::time::timeout(grace, child.wait()).await {
+                    Ok(status) => {
+                        let how = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                        tracing::info!(node = %node.name, "stopped ({how})");
+                    }
+                    Err(_) => {
+                        tracing::warn!(node = %node.name, "did not stop within {grace:?}; killing it");
+                        let _ = child.kill().await;
+                    }
+                }
+                node.set(|s| {
+                    s.0 = None;
+                    s.1 = None;
+                });
+                return;
+            }
+        }
+    }
+}
