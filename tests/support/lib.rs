@@ -106,3 +106,40 @@ pub async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> b
     }
     cond()
 }
+
+/// The cluster secret test clusters use.
+pub const TEST_SECRET: &str = "firefly-test-secret-0123456789";
+
+/// A free loopback address for a node's rpc listener (topologies name rpc addresses up
+/// front, so the port is reserved by binding and releasing it).
+pub fn free_addr() -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    listener.local_addr().expect("local addr")
+}
+
+/// Parses `yaml` (paths relative to the workspace root) and starts `nodes` of it in this
+/// process, with modules built from `modules/`.
+pub async fn start_cluster(yaml: &str, nodes: &[&str]) -> (firefly::config::Topology, Vec<Node>) {
+    let topology = firefly::config::Topology::parse(yaml, root())
+        .unwrap_or_else(|e| panic!("topology: {e}\n{yaml}"));
+    let mut started = Vec::new();
+    for name in nodes {
+        started.push(start_cluster_node(&topology, name).await);
+    }
+    (topology, started)
+}
+
+/// Starts one node of `topology` in this process.
+pub async fn start_cluster_node(topology: &firefly::config::Topology, name: &str) -> Node {
+    let mut config = NodeConfig::from_topology(
+        topology,
+        name,
+        |m| Ok(module_wasm(m)),
+        Some(TEST_SECRET.as_bytes().to_vec()),
+    )
+    .unwrap_or_else(|e| panic!("node {name}: {e:#}"));
+    config.cache_dir = Some(cache_dir());
+    Node::start(config)
+        .await
+        .unwrap_or_else(|e| panic!("starting node {name}: {e:#}"))
+}

@@ -124,6 +124,21 @@ mod lobby {
         })
     }
 
+    /// Request of command 106.
+    #[derive(Deserialize)]
+    pub struct Tell {
+        pub session: u64,
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// Command 106: pushes a notice to another session (wherever it is connected).
+    #[handler(106)]
+    fn tell(ctx: &mut Ctx, req: Tell) -> Result<Pushed> {
+        ctx.push_to(req.session, req.topic, &Notice { text: req.text })?;
+        Ok(Pushed { pushed: true })
+    }
+
     /// A client connected.
     #[on_connect]
     fn joined(ctx: &mut Ctx) -> Result<()> {

@@ -1,0 +1,227 @@
+//! A cluster in one test process: a gate and logic nodes linked by node-to-node RPC, from a
+//! topology text. Routing policies, pushes across nodes, unreachable nodes, strangers.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::time::Duration;
+
+use firefly::client::Client;
+use firefly::cluster::wire::Msg;
+use firefly::cluster::{Cluster, Identity, RpcError};
+use firefly::node::Node;
+use firefly_testkit::{TEST_SECRET, free_addr, start_cluster, start_cluster_node};
+use serde_json::{Value, json};
+
+/// gate (no modules of its own) + l1, l2 hosting echo and lobby.
+fn topology(policy: &str) -> (String, std::net::SocketAddr) {
+    let (g, a, b) = (free_addr(), free_addr(), free_addr());
+    let yaml = format!(
+        r#"
+version: 1
+cluster: test
+master:
+  rpc_timeout: 2s
+modules:
+  echo: {{ crate: modules/echo }}
+  lobby: {{ crate: modules/lobby }}
+nodes:
+  gate:
+    rpc: {g}
+    listen:
+      - tcp: 127.0.0.1:0
+    routes:
+      - {{ commands: 1, to: [l1, l2], policy: {policy} }}
+      - {{ commands: "101-106", to: l1 }}
+  l1: {{ rpc: {a}, modules: [echo, lobby] }}
+  l2: {{ rpc: {b}, modules: [echo, lobby] }}
+"#
+    );
+    (yaml, b)
+}
+
+fn echo_calls(node: &Node) -> u64 {
+    node.modules()
+        .iter()
+        .find(|m| m.name == "echo")
+        .map(|m| m.calls)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn round_robin_alternates() {
+    let (yaml, _) = topology("round_robin");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    for i in 0..10 {
+        let msg = format!("m{i}");
+        assert_eq!(
+            &client.request(1, msg.as_bytes()).await.unwrap()[..],
+            msg.as_bytes()
+        );
+    }
+    assert_eq!((echo_calls(&nodes[1]), echo_calls(&nodes[2])), (5, 5));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sticky_keeps_each_session_on_one_node() {
+    let (yaml, _) = topology("sticky");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    for _ in 0..8 {
+        let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+        for _ in 0..10 {
+            client.request(1, b"x").await.unwrap();
+        }
+    }
+    let (a, b) = (echo_calls(&nodes[1]), echo_calls(&nodes[2]));
+    assert_eq!(a + b, 80);
+    // Every session's ten requests landed together.
+    assert_eq!((a % 10, b % 10), (0, 0), "l1 {a}, l2 {b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_loaded_uses_every_node() {
+    let (yaml, _) = topology("least_loaded");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let gate = nodes[0].client_addrs()[0];
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::spawn(async move {
+                let mut client = Client::connect(gate).await.unwrap();
+                for _ in 0..25 {
+                    client.request(1, b"y").await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (a, b) = (echo_calls(&nodes[1]), echo_calls(&nodes[2]));
+    assert_eq!(a + b, 100);
+    assert!(a > 0 && b > 0, "l1 {a}, l2 {b}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushes_from_a_logic_node_reach_clients_on_the_gate() {
+    let (yaml, _) = topology("sticky");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let gate = nodes[0].client_addrs()[0];
+    let mut alice = Client::connect(gate).await.unwrap();
+    let mut bob = Client::connect(gate).await.unwrap();
+    let bob_session: Value = bob.call(105, &()).await.unwrap();
+    let bob_session = bob_session["session"].as_u64().unwrap();
+    assert_eq!(
+        bob_session >> 48,
+        1,
+        "session ids carry the gate's node index"
+    );
+
+    // Alice's request runs on l1, which pushes to Bob's session on the gate.
+    let reply: Value = alice
+        .call(
+            106,
+            &json!({"session": bob_session, "topic": 9001, "text": "hi bob"}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(reply["pushed"], true);
+    let push = bob.next_push().await.unwrap();
+    assert_eq!(push.command, 9001);
+    let body: Value = rmp_serde::from_slice(&push.payload).unwrap();
+    assert_eq!(body["text"], "hi bob");
+
+    // A handler's push to its own session still arrives before its reply.
+    alice
+        .send(
+            104,
+            &rmp_serde::to_vec_named(&json!({"topic": 7, "text": "own"})).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(alice.recv_frame().await.unwrap().command, 7);
+    assert_eq!(alice.recv_frame().await.unwrap().command, 104);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_node_gives_node_unavailable_then_recovers() {
+    let (yaml, _) = topology("round_robin");
+    let (topology, nodes) = start_cluster(&yaml, &["gate", "l1"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut unavailable = 0;
+    for _ in 0..6 {
+        match client.request(1, b"z").await {
+            Ok(reply) => assert_eq!(&reply[..], b"z"),
+            Err(err) => {
+                let reply = err.server().expect("an error frame, not a hang or a close");
+                assert_eq!(reply.code, "node_unavailable", "{}", reply.message);
+                assert!(reply.message.contains("l2"), "{}", reply.message);
+                unavailable += 1;
+            }
+        }
+    }
+    assert_eq!(unavailable, 3);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "failures must be fast"
+    );
+
+    // l2 comes up: after the link's backoff, its share succeeds again on the same connection.
+    let _l2 = start_cluster_node(&topology, "l2").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut ok_in_a_row = 0;
+    while ok_in_a_row < 4 {
+        assert!(std::time::Instant::now() < deadline, "l2 never came back");
+        match client.request(1, b"back").await {
+            Ok(_) => ok_in_a_row += 1,
+            Err(_) => {
+                ok_in_a_row = 0;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_without_the_secret_are_refused() {
+    let (yaml, l2_rpc) = topology("sticky");
+    let (_, _nodes) = start_cluster(&yaml, &["l2"]).await;
+    let stranger = |secret: &str, cluster: &str| {
+        Cluster::new(
+            Identity {
+                cluster: cluster.into(),
+                node: "gate".into(),
+                secret: secret.as_bytes().to_vec(),
+                rpc_timeout: Duration::from_secs(2),
+            },
+            9,
+            vec![("l2".into(), 3, l2_rpc)],
+        )
+    };
+    for (secret, cluster) in [("wrong-secret-0123456789", "test"), (TEST_SECRET, "other")] {
+        let c = stranger(secret, cluster);
+        let err = c
+            .peer("l2")
+            .unwrap()
+            .request(|id| Msg::Status { id })
+            .await
+            .unwrap_err();
+        assert!(matches!(err, RpcError::Unavailable { .. }), "{err}");
+    }
+    // With the secret, the same request is answered.
+    let friend = stranger(TEST_SECRET, "test");
+    match friend
+        .peer("l2")
+        .unwrap()
+        .request(|id| Msg::Status { id })
+        .await
+        .unwrap()
+    {
+        Msg::StatusReply { json, .. } => assert!(json.contains("\"node\":\"l2\""), "{json}"),
+        other => panic!("{other:?}"),
+    }
+}
