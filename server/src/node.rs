@@ -165,6 +165,23 @@ impl NodeCore {
         Vec<wire::PushItem>,
         Result<serde_bytes::ByteBuf, ErrorReply>,
     ) {
+        let answer = self.serve_forward_inner(session, command, payload).await;
+        self.gate_stats.requests.inc();
+        if answer.1.is_err() {
+            self.gate_stats.errors.inc();
+        }
+        answer
+    }
+
+    async fn serve_forward_inner(
+        &self,
+        session: u64,
+        command: u32,
+        payload: Bytes,
+    ) -> (
+        Vec<wire::PushItem>,
+        Result<serde_bytes::ByteBuf, ErrorReply>,
+    ) {
         let mut lease = None;
         if !self.lease_for(command, &mut lease) {
             let err = ErrorReply::new(

@@ -206,7 +206,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_call(config: &PathBuf, method: &str, path: &str) -> anyhow::Result<String> {
+async fn admin_call(config: &std::path::Path, method: &str, path: &str) -> anyhow::Result<String> {
     let topology = Topology::load(config)?;
     let Some(addr) = topology.master.admin else {
         bail!("{} has no `master.admin` address", config.display());

@@ -137,10 +137,10 @@ impl Peer {
         }
         {
             let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(at) = backoff.retry_at {
-                if Instant::now() < at {
-                    return Err(self.unavailable("not reachable; retrying shortly"));
-                }
+            if let Some(at) = backoff.retry_at
+                && Instant::now() < at
+            {
+                return Err(self.unavailable("not reachable; retrying shortly"));
             }
         }
         let connect_timeout = self.identity.rpc_timeout.min(Duration::from_secs(1));

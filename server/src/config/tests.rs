@@ -48,9 +48,14 @@ fn every_invalid_example_fails_with_its_exact_error() {
 fn the_default_topology_is_valid() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../topology.yaml");
     let topology = Topology::load(&path).unwrap();
-    let game = topology.node("game").unwrap();
-    assert_eq!(game.listen[0].addr.to_string(), "127.0.0.1:11009");
-    assert!(game.modules.contains(&"echo".to_owned()));
+    let gate = topology.node("gate").unwrap();
+    assert_eq!(gate.listen[0].addr.to_string(), "127.0.0.1:11009");
+    assert!(gate.modules.contains(&"echo".to_owned()));
+    assert_eq!(topology.master.admin.unwrap().to_string(), "127.0.0.1:9998");
+    assert!(
+        topology.nodes.len() >= 3,
+        "a gate and at least two logic nodes"
+    );
 }
 
 #[test]

@@ -259,7 +259,7 @@ fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<Ro
                 "a gate routes to other nodes; its own modules are served directly",
             ));
         }
-        if !nodes.iter().any(|n| *n == target) {
+        if !nodes.contains(&target) {
             let known: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
             return Err(ConfigError::invalid(
                 p,

@@ -25,9 +25,9 @@ pub struct GateStats {
     pub connections: AtomicUsize,
     /// Connections accepted since start.
     pub accepted: AtomicU64,
-    /// Requests received (frames that parsed).
+    /// Requests served: client frames that parsed, plus requests other nodes forwarded here.
     pub requests: Counter,
-    /// Requests answered with an error frame.
+    /// Of those, answered with an error.
     pub errors: Counter,
     pub(crate) idle: Notify,
 }

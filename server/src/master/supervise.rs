@@ -34,9 +34,12 @@ pub struct NodeState {
     pub last_exit: Option<String>,
 }
 
+/// (pid, started at, restarts, last exit) of one supervised node.
+type ProcessState = (Option<u32>, Option<Instant>, u32, Option<String>);
+
 pub(crate) struct Supervised {
     name: String,
-    state: Mutex<(Option<u32>, Option<Instant>, u32, Option<String>)>,
+    state: Mutex<ProcessState>,
 }
 
 impl Supervised {
@@ -58,7 +61,7 @@ impl Supervised {
         }
     }
 
-    fn set(&self, f: impl FnOnce(&mut (Option<u32>, Option<Instant>, u32, Option<String>))) {
+    fn set(&self, f: impl FnOnce(&mut ProcessState)) {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()));
     }
 }
