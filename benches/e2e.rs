@@ -6,8 +6,12 @@
 //! run, on the same machine, with the same load generator. The ratio is the result; the
 //! absolute numbers depend on the machine (2 cores here, shared by server and load).
 //!
+//! With `--two-hop`, the same echo runs on a separate logic node behind a gate (client → gate →
+//! node-to-node RPC → logic node → back), both nodes in this process on the same server
+//! runtime, against the same bare baseline.
+//!
 //! Run: `cargo bench --bench e2e -- [--connections 100] [--depth 1,16] [--duration 5]
-//! [--payload 64]` (duration in seconds).
+//! [--payload 64] [--two-hop]` (duration in seconds).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -20,13 +24,14 @@ use std::time::Duration;
 
 use firefly::config::ProtocolSettings;
 use firefly_testkit::loadgen::{self, LoadConfig, LoadReport};
-use firefly_testkit::{bare_echo, start_node, test_limits};
+use firefly_testkit::{bare_echo, free_addr, start_cluster, start_node, test_limits};
 
 struct Args {
     connections: usize,
     depths: Vec<usize>,
     duration: Duration,
     payload: usize,
+    two_hop: bool,
 }
 
 fn parse_args() -> Args {
@@ -35,6 +40,7 @@ fn parse_args() -> Args {
         depths: vec![1, 16],
         duration: Duration::from_secs(5),
         payload: 64,
+        two_hop: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -48,6 +54,7 @@ fn parse_args() -> Args {
                 args.duration = Duration::from_secs_f64(value().parse().unwrap_or(5.0));
             }
             "--payload" => args.payload = value().parse().unwrap_or(args.payload),
+            "--two-hop" => args.two_hop = true,
             _ => {} // `cargo bench` passes `--bench`; ignore what we do not know.
         }
     }
@@ -68,15 +75,30 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     let settings = ProtocolSettings::default();
     let bare = server_rt.block_on(bare_echo::spawn(settings.clone()))?;
-    let node = server_rt.block_on(async {
-        let _ = test_limits();
-        start_node(&["echo"]).await
-    });
-    let firefly_addr = node.client_addrs()[0];
+    let mut nodes = Vec::new();
+    if args.two_hop {
+        let (g, l) = (free_addr(), free_addr());
+        let yaml = format!(
+            "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  gate:\n    rpc: {g}\n    listen: [{{ tcp: 127.0.0.1:0 }}]\n    routes: [{{ commands: 1, to: logic }}]\n  logic: {{ rpc: {l}, modules: [echo] }}\n"
+        );
+        let (_, started) = server_rt.block_on(start_cluster(&yaml, &["gate", "logic"]));
+        nodes = started;
+    } else {
+        nodes.push(server_rt.block_on(start_node(&["echo"])));
+    }
+    let _ = test_limits();
+    let firefly_addr = nodes[0].client_addrs()[0];
 
     println!(
-        "e2e: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up)",
-        args.connections, args.payload, args.duration
+        "e2e{}: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up)",
+        if args.two_hop {
+            " two-hop (gate -> logic node)"
+        } else {
+            ""
+        },
+        args.connections,
+        args.payload,
+        args.duration
     );
     println!(
         "| depth | bare echo req/s | firefly req/s | ratio | bare p50/p99/p999 µs | firefly p50/p99/p999 µs |"
@@ -112,7 +134,9 @@ fn main() -> anyhow::Result<()> {
             println!("  errors: bare {} firefly {}", base.errors, ours.errors);
         }
     }
-    server_rt.block_on(node.shutdown(Duration::from_secs(2)));
+    for node in nodes {
+        server_rt.block_on(node.shutdown(Duration::from_secs(2)));
+    }
     drop(bare);
     Ok(())
 }

@@ -222,3 +222,81 @@ async fn a_killed_logic_node_is_restarted_and_clients_stay_connected() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// Starts `firefly up` with extra arguments and waits for `ready` "listening for nodes" lines.
+fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
+    let mut child = Command::new(FIREFLY)
+        .args(["up", "-c"])
+        .arg(topology)
+        .args(extra)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", "process-test-secret-0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let tag = extra.join(" ");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[up {tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = 0;
+    while seen < ready {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("nodes never came up");
+        if line.contains("listening for nodes on") {
+            seen += 1;
+        }
+    }
+    std::mem::forget(rx);
+    child
+}
+
+struct Reaper(Vec<Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hosts_form_one_cluster() {
+    // Two "machines": 127.0.0.1 runs the master's admin API and the gate, 127.0.0.2 the logic
+    // node; each runs its own `firefly up --host`.
+    let dir = tempfile::tempdir().unwrap();
+    let port = |ip: &str| {
+        let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
+        l.local_addr().unwrap()
+    };
+    let (admin, gate_rpc, client) = (port("127.0.0.1"), port("127.0.0.1"), port("127.0.0.1"));
+    let logic_rpc = port("127.0.0.2");
+    let m = workspace().join("modules");
+    let yaml = format!(
+        "version: 1\ncluster: hosts\nmaster:\n  admin: {admin}\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate:\n    host: 127.0.0.1\n    rpc: {gate_rpc}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"101-106\", to: logic }}\n  logic:\n    host: 127.0.0.2\n    rpc: {logic_rpc}\n    modules: [lobby]\n",
+        m = m.display()
+    );
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).unwrap();
+    let _procs = Reaper(vec![
+        spawn_up(&topology, &["--host", "127.0.0.2", "--no-admin"], 1),
+        spawn_up(&topology, &["--host", "127.0.0.1"], 1),
+    ]);
+    let mut client = Client::connect(client).await.unwrap();
+    let hello: serde_json::Value = client
+        .call(101, &serde_json::json!({"name": "across hosts"}))
+        .await
+        .unwrap();
+    assert_eq!(hello["greeting"], "Hello, across hosts!");
+    // The master on 127.0.0.1 reports the node it supervises and sees the other one live.
+    let status = status(admin).await;
+    assert_eq!(node(&status, "gate")["healthy"], true, "{status}");
+}

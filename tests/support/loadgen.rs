@@ -1,62 +1,103 @@
-//! An end-to-end load generator: N connections, each keeping `depth` requests in flight.
+//! An end-to-end load generator: closed-loop clients that each keep `depth` requests in flight.
 //!
-//! Each connection sends `depth` requests, then one more for every reply it reads, so exactly
-//! `depth` are outstanding at any time (replies come back in order, so a FIFO of send times
-//! matches them). Latency is send-to-reply per request, recorded in a log-linear histogram
-//! (1 µs buckets below 1 ms, ~1.6% relative precision above). Requests answered during the
-//! warm-up are not counted; at the deadline the connections stop sending and count only the
-//! replies that arrived before it. Bounded: every loop ends at the deadline.
+//! What it measures: requests per second and send-to-reply latency of a server speaking the
+//! Firefly framing, as seen by `connections` clients on the caller's tokio runtime. The same
+//! generator measures the bare echo baseline and Firefly, so their ratio is what a benchmark
+//! reports (STYLE.md habit 10).
+//!
+//! How:
+//!
+//! - **Connect first.** All connections are opened (with `TCP_NODELAY`) before the clock
+//!   starts; connect time is in neither the throughput nor any latency.
+//! - **Closed loop, fixed depth.** Each connection queues `depth` requests, then one more for
+//!   every reply it reads, so exactly `depth` are outstanding until the deadline. The requests
+//!   that one read makes due are written as one batch. Reads and writes are driven together
+//!   (`select!` on the two halves), so large payloads cannot deadlock client and server.
+//! - **Latency** runs from the moment a request is queued for writing (taken once per batch;
+//!   when the socket accepts the batch at once, as it normally does, that is the moment it is
+//!   written) to the moment the read that completed its reply returned. Replies come back in
+//!   request order on a connection (SPEC, "Ordering"), so a FIFO of send times, never longer
+//!   than `depth`, matches them. Latencies go into a log-linear [`Histogram`] per connection
+//!   (1 µs buckets below 1.024 ms, buckets under 0.8% of their value wide above), merged at
+//!   the end.
+//! - **Which requests count.** Time runs: connect, warm-up (`warmup`), measured window
+//!   (`duration`), drain. A request counts if it was *sent* inside the measured window;
+//!   warm-up requests are sent and answered but never counted. At the end of the window each
+//!   connection stops sending and drains: it waits for the replies to its counted requests
+//!   still in flight (they are counted, with their latency) for at most [`DRAIN_GRACE`].
+//!   Counting by send time over a window of exactly `duration` makes `rps` the rate at which
+//!   the server absorbed requests in steady state, with no edge error of `connections ×
+//!   depth` requests either way.
+//! - **Errors.** A reply on `settings.error_command` counts as a request and as an error (its
+//!   latency is recorded too). A counted request still unanswered when the drain grace runs
+//!   out counts as an error only. A reply on any other command id, a bad frame, or the server
+//!   closing a connection fails the whole run: FIFO matching, and so every number, would be
+//!   meaningless after it.
+//! - **Bounded.** Every loop ends by the drain deadline; memory per connection is the FIFO
+//!   (`depth` entries), the buffers (about `depth` frames each way) and one histogram
+//!   (~30 KiB).
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use anyhow::{Context, bail, ensure};
+use bytes::{Bytes, BytesMut};
 use firefly::config::ProtocolSettings;
 use firefly::protocol::Codec;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-/// What to run.
+/// How long after the measured window a connection waits for its outstanding counted replies
+/// before it counts them as errors.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(5);
+
+/// Spare read-buffer room kept before each read, so a read is never starved to a few bytes.
+const READ_RESERVE: usize = 16 * 1024;
+
+/// What load to apply, where.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
-    /// Server address.
+    /// The server's client address.
     pub addr: SocketAddr,
-    /// Concurrent connections.
+    /// Concurrent connections (at least 1), each its own task.
     pub connections: usize,
-    /// Requests in flight per connection.
+    /// Requests in flight per connection (at least 1); 1 is a plain request/response loop.
     pub depth: usize,
-    /// Measured duration.
+    /// Length of the measured window (not zero).
     pub duration: Duration,
-    /// Unmeasured warm-up before it.
+    /// Load applied, not counted, after connecting and before the measured window.
     pub warmup: Duration,
-    /// Command id to send.
+    /// Command id of every request; replies must carry it (or `settings.error_command`).
     pub command: u32,
-    /// Payload of every request.
+    /// Payload of every request (at most `settings.max_frame` bytes).
     pub payload: Vec<u8>,
-    /// Frame header settings.
+    /// Header settings of the server's listener (magic, versions, maximum frame, error id).
     pub settings: ProtocolSettings,
 }
 
-/// What happened.
+/// What was measured over the window (see the module doc for exactly which requests count).
 #[derive(Debug, Clone)]
 pub struct LoadReport {
-    /// Replies counted in the measured window.
+    /// Counted requests that got a reply (error frames included).
     pub requests: u64,
-    /// Of which error frames.
+    /// Counted requests answered with an error frame or left unanswered after the drain.
     pub errors: u64,
-    /// Measured window.
+    /// The measured window: the time in which the counted requests were sent.
     pub elapsed: Duration,
-    /// Replies per second.
+    /// `requests / elapsed`, in requests per second.
     pub rps: f64,
-    /// Median latency.
+    /// Median latency (the upper bound of its histogram bucket, at most `max`).
     pub p50: Duration,
-    /// 99th percentile latency.
+    /// 99th percentile latency (likewise).
     pub p99: Duration,
-    /// 99.9th percentile latency.
+    /// 99.9th percentile latency (likewise).
     pub p999: Duration,
-    /// Largest latency.
+    /// Largest latency, exact to the microsecond.
     pub max: Duration,
 }
 
@@ -75,212 +116,458 @@ impl fmt::Display for LoadReport {
     }
 }
 
-/// A log-linear latency histogram in microseconds.
+/// Latencies below `LINEAR_US` µs get one bucket per µs.
+const LINEAR_BITS: u32 = 10;
+const LINEAR_US: u64 = 1 << LINEAR_BITS;
+/// Buckets per power of two above the linear range: a bucket is at most 1/128 of its value.
+const SUB_BITS: u32 = 7;
+const SUB: u64 = 1 << SUB_BITS;
+/// The last bucket also holds every latency of 2^32 µs (~71 min) and more (`max` stays exact).
+const TOP_BITS: u32 = 32;
+const BUCKETS: usize = (LINEAR_US + (TOP_BITS - LINEAR_BITS) as u64 * SUB) as usize;
+
+/// A log-linear (HDR-style) latency histogram with microsecond resolution.
+///
+/// 1 µs buckets below 1.024 ms; above, 128 buckets per power of two, so a bucket is at most
+/// 1/128 (0.8%) of its value wide. Fixed size (~30 KiB), no allocation after creation.
 #[derive(Debug, Clone)]
 pub struct Histogram {
-    counts: Vec<u64>,
-    max_us: u64,
+    counts: Box<[u64]>,
     total: u64,
+    max_us: u64,
 }
-
-const LINEAR: u64 = 1024; // 1 µs buckets below ~1 ms
-const SUB: u64 = 64; // buckets per power of two above
 
 impl Default for Histogram {
     fn default() -> Self {
         Self {
-            counts: vec![0; (LINEAR + 64 * SUB) as usize],
-            max_us: 0,
+            counts: vec![0; BUCKETS].into_boxed_slice(),
             total: 0,
+            max_us: 0,
         }
     }
 }
 
 impl Histogram {
+    /// The bucket holding `us`.
     fn index(us: u64) -> usize {
-        if us < LINEAR {
+        if us < LINEAR_US {
             return us as usize;
         }
-        let exp = 63 - u64::from(us.leading_zeros()); // >= 10
-        let frac = (us >> (exp - 6)) & (SUB - 1);
-        (LINEAR + (exp - 10) * SUB + frac) as usize
+        // `us >= 2^10`, so `exp` is in 10..=63 and the shift below is non-negative.
+        let exp = 63 - us.leading_zeros();
+        if exp >= TOP_BITS {
+            return BUCKETS - 1;
+        }
+        let sub = (us >> (exp - SUB_BITS)) & (SUB - 1);
+        (LINEAR_US + u64::from(exp - LINEAR_BITS) * SUB + sub) as usize
     }
 
-    fn value(index: usize) -> u64 {
+    /// The largest value (µs) that lands in bucket `index`.
+    fn upper(index: usize) -> u64 {
         let i = index as u64;
-        if i < LINEAR {
+        if i < LINEAR_US {
             return i;
         }
-        let exp = (i - LINEAR) / SUB + 10;
-        let frac = (i - LINEAR) % SUB;
-        (1 << exp) + (frac << (exp - 6))
+        if index >= BUCKETS - 1 {
+            return u64::MAX;
+        }
+        let exp = (i - LINEAR_US) / SUB + u64::from(LINEAR_BITS);
+        let sub = (i - LINEAR_US) % SUB;
+        let width = 1u64 << (exp - u64::from(SUB_BITS));
+        (1u64 << exp) + sub * width + (width - 1)
     }
 
     /// Records one latency.
-    pub fn record(&mut self, d: Duration) {
-        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
-        let i = Self::index(us).min(self.counts.len() - 1);
-        self.counts[i] += 1;
-        self.max_us = self.max_us.max(us);
-        self.total += 1;
-    }
-
-    /// Adds another histogram's counts.
-    pub fn merge(&mut self, other: &Histogram) {
-        for (a, b) in self.counts.iter_mut().zip(&other.counts) {
-            *a += b;
+    pub fn record(&mut self, latency: Duration) {
+        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if let Some(count) = self.counts.get_mut(Self::index(us)) {
+            *count += 1;
         }
-        self.max_us = self.max_us.max(other.max_us);
-        self.total += other.total;
+        self.total += 1;
+        self.max_us = self.max_us.max(us);
     }
 
-    /// The latency at quantile `q` (0..=1).
+    /// Adds the counts of `other` to these.
+    pub fn merge(&mut self, other: &Histogram) {
+        for (mine, theirs) in self.counts.iter_mut().zip(other.counts.iter()) {
+            *mine += theirs;
+        }
+        self.total += other.total;
+        self.max_us = self.max_us.max(other.max_us);
+    }
+
+    /// How many latencies were recorded.
+    pub fn count(&self) -> u64 {
+        self.total
+    }
+
+    /// The largest recorded latency (zero when empty).
+    pub fn max(&self) -> Duration {
+        Duration::from_micros(self.max_us)
+    }
+
+    /// The latency at quantile `q` (clamped to 0..=1): the upper bound of the bucket holding
+    /// the `ceil(q × count)`-th smallest latency, never above [`Histogram::max`]. Zero when
+    /// empty; non-decreasing in `q`.
     pub fn quantile(&self, q: f64) -> Duration {
         if self.total == 0 {
             return Duration::ZERO;
         }
-        let rank = ((self.total as f64) * q).ceil().max(1.0) as u64;
+        // Float-to-integer `as` saturates; the rank is clamped to 1..=total either way.
+        let rank = ((self.total as f64) * q.clamp(0.0, 1.0)).ceil() as u64;
+        let rank = rank.clamp(1, self.total);
         let mut seen = 0;
-        for (i, c) in self.counts.iter().enumerate() {
-            seen += c;
+        for (index, count) in self.counts.iter().enumerate() {
+            seen += count;
             if seen >= rank {
-                return Duration::from_micros(Self::value(i).min(self.max_us));
+                return Duration::from_micros(Self::upper(index).min(self.max_us));
             }
         }
-        Duration::from_micros(self.max_us)
+        self.max()
     }
 }
 
-struct ConnResult {
+/// What every connection task shares: the encoded request and the timeline.
+#[derive(Debug)]
+struct Plan {
+    codec: Codec,
+    /// One encoded request frame, copied into the write buffer for every send.
+    request: Bytes,
+    command: u32,
+    error_command: u32,
+    depth: usize,
+    /// Requests sent from here on are counted...
+    start: Instant,
+    /// ...and none are sent from here on.
+    end: Instant,
+    /// Counted requests not answered by then are errors.
+    drain_deadline: Instant,
+}
+
+/// One connection's share of the report.
+#[derive(Debug, Default)]
+struct Tally {
     requests: u64,
     errors: u64,
-    hist: Histogram,
+    latencies: Histogram,
 }
 
-async fn connection(cfg: LoadConfig, start: Instant, end: Instant) -> anyhow::Result<ConnResult> {
-    let codec = Codec::new(&cfg.settings);
-    let mut stream = TcpStream::connect(cfg.addr).await?;
-    stream.set_nodelay(true)?;
-    let mut frame = BytesMut::new();
-    codec.encode(cfg.command, &cfg.payload, &mut frame);
-    let mut wbuf = BytesMut::new();
-    let mut rbuf = BytesMut::with_capacity(64 * 1024);
-    let mut sent = std::collections::VecDeque::with_capacity(cfg.depth);
-    let mut result = ConnResult {
-        requests: 0,
-        errors: 0,
-        hist: Histogram::default(),
-    };
-    let now = Instant::now();
-    for _ in 0..cfg.depth {
-        wbuf.extend_from_slice(&frame);
-        sent.push_back(now);
-    }
-    stream.write_all(&wbuf).await?;
-    loop {
-        let read = tokio::time::timeout_at(end, stream.read_buf(&mut rbuf)).await;
-        let Ok(read) = read else { break };
-        if read? == 0 {
-            anyhow::bail!("server closed the connection");
-        }
-        let now = Instant::now();
-        wbuf.clear();
-        while let Some(reply) = codec.decode(&mut rbuf)? {
-            let Some(at) = sent.pop_front() else {
-                anyhow::bail!("a reply nobody asked for");
-            };
-            if now >= end {
-                break;
-            }
-            if at >= start {
-                result.requests += 1;
-                result.hist.record(now - at);
-                if reply.command == cfg.settings.error_command {
-                    result.errors += 1;
-                } else if reply.command != cfg.command {
-                    anyhow::bail!(
-                        "reply on command {} to a request on {}",
-                        reply.command,
-                        cfg.command
-                    );
-                }
-            }
-            wbuf.extend_from_slice(&frame);
-            sent.push_back(now);
-        }
-        if now >= end {
-            break;
-        }
-        if !wbuf.is_empty() {
-            stream.write_all(&wbuf).await?;
-        }
-    }
-    Ok(result)
-}
-
-/// Runs the load and reports what was measured. Uses the caller's tokio runtime.
+/// Applies the load described by `cfg` on the current tokio runtime and reports on the
+/// measured window. Takes connect time, then `warmup + duration`, then the drain (normally
+/// one round trip, at most [`DRAIN_GRACE`]).
+///
+/// Fails if the configuration is unusable, a connection cannot be opened, or the server breaks
+/// the protocol (closes a connection, sends a bad frame or a reply on an unexpected command).
 pub async fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
+    ensure!(cfg.connections > 0, "connections must be at least 1");
+    ensure!(cfg.depth > 0, "depth must be at least 1");
+    ensure!(!cfg.duration.is_zero(), "duration must not be zero");
+    let codec = Codec::new(&cfg.settings);
+    ensure!(
+        u32::try_from(cfg.payload.len()).is_ok_and(|len| len <= codec.max_frame()),
+        "payload of {} bytes exceeds the maximum frame of {} bytes",
+        cfg.payload.len(),
+        codec.max_frame()
+    );
+
+    let mut connecting = JoinSet::new();
+    for _ in 0..cfg.connections {
+        let addr = cfg.addr;
+        connecting.spawn(async move {
+            let stream = TcpStream::connect(addr)
+                .await
+                .with_context(|| format!("connecting to {addr}"))?;
+            stream.set_nodelay(true)?;
+            anyhow::Ok(stream)
+        });
+    }
+    let mut streams = Vec::with_capacity(cfg.connections);
+    while let Some(stream) = connecting.join_next().await {
+        streams.push(stream??);
+    }
+
+    // The clock starts once every connection is open.
     let start = Instant::now() + cfg.warmup;
     let end = start + cfg.duration;
-    let tasks: Vec<_> = (0..cfg.connections)
-        .map(|_| tokio::spawn(connection(cfg.clone(), start, end)))
-        .collect();
-    let mut hist = Histogram::default();
-    let (mut requests, mut errors) = (0, 0);
-    for t in tasks {
-        let r = t.await??;
-        requests += r.requests;
-        errors += r.errors;
-        hist.merge(&r.hist);
+    let plan = Arc::new(Plan {
+        request: codec.encode_to_bytes(cfg.command, &cfg.payload),
+        codec,
+        command: cfg.command,
+        error_command: cfg.settings.error_command,
+        depth: cfg.depth,
+        start,
+        end,
+        drain_deadline: end + DRAIN_GRACE,
+    });
+    // Dropping the set (on an early return) aborts the other connections.
+    let mut running = JoinSet::new();
+    for (n, stream) in streams.into_iter().enumerate() {
+        let plan = plan.clone();
+        let addr = cfg.addr;
+        running.spawn(async move {
+            drive(stream, &plan)
+                .await
+                .with_context(|| format!("load connection {n} to {addr}"))
+        });
     }
+    let mut total = Tally::default();
+    while let Some(tally) = running.join_next().await {
+        let tally = tally??;
+        total.requests += tally.requests;
+        total.errors += tally.errors;
+        total.latencies.merge(&tally.latencies);
+    }
+
     let elapsed = cfg.duration;
     Ok(LoadReport {
-        requests,
-        errors,
+        requests: total.requests,
+        errors: total.errors,
         elapsed,
-        rps: requests as f64 / elapsed.as_secs_f64(),
-        p50: hist.quantile(0.50),
-        p99: hist.quantile(0.99),
-        p999: hist.quantile(0.999),
-        max: Duration::from_micros(hist.max_us),
+        rps: total.requests as f64 / elapsed.as_secs_f64(),
+        p50: total.latencies.quantile(0.50),
+        p99: total.latencies.quantile(0.99),
+        p999: total.latencies.quantile(0.999),
+        max: total.latencies.max(),
     })
+}
+
+/// Runs one connection's closed loop until its drain ends; see the module doc.
+async fn drive(mut stream: TcpStream, plan: &Plan) -> anyhow::Result<Tally> {
+    let (mut reader, mut writer) = stream.split();
+    let mut tally = Tally::default();
+    // Send times of the requests in flight, oldest first (so non-decreasing); never longer
+    // than `depth`. A request counts as sent when it is queued in `wbuf`.
+    let mut in_flight: VecDeque<Instant> = VecDeque::with_capacity(plan.depth);
+    let mut rbuf = BytesMut::with_capacity(READ_RESERVE);
+    let mut wbuf = BytesMut::with_capacity(plan.request.len() * plan.depth);
+
+    let now = Instant::now();
+    for _ in 0..plan.depth {
+        wbuf.extend_from_slice(&plan.request);
+        in_flight.push_back(now);
+    }
+    // Wakes the loop at the end of the window even if the server has gone quiet, then again
+    // at the drain deadline.
+    let timer = tokio::time::sleep_until(plan.end);
+    tokio::pin!(timer);
+    // False from the end of the window on: no new requests, only the drain.
+    let mut sending = true;
+
+    loop {
+        // Every request was sent before `end`, so the newest one tells whether any counted
+        // request is still outstanding.
+        if !sending && in_flight.back().is_none_or(|&sent| sent < plan.start) {
+            break;
+        }
+        tokio::select! {
+            // Queued requests go out before the next read, so a batch is written at once.
+            biased;
+            written = writer.write_buf(&mut wbuf), if !wbuf.is_empty() => {
+                if written.context("writing requests")? == 0 {
+                    bail!("the server stopped accepting data");
+                }
+            }
+            read = reader.read_buf(&mut rbuf) => {
+                if read.context("reading replies")? == 0 {
+                    bail!("the server closed the connection");
+                }
+                let now = Instant::now();
+                // Checked here too: while replies keep arriving, `timer` may not get polled.
+                if now >= plan.end {
+                    sending = false;
+                }
+                while let Some(reply) = plan.codec.decode(&mut rbuf)? {
+                    let Some(sent) = in_flight.pop_front() else {
+                        bail!("a reply on command {} with no request in flight", reply.command);
+                    };
+                    let is_error = reply.command == plan.error_command;
+                    if !is_error && reply.command != plan.command {
+                        bail!(
+                            "a reply on command {} to a request on command {}",
+                            reply.command,
+                            plan.command
+                        );
+                    }
+                    if sent >= plan.start {
+                        tally.requests += 1;
+                        tally.errors += u64::from(is_error);
+                        tally.latencies.record(now - sent);
+                    }
+                    if sending {
+                        wbuf.extend_from_slice(&plan.request);
+                        in_flight.push_back(now);
+                    }
+                }
+                // Decoded replies are dropped by now, so this reuses the same allocation.
+                rbuf.reserve(READ_RESERVE);
+            }
+            () = &mut timer => {
+                if sending {
+                    // Requests already queued stay queued: they were sent inside the window
+                    // (and a half-written frame must be finished anyway).
+                    sending = false;
+                    timer.as_mut().reset(plan.drain_deadline);
+                } else {
+                    let unanswered = in_flight.iter().filter(|&&sent| sent >= plan.start).count();
+                    tally.errors += unanswered as u64;
+                    break;
+                }
+            }
+        }
+    }
+    Ok(tally)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bare_echo;
 
-    #[test]
-    fn histogram_buckets_are_monotonic_and_close() {
-        let mut last = 0;
-        for us in [0u64, 1, 999, 1023, 1024, 1500, 10_000, 123_456, 9_999_999] {
-            let i = Histogram::index(us);
-            assert!(i >= last);
-            last = i;
-            let v = Histogram::value(i);
-            assert!(v <= us && us - v <= us / 60 + 1, "{us} -> {v}");
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn measures_the_bare_echo() {
-        let server = crate::bare_echo::spawn(ProtocolSettings::default())
-            .await
-            .unwrap();
-        let report = run(&LoadConfig {
-            addr: server.addr,
+    fn config(addr: SocketAddr) -> LoadConfig {
+        LoadConfig {
+            addr,
             connections: 4,
             depth: 4,
             duration: Duration::from_millis(300),
             warmup: Duration::from_millis(50),
             command: 1,
-            payload: vec![1; 64],
+            payload: vec![0x5a; 64],
             settings: ProtocolSettings::default(),
+        }
+    }
+
+    #[test]
+    fn buckets_tile_the_range_with_bounded_width() {
+        // Linear range: one bucket per µs.
+        for us in 0..LINEAR_US {
+            assert_eq!(Histogram::index(us), us as usize);
+            assert_eq!(Histogram::upper(us as usize), us);
+        }
+        // Above: consecutive, gap-free buckets, each at most 1/128 of its value wide.
+        let mut lower = LINEAR_US;
+        for index in LINEAR_US as usize..BUCKETS - 1 {
+            let upper = Histogram::upper(index);
+            assert_eq!(Histogram::index(lower), index);
+            assert_eq!(Histogram::index(upper), index);
+            assert!(
+                (upper - lower + 1) * 128 <= lower,
+                "bucket {index}: {lower}..={upper}"
+            );
+            lower = upper + 1;
+        }
+        // The last bucket is the top of the range and everything above it.
+        assert_eq!(lower, (1 << TOP_BITS) - (1 << (TOP_BITS - 1 - SUB_BITS)));
+        assert_eq!(Histogram::index(lower), BUCKETS - 1);
+        assert_eq!(Histogram::index(u64::MAX), BUCKETS - 1);
+        assert_eq!(Histogram::upper(BUCKETS - 1), u64::MAX);
+    }
+
+    #[test]
+    fn quantiles_are_ordered_and_close() {
+        let mut h = Histogram::default();
+        assert_eq!(h.quantile(0.5), Duration::ZERO);
+        for us in 1..=10_000 {
+            h.record(Duration::from_micros(us));
+        }
+        let mut other = Histogram::default();
+        other.record(Duration::from_secs(2));
+        h.merge(&other);
+        assert_eq!(h.count(), 10_001);
+        assert_eq!(h.quantile(0.0), Duration::from_micros(1));
+        let p50 = h.quantile(0.5).as_micros() as f64;
+        assert!((p50 - 5_001.0).abs() <= 5_001.0 / 128.0, "p50 = {p50}");
+        assert!(h.quantile(0.5) <= h.quantile(0.99));
+        assert!(h.quantile(0.99) <= h.quantile(0.999));
+        assert_eq!(h.quantile(1.0), Duration::from_secs(2));
+        assert_eq!(h.max(), Duration::from_secs(2));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn measures_the_bare_echo() {
+        let server = bare_echo::spawn(ProtocolSettings::default()).await.unwrap();
+        let report = run(&config(server.addr)).await.unwrap();
+        assert!(report.requests > 0, "{report}");
+        assert_eq!(report.errors, 0, "{report}");
+        assert!(report.p50 <= report.p99, "{report}");
+        assert!(report.p99 <= report.p999, "{report}");
+        assert!(report.p999 <= report.max, "{report}");
+        assert_eq!(report.elapsed, Duration::from_millis(300));
+        server.shutdown().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn counts_error_frames_as_errors() {
+        let server = bare_echo::spawn(ProtocolSettings::default()).await.unwrap();
+        // The echo answers on the request's id; asking on the error id makes every reply one.
+        let cfg = LoadConfig {
+            command: ProtocolSettings::default().error_command,
+            connections: 2,
+            duration: Duration::from_millis(100),
+            ..config(server.addr)
+        };
+        let report = run(&cfg).await.unwrap();
+        assert!(report.requests > 0);
+        assert_eq!(report.errors, report.requests);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fails_when_the_server_closes() {
+        // A server with other magic bytes closes every connection on its first frame.
+        let server = bare_echo::spawn(ProtocolSettings {
+            magic: [1, 2, 3, 4],
+            ..ProtocolSettings::default()
         })
         .await
         .unwrap();
-        assert!(report.requests > 0);
-        assert_eq!(report.errors, 0);
-        assert!(report.p50 <= report.p99 && report.p99 <= report.max);
+        let err = run(&config(server.addr)).await.unwrap_err();
+        assert!(format!("{err:#}").contains("closed"), "{err:#}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn fails_on_a_reply_to_another_command() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Answers the first request on command 2.
+        let server = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let codec = Codec::new(&ProtocolSettings::default());
+            let mut buf = BytesMut::new();
+            while codec.decode(&mut buf).unwrap().is_none() {
+                assert_ne!(s.read_buf(&mut buf).await.unwrap(), 0);
+            }
+            s.write_all(&codec.encode_to_bytes(2, b"")).await.unwrap();
+            // Hold the connection open until the client gives up on it.
+            while s.read_buf(&mut buf).await.is_ok_and(|n| n > 0) {}
+        });
+        let cfg = LoadConfig {
+            connections: 1,
+            ..config(addr)
+        };
+        let err = run(&cfg).await.unwrap_err();
+        assert!(format!("{err:#}").contains("command 2"), "{err:#}");
+        server.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn refuses_unusable_configs() {
+        // Nothing listens there, and nothing is reached: the config is checked first.
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        for cfg in [
+            LoadConfig {
+                depth: 0,
+                ..config(addr)
+            },
+            LoadConfig {
+                connections: 0,
+                ..config(addr)
+            },
+            LoadConfig {
+                payload: vec![0; (1 << 20) + 1],
+                ..config(addr)
+            },
+        ] {
+            let err = run(&cfg).await.unwrap_err();
+            assert!(!format!("{err:#}").contains("connecting"), "{err:#}");
+        }
     }
 }
