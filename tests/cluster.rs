@@ -225,3 +225,36 @@ async fn strangers_without_the_secret_are_refused() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_across_the_hop_are_answered_in_order() {
+    for policy in ["sticky", "round_robin"] {
+        let (yaml, _) = topology(policy);
+        let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+        let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+        // 300 requests before reading anything: runs of echo (routed by `policy`) and lobby
+        // adds (always l1).
+        for i in 0u32..300 {
+            if i % 7 < 4 {
+                client.send(1, format!("e{i}").as_bytes()).await.unwrap();
+            } else {
+                let req = rmp_serde::to_vec_named(&json!({"a": i, "b": 1})).unwrap();
+                client.send(103, &req).await.unwrap();
+            }
+        }
+        for i in 0u32..300 {
+            let frame = client.recv_frame().await.unwrap();
+            if i % 7 < 4 {
+                assert_eq!(
+                    (frame.command, &frame.payload[..]),
+                    (1, format!("e{i}").as_bytes()),
+                    "{policy} #{i}"
+                );
+            } else {
+                assert_eq!(frame.command, 103, "{policy} #{i}");
+                let v: Value = rmp_serde::from_slice(&frame.payload).unwrap();
+                assert_eq!(v["sum"], i64::from(i) + 1, "{policy} #{i}");
+            }
+        }
+    }
+}

@@ -25,7 +25,7 @@ use bytes::Bytes;
 
 use crate::config::Topology;
 use crate::sessions::{PushError, RemoteSessions};
-pub use peer::{Peer, RpcError};
+pub use peer::{Peer, Pending, RpcError};
 pub use route::RemoteRoute;
 
 /// Who this process is in the cluster and how it proves it.

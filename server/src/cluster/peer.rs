@@ -67,6 +67,61 @@ struct Backoff {
     delay: Duration,
 }
 
+/// A request sent to a peer whose reply has not been awaited yet.
+pub struct Pending<'a> {
+    peer: &'a Peer,
+    link: Arc<Link>,
+    id: u64,
+    rx: Option<oneshot::Receiver<Msg>>,
+    sent: Instant,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.peer.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.rx.is_some() {
+            // Never awaited: forget the waiter so a late reply is simply dropped.
+            self.link
+                .pending
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.id);
+        }
+    }
+}
+
+impl Pending<'_> {
+    /// The peer it was sent to.
+    pub fn peer(&self) -> &Peer {
+        self.peer
+    }
+
+    /// Waits for the reply, up to the RPC timeout counted from when the request was sent.
+    pub async fn wait(mut self) -> Result<Msg, RpcError> {
+        let peer = self.peer;
+        let timeout = peer.identity.rpc_timeout;
+        let deadline = tokio::time::Instant::from_std(self.sent + timeout);
+        let Some(rx) = self.rx.take() else {
+            return Err(peer.unavailable("reply already taken"));
+        };
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(msg)) => Ok(msg),
+            Ok(Err(_)) => Err(peer.unavailable("connection lost")),
+            Err(_) => {
+                self.link
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&self.id);
+                Err(RpcError::Timeout {
+                    node: peer.name.clone(),
+                    timeout,
+                })
+            }
+        }
+    }
+}
+
 /// One peer node as seen from here.
 pub struct Peer {
     /// Its name.
@@ -214,13 +269,12 @@ impl Peer {
 
     /// Sends a request built by `make(id)` and waits for the reply with that id.
     pub async fn request(&self, make: impl FnOnce(u64) -> Msg) -> Result<Msg, RpcError> {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = self.request_inner(make).await;
-        self.in_flight.fetch_sub(1, Ordering::Relaxed);
-        result
+        self.start(make).await?.wait().await
     }
 
-    async fn request_inner(&self, make: impl FnOnce(u64) -> Msg) -> Result<Msg, RpcError> {
+    /// Sends a request built by `make(id)` without waiting for its reply, so several can be
+    /// in flight on the link (they arrive in the order they were started).
+    pub async fn start(&self, make: impl FnOnce(u64) -> Msg) -> Result<Pending<'_>, RpcError> {
         let link = self.get_link().await?;
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
@@ -235,21 +289,14 @@ impl Peer {
                 .remove(&id);
             return Err(self.unavailable("connection lost"));
         }
-        let timeout = self.identity.rpc_timeout;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(msg)) => Ok(msg),
-            Ok(Err(_)) => Err(self.unavailable("connection lost")),
-            Err(_) => {
-                link.pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&id);
-                Err(RpcError::Timeout {
-                    node: self.name.clone(),
-                    timeout,
-                })
-            }
-        }
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Ok(Pending {
+            peer: self,
+            link,
+            id,
+            rx: Some(rx),
+            sent: Instant::now(),
+        })
     }
 
     /// Sends a one-way message (push, event). When no link is up, one is opened in the

@@ -1,7 +1,8 @@
 //! The inbound side of node-to-node links: authenticate, then serve what peers send.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -127,10 +128,11 @@ async fn connection(
             buf.clear();
         }
     });
+    let queues: SessionQueues = Arc::default();
     'conn: loop {
         loop {
             match wire::decode(&mut rbuf) {
-                Ok(Some(msg)) => handle(msg, &node, &tx),
+                Ok(Some(msg)) => handle(msg, &node, &tx, &queues),
                 Ok(None) => break,
                 Err(err) => {
                     tracing::warn!(%peer, "bad frame from peer: {err}");
@@ -151,14 +153,93 @@ async fn connection(
     tracing::debug!(%peer, "peer disconnected");
 }
 
-fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>) {
+/// A forwarded request waiting for its session's earlier ones.
+struct Job {
+    id: u64,
+    command: u32,
+    payload: serde_bytes::ByteBuf,
+}
+
+/// Per session, the queue of its forwarded requests on this link, while any are pending.
+/// A gate may pipeline a session's requests; they must still run one at a time, in the order
+/// they arrived (the link delivers them in order).
+type SessionQueues = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Job>>>>;
+
+fn enqueue(
+    session: u64,
+    job: Job,
+    node: &Arc<NodeCore>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    queues: &SessionQueues,
+) {
+    let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
+    let job = match map.get(&session) {
+        Some(queue) => match queue.send(job) {
+            Ok(()) => return,
+            Err(mpsc::error::SendError(job)) => job,
+        },
+        None => job,
+    };
+    let (queue, mut jobs) = mpsc::unbounded_channel();
+    let _ = queue.send(job);
+    map.insert(session, queue);
+    drop(map);
+    let (node, tx, queues) = (node.clone(), tx.clone(), queues.clone());
+    tokio::spawn(async move {
+        loop {
+            let job = match jobs.try_recv() {
+                Ok(job) => job,
+                Err(_) => {
+                    // Retire the queue under the lock, so no job can slip in unseen.
+                    let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
+                    match jobs.try_recv() {
+                        Ok(job) => job,
+                        Err(_) => {
+                            map.remove(&session);
+                            return;
+                        }
+                    }
+                }
+            };
+            let (pushes, result) = node
+                .serve_forward(session, job.command, job.payload.into_vec().into())
+                .await;
+            let _ = tx.send(Msg::Reply {
+                id: job.id,
+                pushes,
+                result,
+            });
+        }
+    });
+}
+
+fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queues: &SessionQueues) {
     match msg {
         Msg::Forward {
             id,
             session,
             command,
             payload,
+        } if session != 0 => {
+            enqueue(
+                session,
+                Job {
+                    id,
+                    command,
+                    payload,
+                },
+                node,
+                tx,
+                queues,
+            );
+        }
+        Msg::Forward {
+            id,
+            session,
+            command,
+            payload,
         } => {
+            // No session, no order to keep.
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
                 let (pushes, result) = node

@@ -10,8 +10,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
-use crate::cluster::RpcError;
+use std::collections::VecDeque;
+
 use crate::cluster::wire::Msg;
+use crate::cluster::{Peer, Pending, RpcError};
 use crate::engine::Lease;
 use crate::protocol::{ErrorReply, Frame, FrameError};
 use crate::sessions::Outbound;
@@ -139,8 +141,19 @@ impl Scratch {
     }
 }
 
+/// Most forwarded requests one connection keeps in flight to one node.
+const MAX_PIPELINE: usize = 64;
+
+/// Requests forwarded to one node whose replies are still to be written, oldest first.
+type Inflight<'a> = VecDeque<(u32, &'a Peer, Result<Pending<'a>, RpcError>)>;
+
 /// Dispatches every complete frame in `rbuf`, in order, appending replies to `wbuf`.
 /// Returns why the connection must close, if it must.
+///
+/// Consecutive requests that go to the same remote node are pipelined: all are sent, then the
+/// replies are written in order. That node runs one session's requests one at a time in
+/// arrival order, and before a request goes anywhere else (another node, a local module) the
+/// earlier ones are answered — so a session's requests still run one at a time, in order.
 async fn process(
     shared: &Listener,
     session: u64,
@@ -150,25 +163,57 @@ async fn process(
     scratch: &mut Scratch,
 ) -> Option<&'static str> {
     let error_command = shared.settings.error_command;
-    loop {
+    let node = &shared.node;
+    let mut inflight: Inflight<'_> = VecDeque::new();
+    let close = loop {
         match shared.codec.decode(rbuf) {
             Ok(Some(frame)) => {
+                let command = frame.command;
+                if !node.lease_for(command, &mut scratch.lease)
+                    && let Some(route) = node.remote_route(command)
+                {
+                    // Never hold a local instance while waiting on the network.
+                    scratch.lease = None;
+                    scratch.requests += 1;
+                    let Some(peer) = route.pick(session) else {
+                        continue;
+                    };
+                    if inflight
+                        .front()
+                        .is_some_and(|(_, p, _)| p.name != peer.name)
+                    {
+                        drain(shared, &mut inflight, wbuf, scratch).await;
+                    }
+                    let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
+                    let started = peer
+                        .start(|id| Msg::Forward {
+                            id,
+                            session,
+                            command,
+                            payload,
+                        })
+                        .await;
+                    inflight.push_back((command, peer.as_ref(), started));
+                    if inflight.len() >= MAX_PIPELINE {
+                        drain(shared, &mut inflight, wbuf, scratch).await;
+                    }
+                    continue;
+                }
+                drain(shared, &mut inflight, wbuf, scratch).await;
                 dispatch(shared, session, frame, wbuf, scratch).await;
                 if wbuf.len() >= FLUSH_AT {
                     // A slow reader must not keep an instance busy while we wait on it.
                     scratch.lease = None;
                     if stream.write_all(wbuf).await.is_err() {
-                        return Some("write error");
+                        break Some("write error");
                     }
                     wbuf.clear();
                 }
             }
-            Ok(None) => {
-                scratch.lease = None;
-                return None;
-            }
-            Err(FrameError::BadHeader) => return Some("bad header"),
+            Ok(None) => break None,
+            Err(FrameError::BadHeader) => break Some("bad header"),
             Err(err) => {
+                drain(shared, &mut inflight, wbuf, scratch).await;
                 let code = match err {
                     FrameError::TooShort { .. } => codes::BAD_FRAME,
                     _ => codes::FRAME_TOO_LARGE,
@@ -178,9 +223,29 @@ async fn process(
                     .codec
                     .encode(error_command, &reply.to_msgpack(), wbuf);
                 scratch.errors += 1;
-                return Some("bad frame");
+                break Some("bad frame");
             }
         }
+    };
+    // Requests that arrived before the end of the batch (or a bad frame) are still answered.
+    drain(shared, &mut inflight, wbuf, scratch).await;
+    scratch.lease = None;
+    close
+}
+
+/// Waits for every in-flight forwarded request, oldest first, and writes its answer.
+async fn drain(
+    shared: &Listener,
+    inflight: &mut Inflight<'_>,
+    wbuf: &mut BytesMut,
+    scratch: &mut Scratch,
+) {
+    while let Some((command, peer, started)) = inflight.pop_front() {
+        let answer = match started {
+            Ok(pending) => pending.wait().await,
+            Err(err) => Err(err),
+        };
+        write_answer(shared, command, peer, answer, wbuf, scratch);
     }
 }
 
@@ -195,12 +260,6 @@ async fn dispatch(
     scratch.requests += 1;
     let command = frame.command;
     if !node.lease_for(command, &mut scratch.lease) {
-        if let Some(route) = node.remote_route(command) {
-            // A remote request: release any local instance before waiting on the network.
-            scratch.lease = None;
-            forward(shared, route, session, frame, wbuf, scratch).await;
-            return;
-        }
         scratch.errors += 1;
         let reply = ErrorReply::new(
             command,
@@ -262,29 +321,16 @@ async fn dispatch(
     }
 }
 
-/// Sends a request to the node its route picks and writes what comes back.
-async fn forward(
+/// Writes what a forwarded request got back: its pushes and reply, or an error frame.
+fn write_answer(
     shared: &Listener,
-    route: &crate::cluster::RemoteRoute,
-    session: u64,
-    frame: Frame,
+    command: u32,
+    peer: &Peer,
+    answer: Result<Msg, RpcError>,
     wbuf: &mut BytesMut,
     scratch: &mut Scratch,
 ) {
-    let command = frame.command;
     let error_command = shared.settings.error_command;
-    let Some(peer) = route.pick(session) else {
-        return;
-    };
-    let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
-    let answer = peer
-        .request(|id| Msg::Forward {
-            id,
-            session,
-            command,
-            payload,
-        })
-        .await;
     match answer {
         Ok(Msg::Reply { pushes, result, .. }) => {
             for (topic, payload) in &pushes {
@@ -317,7 +363,7 @@ async fn forward(
                 RpcError::Timeout { .. } => codes::TIMEOUT,
                 RpcError::Unavailable { .. } => codes::NODE_UNAVAILABLE,
             };
-            tracing::debug!(session, command, peer = %peer.name, "forward failed: {err}");
+            tracing::debug!(command, peer = %peer.name, "forward failed: {err}");
             let reply = ErrorReply::new(command, code, err.to_string());
             shared
                 .codec
