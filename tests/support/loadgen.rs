@@ -373,8 +373,12 @@ async fn drive(mut stream: TcpStream, plan: &Plan) -> anyhow::Result<Tally> {
                 }
                 let now = Instant::now();
                 // Checked here too: while replies keep arriving, `timer` may not get polled.
-                if now >= plan.end {
+                // The drain then gets its full grace: the timer moves to the drain deadline
+                // (left at the window's end, it would fire at once and count every reply
+                // still in flight as lost).
+                if now >= plan.end && sending {
                     sending = false;
+                    timer.as_mut().reset(plan.drain_deadline);
                 }
                 while let Some(reply) = plan.codec.decode(&mut rbuf)? {
                     let Some(sent) = in_flight.pop_front() else {
@@ -569,5 +573,70 @@ mod tests {
             let err = run(&cfg).await.unwrap_err();
             assert!(!format!("{err:#}").contains("connecting"), "{err:#}");
         }
+    }
+}
+
+#[cfg(test)]
+mod slow_server_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Echoes every frame `delay` after it arrived, as a pipeline: replies stream back
+    /// continuously while many are still in flight — the case where the window's end is seen
+    /// by the read branch rather than the timer.
+    async fn slow_echo(delay: Duration) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (mut reader, mut writer) = stream.into_split();
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, BytesMut)>();
+                tokio::spawn(async move {
+                    while let Some((due, out)) = rx.recv().await {
+                        tokio::time::sleep_until(due).await;
+                        if writer.write_all(&out).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+                tokio::spawn(async move {
+                    let codec = Codec::new(&ProtocolSettings::default());
+                    let mut rbuf = BytesMut::new();
+                    loop {
+                        match reader.read_buf(&mut rbuf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(_) => {}
+                        }
+                        let mut out = BytesMut::new();
+                        while let Ok(Some(f)) = codec.decode(&mut rbuf) {
+                            codec.encode(f.command, &f.payload, &mut out);
+                        }
+                        if tx.send((Instant::now() + delay, out)).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_in_flight_at_the_deadline_get_the_drain_grace() {
+        let addr = slow_echo(Duration::from_millis(40)).await;
+        let report = run(&LoadConfig {
+            addr,
+            connections: 16,
+            depth: 32,
+            duration: Duration::from_millis(300),
+            warmup: Duration::ZERO,
+            command: 1,
+            payload: vec![3; 16],
+            settings: ProtocolSettings::default(),
+        })
+        .await
+        .unwrap();
+        assert!(report.requests > 0);
+        assert_eq!(report.errors, 0, "{report}");
     }
 }
