@@ -65,42 +65,14 @@ fn up() -> Cluster {
     );
     let topology = dir.path().join("topology.yaml");
     std::fs::write(&topology, yaml).unwrap();
-    let mut master = Command::new(FIREFLY)
-        .args(["up", "-c"])
-        .arg(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", "process-test-secret-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = master.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[up] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let cluster = Cluster {
+    let master = spawn_up(&topology, &[], 3);
+    Cluster {
         master,
         gate: client,
         admin,
         topology,
         _dir: dir,
-    };
-    // Ready when all three nodes have said they listen.
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut ready = 0;
-    while ready < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("cluster never came up");
-        if line.contains("listening for nodes on") {
-            ready += 1;
-        }
     }
-    std::mem::forget(rx);
-    cluster
 }
 
 async fn status(admin: SocketAddr) -> serde_json::Value {

@@ -321,24 +321,11 @@ impl Peer {
 }
 
 async fn write_loop(
-    mut writer: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
+    writer: tokio::net::tcp::OwnedWriteHalf,
+    rx: mpsc::UnboundedReceiver<Msg>,
     link: Arc<Link>,
 ) {
-    let mut buf = BytesMut::with_capacity(4096);
-    while let Some(msg) = rx.recv().await {
-        wire::encode(&msg, &mut buf);
-        while let Ok(more) = rx.try_recv() {
-            wire::encode(&more, &mut buf);
-            if buf.len() > 256 * 1024 {
-                break;
-            }
-        }
-        if writer.write_all(&buf).await.is_err() {
-            break;
-        }
-        buf.clear();
-    }
+    wire::write_loop(writer, rx).await;
     link.fail_all();
 }
 

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
@@ -110,24 +110,9 @@ async fn connection(
         }
     };
     tracing::debug!(%peer, %addr, "peer connected");
-    let (mut reader, mut writer) = stream.into_split();
-    let (tx, mut rx) = mpsc::unbounded_channel::<Msg>();
-    let writer_task = tokio::spawn(async move {
-        let mut buf = BytesMut::with_capacity(4096);
-        while let Some(msg) = rx.recv().await {
-            wire::encode(&msg, &mut buf);
-            while let Ok(more) = rx.try_recv() {
-                wire::encode(&more, &mut buf);
-                if buf.len() > 256 * 1024 {
-                    break;
-                }
-            }
-            if writer.write_all(&buf).await.is_err() {
-                break;
-            }
-            buf.clear();
-        }
-    });
+    let (mut reader, writer) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+    let writer_task = tokio::spawn(wire::write_loop(writer, rx));
     let queues: SessionQueues = Arc::default();
     'conn: loop {
         loop {

@@ -113,6 +113,29 @@ pub fn encode(msg: &Msg, out: &mut BytesMut) {
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Writes every message sent on `rx` to `writer`, coalescing what is queued into one write,
+/// until the channel closes or a write fails.
+pub async fn write_loop(
+    mut writer: impl tokio::io::AsyncWrite + Unpin,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+) {
+    use tokio::io::AsyncWriteExt as _;
+    let mut buf = BytesMut::with_capacity(4096);
+    while let Some(msg) = rx.recv().await {
+        encode(&msg, &mut buf);
+        while let Ok(more) = rx.try_recv() {
+            encode(&more, &mut buf);
+            if buf.len() > 256 * 1024 {
+                break;
+            }
+        }
+        if writer.write_all(&buf).await.is_err() {
+            break;
+        }
+        buf.clear();
+    }
+}
+
 /// Takes one message off the front of `buf`; `Ok(None)` means "need more bytes".
 pub fn decode(buf: &mut BytesMut) -> Result<Option<Msg>, WireError> {
     if buf.len() < 4 {
