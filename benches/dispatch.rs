@@ -58,6 +58,12 @@ fn bench(c: &mut Criterion) {
                 linker.func_wrap(m, sig.name, |_: u64, _: u32, _: u32, _: u32| 0u32)
             }
             ([], [I64]) => linker.func_wrap(m, sig.name, || 0u64),
+            ([I32, I32, I32, I32, I32], [I64]) => {
+                linker.func_wrap(m, sig.name, |_: u32, _: u32, _: u32, _: u32, _: u32| 0u64)
+            }
+            ([I32, I32, I32, I32, I32], [I32]) => {
+                linker.func_wrap(m, sig.name, |_: u32, _: u32, _: u32, _: u32, _: u32| 0u32)
+            }
             other => panic!("no stub for {} {other:?}", sig.name),
         };
         defined.expect("stub import");

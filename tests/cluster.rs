@@ -35,7 +35,7 @@ nodes:
       - tcp: 127.0.0.1:0
     routes:
       - {{ commands: 1, to: [l1, l2], policy: {policy} }}
-      - {{ commands: "101-106", to: l1 }}
+      - {{ commands: "101-107", to: l1 }}
   l1: {{ rpc: {a}, modules: [echo, lobby] }}
   l2: {{ rpc: {b}, modules: [echo, lobby] }}
 "#
@@ -257,4 +257,59 @@ async fn pipelined_requests_across_the_hop_are_answered_in_order() {
             }
         }
     }
+}
+
+fn lobby_calls(node: &Node) -> u64 {
+    node.modules()
+        .iter()
+        .find(|m| m.name == "lobby")
+        .map(|m| m.calls)
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_calls_another_node_gate_to_a_to_b() {
+    let (yaml, _) = topology("sticky");
+    let (topology, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let before = lobby_calls(&nodes[2]);
+    // gate → l1 (lobby 107) → l2 (lobby 103) → back.
+    let reply: Value = client
+        .call(107, &json!({"node": "l2", "a": 40, "b": 2}))
+        .await
+        .unwrap();
+    assert_eq!(reply, json!({"sum": 42, "asked": "l2"}));
+    assert!(lobby_calls(&nodes[2]) > before, "l2 served the inner call");
+
+    // The callee's own error comes back with its code.
+    let err = client
+        .call::<_, Value>(107, &json!({"node": "l2", "a": i64::MAX, "b": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server().unwrap().code, "overflow");
+    // A node that does not exist.
+    let err = client
+        .call::<_, Value>(107, &json!({"node": "nope", "a": 1, "b": 1}))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server().unwrap().code, "unknown_node");
+    drop(topology);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_a_down_node_fails_fast_with_node_unavailable() {
+    let (yaml, _) = topology("sticky");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let started = std::time::Instant::now();
+    let err = client
+        .call::<_, Value>(107, &json!({"node": "l2", "a": 1, "b": 1}))
+        .await
+        .unwrap_err();
+    let reply = err.server().unwrap();
+    assert_eq!(reply.code, "node_unavailable", "{}", reply.message);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The client is still served.
+    let ok: Value = client.call(103, &json!({"a": 1, "b": 1})).await.unwrap();
+    assert_eq!(ok["sum"], 2);
 }

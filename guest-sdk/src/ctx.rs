@@ -3,9 +3,10 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::payload::IntoPayload;
+use crate::payload::{FromPayload, IntoPayload};
 use crate::raw;
 
 /// What a handler knows about its call and what it can do beyond returning a reply.
@@ -99,6 +100,90 @@ impl Ctx {
                 format!("session {session} is not reading; its queue is full"),
             )),
             other => Err(Error::msg(format!("push failed with host status {other}"))),
+        }
+    }
+
+    /// Runs `command` on node `node` for the current session and returns its reply: a call to
+    /// another node of the cluster, request/response, bounded by the cluster's rpc timeout.
+    /// The callee's pushes to the session reach the client before this handler's own reply.
+    ///
+    /// Errors: the callee's own error (its code and message), `node_unavailable`, `timeout`,
+    /// `unknown_node`, or `bad_reply` when the answer does not decode as `Resp`.
+    pub fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        node: &str,
+        command: u32,
+        request: &Req,
+    ) -> Result<Resp> {
+        let bytes = request.into_payload()?;
+        let answer = self.call_raw(node, command, &bytes)?;
+        Resp::from_payload(&answer).map_err(|e| Error::new("bad_reply", e.message))
+    }
+
+    /// [`Ctx::call`] with raw bytes both ways.
+    pub fn call_raw(&self, node: &str, command: u32, payload: &[u8]) -> Result<Vec<u8>> {
+        // SAFETY: both pointer/length pairs describe live buffers the host only reads.
+        let packed = unsafe {
+            raw::call_node(
+                node.as_ptr() as u32,
+                node.len() as u32,
+                command,
+                payload.as_ptr() as u32,
+                payload.len() as u32,
+            )
+        };
+        let status = (packed >> 32) as u32;
+        let len = (packed & 0xffff_ffff) as usize;
+        let mut answer = vec![0u8; len];
+        // SAFETY: `answer` is exactly `len` bytes; the host writes within it.
+        unsafe { raw::call_reply_read(answer.as_mut_ptr() as u32, len as u32) };
+        let text = || String::from_utf8_lossy(&answer).into_owned();
+        match status {
+            firefly_abi::call_status::OK => Ok(answer),
+            firefly_abi::call_status::ERROR => {
+                #[derive(serde::Deserialize)]
+                struct Failure {
+                    code: String,
+                    message: String,
+                }
+                match rmp_serde::from_slice::<Failure>(&answer) {
+                    Ok(f) => Err(Error::new(f.code, f.message)),
+                    Err(e) => Err(Error::msg(format!("node `{node}` failed: {e}"))),
+                }
+            }
+            firefly_abi::call_status::UNAVAILABLE => Err(Error::new("node_unavailable", text())),
+            firefly_abi::call_status::TIMEOUT => Err(Error::new("timeout", text())),
+            firefly_abi::call_status::UNKNOWN_NODE => Err(Error::new("unknown_node", text())),
+            other => Err(Error::msg(format!(
+                "call to `{node}` failed with status {other}"
+            ))),
+        }
+    }
+
+    /// Sends `command` to node `node` without waiting for an answer (one-way).
+    pub fn send<Req: Serialize>(&self, node: &str, command: u32, request: &Req) -> Result<()> {
+        let bytes = request.into_payload()?;
+        self.send_raw(node, command, &bytes)
+    }
+
+    /// [`Ctx::send`] with raw bytes.
+    pub fn send_raw(&self, node: &str, command: u32, payload: &[u8]) -> Result<()> {
+        // SAFETY: both pointer/length pairs describe live buffers the host only reads.
+        let status = unsafe {
+            raw::send_node(
+                node.as_ptr() as u32,
+                node.len() as u32,
+                command,
+                payload.as_ptr() as u32,
+                payload.len() as u32,
+            )
+        };
+        match status {
+            firefly_abi::call_status::OK => Ok(()),
+            _ => Err(Error::new(
+                "unknown_node",
+                format!("no node named `{node}`"),
+            )),
         }
     }
 }

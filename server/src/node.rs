@@ -337,6 +337,9 @@ impl Node {
             sessions.set_remote(cluster.clone());
         }
         let runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
+        if let Some(cluster) = &config.cluster {
+            runtime.set_cluster(cluster.clone());
+        }
         let mut slots = Vec::new();
         for m in &config.modules {
             let wasm = std::fs::read(&m.wasm).with_context(|| {

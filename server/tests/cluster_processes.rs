@@ -27,11 +27,22 @@ fn workspace() -> PathBuf {
         .unwrap()
 }
 
+/// A free port drawn from 20000-31999, below the kernel's ephemeral range, so parallel tests
+/// binding port 0 can never be handed it (see `firefly_testkit::free_addr`).
+fn free_addr_on(ip: &str) -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind((ip, port)) {
+            return l.local_addr().unwrap();
+        }
+    }
+}
+
 fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
+    free_addr_on("127.0.0.1")
 }
 
 struct Cluster {
@@ -245,12 +256,8 @@ async fn two_hosts_form_one_cluster() {
     // Two "machines": 127.0.0.1 runs the master's admin API and the gate, 127.0.0.2 the logic
     // node; each runs its own `firefly up --host`.
     let dir = tempfile::tempdir().unwrap();
-    let port = |ip: &str| {
-        let l = std::net::TcpListener::bind(format!("{ip}:0")).unwrap();
-        l.local_addr().unwrap()
-    };
-    let (admin, gate_rpc, client) = (port("127.0.0.1"), port("127.0.0.1"), port("127.0.0.1"));
-    let logic_rpc = port("127.0.0.2");
+    let (admin, gate_rpc, client) = (free_addr(), free_addr(), free_addr());
+    let logic_rpc = free_addr_on("127.0.0.2");
     let m = workspace().join("modules");
     let yaml = format!(
         "version: 1\ncluster: hosts\nmaster:\n  admin: {admin}\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate:\n    host: 127.0.0.1\n    rpc: {gate_rpc}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"101-106\", to: logic }}\n  logic:\n    host: 127.0.0.2\n    rpc: {logic_rpc}\n    modules: [lobby]\n",

@@ -110,11 +110,24 @@ pub async fn wait_until(deadline: Duration, mut cond: impl FnMut() -> bool) -> b
 /// The cluster secret test clusters use.
 pub const TEST_SECRET: &str = "firefly-test-secret-0123456789";
 
-/// A free loopback address for a node's rpc listener (topologies name rpc addresses up
-/// front, so the port is reserved by binding and releasing it).
+/// A free loopback address for a node's rpc listener. Topologies name rpc addresses up front,
+/// so the port is reserved by binding and releasing it; it is drawn at random from 20000-31999,
+/// below the kernel's ephemeral range (32768+), so no test binding port 0 can be handed it.
 pub fn free_addr() -> std::net::SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener.local_addr().expect("local addr")
+    free_addr_on("127.0.0.1")
+}
+
+/// [`free_addr`] on another loopback address (e.g. `127.0.0.2`).
+pub fn free_addr_on(ip: &str) -> std::net::SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if let Ok(listener) = std::net::TcpListener::bind((ip, port)) {
+            return listener.local_addr().expect("local addr");
+        }
+    }
 }
 
 /// Parses `yaml` (paths relative to the workspace root) and starts `nodes` of it in this

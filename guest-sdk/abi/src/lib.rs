@@ -104,6 +104,20 @@ pub mod host_status {
     pub const BACKPRESSURE: u32 = 2;
 }
 
+/// Outcomes of `call_node` / `send_node`.
+pub mod call_status {
+    /// The answer is the callee's reply payload.
+    pub const OK: u32 = 0;
+    /// The callee failed; the answer is a MessagePack map `{code, message}`.
+    pub const ERROR: u32 = 1;
+    /// The node cannot be reached; the answer is a UTF-8 explanation.
+    pub const UNAVAILABLE: u32 = 2;
+    /// The node did not answer in time; the answer is a UTF-8 explanation.
+    pub const TIMEOUT: u32 = 3;
+    /// No node of that name (or this node is not part of a cluster); the answer explains.
+    pub const UNKNOWN_NODE: u32 = 4;
+}
+
 /// Log levels understood by the `log` import.
 pub mod log_level {
     /// Error.
@@ -206,6 +220,14 @@ macro_rules! for_each_import {
             fn time_now_micros() -> u64;
             /// Fills `len` bytes at `ptr` with cryptographically secure random bytes.
             fn random_fill(ptr: u32, len: u32);
+            /// Runs `command` on node `node` (UTF-8 name) with `len` bytes at `ptr`, for the
+            /// current session, and waits for the answer (up to the cluster's rpc timeout).
+            /// Returns `(call_status << 32) | answer_len`; `call_reply_read` fetches the answer.
+            fn call_node(node_ptr: u32, node_len: u32, command: u32, ptr: u32, len: u32) -> u64;
+            /// Copies the answer of the last `call_node` (`len` bytes) to `ptr`.
+            fn call_reply_read(ptr: u32, len: u32);
+            /// Sends `command` to node `node` without waiting. Returns a `call_status`.
+            fn send_node(node_ptr: u32, node_len: u32, command: u32, ptr: u32, len: u32) -> u32;
         }
     };
 }

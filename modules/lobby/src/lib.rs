@@ -139,6 +139,41 @@ mod lobby {
         Ok(Pushed { pushed: true })
     }
 
+    /// Request of command 107.
+    #[derive(Deserialize)]
+    pub struct Ask {
+        pub node: String,
+        pub a: i64,
+        pub b: i64,
+    }
+
+    /// Reply of command 107.
+    #[derive(Serialize, Deserialize)]
+    pub struct Answered {
+        pub sum: i64,
+        pub asked: String,
+    }
+
+    /// Command 107: asks node `node` to add (its command 103) and relays the answer — a call
+    /// from one node to another.
+    #[handler(107)]
+    fn ask(ctx: &mut Ctx, req: Ask) -> Result<Answered> {
+        #[derive(Serialize)]
+        struct AddReq {
+            a: i64,
+            b: i64,
+        }
+        #[derive(Deserialize)]
+        struct SumReply {
+            sum: i64,
+        }
+        let reply: SumReply = ctx.call(&req.node, 103, &AddReq { a: req.a, b: req.b })?;
+        Ok(Answered {
+            sum: reply.sum,
+            asked: req.node,
+        })
+    }
+
     /// A client connected.
     #[on_connect]
     fn joined(ctx: &mut Ctx) -> Result<()> {

@@ -7,10 +7,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use firefly_abi::{IMPORT_MODULE, host_status, log_level};
+use firefly_abi::{IMPORT_MODULE, call_status, host_status, log_level};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
+use crate::cluster::wire::Msg;
+use crate::cluster::{Cluster, RpcError};
 use crate::sessions::{PushError, Sessions};
 
 /// What an instance knows about the module version it belongs to.
@@ -21,6 +23,8 @@ pub(crate) struct ModuleEnv {
     pub version: u32,
     /// The node's sessions, for pushes to sessions other than the caller's.
     pub sessions: Arc<Sessions>,
+    /// Links to the other nodes, for `call_node` / `send_node` (`None`: standalone node).
+    pub cluster: Option<Arc<Cluster>>,
 }
 
 /// The store data of one instance.
@@ -50,6 +54,8 @@ pub(crate) struct CallState {
     /// Pushes to the calling session, delivered just before the reply so they keep their order
     /// relative to it (as the original Firefly did).
     pub own_pushes: Vec<(u32, Bytes)>,
+    /// The answer of the last `call_node`, until the guest reads it.
+    pub call_reply: Vec<u8>,
 }
 
 impl CallState {
@@ -244,6 +250,85 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         },
     )?;
 
+    linker.func_wrap_async(
+        m,
+        "call_node",
+        |mut caller: Caller<'_, HostState>,
+         (node_ptr, node_len, command, ptr, len): (u32, u32, u32, u32, u32)| {
+            Box::new(async move {
+                let (node, payload, session, cluster) = {
+                    let (mem, state) = memory(&mut caller)?;
+                    let node = guest_str(mem, node_ptr, node_len.min(256), "call_node")?;
+                    let r = range(mem.len(), ptr, len, "call_node")?;
+                    (
+                        node,
+                        mem[r].to_vec(),
+                        state.call.session,
+                        state.env.cluster.clone(),
+                    )
+                };
+                let (status, answer, pushes) =
+                    call_node(cluster, &node, session, command, payload).await;
+                let state = caller.data_mut();
+                for (topic, p) in pushes {
+                    state
+                        .call
+                        .own_pushes
+                        .push((topic, Bytes::from(p.into_vec())));
+                }
+                state.call.call_reply = answer;
+                let len = u64::try_from(state.call.call_reply.len()).unwrap_or(u64::MAX);
+                wasmtime::Result::Ok((u64::from(status) << 32) | len)
+            })
+        },
+    )?;
+
+    linker.func_wrap(
+        m,
+        "call_reply_read",
+        |mut caller: Caller<'_, HostState>, ptr: u32, len: u32| -> wasmtime::Result<()> {
+            let (mem, state) = memory(&mut caller)?;
+            let reply = &state.call.call_reply;
+            if len as usize > reply.len() {
+                wasmtime::bail!(
+                    "{IMPORT_MODULE}::call_reply_read: asked for {len} bytes, the answer has {}",
+                    reply.len()
+                );
+            }
+            let r = range(mem.len(), ptr, len, "call_reply_read")?;
+            mem[r].copy_from_slice(&reply[..len as usize]);
+            Ok(())
+        },
+    )?;
+
+    linker.func_wrap(
+        m,
+        "send_node",
+        |mut caller: Caller<'_, HostState>,
+         node_ptr: u32,
+         node_len: u32,
+         command: u32,
+         ptr: u32,
+         len: u32|
+         -> wasmtime::Result<u32> {
+            let (mem, state) = memory(&mut caller)?;
+            let node = guest_str(mem, node_ptr, node_len.min(256), "send_node")?;
+            let r = range(mem.len(), ptr, len, "send_node")?;
+            let Some(peer) = state.env.cluster.as_ref().and_then(|c| c.peer(&node)) else {
+                return Ok(call_status::UNKNOWN_NODE);
+            };
+            // One-way: the answer (if any) is not awaited; a message to an unreachable node
+            // is dropped and logged.
+            peer.send(Msg::Forward {
+                id: 0,
+                session: state.call.session,
+                command,
+                payload: serde_bytes::ByteBuf::from(mem[r].to_vec()),
+            });
+            Ok(call_status::OK)
+        },
+    )?;
+
     linker.func_wrap(m, "time_now_micros", || -> u64 {
         SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -262,6 +347,79 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         },
     )?;
     Ok(())
+}
+
+/// Runs one `call_node`: returns the `call_status`, the answer bytes, and pushes the callee
+/// made to the calling session (delivered with the caller's own reply, keeping their order).
+async fn call_node(
+    cluster: Option<Arc<Cluster>>,
+    node: &str,
+    session: u64,
+    command: u32,
+    payload: Vec<u8>,
+) -> (u32, Vec<u8>, Vec<crate::cluster::wire::PushItem>) {
+    let Some(cluster) = cluster else {
+        return (
+            call_status::UNKNOWN_NODE,
+            b"this node is not part of a cluster".to_vec(),
+            Vec::new(),
+        );
+    };
+    let Some(peer) = cluster.peer(node).cloned() else {
+        return (
+            call_status::UNKNOWN_NODE,
+            format!("no node named `{node}`").into_bytes(),
+            Vec::new(),
+        );
+    };
+    let payload = serde_bytes::ByteBuf::from(payload);
+    match peer
+        .request(|id| Msg::Forward {
+            id,
+            session,
+            command,
+            payload,
+        })
+        .await
+    {
+        Ok(Msg::Reply {
+            pushes,
+            result: Ok(reply),
+            ..
+        }) => (call_status::OK, reply.into_vec(), pushes),
+        Ok(Msg::Reply {
+            pushes,
+            result: Err(err),
+            ..
+        }) => {
+            #[derive(serde::Serialize)]
+            struct Failure<'a> {
+                code: &'a str,
+                message: &'a str,
+            }
+            let answer = rmp_serde::to_vec_named(&Failure {
+                code: &err.code,
+                message: &err.message,
+            })
+            .unwrap_or_default();
+            (call_status::ERROR, answer, pushes)
+        }
+        Ok(other) => (
+            call_status::UNAVAILABLE,
+            format!("unexpected answer {other:?}").into_bytes(),
+            Vec::new(),
+        ),
+        Err(err @ RpcError::Timeout { .. }) => (
+            call_status::TIMEOUT,
+            err.to_string().into_bytes(),
+            Vec::new(),
+        ),
+        Err(err) => (
+            call_status::UNAVAILABLE,
+            err.to_string().into_bytes(),
+            Vec::new(),
+        ),
+    }
 }
 
 #[cfg(test)]
@@ -300,6 +458,7 @@ mod tests {
                 name,
                 version: 1,
                 sessions: Arc::new(Sessions::new()),
+                cluster: None,
             }),
         };
         let mut store = wasmtime::Store::new(&engine, state);

@@ -34,6 +34,7 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
+use crate::cluster::Cluster;
 use crate::config::Limits;
 use crate::sessions::Sessions;
 
@@ -54,6 +55,8 @@ pub struct Runtime {
     ticker: EpochTicker,
     cache_dir: Option<PathBuf>,
     sessions: Arc<Sessions>,
+    /// Links to other nodes for `call_node`; set once, before modules are loaded.
+    cluster: std::sync::OnceLock<Arc<Cluster>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -79,7 +82,13 @@ impl Runtime {
             ticker: EpochTicker::start(),
             cache_dir,
             sessions,
+            cluster: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Lets modules loaded from now on call the nodes of `cluster`.
+    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
+        let _ = self.cluster.set(cluster);
     }
 
     /// The sessions modules of this runtime push to.

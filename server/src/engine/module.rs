@@ -127,6 +127,7 @@ impl Runtime {
             name: Arc::from(name),
             version,
             sessions: self.sessions.clone(),
+            cluster: self.cluster.get().cloned(),
         });
         let mut loaded = ModuleVersion {
             env,
