@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use firefly::config::ProtocolSettings;
 use firefly_testkit::loadgen::{self, LoadConfig, LoadReport};
-use firefly_testkit::{bare_echo, free_addr, start_cluster, start_node, test_limits};
+use firefly_testkit::{bare_echo, free_addr, start_cluster, start_node};
 
 struct Args {
     connections: usize,
@@ -86,7 +86,6 @@ fn main() -> anyhow::Result<()> {
     } else {
         nodes.push(server_rt.block_on(start_node(&["echo"])));
     }
-    let _ = test_limits();
     let firefly_addr = nodes[0].client_addrs()[0];
 
     println!(
