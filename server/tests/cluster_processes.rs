@@ -20,6 +20,23 @@ use firefly::master::http_request;
 const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
 const TOKEN: &str = "test-admin-token-0123456789";
 
+/// Stops a `firefly up` the way an operator would (SIGTERM: it stops its nodes), killing it
+/// only if it has not exited after a while.
+fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("..")
@@ -55,8 +72,7 @@ struct Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        let _ = self.master.kill();
-        let _ = self.master.wait();
+        stop(&mut self.master);
     }
 }
 
@@ -245,8 +261,7 @@ struct Reaper(Vec<Child>);
 impl Drop for Reaper {
     fn drop(&mut self) {
         for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
         }
     }
 }
@@ -278,4 +293,32 @@ async fn two_hosts_form_one_cluster() {
     // The master on 127.0.0.1 reports the node it supervises and sees the other one live.
     let status = status(admin).await;
     assert_eq!(node(&status, "gate")["healthy"], true, "{status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_do_not_outlive_a_killed_master() {
+    let mut cluster = up();
+    let before = status(cluster.admin).await;
+    let pids: Vec<u64> = ["gate", "logic-1", "logic-2"]
+        .iter()
+        .map(|n| node(&before, n)["pid"].as_u64().unwrap())
+        .collect();
+    let _ = cluster.master.kill();
+    let _ = cluster.master.wait();
+    let alive = |pid: u64| {
+        Command::new("kill")
+            .args(["-0", &pid.to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "node processes outlived their master: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -25,6 +25,8 @@ pub(crate) struct ModuleEnv {
     pub sessions: Arc<Sessions>,
     /// Links to the other nodes, for `call_node` / `send_node` (`None`: standalone node).
     pub cluster: Option<Arc<Cluster>>,
+    /// The runtime's coarse clock, for request deadlines.
+    pub clock: Arc<super::CoarseClock>,
 }
 
 /// The store data of one instance.
@@ -37,8 +39,9 @@ pub(crate) struct HostState {
     /// Epoch ticks this call has consumed; compared against `cpu_budget` by the epoch callback.
     pub cpu_ticks: u32,
     pub cpu_budget: u32,
-    /// When the current call's wall-clock limit runs out; checked by the epoch callback.
-    pub deadline: std::time::Instant,
+    /// When the current call's wall-clock limit runs out (coarse-clock milliseconds); checked
+    /// by the epoch callback.
+    pub deadline_ms: u64,
     /// Set by the epoch callback when it interrupted the call for `deadline`.
     pub wall_timeout: bool,
     pub env: Arc<ModuleEnv>,
@@ -452,13 +455,14 @@ mod tests {
             memory: None,
             cpu_ticks: 0,
             cpu_budget: 1,
-            deadline: std::time::Instant::now(),
+            deadline_ms: 0,
             wall_timeout: false,
             env: Arc::new(ModuleEnv {
                 name,
                 version: 1,
                 sessions: Arc::new(Sessions::new()),
                 cluster: None,
+                clock: Arc::new(super::super::CoarseClock::new_for_tests()),
             }),
         };
         let mut store = wasmtime::Store::new(&engine, state);

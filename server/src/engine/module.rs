@@ -128,6 +128,7 @@ impl Runtime {
             version,
             sessions: self.sessions.clone(),
             cluster: self.cluster.get().cloned(),
+            clock: self.ticker.clock.clone(),
         });
         let mut loaded = ModuleVersion {
             env,

@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use bytes::Bytes;
 use firefly_abi::{DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, Manifest, Status, codes};
@@ -117,7 +116,7 @@ impl Lease {
         let state = warm.store.data_mut();
         state.call.reset(session, input);
         state.cpu_ticks = 0;
-        state.deadline = Instant::now() + module.limits.timeout;
+        state.deadline_ms = state.env.clock.now_ms() + timeout_ms(&module.limits);
         state.wall_timeout = false;
         warm.store.set_epoch_deadline(1);
         warm.uses += 1;
@@ -367,7 +366,7 @@ impl ModuleVersion {
             memory: None,
             cpu_ticks: 0,
             cpu_budget: cpu_budget(&self.limits),
-            deadline: Instant::now() + self.limits.timeout,
+            deadline_ms: self.env.clock.now_ms() + timeout_ms(&self.limits),
             wall_timeout: false,
             env: Arc::clone(&self.env),
         };
@@ -376,7 +375,7 @@ impl ModuleVersion {
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
             state.cpu_ticks += 1;
-            if Instant::now() >= state.deadline {
+            if state.env.clock.now_ms() >= state.deadline_ms {
                 state.wall_timeout = true;
                 Ok(UpdateDeadline::Interrupt)
             } else if state.cpu_ticks > state.cpu_budget {
@@ -443,6 +442,12 @@ impl ModuleVersion {
         self.release(Some(warm));
         Ok(manifest)
     }
+}
+
+/// A call's wall-clock limit in milliseconds, plus one tick so the coarse clock's granularity
+/// never cuts a call short.
+fn timeout_ms(limits: &crate::config::Limits) -> u64 {
+    u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX) + EPOCH_TICK.as_millis() as u64
 }
 
 /// A call's CPU budget in epoch ticks.

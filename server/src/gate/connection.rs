@@ -199,7 +199,9 @@ async fn process(
                     }
                     continue;
                 }
-                drain(shared, &mut inflight, wbuf, scratch).await;
+                if !inflight.is_empty() {
+                    drain(shared, &mut inflight, wbuf, scratch).await;
+                }
                 dispatch(shared, session, frame, wbuf, scratch).await;
                 if wbuf.len() >= FLUSH_AT {
                     // A slow reader must not keep an instance busy while we wait on it.
@@ -228,7 +230,9 @@ async fn process(
         }
     };
     // Requests that arrived before the end of the batch (or a bad frame) are still answered.
-    drain(shared, &mut inflight, wbuf, scratch).await;
+    if !inflight.is_empty() {
+        drain(shared, &mut inflight, wbuf, scratch).await;
+    }
     scratch.lease = None;
     close
 }

@@ -94,14 +94,27 @@ pub(crate) fn command(config: &MasterConfig, node: &str) -> NodeCommand {
 }
 
 fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
-    let mut child = Command::new(&cmd.exe)
+    let mut command = Command::new(&cmd.exe);
+    command
         .args(&cmd.args)
         .env(SECRET_ENV, &cmd.secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
+        .kill_on_drop(true);
+    #[cfg(target_os = "linux")]
+    // SAFETY: `prctl` is async-signal-safe and touches only the child being set up. A node
+    // whose master dies (even by SIGKILL) gets SIGTERM and stops gracefully, instead of living
+    // on as an orphan that a restarted master would collide with.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     // Each node's output, line by line, prefixed with its name.
     if let Some(out) = child.stdout.take() {
         let name = node.name.clone();
