@@ -169,9 +169,8 @@ async fn process(
         match shared.codec.decode(rbuf) {
             Ok(Some(frame)) => {
                 let command = frame.command;
-                if !node.lease_for(command, &mut scratch.lease)
-                    && let Some(route) = node.remote_route(command)
-                {
+                let local = node.lease_for(command, &mut scratch.lease);
+                if !local && let Some(route) = node.remote_route(command) {
                     // Never hold a local instance while waiting on the network.
                     scratch.lease = None;
                     scratch.requests += 1;
@@ -202,7 +201,7 @@ async fn process(
                 if !inflight.is_empty() {
                     drain(shared, &mut inflight, wbuf, scratch).await;
                 }
-                dispatch(shared, session, frame, wbuf, scratch).await;
+                dispatch(shared, session, frame, local, wbuf, scratch).await;
                 if wbuf.len() >= FLUSH_AT {
                     // A slow reader must not keep an instance busy while we wait on it.
                     scratch.lease = None;
@@ -253,17 +252,20 @@ async fn drain(
     }
 }
 
+/// Serves one frame with a local module: `scratch.lease` is already on the module that
+/// handles it when `local` is true; otherwise no module here does.
 async fn dispatch(
     shared: &Listener,
     session: u64,
     frame: Frame,
+    local: bool,
     wbuf: &mut BytesMut,
     scratch: &mut Scratch,
 ) {
     let node = &shared.node;
     scratch.requests += 1;
     let command = frame.command;
-    if !node.lease_for(command, &mut scratch.lease) {
+    if !local {
         scratch.errors += 1;
         let reply = ErrorReply::new(
             command,
