@@ -17,50 +17,11 @@ use std::time::{Duration, Instant};
 use firefly::client::Client;
 use firefly::master::http_request;
 
-const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
+mod common;
+
+use common::{FIREFLY, free_addr, free_addr_on, stop, workspace};
+
 const TOKEN: &str = "test-admin-token-0123456789";
-
-/// Stops a `firefly up` the way an operator would (SIGTERM: it stops its nodes), killing it
-/// only if it has not exited after a while.
-fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
-}
-
-/// A free port drawn from 20000-31999, below the kernel's ephemeral range, so parallel tests
-/// binding port 0 can never be handed it (see `firefly_testkit::free_addr`).
-fn free_addr_on(ip: &str) -> SocketAddr {
-    use std::hash::{BuildHasher, Hasher};
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u32(std::process::id());
-        let port = 20_000 + (h.finish() % 12_000) as u16;
-        if let Ok(l) = std::net::TcpListener::bind((ip, port)) {
-            return l.local_addr().unwrap();
-        }
-    }
-}
-
-fn free_addr() -> SocketAddr {
-    free_addr_on("127.0.0.1")
-}
 
 struct Cluster {
     master: Child,

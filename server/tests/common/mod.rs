@@ -1,0 +1,59 @@
+//! What the `firefly` binary's tests share: the binary, the workspace, stopping a cluster,
+//! free ports. (These tests cannot use `firefly_testkit`, which depends on this crate.)
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    reason = "each test binary uses part of this; tests fail loudly on purpose"
+)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+/// The `firefly` binary under test.
+pub const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
+
+/// The workspace root.
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// Stops a `firefly up` the way an operator would (SIGTERM: it stops its nodes), killing it
+/// only if it has not exited after a while.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A free port on `ip`, drawn from 20000-31999, below the kernel's ephemeral range, so parallel
+/// tests binding port 0 can never be handed it (as `firefly_testkit::free_addr_on`).
+pub fn free_addr_on(ip: &str) -> SocketAddr {
+    use std::hash::{BuildHasher, Hasher};
+    loop {
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        let port = 20_000 + (h.finish() % 12_000) as u16;
+        if let Ok(l) = std::net::TcpListener::bind((ip, port)) {
+            return l.local_addr().unwrap();
+        }
+    }
+}
+
+/// [`free_addr_on`] 127.0.0.1.
+pub fn free_addr() -> SocketAddr {
+    free_addr_on("127.0.0.1")
+}
