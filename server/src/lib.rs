@@ -15,6 +15,7 @@ pub mod cluster;
 pub mod config;
 pub mod engine;
 pub mod gate;
+pub mod hot;
 pub mod master;
 pub mod node;
 pub mod protocol;

@@ -34,6 +34,8 @@ pub struct ModuleToLoad {
     pub wasm: PathBuf,
     /// The limits it runs under.
     pub limits: Limits,
+    /// Its version number (from the master's registry; 1 for a module never hot-updated).
+    pub version: u32,
 }
 
 /// Everything a node needs to start.
@@ -90,6 +92,7 @@ impl NodeConfig {
                 name: module.clone(),
                 wasm: wasm_of(module)?,
                 limits: m.limits.clone(),
+                version: 1,
             });
         }
         Ok(Self {
@@ -114,8 +117,9 @@ pub(crate) struct NodeCore {
     pub router: ArcSwap<Router>,
     pub slots: Vec<Arc<ModuleSlot>>,
     pub gate_stats: GateStats,
-    #[allow(dead_code, reason = "hot update loads new versions through it")]
     pub runtime: Runtime,
+    /// Hot update: retained versions and the lock that serialises swaps.
+    pub updates: crate::hot::NodeUpdates,
 }
 
 impl NodeCore {
@@ -346,11 +350,11 @@ impl Node {
                 format!("module `{}`: cannot read {}", m.name, m.wasm.display())
             })?;
             let version = runtime
-                .load(&m.name, 1, &wasm, &m.limits)
+                .load(&m.name, m.version, &wasm, &m.limits)
                 .await
                 .with_context(|| format!("module `{}` ({}) refused", m.name, m.wasm.display()))?;
             tracing::info!(
-                node = %config.name, module = %m.name, version = 1, hash = &version.hash[..12],
+                node = %config.name, module = %m.name, version = m.version, hash = &version.hash[..12],
                 commands = ?version.manifest.commands, "module loaded"
             );
             slots.push(Arc::new(ModuleSlot::new(version)));
@@ -385,6 +389,7 @@ impl Node {
             slots,
             gate_stats: GateStats::default(),
             runtime,
+            updates: crate::hot::NodeUpdates::default(),
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -463,6 +468,17 @@ impl Node {
                 }
             })
             .collect()
+    }
+
+    /// Hot update: makes `version` of `module` serve every request that starts from now on
+    /// (see [`crate::hot::swap`]); on any error the old version keeps serving.
+    pub async fn deploy(
+        &self,
+        module: &str,
+        version: u32,
+        wasm: Option<&[u8]>,
+    ) -> Result<crate::hot::Swapped, crate::hot::DeployError> {
+        self.core.deploy(module, version, wasm).await
     }
 
     /// Stops accepting, lets every connection finish the request it is running, closes them,

@@ -64,6 +64,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
             name: (*name).to_owned(),
             wasm: module_wasm(name),
             limits: limits.clone(),
+            version: 1,
         })
         .collect();
     let config = NodeConfig {

@@ -1,8 +1,10 @@
 //! Subcommands of the `firefly` binary.
 
 mod call;
+mod deploy;
 mod new;
 mod up;
+mod watch;
 
 use std::path::PathBuf;
 
@@ -37,6 +39,14 @@ enum Command {
     New(new::NewArgs),
     /// Send one request to a running gate and print the reply (or error frame) as JSON.
     Call(call::CallArgs),
+    /// Hot-update a module on the running cluster: build it if a crate is given, upload it;
+    /// the master validates it, stores it as the next version and has every node hosting it
+    /// swap to it without failing a request. `--watch` redeploys on every source change.
+    Deploy(deploy::DeployArgs),
+    /// Go back to an earlier version of a module (the previous one unless `--to N`).
+    Rollback(deploy::RollbackArgs),
+    /// List a module's deployed versions: number, time, hash, size, which is active.
+    Versions(deploy::VersionsArgs),
 }
 
 /// Sets up `tracing` output on stderr.
@@ -65,6 +75,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => up::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,
+        Command::Deploy(args) => deploy::deploy(args).await,
+        Command::Rollback(args) => deploy::rollback(args).await,
+        Command::Versions(args) => deploy::versions(args).await,
     }
 }
 

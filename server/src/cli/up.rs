@@ -38,6 +38,9 @@ pub struct NodeArgs {
     /// A module's wasm file (`name=path`); modules not given are built or located as `up` does.
     #[arg(long = "wasm", value_parser = parse_wasm)]
     wasm: Vec<(String, PathBuf)>,
+    /// A module's version number (`name=N`, from the master's registry; default 1).
+    #[arg(long = "module-version", value_parser = parse_module_version)]
+    module_version: Vec<(String, u32)>,
 }
 
 #[derive(Debug, Args)]
@@ -66,8 +69,18 @@ fn parse_wasm(text: &str) -> Result<(String, PathBuf), String> {
     Ok((name.to_owned(), PathBuf::from(path)))
 }
 
+fn parse_module_version(text: &str) -> Result<(String, u32), String> {
+    let (name, n) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected name=N"))?;
+    let n = n
+        .parse()
+        .map_err(|_| format!("`{text}`: the version must be a number"))?;
+    Ok((name.to_owned(), n))
+}
+
 /// Builds (or locates) the `.wasm` of every module in `wanted`.
-fn module_files(
+pub(super) fn module_files(
     topology: &Topology,
     wanted: &[String],
 ) -> anyhow::Result<HashMap<String, PathBuf>> {
@@ -169,7 +182,8 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     let secret = std::env::var(firefly::cluster::auth::SECRET_ENV)
         .ok()
         .map(String::into_bytes);
-    let config = NodeConfig::from_topology(
+    let versions: HashMap<String, u32> = args.module_version.into_iter().collect();
+    let mut config = NodeConfig::from_topology(
         &topology,
         &args.name,
         |m| {
@@ -180,6 +194,11 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         },
         secret,
     )?;
+    for m in &mut config.modules {
+        if let Some(v) = versions.get(&m.name) {
+            m.version = *v;
+        }
+    }
     let node = Node::start(config).await?;
     wait_for_signal().await;
     tracing::info!(node = %args.name, "stopping: finishing in-flight requests");
@@ -206,7 +225,11 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn admin_call(config: &std::path::Path, method: &str, path: &str) -> anyhow::Result<String> {
+pub(super) async fn admin_call(
+    config: &std::path::Path,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<String> {
     let topology = Topology::load(config)?;
     let Some(addr) = topology.master.admin else {
         bail!("{} has no `master.admin` address", config.display());
@@ -247,7 +270,16 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|m| format!("{}@v{}", m["name"].as_str().unwrap_or("?"), m["version"]))
+            .map(|m| {
+                let name = m["name"].as_str().unwrap_or("?");
+                match n["deploy_failures"].get(name) {
+                    Some(f) => format!(
+                        "{name}@v{} (v{} failed to load)",
+                        m["version"], f["version"]
+                    ),
+                    None => format!("{name}@v{}", m["version"]),
+                }
+            })
             .collect();
         let num = |v: &serde_json::Value| {
             v.as_u64()
@@ -269,6 +301,16 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
             num(&live["errors"]),
             modules.join(" "),
         );
+    }
+    for n in status["nodes"].as_array().into_iter().flatten() {
+        for (module, f) in n["deploy_failures"].as_object().into_iter().flatten() {
+            println!(
+                "{}: {module} v{} failed to load: {}",
+                n["name"].as_str().unwrap_or("?"),
+                f["version"],
+                f["error"].as_str().unwrap_or("?")
+            );
+        }
     }
     Ok(())
 }

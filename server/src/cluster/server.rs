@@ -262,6 +262,23 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
                 json: node.status_json(),
             });
         }
+        Msg::Deploy {
+            id,
+            module,
+            version,
+            wasm,
+        } => {
+            let (node, tx) = (node.clone(), tx.clone());
+            tokio::spawn(async move {
+                let wasm = (!wasm.is_empty()).then_some(&wasm[..]);
+                let result = node
+                    .deploy(&module, version, wasm)
+                    .await
+                    .map(|swapped| swapped.from)
+                    .map_err(|e| e.to_string());
+                let _ = tx.send(Msg::DeployReply { id, result });
+            });
+        }
         other => tracing::warn!("unexpected message from a peer: {other:?}"),
     }
 }

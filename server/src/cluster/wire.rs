@@ -90,6 +90,27 @@ pub enum Msg {
         /// The node's status, JSON.
         json: String,
     },
+    // Hot update.
+    /// Master → node: make `version` of `module` serve new requests (compiling `wasm` unless
+    /// that version is retained on the node). Answered with `DeployReply`.
+    Deploy {
+        /// Request id.
+        id: u64,
+        /// The module.
+        module: String,
+        /// Its version number in the master's registry.
+        version: u32,
+        /// The module's code (empty: use the retained copy).
+        wasm: serde_bytes::ByteBuf,
+    },
+    /// The answer to `Deploy`: the version that served before, or why the node refused (it
+    /// keeps serving the old version then).
+    DeployReply {
+        /// The request id.
+        id: u64,
+        /// `Ok(previous version)` or the refusal.
+        result: Result<u32, String>,
+    },
 }
 
 /// Why a frame could not be read.

@@ -125,7 +125,9 @@ fn new_engine(limits: &Limits) -> anyhow::Result<Engine> {
     cfg.max_wasm_stack(limits.stack);
     // The async stack holds the wasm stack plus host frames (WASI, our imports) beneath it.
     cfg.async_stack_size(limits.stack + 1024 * 1024);
-    let slots = limits.instances.saturating_add(2);
+    // Twice the instance limit: during a hot swap the retiring version's in-flight calls and
+    // the new version's instances exist side by side, and neither may be refused a slot.
+    let slots = limits.instances.saturating_mul(2).saturating_add(2);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_core_instances(slots)
         .total_memories(slots)

@@ -65,6 +65,10 @@ pub struct ModuleVersion {
     pub(crate) freed: Notify,
     /// Request and failure counters.
     pub stats: ModuleStats,
+    /// Set once a newer version serves new requests: released instances are then dropped
+    /// instead of pooled, so a retired version holds no pooling-allocator slots once its
+    /// in-flight calls finish. Cleared if a rollback makes it current again.
+    pub(crate) retired: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for ModuleVersion {
@@ -91,6 +95,28 @@ impl ModuleVersion {
     /// The limits it runs under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Marks this version as no longer serving new requests (a newer one was swapped in) and
+    /// frees its idle instances; calls still running finish normally and their instances are
+    /// dropped when released.
+    pub fn retire(&self) {
+        self.retired
+            .store(true, std::sync::atomic::Ordering::Release);
+        while self.idle.pop().is_some() {
+            self.live.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    /// Makes a retired version eligible to pool instances again (it is current once more).
+    pub fn reinstate(&self) {
+        self.retired
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Instances of this version in existence now (idle or running a call).
+    pub fn live_instances(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::Acquire)
     }
 }
 
@@ -147,6 +173,7 @@ impl Runtime {
             waiters: AtomicUsize::new(0),
             freed: Notify::new(),
             stats: ModuleStats::default(),
+            retired: std::sync::atomic::AtomicBool::new(false),
         };
         let manifest = loaded.describe().await?;
         if manifest.abi != ABI_VERSION {

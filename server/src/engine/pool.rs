@@ -274,13 +274,24 @@ impl ModuleVersion {
     /// Returns an instance to the pool, or gives up its slot (`None`: it was discarded).
     fn release(&self, warm: Option<Warm>) {
         match warm {
-            Some(warm) if warm.uses < MAX_USES => {
+            Some(warm) if warm.uses < MAX_USES && !self.retired.load(Ordering::Acquire) => {
                 if self.idle.push(warm).is_err() {
                     self.live.fetch_sub(1, Ordering::AcqRel);
+                } else if self.retired.load(Ordering::Acquire) {
+                    // Retired between the check and the push: give the slot back after all.
+                    while self.idle.pop().is_some() {
+                        self.live.fetch_sub(1, Ordering::AcqRel);
+                    }
                 }
             }
             _ => {
-                self.live.fetch_sub(1, Ordering::AcqRel);
+                let before = self.live.fetch_sub(1, Ordering::AcqRel);
+                if before == 1 && self.retired.load(Ordering::Acquire) {
+                    tracing::info!(
+                        module = %self.env.name, version = self.env.version,
+                        "retired version drained: its last in-flight call finished"
+                    );
+                }
             }
         }
         // Only waiters (all instances busy) need a wake-up; the common case reads a counter

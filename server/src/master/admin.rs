@@ -26,9 +26,18 @@ pub(crate) struct AdminState {
     pub nodes: Vec<Arc<Supervised>>,
     pub peers: Arc<Cluster>,
     pub stop: watch::Sender<bool>,
+    // Hot update (master/deploy.rs).
+    pub topology: crate::config::Topology,
+    pub registry: Arc<crate::hot::Registry>,
+    /// Compiles and describes uploaded modules before anything is stored or sent.
+    pub validator: Arc<crate::engine::Runtime>,
+    /// Links to the nodes with a timeout long enough for a compile.
+    pub deployer: Arc<Cluster>,
+    /// One deploy, rollback or catch-up at a time.
+    pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
-fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
+pub(crate) fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
     let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
         return false;
     };
@@ -40,7 +49,7 @@ fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         Json(serde_json::json!({"error": "missing or wrong bearer token"})),
@@ -75,6 +84,7 @@ async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response
             "last_exit": process.last_exit,
             "healthy": healthy,
             "live": live,
+            "deploy_failures": super::deploy::failures_of(&state, &process.name),
         }));
     }
     Json(serde_json::json!({ "cluster": state.cluster, "nodes": nodes })).into_response()
@@ -100,6 +110,12 @@ pub(crate) async fn serve(
     let app = axum::Router::new()
         .route("/status", get(status))
         .route("/stop", post(stop_cluster))
+        .route("/modules/{module}/deploy", post(super::deploy::deploy))
+        .route("/modules/{module}/rollback", post(super::deploy::rollback))
+        .route("/modules/{module}/versions", get(super::deploy::versions))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::cluster::wire::MAX_FRAME,
+        ))
         .with_state(state);
     let shutdown = async move {
         while !*stop.borrow_and_update() {
@@ -124,17 +140,32 @@ pub async fn http_request(
     path: &str,
     token: &str,
 ) -> anyhow::Result<(u16, String)> {
+    http_request_with_body(addr, method, path, token, &[], Duration::from_secs(10)).await
+}
+
+/// Like [`http_request`], sending `body` (`firefly deploy` uploads a module) and waiting up to
+/// `timeout` for the answer.
+pub async fn http_request_with_body(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> anyhow::Result<(u16, String)> {
     let exchange = async {
         let mut stream = tokio::net::TcpStream::connect(addr).await?;
         let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
         );
         stream.write_all(request.as_bytes()).await?;
+        stream.write_all(body).await?;
         let mut raw = Vec::new();
         stream.read_to_end(&mut raw).await?;
         anyhow::Ok(raw)
     };
-    let raw = tokio::time::timeout(Duration::from_secs(10), exchange)
+    let raw = tokio::time::timeout(timeout, exchange)
         .await
         .map_err(|_| anyhow::anyhow!("the admin API at {addr} did not answer"))??;
     let text = String::from_utf8_lossy(&raw);

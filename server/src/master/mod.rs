@@ -4,6 +4,7 @@
 //! The master is not on the request path: clients talk to gates, gates to nodes.
 
 mod admin;
+mod deploy;
 mod secrets;
 mod supervise;
 
@@ -16,7 +17,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-pub use admin::{ADMIN_TOKEN_ENV, http_request};
+pub use admin::{ADMIN_TOKEN_ENV, http_request, http_request_with_body};
 pub use secrets::{admin_token, cluster_secret};
 pub use supervise::NodeState;
 
@@ -62,19 +63,39 @@ impl Master {
             secret: config.secret.clone().into_bytes(),
             rpc_timeout: Duration::from_secs(1),
         };
-        let peers = config
+        let peers: Vec<_> = config
             .topology
             .nodes
             .values()
             .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
             .collect();
+        let deployer = Arc::new(Cluster::new(
+            Identity {
+                rpc_timeout: deploy::DEPLOY_TIMEOUT,
+                ..identity.clone()
+            },
+            0,
+            peers.clone(),
+        ));
         let cluster = Arc::new(Cluster::new(identity, 0, peers));
+        // The registry, not the topology's build, says what every node serves; the build
+        // becomes version 1 of a module the registry does not know yet.
+        let registry = Arc::new(crate::hot::Registry::for_topology(
+            &config.topology.base_dir,
+        ));
+        let mut modules: Vec<_> = config.wasm.iter().collect();
+        modules.sort();
+        for (module, path) in modules {
+            registry
+                .ensure_initial(module, path)
+                .with_context(|| format!("module registry {}", registry.dir().display()))?;
+        }
         let mut tasks = tokio::task::JoinSet::new();
         let mut nodes = Vec::new();
         for name in &config.nodes {
             let node = Arc::new(supervise::Supervised::new(name.clone()));
             nodes.push(node.clone());
-            let command = supervise::command(&config, name);
+            let command = supervise::command(&config, name, registry.clone());
             tasks.spawn(supervise::run(node, command, config.grace, stop_rx.clone()));
         }
         let mut admin_addr = None;
@@ -86,13 +107,26 @@ impl Master {
                 .with_context(|| format!("master: cannot serve the admin API on {addr}"))?;
             admin_addr = Some(listener.local_addr()?);
             tracing::info!("admin API on http://{}", listener.local_addr()?);
+            let sessions = Arc::new(crate::sessions::Sessions::for_node(0));
+            let cache = config.topology.base_dir.join(".firefly").join("cache");
             let state = admin::AdminState {
                 cluster: config.topology.cluster.clone(),
                 token,
                 nodes: nodes.clone(),
                 peers: cluster,
                 stop: stop.clone(),
+                topology: config.topology.clone(),
+                registry,
+                validator: Arc::new(crate::engine::Runtime::new(sessions, Some(cache))),
+                deployer,
+                deploy_lock: Arc::default(),
             };
+            let reconcile = tokio::spawn(deploy::reconcile(state.clone()));
+            let mut stopped = stop_rx.clone();
+            tasks.spawn(async move {
+                let _ = stopped.wait_for(|s| *s).await;
+                reconcile.abort();
+            });
             tasks.spawn(admin::serve(listener, state, stop_rx.clone()));
         }
         Ok(Master {

@@ -69,26 +69,59 @@ impl Supervised {
 /// How to start one node.
 pub(crate) struct NodeCommand {
     exe: std::path::PathBuf,
-    args: Vec<String>,
+    node: String,
+    topology: std::path::PathBuf,
+    /// Each module's build from the topology (used only if the registry cannot say).
+    modules: Vec<(String, std::path::PathBuf)>,
+    /// Says which version of each module the node serves; read at every (re)start, so a node
+    /// that was down during a deploy comes back on the deployed version.
+    registry: Arc<crate::hot::Registry>,
     secret: String,
 }
 
-pub(crate) fn command(config: &MasterConfig, node: &str) -> NodeCommand {
-    let mut args = vec![
-        "node".to_owned(),
-        node.to_owned(),
-        "-c".to_owned(),
-        config.topology_path.display().to_string(),
-    ];
-    let mut modules: Vec<_> = config.wasm.iter().collect();
-    modules.sort();
-    for (name, path) in modules {
-        args.push("--wasm".into());
-        args.push(format!("{name}={}", path.display()));
+impl NodeCommand {
+    fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "node".to_owned(),
+            self.node.clone(),
+            "-c".to_owned(),
+            self.topology.display().to_string(),
+        ];
+        for (name, built) in &self.modules {
+            let (version, path) = match self.registry.serving(name, &self.node) {
+                Ok(Some(serving)) => serving,
+                Ok(None) => (1, built.clone()),
+                Err(err) => {
+                    tracing::error!(node = %self.node, module = %name, "registry unreadable, starting the topology's build: {err:#}");
+                    (1, built.clone())
+                }
+            };
+            args.push("--wasm".into());
+            args.push(format!("{name}={}", path.display()));
+            args.push("--module-version".into());
+            args.push(format!("{name}={version}"));
+        }
+        args
     }
+}
+
+pub(crate) fn command(
+    config: &MasterConfig,
+    node: &str,
+    registry: Arc<crate::hot::Registry>,
+) -> NodeCommand {
+    let mut modules: Vec<_> = config
+        .wasm
+        .iter()
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    modules.sort();
     NodeCommand {
         exe: config.exe.clone(),
-        args,
+        node: node.to_owned(),
+        topology: config.topology_path.clone(),
+        modules,
+        registry,
         secret: config.secret.clone(),
     }
 }
@@ -96,7 +129,7 @@ pub(crate) fn command(config: &MasterConfig, node: &str) -> NodeCommand {
 fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
     let mut command = Command::new(&cmd.exe);
     command
-        .args(&cmd.args)
+        .args(cmd.args())
         .env(SECRET_ENV, &cmd.secret)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

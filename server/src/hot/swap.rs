@@ -1,0 +1,213 @@
+//! The node side of a hot update: validate a new version, then swap it in atomically.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+
+use crate::engine::{LoadError, ModuleVersion};
+use crate::node::NodeCore;
+use crate::router::{ModuleSlot, Router};
+
+/// How many previous versions of each module a node keeps for instant rollback. Retained
+/// versions hold compiled code only (their instances are freed when they retire).
+pub const RETAINED_VERSIONS: usize = 8;
+
+/// Hot-update state of one node.
+#[derive(Default)]
+pub struct NodeUpdates {
+    /// Held for the whole of a deploy: swaps on one node happen one at a time, so the router
+    /// rebuilt after one always sees every slot's final version.
+    lock: tokio::sync::Mutex<()>,
+    /// Per module, versions that served before, oldest first.
+    retained: Mutex<HashMap<String, Vec<Arc<ModuleVersion>>>>,
+}
+
+/// Why a node refused a version; the old version keeps serving in every case.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeployError {
+    /// The node does not host the module.
+    #[error("node `{node}` does not host module `{module}`")]
+    NotHosted {
+        /// The node.
+        node: String,
+        /// The module asked for.
+        module: String,
+    },
+    /// No wasm was sent and the version is not retained here.
+    #[error("version {version} of `{module}` is not retained on this node and no wasm was sent")]
+    Missing {
+        /// The module.
+        module: String,
+        /// The version asked for.
+        version: u32,
+    },
+    /// The new version failed validation.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a successful deploy did on one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swapped {
+    /// The version that served before.
+    pub from: u32,
+    /// The version serving now.
+    pub to: u32,
+    /// True when the version was already serving (nothing changed).
+    pub unchanged: bool,
+}
+
+impl From<LoadError> for DeployError {
+    fn from(err: LoadError) -> Self {
+        DeployError::Invalid(err.to_string())
+    }
+}
+
+/// Checks that `candidate` may replace `current` in `slot` on a node hosting `slots`: its name
+/// is the module's and its commands are not already handled by another module here.
+pub fn check_compatible(
+    slot: &ModuleSlot,
+    candidate: &ModuleVersion,
+    slots: &[Arc<ModuleSlot>],
+) -> Result<(), DeployError> {
+    let declared = &candidate.manifest.name;
+    if declared != slot.name() {
+        return Err(DeployError::Invalid(format!(
+            "the module describes itself as `{declared}`, not `{}` (deploy it under its own name)",
+            slot.name()
+        )));
+    }
+    for other in slots.iter().filter(|s| s.name() != slot.name()) {
+        let theirs = other.current();
+        if let Some(command) = candidate
+            .manifest
+            .commands
+            .iter()
+            .find(|c| theirs.manifest.commands.contains(c))
+        {
+            return Err(DeployError::Invalid(format!(
+                "command {command} is already handled by module `{}` on this node",
+                other.name()
+            )));
+        }
+    }
+    check_table_changes(slot.current_guard().as_ref(), candidate)
+}
+
+/// VALIDATION HOOK for the data layer: refuses a version whose table declarations change in a
+/// way existing data cannot follow (removing or retyping a column, ...). Modules declare no
+/// tables yet, so every change is allowed; the data layer fills this in.
+pub fn check_table_changes(
+    _current: &ModuleVersion,
+    _candidate: &ModuleVersion,
+) -> Result<(), DeployError> {
+    Ok(())
+}
+
+impl NodeUpdates {
+    fn retained(&self, module: &str, version: u32) -> Option<Arc<ModuleVersion>> {
+        let retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        retained
+            .get(module)?
+            .iter()
+            .rev()
+            .find(|v| v.version() == version)
+            .cloned()
+    }
+
+    fn retain(&self, old: Arc<ModuleVersion>, current: u32) {
+        let mut retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        let list = retained.entry(old.name().to_owned()).or_default();
+        list.retain(|v| v.version() != old.version() && v.version() != current);
+        list.push(old);
+        if list.len() > RETAINED_VERSIONS {
+            list.remove(0);
+        }
+    }
+
+    /// Version numbers retained for `module`, oldest first.
+    pub fn retained_versions(&self, module: &str) -> Vec<u32> {
+        let retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
+        retained
+            .get(module)
+            .map(|l| l.iter().map(|v| v.version()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl NodeCore {
+    /// Makes `version` of `module` serve every request that starts from now on.
+    ///
+    /// A version retained here with the same content is swapped back in at once; otherwise
+    /// `wasm` is compiled (off the async workers), validated and described first. Nothing
+    /// changes unless every check passes.
+    pub async fn deploy(
+        &self,
+        module: &str,
+        version: u32,
+        wasm: Option<&[u8]>,
+    ) -> Result<Swapped, DeployError> {
+        let Some(slot) = self.slots.iter().find(|s| s.name() == module) else {
+            return Err(DeployError::NotHosted {
+                node: self.name.clone(),
+                module: module.to_owned(),
+            });
+        };
+        let _one_at_a_time = self.updates.lock.lock().await;
+        let current = slot.current();
+        let hash = wasm.map(|w| hex::encode(Sha256::digest(w)));
+        let same_content = |v: &ModuleVersion| hash.as_ref().is_none_or(|h| *h == v.hash);
+        if current.version() == version && same_content(&current) {
+            return Ok(Swapped {
+                from: version,
+                to: version,
+                unchanged: true,
+            });
+        }
+        let candidate = match self.updates.retained(module, version) {
+            Some(v) if same_content(&v) => v,
+            _ => {
+                let Some(wasm) = wasm else {
+                    return Err(DeployError::Missing {
+                        module: module.to_owned(),
+                        version,
+                    });
+                };
+                self.runtime
+                    .load(module, version, wasm, current.limits())
+                    .await?
+            }
+        };
+        if let Err(err) = check_compatible(slot, &candidate, &self.slots) {
+            tracing::warn!(
+                node = %self.name, module, version, "refused version {version}: {err}"
+            );
+            return Err(err);
+        }
+        candidate.reinstate();
+        let routes_changed = candidate.manifest.commands != current.manifest.commands
+            || candidate.manifest.events != current.manifest.events;
+        let old = slot.swap(candidate.clone());
+        if routes_changed {
+            // Commands were checked against every other slot above, so this cannot conflict;
+            // should it anyway, the previous table keeps serving.
+            match Router::build(&self.slots) {
+                Ok(router) => self.router.store(Arc::new(router)),
+                Err(err) => tracing::error!(node = %self.name, "routing not updated: {err}"),
+            }
+        }
+        old.retire();
+        let from = old.version();
+        self.updates.retain(old, version);
+        tracing::info!(
+            node = %self.name, module, from, to = version, hash = &candidate.hash[..12],
+            "module version swapped: new requests run v{version}, in-flight ones finish on v{from}"
+        );
+        Ok(Swapped {
+            from,
+            to: version,
+            unchanged: false,
+        })
+    }
+}

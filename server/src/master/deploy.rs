@@ -1,0 +1,509 @@
+//! Hot update through the admin API: deploy, rollback, versions; and keeping every node on the
+//! version the registry says it should serve.
+//!
+//! * `POST /modules/{module}/deploy[?nodes=a,b]` with the wasm as the body: validate, store the
+//!   next version, send it to every node hosting the module (or the listed ones), answer with
+//!   each node's result.
+//! * `POST /modules/{module}/rollback[?to=N][&nodes=a,b]`: the same with a stored version
+//!   (the one before the active one unless `to` says).
+//! * `GET /modules/{module}/versions`: the registry's index of the module.
+//!
+//! A node that is down during a deploy is started by the supervisor with the registry's
+//! version; a node that was starting (not yet reachable) is caught up by [`reconcile`].
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::admin::{AdminState, authorized, unauthorized};
+use crate::cluster::wire::Msg;
+use crate::hot::registry::{Failure, utc_string};
+use crate::hot::swap::check_table_changes;
+
+/// How long a node may take to compile and swap in a version.
+pub(crate) const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often the master compares each node's versions with the registry.
+const RECONCILE_EVERY: Duration = Duration::from_millis(500);
+
+/// Which nodes a deploy or rollback is for, and (rollback) which version.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Targets {
+    /// Comma-separated node names (default: every node hosting the module).
+    nodes: Option<String>,
+    /// Rollback only: the version to go back to.
+    to: Option<u32>,
+}
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
+}
+
+/// The nodes hosting `module`, or those of `listed` (which must all host it).
+fn target_nodes(
+    state: &AdminState,
+    module: &str,
+    listed: Option<&str>,
+) -> Result<Vec<String>, String> {
+    let hosting: Vec<String> = state
+        .topology
+        .nodes
+        .values()
+        .filter(|n| n.modules.iter().any(|m| m == module))
+        .map(|n| n.name.clone())
+        .collect();
+    let Some(listed) = listed.filter(|l| !l.trim().is_empty()) else {
+        return Ok(hosting);
+    };
+    let mut out = Vec::new();
+    for name in listed.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !hosting.iter().any(|h| h == name) {
+            return Err(format!(
+                "node `{name}` does not host module `{module}` (hosted on: {})",
+                hosting.join(", ")
+            ));
+        }
+        out.push(name.to_owned());
+    }
+    Ok(out)
+}
+
+/// Why the master refuses `wasm` as a version of `module`, before anything is stored or sent.
+async fn validate(
+    state: &AdminState,
+    module: &str,
+    wasm: &[u8],
+    targets: &[String],
+) -> Result<(), String> {
+    let Some(spec) = state.topology.module(module) else {
+        return Err(format!("unknown module `{module}`"));
+    };
+    let candidate = state
+        .validator
+        .load(module, 0, wasm, &spec.limits)
+        .await
+        .map_err(|e| e.to_string())?;
+    let declared = &candidate.manifest.name;
+    if declared != module {
+        return Err(format!(
+            "the module describes itself as `{declared}`, not `{module}` (deploy it under its own name)"
+        ));
+    }
+    // Command clashes with the other modules on each target node, as the nodes report them.
+    for node in targets {
+        let Some(peer) = state.peers.peer(node) else {
+            continue;
+        };
+        let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await else {
+            continue;
+        };
+        let live: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        for other in live["modules"].as_array().into_iter().flatten() {
+            let name = other["name"].as_str().unwrap_or_default();
+            if name == module {
+                continue;
+            }
+            let theirs: Vec<u64> = other["commands"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|c| c.as_u64())
+                .collect();
+            if let Some(c) = candidate
+                .manifest
+                .commands
+                .iter()
+                .find(|c| theirs.contains(&u64::from(**c)))
+            {
+                return Err(format!(
+                    "command {c} is already handled by module `{name}` on node `{node}`"
+                ));
+            }
+        }
+    }
+    // Table changes are judged against the version serving now.
+    if let Ok(index) = state.registry.index(module)
+        && index.active != 0
+        && let Ok(current_wasm) = state.registry.wasm(module, index.active)
+    {
+        let current = state
+            .validator
+            .load(module, index.active, &current_wasm, &spec.limits)
+            .await
+            .map_err(|e| format!("the active version v{} no longer loads: {e}", index.active))?;
+        check_table_changes(&current, &candidate).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// One node's answer to a deploy.
+enum NodeResult {
+    Ok { previous: u32 },
+    Failed(String),
+    Down(String),
+}
+
+/// Sends `version` to every node of `targets` at once and collects their answers.
+async fn roll_out(
+    state: &AdminState,
+    module: &str,
+    version: u32,
+    wasm: &[u8],
+    targets: &[String],
+) -> Vec<(String, NodeResult)> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in targets {
+        let Some(peer) = state.deployer.peer(node).cloned() else {
+            continue;
+        };
+        let (node, module, wasm) = (node.clone(), module.to_owned(), wasm.to_vec());
+        tasks.spawn(async move {
+            let answer = peer
+                .request(|id| Msg::Deploy {
+                    id,
+                    module,
+                    version,
+                    wasm: serde_bytes::ByteBuf::from(wasm),
+                })
+                .await;
+            let result = match answer {
+                Ok(Msg::DeployReply {
+                    result: Ok(previous),
+                    ..
+                }) => NodeResult::Ok { previous },
+                Ok(Msg::DeployReply {
+                    result: Err(err), ..
+                }) => NodeResult::Failed(err),
+                Ok(other) => NodeResult::Failed(format!("unexpected answer {other:?}")),
+                Err(err) => NodeResult::Down(err.to_string()),
+            };
+            (node, result)
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        if let Ok(result) = joined {
+            results.push(result);
+        }
+    }
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    results
+}
+
+/// Rolls `version` out to `targets` and records the outcome in the registry: the active
+/// version (or, for a `--nodes` deploy, the listed nodes' pins), and each failed node's pin on
+/// the version it keeps serving.
+async fn activate(
+    state: &AdminState,
+    module: &str,
+    version: u32,
+    wasm: &[u8],
+    targets: &[String],
+    listed: bool,
+) -> Result<serde_json::Value, String> {
+    let before = state.registry.index(module).map_err(|e| format!("{e:#}"))?;
+    let results = roll_out(state, module, version, wasm, targets).await;
+    state
+        .registry
+        .update(module, |index| {
+            if !listed {
+                index.active = version;
+                index.pins.clear();
+            }
+            for (node, result) in &results {
+                match result {
+                    NodeResult::Ok { .. } | NodeResult::Down(_) => {
+                        index.failures.remove(node);
+                        if listed {
+                            index.pins.insert(node.clone(), version);
+                        }
+                    }
+                    NodeResult::Failed(message) => {
+                        index.pins.insert(node.clone(), before.serving(node));
+                        index.failures.insert(
+                            node.clone(),
+                            Failure {
+                                version,
+                                message: message.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+            index.pins.retain(|_, v| *v != index.active);
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}"))?;
+    let nodes: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(node, result)| match result {
+            NodeResult::Ok { previous } => serde_json::json!({
+                "node": node, "result": "ok", "serving": version, "previous": previous,
+            }),
+            NodeResult::Failed(message) => serde_json::json!({
+                "node": node, "result": "failed", "serving": before.serving(node),
+                "error": message,
+            }),
+            NodeResult::Down(message) => serde_json::json!({
+                "node": node, "result": "down", "serving": null, "error": message,
+                "note": format!("it serves v{version} when it starts"),
+            }),
+        })
+        .collect();
+    let info = state
+        .registry
+        .index(module)
+        .ok()
+        .and_then(|i| i.get(version).cloned());
+    Ok(serde_json::json!({
+        "module": module,
+        "version": version,
+        "sha256": info.as_ref().map(|i| i.sha256.clone()),
+        "size": info.as_ref().map(|i| i.size),
+        "nodes": nodes,
+    }))
+}
+
+pub(crate) async fn deploy(
+    State(state): State<AdminState>,
+    Path(module): Path<String>,
+    Query(q): Query<Targets>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    if state.topology.module(&module).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("the topology has no module `{module}`"),
+        );
+    }
+    let targets = match target_nodes(&state, &module, q.nodes.as_deref()) {
+        Ok(t) => t,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let _one_at_a_time = state.deploy_lock.lock().await;
+    if let Err(message) = validate(&state, &module, &body, &targets).await {
+        tracing::warn!(module, "deploy refused: {message}");
+        return error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("refused: {message}"),
+        );
+    }
+    let info = match state.registry.add(&module, &body) {
+        Ok(info) => info,
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+    };
+    tracing::info!(
+        module,
+        version = info.version,
+        sha256 = &info.sha256[..12],
+        "deploying"
+    );
+    match activate(
+        &state,
+        &module,
+        info.version,
+        &body,
+        &targets,
+        q.nodes.is_some(),
+    )
+    .await
+    {
+        Ok(result) => Json(result).into_response(),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+pub(crate) async fn rollback(
+    State(state): State<AdminState>,
+    Path(module): Path<String>,
+    Query(q): Query<Targets>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let targets = match target_nodes(&state, &module, q.nodes.as_deref()) {
+        Ok(t) => t,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
+    let _one_at_a_time = state.deploy_lock.lock().await;
+    let index = match state.registry.index(&module) {
+        Ok(index) if index.active != 0 => index,
+        Ok(_) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                format!("module `{module}` has no registered versions"),
+            );
+        }
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+    };
+    let version = match q.to {
+        Some(to) if index.get(to).is_some() => to,
+        Some(to) => {
+            let known: Vec<String> = index
+                .versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect();
+            return error(
+                StatusCode::NOT_FOUND,
+                format!(
+                    "module `{module}` has no version {to} (versions: {})",
+                    known.join(", ")
+                ),
+            );
+        }
+        None => match index
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| *v < index.active)
+            .max()
+        {
+            Some(v) => v,
+            None => {
+                return error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "module `{module}` is at its first version (v{}): nothing to roll back to",
+                        index.active
+                    ),
+                );
+            }
+        },
+    };
+    let wasm = match state.registry.wasm(&module, version) {
+        Ok(w) => w,
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+    };
+    tracing::info!(module, from = index.active, to = version, "rolling back");
+    match activate(&state, &module, version, &wasm, &targets, q.nodes.is_some()).await {
+        Ok(result) => Json(result).into_response(),
+        Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
+    }
+}
+
+pub(crate) async fn versions(
+    State(state): State<AdminState>,
+    Path(module): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    if state.topology.module(&module).is_none() {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("the topology has no module `{module}`"),
+        );
+    }
+    let index = match state.registry.index(&module) {
+        Ok(index) => index,
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
+    };
+    let versions: Vec<serde_json::Value> = index
+        .versions
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "version": v.version,
+                "time": v.time,
+                "utc": utc_string(v.time),
+                "sha256": v.sha256,
+                "size": v.size,
+                "active": v.version == index.active,
+                "pinned_on": index.pins.iter().filter(|(_, p)| **p == v.version).map(|(n, _)| n.clone()).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "module": module,
+        "active": index.active,
+        "registry": state.registry.dir().join(&module),
+        "versions": versions,
+        "pins": index.pins,
+        "failures": index.failures,
+    }))
+    .into_response()
+}
+
+/// Per module, this node's last deploy failure (for `/status`).
+pub(crate) fn failures_of(state: &AdminState, node: &str) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for module in state.topology.modules.keys() {
+        if let Ok(index) = state.registry.index(module)
+            && let Some(f) = index.failures.get(node)
+        {
+            out.insert(
+                module.clone(),
+                serde_json::json!({ "version": f.version, "error": f.message }),
+            );
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+/// Forever: every [`RECONCILE_EVERY`], asks each node which versions it serves and sends the
+/// registry's version to any node serving another (a node that was starting during a deploy).
+pub(crate) async fn reconcile(state: AdminState) {
+    loop {
+        tokio::time::sleep(RECONCILE_EVERY).await;
+        for node in &state.nodes {
+            let name = node.state().name;
+            let Some(peer) = state.peers.peer(&name) else {
+                continue;
+            };
+            let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await
+            else {
+                continue;
+            };
+            let live: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+            let serving: HashMap<String, u64> = live["modules"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["version"].as_u64()?)))
+                .collect();
+            for (module, version) in serving {
+                let _one_at_a_time = state.deploy_lock.lock().await;
+                let Ok(index) = state.registry.index(&module) else {
+                    continue;
+                };
+                let wanted = index.serving(&name);
+                if wanted == 0 || u64::from(wanted) == version {
+                    continue;
+                }
+                let Ok(wasm) = state.registry.wasm(&module, wanted) else {
+                    continue;
+                };
+                tracing::info!(node = %name, module, from = version, to = wanted, "catching a node up");
+                let results =
+                    roll_out(&state, &module, wanted, &wasm, std::slice::from_ref(&name)).await;
+                if let Some((_, NodeResult::Failed(message))) = results.first() {
+                    tracing::warn!(node = %name, module, "cannot catch up to v{wanted}: {message}");
+                    let keep = u32::try_from(version).unwrap_or(0);
+                    let _ = state.registry.update(&module, |index| {
+                        index.pins.insert(name.clone(), keep);
+                        index.failures.insert(
+                            name.clone(),
+                            Failure {
+                                version: wanted,
+                                message: message.clone(),
+                            },
+                        );
+                        Ok(())
+                    });
+                }
+            }
+        }
+    }
+}
