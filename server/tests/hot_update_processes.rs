@@ -1,0 +1,417 @@
+//! Hot update on a real cluster started by `firefly up`: `firefly deploy`, `rollback`,
+//! `versions` and `status`; refusals; the registry surviving a restart; a node that was down
+//! during a deploy; and clients under continuous load across 20 deploys and rollbacks.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use firefly::client::Client;
+use firefly::master::{http_request, http_request_with_body};
+
+mod common;
+
+use common::{FIREFLY, free_addr, stop, workspace};
+
+const TOKEN: &str = "hot-admin-token-0123456789";
+const SECRET: &str = "hot-test-secret-0123456789";
+
+/// A cluster: a gate routing 301-302 round-robin to two logic nodes that host `echo` and
+/// `versioned`. Dropping it stops every `firefly up` it started.
+struct Cluster {
+    ups: Vec<Child>,
+    gate: SocketAddr,
+    admin: SocketAddr,
+    topology: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for up in &mut self.ups {
+            stop(up);
+        }
+    }
+}
+
+impl Cluster {
+    /// Writes the topology; starts nothing.
+    fn new(extra_master: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let (admin, g, a, b, gate) = (
+            free_addr(),
+            free_addr(),
+            free_addr(),
+            free_addr(),
+            free_addr(),
+        );
+        let m = workspace().join("modules");
+        let yaml = format!(
+            "version: 1\ncluster: hot\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\n{extra_master}modules:\n  echo: {{ crate: {m}/echo }}\n  versioned: {{ crate: {m}/versioned }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    modules: [echo]\n    routes:\n      - {{ commands: \"301-302\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [echo, versioned] }}\n  logic-2: {{ rpc: {b}, modules: [echo, versioned] }}\n",
+            m = m.display()
+        );
+        let topology = dir.path().join("topology.yaml");
+        std::fs::write(&topology, yaml).unwrap();
+        Cluster {
+            ups: Vec::new(),
+            gate,
+            admin,
+            topology,
+            dir,
+        }
+    }
+
+    /// Starts `firefly up` with `extra` arguments and waits for `ready` nodes.
+    fn up(&mut self, extra: &[&str], ready: usize) {
+        self.ups.push(spawn_up(&self.topology, extra, ready));
+    }
+
+    fn firefly(&self, args: &[&str]) -> Output {
+        Command::new(FIREFLY)
+            .args(args)
+            .arg("-c")
+            .arg(&self.topology)
+            .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+            .output()
+            .unwrap()
+    }
+
+    async fn api(&self, method: &str, path: &str, body: &[u8]) -> (u16, serde_json::Value) {
+        let (code, text) = http_request_with_body(
+            self.admin,
+            method,
+            path,
+            TOKEN,
+            body,
+            Duration::from_secs(120),
+        )
+        .await
+        .unwrap();
+        (code, serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Each node's version of `versioned`, from `/status`.
+    async fn versions(&self) -> Vec<(String, Option<u64>)> {
+        let (code, body) = http_request(self.admin, "GET", "/status", TOKEN)
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut out = Vec::new();
+        for n in status["nodes"].as_array().unwrap() {
+            let name = n["name"].as_str().unwrap().to_owned();
+            if name == "gate" {
+                continue;
+            }
+            let version = n["live"]["modules"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["name"] == "versioned"))
+                .and_then(|m| m["version"].as_u64());
+            out.push((name, version));
+        }
+        out
+    }
+}
+
+fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
+    let mut child = Command::new(FIREFLY)
+        .args(["up", "-c"])
+        .arg(topology)
+        .args(extra)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", SECRET)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let tag = extra.join(" ");
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[up {tag}] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = 0;
+    while seen < ready {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("nodes never came up");
+        if line.contains("listening for nodes on") {
+            seen += 1;
+        }
+    }
+    std::mem::forget(rx);
+    child
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn module_dir(name: &str) -> String {
+    workspace().join("modules").join(name).display().to_string()
+}
+
+/// The wasm of module crate `name`, copied out of the build directory at once (the variants of
+/// `versioned` are separate crates, so building one never overwrites another).
+fn built(name: &str) -> Vec<u8> {
+    let path = firefly::builder::build_module(&workspace().join("modules").join(name)).unwrap();
+    std::fs::read(path).unwrap()
+}
+
+async fn whoami(client: &mut Client) -> String {
+    let reply = client.request(301, b"hi").await.unwrap();
+    String::from_utf8(reply.to_vec()).unwrap()
+}
+
+/// Waits until `cond` holds, polling, up to 60 s.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond().await {
+        assert!(Instant::now() < deadline, "never happened: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_rollback_refusals_and_restart_through_the_cli() {
+    let mut cluster = Cluster::new("");
+    cluster.up(&[], 3);
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    assert_eq!(whoami(&mut client).await, "v1:hi");
+
+    // Deploy a crate: the CLI builds it, the master validates, stores and rolls it out.
+    let out = cluster.firefly(&[
+        "deploy",
+        &module_dir("versioned-v2"),
+        "--module",
+        "versioned",
+    ]);
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("versioned v2 (sha256 "), "{said}");
+    assert!(said.contains("logic-1: ok (was v1)"), "{said}");
+    assert!(said.contains("logic-2: ok (was v1)"), "{said}");
+    // The same connection, both logic nodes (round robin): the new code, and its new command.
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+        assert_eq!(&client.request(302, b"").await.unwrap()[..], b"new in v2");
+    }
+    let status = text(&cluster.firefly(&["status"]));
+    assert!(status.contains("versioned@v2"), "{status}");
+    assert!(!status.contains("versioned@v1"), "{status}");
+
+    // Refusals: exact messages, nothing stored, v2 keeps serving.
+    let junk = cluster.dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a module").unwrap();
+    let echo = firefly::builder::build_module(&workspace().join("modules/echo")).unwrap();
+    let refusals = [
+        (
+            junk.display().to_string(),
+            "refused: not a valid wasm module: ",
+        ),
+        (
+            echo.display().to_string(),
+            "refused: the module describes itself as `echo`, not `versioned` (deploy it under its own name)",
+        ),
+        (
+            module_dir("versioned-clash"),
+            "refused: command 1 is already handled by module `echo` on node `logic-1`",
+        ),
+    ];
+    for (path, expected) in refusals {
+        let out = cluster.firefly(&["deploy", &path, "--module", "versioned"]);
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains(expected), "expected {expected:?} in: {said}");
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+    }
+    let listed = text(&cluster.firefly(&["versions", "versioned"]));
+    let rows: Vec<&str> = listed
+        .lines()
+        .filter(|l| l.trim_start().starts_with(|c: char| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(rows.len(), 2, "{listed}");
+    assert!(rows[1].trim_end().ends_with('*'), "{listed}");
+    assert!(!rows[0].trim_end().ends_with('*'), "{listed}");
+
+    // Rollback to the previous version, then forward again with --to.
+    let out = cluster.firefly(&["rollback", "versioned"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("versioned v1"), "{}", text(&out));
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "v1:hi");
+    }
+    let out = cluster.firefly(&["rollback", "versioned"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .contains("module `versioned` is at its first version (v1): nothing to roll back to"),
+        "{}",
+        text(&out)
+    );
+    let out = cluster.firefly(&["rollback", "versioned", "--to", "7"]);
+    assert!(
+        text(&out).contains("module `versioned` has no version 7 (versions: 1, 2)"),
+        "{}",
+        text(&out)
+    );
+    let out = cluster.firefly(&["rollback", "versioned", "--to", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(whoami(&mut client).await, "v2:hi");
+    drop(client);
+
+    // A restarted cluster serves the registry's active version, not the topology's crate.
+    for up in &mut cluster.ups {
+        stop(up);
+    }
+    cluster.ups.clear();
+    cluster.up(&[], 3);
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+    }
+    let registry = cluster.dir.path().join(".firefly/registry/versioned");
+    assert!(registry.join("v1.wasm").exists() && registry.join("v2.wasm").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_down_during_a_deploy_catch_up() {
+    let mut cluster = Cluster::new("");
+    // logic-2 is not running at all when the deploy happens.
+    cluster.up(&["--only", "gate,logic-1"], 2);
+    let v2 = built("versioned-v2");
+    let (code, answer) = cluster.api("POST", "/modules/versioned/deploy", &v2).await;
+    assert_eq!(code, 200, "{answer}");
+    let nodes = answer["nodes"].as_array().unwrap();
+    assert_eq!(nodes[0]["node"], "logic-1");
+    assert_eq!(nodes[0]["result"], "ok", "{answer}");
+    assert_eq!(nodes[1]["node"], "logic-2");
+    assert_eq!(nodes[1]["result"], "down", "{answer}");
+    assert_eq!(nodes[1]["note"], "it serves v2 when it starts", "{answer}");
+
+    // It comes back (started by another `firefly up` reading the same registry): v2.
+    cluster.up(&["--only", "logic-2", "--no-admin"], 1);
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    for _ in 0..4 {
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+    }
+
+    // A node killed after a deploy is restarted by the master on the deployed version.
+    let (code, answer) = cluster
+        .api("POST", "/modules/versioned/rollback", &[])
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
+        .await
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let pid = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == "logic-1")
+        .unwrap()["pid"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    eventually("logic-1 restarted", || async {
+        let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
+            .await
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        status["nodes"].as_array().unwrap().iter().any(|n| {
+            n["name"] == "logic-1"
+                && n["healthy"] == true
+                && n["pid"].as_u64().is_some_and(|p| p != pid)
+        })
+    })
+    .await;
+    let versions = cluster.versions().await;
+    assert!(versions.iter().all(|(_, v)| *v == Some(1)), "{versions:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_under_continuous_load_across_20_deploys_and_rollbacks() {
+    let mut cluster = Cluster::new("");
+    cluster.up(&[], 3);
+    let v2 = built("versioned-v2");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (stop, served) = (stop.clone(), served.clone());
+        let mut client = Client::connect(cluster.gate).await.unwrap();
+        clients.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let reply = match client.request(301, b"x").await {
+                    Ok(reply) => reply,
+                    Err(err) => panic!("a request failed during the deploys: {err}"),
+                };
+                assert!(reply[..] == b"v1:x"[..] || reply[..] == b"v2:x"[..]);
+                served.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for round in 0..20u32 {
+        let (code, answer) = if round % 2 == 0 {
+            cluster.api("POST", "/modules/versioned/deploy", &v2).await
+        } else {
+            cluster
+                .api("POST", "/modules/versioned/rollback?to=1", &[])
+                .await
+        };
+        assert_eq!(code, 200, "round {round}: {answer}");
+        for n in answer["nodes"].as_array().unwrap() {
+            assert_eq!(n["result"], "ok", "round {round}: {answer}");
+        }
+        // Once the deploy has returned, every node answers with the new version.
+        let expected = if round % 2 == 0 { "v2:hi" } else { "v1:hi" };
+        let mut probe = Client::connect(cluster.gate).await.unwrap();
+        for _ in 0..2 {
+            assert_eq!(whoami(&mut probe).await, expected, "round {round}");
+        }
+        let version = answer["version"].as_u64();
+        let versions = cluster.versions().await;
+        assert!(
+            versions.iter().all(|(_, v)| *v == version),
+            "round {round}: {versions:?}"
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.unwrap();
+    }
+    assert!(served.load(Ordering::Relaxed) > 0);
+    // Ten deploys of v2 made versions 2..11; every rollback went back to 1.
+    let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 11, "{listed}");
+    assert_eq!(listed["active"], 1);
+}
