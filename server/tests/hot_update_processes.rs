@@ -48,6 +48,11 @@ impl Drop for Cluster {
 impl Cluster {
     /// Writes the topology; starts nothing.
     fn new(extra_master: &str) -> Cluster {
+        Self::with(extra_master, "[echo, versioned]", "[echo, versioned]")
+    }
+
+    /// [`Cluster::new`] with the logic nodes' module lists given.
+    fn with(extra_master: &str, logic1: &str, logic2: &str) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (admin, g, a, b, gate) = (
             free_addr(),
@@ -58,7 +63,7 @@ impl Cluster {
         );
         let m = workspace().join("modules");
         let yaml = format!(
-            "version: 1\ncluster: hot\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\n{extra_master}modules:\n  echo: {{ crate: {m}/echo }}\n  versioned: {{ crate: {m}/versioned }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    modules: [echo]\n    routes:\n      - {{ commands: \"301-302\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [echo, versioned] }}\n  logic-2: {{ rpc: {b}, modules: [echo, versioned] }}\n",
+            "version: 1\ncluster: hot\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\n{extra_master}modules:\n  echo: {{ crate: {m}/echo }}\n  versioned: {{ crate: {m}/versioned }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    modules: [echo]\n    routes:\n      - {{ commands: \"301-302\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: {logic1} }}\n  logic-2: {{ rpc: {b}, modules: {logic2} }}\n",
             m = m.display()
         );
         let topology = dir.path().join("topology.yaml");
@@ -414,4 +419,72 @@ async fn clients_under_continuous_load_across_20_deploys_and_rollbacks() {
     let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
     assert_eq!(listed["versions"].as_array().unwrap().len(), 11, "{listed}");
     assert_eq!(listed["active"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_load_a_version_keeps_the_old_one_and_says_so() {
+    // Only logic-2 also hosts `echo` (command 1), so `versioned-clash` loads on logic-1 only.
+    let mut cluster = Cluster::with("", "[versioned]", "[echo, versioned]");
+    cluster.up(&["--only", "gate,logic-1"], 2);
+    let (code, answer) = cluster
+        .api(
+            "POST",
+            "/modules/versioned/deploy",
+            &built("versioned-clash"),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["nodes"][0]["result"], "ok", "{answer}");
+    assert_eq!(answer["nodes"][1]["result"], "down", "{answer}");
+
+    // The whole cluster restarts, logic-2 with it: v2 does not load there, so it starts on v1
+    // and the master records why.
+    for up in &mut cluster.ups {
+        stop(up);
+    }
+    cluster.ups.clear();
+    cluster.up(&[], 3);
+    let expected = "command 1 is already handled by module `echo` on this node";
+    eventually("logic-2's failure is reported", || async {
+        let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
+            .await
+            .unwrap();
+        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        status["nodes"].as_array().unwrap().iter().any(|n| {
+            n["name"] == "logic-2" && n["deploy_failures"]["versioned"]["error"] == expected
+        })
+    })
+    .await;
+    let versions = cluster.versions().await;
+    assert_eq!(
+        versions,
+        vec![("logic-1".into(), Some(2)), ("logic-2".into(), Some(1))]
+    );
+    let table = text(&cluster.firefly(&["status"]));
+    assert!(
+        table.contains("versioned@v1 (v2 failed to load)"),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("logic-2: versioned v2 failed to load: {expected}")),
+        "{table}"
+    );
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    for _ in 0..2 {
+        client.request(301, b"hi").await.unwrap();
+    }
+
+    // A version every node can load clears the failure.
+    let (code, answer) = cluster
+        .api("POST", "/modules/versioned/deploy", &built("versioned-v2"))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    for n in answer["nodes"].as_array().unwrap() {
+        assert_eq!(n["result"], "ok", "{answer}");
+    }
+    let table = text(&cluster.firefly(&["status"]));
+    assert!(!table.contains("failed"), "{table}");
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+    }
 }

@@ -41,6 +41,10 @@ pub struct NodeArgs {
     /// A module's version number (`name=N`, from the master's registry; default 1).
     #[arg(long = "module-version", value_parser = parse_module_version)]
     module_version: Vec<(String, u32)>,
+    /// What to serve of a module if its given version does not load (`name=N:path`): the
+    /// master passes the version the node served last, so a bad deploy never stops a node.
+    #[arg(long = "fallback", value_parser = parse_fallback)]
+    fallback: Vec<(String, (u32, PathBuf))>,
 }
 
 #[derive(Debug, Args)]
@@ -77,6 +81,14 @@ fn parse_module_version(text: &str) -> Result<(String, u32), String> {
         .parse()
         .map_err(|_| format!("`{text}`: the version must be a number"))?;
     Ok((name.to_owned(), n))
+}
+
+fn parse_fallback(text: &str) -> Result<(String, (u32, PathBuf)), String> {
+    let bad = || format!("`{text}`: expected name=N:path/to/module.wasm");
+    let (name, rest) = text.split_once('=').ok_or_else(bad)?;
+    let (n, path) = rest.split_once(':').ok_or_else(bad)?;
+    let n = n.parse().map_err(|_| bad())?;
+    Ok((name.to_owned(), (n, PathBuf::from(path))))
 }
 
 /// Builds (or locates) the `.wasm` of every module in `wanted`.
@@ -199,7 +211,24 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
             m.version = *v;
         }
     }
-    let node = Node::start(config).await?;
+    let fallback: HashMap<String, (u32, PathBuf)> = args.fallback.into_iter().collect();
+    let node = match Node::start(config.clone()).await {
+        Ok(node) => node,
+        Err(err) if !fallback.is_empty() => {
+            tracing::error!(
+                node = %args.name,
+                "cannot start on the registry's versions ({err:#}); starting on the previous ones"
+            );
+            for m in &mut config.modules {
+                if let Some((v, path)) = fallback.get(&m.name) {
+                    m.version = *v;
+                    m.wasm = path.clone();
+                }
+            }
+            Node::start(config).await?
+        }
+        Err(err) => return Err(err),
+    };
     wait_for_signal().await;
     tracing::info!(node = %args.name, "stopping: finishing in-flight requests");
     node.shutdown(Duration::from_secs(10)).await;

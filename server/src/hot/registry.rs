@@ -53,12 +53,30 @@ pub struct ModuleIndex {
     /// Per node, its last failure to load a deployed version (cleared by a successful one).
     #[serde(default)]
     pub failures: BTreeMap<String, Failure>,
+    /// Per node, the last version it was seen serving: what it falls back to when the version
+    /// it should serve does not load at start.
+    #[serde(default)]
+    pub good: BTreeMap<String, u32>,
 }
 
 impl ModuleIndex {
     /// The version `node` should serve.
     pub fn serving(&self, node: &str) -> u32 {
         self.pins.get(node).copied().unwrap_or(self.active)
+    }
+
+    /// What `node` starts on if `wanted` does not load: the last version it served, else the
+    /// newest one before `wanted`.
+    pub fn fallback(&self, node: &str, wanted: u32) -> Option<u32> {
+        match self.good.get(node) {
+            Some(&good) if good != wanted && self.get(good).is_some() => Some(good),
+            _ => self
+                .versions
+                .iter()
+                .map(|v| v.version)
+                .filter(|v| *v < wanted)
+                .max(),
+        }
     }
 
     /// The stored version `version`.
@@ -187,6 +205,14 @@ impl Registry {
             return Ok(None);
         }
         Ok(Some((version, self.wasm_path(module, version))))
+    }
+
+    /// The version `node` falls back to for `module` (see [`ModuleIndex::fallback`]).
+    pub fn fallback(&self, module: &str, node: &str) -> anyhow::Result<Option<(u32, PathBuf)>> {
+        let index = self.index(module)?;
+        Ok(index
+            .fallback(node, index.serving(node))
+            .map(|v| (v, self.wasm_path(module, v))))
     }
 
     /// The wasm bytes of `version` of `module`.

@@ -217,7 +217,14 @@ async fn activate(
             }
             for (node, result) in &results {
                 match result {
-                    NodeResult::Ok { .. } | NodeResult::Down(_) => {
+                    NodeResult::Ok { .. } => {
+                        index.failures.remove(node);
+                        index.good.insert(node.clone(), version);
+                        if listed {
+                            index.pins.insert(node.clone(), version);
+                        }
+                    }
+                    NodeResult::Down(_) => {
                         index.failures.remove(node);
                         if listed {
                             index.pins.insert(node.clone(), version);
@@ -455,10 +462,12 @@ pub(crate) fn failures_of(state: &AdminState, node: &str) -> serde_json::Value {
 /// Forever: every [`RECONCILE_EVERY`], asks each node which versions it serves and sends the
 /// registry's version to any node serving another (a node that was starting during a deploy).
 pub(crate) async fn reconcile(state: AdminState) {
+    // Every node of the topology, also those another `firefly up --host` supervises.
+    let names: Vec<String> = state.topology.nodes.keys().cloned().collect();
     loop {
         tokio::time::sleep(RECONCILE_EVERY).await;
-        for node in &state.nodes {
-            let name = node.state().name;
+        for name in &names {
+            let name = name.clone();
             let Some(peer) = state.peers.peer(&name) else {
                 continue;
             };
@@ -479,7 +488,16 @@ pub(crate) async fn reconcile(state: AdminState) {
                     continue;
                 };
                 let wanted = index.serving(&name);
-                if wanted == 0 || u64::from(wanted) == version {
+                if wanted == 0 {
+                    continue;
+                }
+                if u64::from(wanted) == version {
+                    if index.good.get(&name) != Some(&wanted) {
+                        let _ = state.registry.update(&module, |index| {
+                            index.good.insert(name.clone(), wanted);
+                            Ok(())
+                        });
+                    }
                     continue;
                 }
                 let Ok(wasm) = state.registry.wasm(&module, wanted) else {

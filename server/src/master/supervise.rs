@@ -100,6 +100,10 @@ impl NodeCommand {
             args.push(format!("{name}={}", path.display()));
             args.push("--module-version".into());
             args.push(format!("{name}={version}"));
+            if let Ok(Some((v, path))) = self.registry.fallback(name, &self.node) {
+                args.push("--fallback".into());
+                args.push(format!("{name}={v}:{}", path.display()));
+            }
         }
         args
     }
