@@ -488,3 +488,66 @@ async fn a_node_that_cannot_load_a_version_keeps_the_old_one_and_says_so() {
         assert_eq!(whoami(&mut client).await, "v2:hi");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_traps_too_often_is_rolled_back_automatically() {
+    let mut cluster =
+        Cluster::new("  auto_rollback: { window: 60s, min_calls: 6, max_failure_rate: 50% }\n");
+    cluster.up(&[], 3);
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    assert_eq!(whoami(&mut client).await, "v1:hi");
+    let (code, answer) = cluster
+        .api(
+            "POST",
+            "/modules/versioned/deploy",
+            &built("versioned-trap"),
+        )
+        .await;
+    assert_eq!(code, 200, "{answer}");
+
+    // Every failure names the version that served it; then v1 is back on its own.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut traps = 0;
+    loop {
+        assert!(Instant::now() < deadline, "never rolled back");
+        match client.request(301, b"hi").await {
+            Ok(reply) if &reply[..] == b"v1:hi" && traps > 0 => break,
+            Ok(reply) => assert_eq!(&reply[..], b"v1:hi"),
+            Err(err) => {
+                let frame = err.server().expect("the client stays connected");
+                assert_eq!(frame.code, "trapped", "{frame:?}");
+                assert_eq!(frame.module.as_deref(), Some("versioned"));
+                assert_eq!(frame.version, Some(2), "{frame:?}");
+                assert!(
+                    frame.message.contains("this version is broken"),
+                    "{frame:?}"
+                );
+                traps += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
+    assert_eq!(listed["active"], 1, "{listed}");
+    assert_eq!(listed["rolled_back"][0]["version"], 2, "{listed}");
+    assert_eq!(listed["rolled_back"][0]["to"], 1, "{listed}");
+    let shown = text(&cluster.firefly(&["versions", "versioned"]));
+    assert!(
+        shown.contains("v2 was rolled back to v1 automatically"),
+        "{shown}"
+    );
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "v1:hi");
+    }
+
+    // A healthy version is left alone.
+    let (code, answer) = cluster
+        .api("POST", "/modules/versioned/deploy", &built("versioned-v2"))
+        .await;
+    assert_eq!(code, 200, "{answer}");
+    for _ in 0..20 {
+        assert_eq!(whoami(&mut client).await, "v2:hi");
+    }
+    let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
+    assert_eq!(listed["active"], 3, "{listed}");
+}

@@ -246,5 +246,14 @@ pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
             v["size"],
         );
     }
+    for r in answer["rolled_back"].as_array().into_iter().flatten() {
+        println!(
+            "v{} was rolled back to v{} automatically at {}: {}",
+            r["version"],
+            r["to"],
+            utc_string(r["time"].as_u64().unwrap_or(0)),
+            r["reason"].as_str().unwrap_or("?")
+        );
+    }
     Ok(())
 }

@@ -6,6 +6,7 @@
 //! `server/tests/topology/` holds valid examples and invalid ones with the exact error each
 //! must produce.
 
+mod auto_rollback;
 mod raw;
 mod units;
 mod validate;
@@ -15,6 +16,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use auto_rollback::{AutoRollback, FailureKind};
 pub use units::{format_size, parse_duration, parse_size};
 
 /// The schema version this build reads.
@@ -89,6 +91,9 @@ pub struct ModuleSpec {
     pub source: ModuleSource,
     /// Its limits.
     pub limits: Limits,
+    /// When a new version of it is rolled back automatically (`None`: never); the master's
+    /// setting unless the module has its own.
+    pub auto_rollback: Option<AutoRollback>,
 }
 
 /// Where a module's code comes from (absolute paths).
@@ -137,6 +142,8 @@ pub struct MasterSpec {
     pub token_file: PathBuf,
     /// How long a node-to-node request may take before it fails with `node_unavailable`.
     pub rpc_timeout: Duration,
+    /// Automatic rollback of new versions, for every module without its own setting.
+    pub auto_rollback: Option<AutoRollback>,
 }
 
 /// One node process.

@@ -24,6 +24,7 @@ pub(super) struct RawMaster {
     pub admin: Option<String>,
     pub token_file: Option<String>,
     pub rpc_timeout: Option<String>,
+    pub auto_rollback: Option<super::auto_rollback::RawAutoRollback>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -41,6 +42,7 @@ pub(super) struct RawModule {
     pub wasm: Option<String>,
     #[serde(default)]
     pub limits: RawLimits,
+    pub auto_rollback: Option<super::auto_rollback::RawAutoRollback>,
 }
 
 /// Sizes may be written as a plain number of bytes or as a string with a unit.

@@ -187,6 +187,7 @@ fn master(raw: Option<&RawMaster>, base_dir: &Path) -> Result<MasterSpec> {
         admin: None,
         token_file: base_dir.join(".firefly").join("admin-token"),
         rpc_timeout: Duration::from_secs(5),
+        auto_rollback: None,
     };
     let Some(raw) = raw else {
         return Ok(spec);
@@ -206,6 +207,9 @@ fn master(raw: Option<&RawMaster>, base_dir: &Path) -> Result<MasterSpec> {
             Duration::from_secs(600),
             |d| format!("{d:?}"),
         )?;
+    }
+    if let Some(a) = &raw.auto_rollback {
+        spec.auto_rollback = super::auto_rollback::parse("master.auto_rollback", a, None)?;
     }
     Ok(spec)
 }
@@ -310,6 +314,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         None => Limits::default(),
     };
 
+    let master = master(raw.master.as_ref(), base_dir)?;
     let mut modules = BTreeMap::new();
     for (name, m) in raw.modules.unwrap_or_default() {
         let path = format!("modules.{name}");
@@ -325,17 +330,25 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             }
         };
         let limits = limits(&format!("{path}.limits"), &m.limits, &defaults)?;
+        let auto_rollback = match &m.auto_rollback {
+            Some(a) => super::auto_rollback::parse(
+                &format!("{path}.auto_rollback"),
+                a,
+                master.auto_rollback.as_ref(),
+            )?,
+            None => master.auto_rollback.clone(),
+        };
         modules.insert(
             name.clone(),
             ModuleSpec {
                 name,
                 source,
                 limits,
+                auto_rollback,
             },
         );
     }
 
-    let master = master(raw.master.as_ref(), base_dir)?;
     let raw_nodes = raw.nodes.unwrap_or_default();
     if raw_nodes.is_empty() {
         return Err(ConfigError::invalid("nodes", "at least one node is needed"));

@@ -40,6 +40,27 @@ pub struct Failure {
     pub message: String,
 }
 
+/// An automatic rollback the master made (the safety net).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RolledBack {
+    /// The version that was rolled back.
+    pub version: u32,
+    /// The version serving since.
+    pub to: u32,
+    /// When (seconds since the Unix epoch).
+    pub time: u64,
+    /// What the master saw.
+    pub reason: String,
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// What the registry knows about one module.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModuleIndex {
@@ -57,6 +78,9 @@ pub struct ModuleIndex {
     /// it should serve does not load at start.
     #[serde(default)]
     pub good: BTreeMap<String, u32>,
+    /// Automatic rollbacks, oldest first.
+    #[serde(default)]
+    pub rolled_back: Vec<RolledBack>,
 }
 
 impl ModuleIndex {
@@ -149,10 +173,7 @@ impl Registry {
             write_atomic(&self.wasm_path(module, version), wasm)?;
             let info = VersionInfo {
                 version,
-                time: std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                time: now(),
                 sha256: hex::encode(Sha256::digest(wasm)),
                 size: wasm.len() as u64,
             };

@@ -198,7 +198,7 @@ async fn roll_out(
 /// Rolls `version` out to `targets` and records the outcome in the registry: the active
 /// version (or, for a `--nodes` deploy, the listed nodes' pins), and each failed node's pin on
 /// the version it keeps serving.
-async fn activate(
+pub(crate) async fn activate(
     state: &AdminState,
     module: &str,
     version: u32,
@@ -314,6 +314,7 @@ pub(crate) async fn deploy(
         sha256 = &info.sha256[..12],
         "deploying"
     );
+    let previous = state.registry.index(&module).map(|i| i.active).unwrap_or(0);
     match activate(
         &state,
         &module,
@@ -324,7 +325,26 @@ pub(crate) async fn deploy(
     )
     .await
     {
-        Ok(result) => Json(result).into_response(),
+        Ok(result) => {
+            let policy = state
+                .topology
+                .module(&module)
+                .and_then(|m| m.auto_rollback.clone());
+            if let Some(policy) = policy
+                && q.nodes.is_none()
+                && previous != 0
+            {
+                super::auto_rollback::watch(
+                    state.clone(),
+                    module.clone(),
+                    info.version,
+                    previous,
+                    targets,
+                    policy,
+                );
+            }
+            Json(result).into_response()
+        }
         Err(message) => error(StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
@@ -439,6 +459,7 @@ pub(crate) async fn versions(
         "versions": versions,
         "pins": index.pins,
         "failures": index.failures,
+        "rolled_back": index.rolled_back,
     }))
     .into_response()
 }

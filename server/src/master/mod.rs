@@ -4,6 +4,7 @@
 //! The master is not on the request path: clients talk to gates, gates to nodes.
 
 mod admin;
+mod auto_rollback;
 mod deploy;
 mod secrets;
 mod supervise;
