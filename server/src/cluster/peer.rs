@@ -339,7 +339,9 @@ async fn read_loop(
             match wire::decode(&mut buf) {
                 Ok(Some(msg)) => {
                     let id = match &msg {
-                        Msg::Reply { id, .. } | Msg::StatusReply { id, .. } => *id,
+                        Msg::Reply { id, .. }
+                        | Msg::StatusReply { id, .. }
+                        | Msg::DataReply { id, .. } => *id,
                         other => {
                             tracing::warn!(%peer, "unexpected message on an outbound link: {other:?}");
                             continue;
