@@ -66,7 +66,12 @@ async fn raw_redis(url: &str, n: usize) -> (f64, f64) {
             .await
             .unwrap();
     }
-    let set = line("raw Redis SET round trip (baseline)", n, start.elapsed(), None);
+    let set = line(
+        "raw Redis SET round trip (baseline)",
+        n,
+        start.elapsed(),
+        None,
+    );
     let start = Instant::now();
     for _ in 0..n {
         let _: Vec<u8> = redis::cmd("GET")
@@ -75,8 +80,17 @@ async fn raw_redis(url: &str, n: usize) -> (f64, f64) {
             .await
             .unwrap();
     }
-    let get = line("raw Redis GET round trip (baseline)", n, start.elapsed(), None);
-    let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await.unwrap();
+    let get = line(
+        "raw Redis GET round trip (baseline)",
+        n,
+        start.elapsed(),
+        None,
+    );
+    let _: () = redis::cmd("DEL")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     (get, set)
 }
 
@@ -90,7 +104,10 @@ async fn cached_ops(n: usize) {
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
     let id: u64 = c.call(307, &()).await.unwrap();
     let _: u64 = c
-        .call(301, &json!({"id": id, "name": "bench", "count": 0, "note": null}))
+        .call(
+            301,
+            &json!({"id": id, "name": "bench", "count": 0, "note": null}),
+        )
         .await
         .unwrap();
     let baseline = match std::env::var("FIREFLY_TEST_REDIS_URL") {
@@ -232,20 +249,29 @@ async fn naive_inserts(database: &DatabaseSpec, prefix: &str, rows: usize) -> f6
             let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
                 .await
                 .unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&pool)
+                .await
+                .unwrap();
             let sql = format!("INSERT INTO {table} (id, _version, name, gold) VALUES (?, ?, ?, ?)");
             naive!(pool, sql, rows)
         }
         DatabaseSpec::Postgres(url) => {
             let pool = sqlx::PgPool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&pool)
+                .await
+                .unwrap();
             let sql =
                 format!("INSERT INTO {table} (id, _version, name, gold) VALUES ($1, $2, $3, $4)");
             naive!(pool, sql, rows)
         }
         DatabaseSpec::Mysql(url) => {
             let pool = sqlx::MySqlPool::connect(url).await.unwrap();
-            sqlx::query(sqlx::AssertSqlSafe(create)).execute(&pool).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(create))
+                .execute(&pool)
+                .await
+                .unwrap();
             let sql = format!("INSERT INTO {table} (id, _version, name, gold) VALUES (?, ?, ?, ?)");
             naive!(pool, sql, rows)
         }
@@ -265,7 +291,12 @@ fn main() {
         cached_ops(requests).await;
         println!("== write-behind flush throughput ({rows} rows)");
         let dir = tempfile::tempdir().unwrap();
-        flush("sqlite", DatabaseSpec::Sqlite(dir.path().join("flush.db")), rows).await;
+        flush(
+            "sqlite",
+            DatabaseSpec::Sqlite(dir.path().join("flush.db")),
+            rows,
+        )
+        .await;
         for (label, var) in [
             ("postgres", "FIREFLY_TEST_POSTGRES_URL"),
             ("mariadb", "FIREFLY_TEST_MYSQL_URL"),

@@ -152,7 +152,12 @@ pub(super) fn validate(
                 "only used with `cache: embedded` (with Redis every node reaches the data)",
             ));
         }
-        CacheSpec::Redis(cache_text.to_owned())
+        // The Redis cache (objects, versions and the dirty set in Redis, CAS by Lua scripts)
+        // is designed but not built: refuse it here rather than at every node's start.
+        return Err(invalid(
+            "cache",
+            "a Redis cache is not supported by this build yet; use `embedded` (the data-owning node's cache)",
+        ));
     } else {
         return Err(invalid(
             "cache",
