@@ -55,12 +55,23 @@ pub fn handle<Req: FromPayload, Resp: IntoPayload>(
 
 /// Writes the module manifest.
 pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
+    describe_with_tables(name, commands, events, &[]);
+}
+
+/// Writes the module manifest, with the schemas of the tables the module declares.
+pub fn describe_with_tables(
+    name: &str,
+    commands: &[u32],
+    events: &[&str],
+    tables: &[fn() -> crate::data::TableSchema],
+) {
     let manifest = Manifest {
         abi: ABI_VERSION,
         sdk: env!("CARGO_PKG_VERSION").to_owned(),
         name: name.to_owned(),
         commands: commands.to_vec(),
         events: events.iter().map(|e| (*e).to_owned()).collect(),
+        tables: tables.iter().map(|schema| schema()).collect(),
     };
     match rmp_serde::to_vec_named(&manifest) {
         Ok(bytes) => write_output(&bytes),

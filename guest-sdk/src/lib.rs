@@ -31,6 +31,7 @@
 //! See `guest-sdk/README.md` for the full guide.
 
 mod ctx;
+pub mod data;
 mod error;
 mod payload;
 mod raw;
@@ -40,7 +41,7 @@ pub mod __private;
 
 pub use ctx::Ctx;
 pub use error::{Error, Result};
-pub use firefly_macros::module;
+pub use firefly_macros::{Table, module};
 pub use payload::{FromPayload, IntoPayload, Raw};
 
 /// Re-exported so modules need not list it (MessagePack codec used for payloads).
@@ -50,6 +51,7 @@ pub use serde;
 
 /// What most modules need: `use firefly_sdk::prelude::*;`.
 pub mod prelude {
+    pub use crate::data::{DataError, Key, Table, Versioned};
     pub use crate::{Ctx, Error, Raw, Result, bail, debug, ensure, error, info, trace, warn};
 }
 

@@ -13,6 +13,7 @@ pub mod builder;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod data;
 pub mod engine;
 pub mod gate;
 pub mod hot;

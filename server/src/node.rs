@@ -57,6 +57,8 @@ pub struct NodeConfig {
     pub listeners: Vec<ListenerSpec>,
     /// Where compiled modules are cached (`None`: compile every time).
     pub cache_dir: Option<PathBuf>,
+    /// Cached database objects (`None`: modules declaring tables are refused).
+    pub storage: Option<crate::config::StorageSpec>,
 }
 
 impl NodeConfig {
@@ -104,6 +106,7 @@ impl NodeConfig {
             modules,
             listeners: spec.listen.clone(),
             cache_dir: Some(topology.base_dir.join(".firefly").join("cache")),
+            storage: Some(topology.storage.clone()),
         })
     }
 }
@@ -120,6 +123,8 @@ pub(crate) struct NodeCore {
     pub runtime: Runtime,
     /// Hot update: retained versions and the lock that serialises swaps.
     pub updates: crate::hot::NodeUpdates,
+    /// Cached database objects (serves other nodes' requests when this node owns the data).
+    pub data: Option<Arc<crate::data::Data>>,
 }
 
 impl NodeCore {
@@ -344,6 +349,15 @@ impl Node {
         if let Some(cluster) = &config.cluster {
             runtime.set_cluster(cluster.clone());
         }
+        let data = match &config.storage {
+            Some(spec) => {
+                let data =
+                    crate::data::Data::open(spec, &config.name, config.cluster.as_ref()).await?;
+                runtime.set_data(data.clone());
+                Some(data)
+            }
+            None => None,
+        };
         let mut slots = Vec::new();
         for m in &config.modules {
             let wasm = std::fs::read(&m.wasm).with_context(|| {
@@ -390,6 +404,7 @@ impl Node {
             gate_stats: GateStats::default(),
             runtime,
             updates: crate::hot::NodeUpdates::default(),
+            data,
         });
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
@@ -499,5 +514,13 @@ impl Node {
         if tokio::time::timeout(grace, drained).await.is_err() {
             tracing::warn!(node = %self.core.name, "connections still open after {grace:?}");
         }
+        if let Some(data) = &self.core.data {
+            data.shutdown().await;
+        }
+    }
+
+    /// The node's cached database objects, if it has storage.
+    pub fn data(&self) -> Option<&Arc<crate::data::Data>> {
+        self.core.data.as_ref()
     }
 }

@@ -80,6 +80,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
             protocol: settings,
         }],
         cache_dir: Some(cache_dir()),
+        storage: None,
     };
     Node::start(config)
         .await

@@ -173,7 +173,13 @@ pub struct Manifest {
     /// Session events the module wants: `"connect"`, `"disconnect"`.
     #[serde(default)]
     pub events: Vec<String>,
+    /// Tables the module declares (cached database objects). Absent in modules built before
+    /// tables existed, which therefore still load.
+    #[serde(default)]
+    pub tables: Vec<data::TableSchema>,
 }
+
+pub mod data;
 
 /// The value type of an ABI function parameter or result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +234,13 @@ macro_rules! for_each_import {
             fn call_reply_read(ptr: u32, len: u32);
             /// Sends `command` to node `node` without waiting. Returns a `call_status`.
             fn send_node(node_ptr: u32, node_len: u32, command: u32, ptr: u32, len: u32) -> u32;
+            // --- Cached database objects (see `data`) ---
+            /// Runs one data operation: `len` bytes at `ptr` are a MessagePack [`data::DataOp`].
+            /// Returns `(data_status << 32) | answer_len`; `data_reply_read` fetches the answer
+            /// (the operation's result on `OK`, a UTF-8 explanation otherwise).
+            fn data_call(ptr: u32, len: u32) -> u64;
+            /// Copies the answer of the last `data_call` (`len` bytes) to `ptr`.
+            fn data_reply_read(ptr: u32, len: u32);
         }
     };
 }

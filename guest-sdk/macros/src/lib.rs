@@ -4,7 +4,7 @@
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
-use quote::quote;
+use quote::{ToTokens, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
@@ -40,6 +40,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         ));
     };
     let mut handlers: Vec<Handler> = Vec::new();
+    let tables = table_structs(items);
     let mut on_connect: Option<Ident> = None;
     let mut on_disconnect: Option<Ident> = None;
     for item in items.iter_mut() {
@@ -80,7 +81,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         func.attrs = kept;
     }
-    if handlers.is_empty() && on_connect.is_none() && on_disconnect.is_none() {
+    if handlers.is_empty() && on_connect.is_none() && on_disconnect.is_none() && tables.is_empty() {
         return Err(syn::Error::new(
             module.ident.span(),
             "this module has no `#[handler(N)]`, `#[on_connect]` or `#[on_disconnect]` function",
@@ -116,7 +117,12 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             #[doc(hidden)]
             #[unsafe(no_mangle)]
             pub extern "C" fn __firefly_describe() {
-                ::firefly_sdk::__private::describe(#name, &[#(#ids),*], &[#(#events),*]);
+                ::firefly_sdk::__private::describe_with_tables(
+                    #name,
+                    &[#(#ids),*],
+                    &[#(#events),*],
+                    &[#(<#tables as ::firefly_sdk::data::Table>::schema),*],
+                );
             }
         },
         syn::parse_quote! {
@@ -141,6 +147,40 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     ];
     items.extend(generated);
     Ok(quote! { #module })
+}
+
+/// Structs of the module that derive `Table`: their schemas go into the manifest.
+fn table_structs(items: &[Item]) -> Vec<Ident> {
+    items
+        .iter()
+        .filter_map(|item| match item {
+            Item::Struct(s)
+                if s.attrs.iter().any(|a| {
+                    a.path().is_ident("derive")
+                        && a.meta.to_token_stream().to_string().contains("Table")
+                }) =>
+            {
+                Some(s.ident.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+mod table;
+
+/// Declares a struct as a table of cached database objects (see `firefly_sdk::data`).
+///
+/// `#[table(name = "players")]` names the table (default: the struct's name in snake case);
+/// `#[primary_key]` marks the key field (an integer or `String`); `#[index]` marks fields whose
+/// values can list keys. `Option<T>` fields are nullable and `#[serde(default)]` fields may be
+/// absent, so both can be added to an existing table.
+#[proc_macro_derive(Table, attributes(table, primary_key, index))]
+pub fn derive_table(item: TokenStream) -> TokenStream {
+    match table::expand(item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
 }
 
 fn module_name(attr: TokenStream2) -> syn::Result<Option<syn::LitStr>> {

@@ -341,7 +341,8 @@ async fn read_loop(
                     let id = match &msg {
                         Msg::Reply { id, .. }
                         | Msg::StatusReply { id, .. }
-                        | Msg::DeployReply { id, .. } => *id,
+                        | Msg::DeployReply { id, .. }
+                        | Msg::DataReply { id, .. } => *id,
                         other => {
                             tracing::warn!(%peer, "unexpected message on an outbound link: {other:?}");
                             continue;

@@ -279,6 +279,20 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
                 let _ = tx.send(Msg::DeployReply { id, result });
             });
         }
+        Msg::DataRequest { id, body } => {
+            let (node, tx) = (node.clone(), tx.clone());
+            tokio::spawn(async move {
+                let (status, body) = match &node.data {
+                    Some(data) => data.serve_remote(&body).await,
+                    None => (
+                        firefly_abi::data::data_status::UNAVAILABLE,
+                        format!("node `{}` has no storage", node.name).into_bytes(),
+                    ),
+                };
+                let body = serde_bytes::ByteBuf::from(body);
+                let _ = tx.send(Msg::DataReply { id, status, body });
+            });
+        }
         other => tracing::warn!("unexpected message from a peer: {other:?}"),
     }
 }

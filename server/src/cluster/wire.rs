@@ -111,6 +111,23 @@ pub enum Msg {
         /// `Ok(previous version)` or the refusal.
         result: Result<u32, String>,
     },
+    /// To the data-owning node: a data operation or a table registration (`data::Request`,
+    /// MessagePack).
+    DataRequest {
+        /// Request id.
+        id: u64,
+        /// The encoded request.
+        body: serde_bytes::ByteBuf,
+    },
+    /// The answer to `DataRequest`.
+    DataReply {
+        /// The request id.
+        id: u64,
+        /// A `data_status` code.
+        status: u32,
+        /// The answer (on OK) or a UTF-8 explanation.
+        body: serde_bytes::ByteBuf,
+    },
 }
 
 /// Why a frame could not be read.

@@ -8,8 +8,11 @@
 
 mod auto_rollback;
 mod raw;
+mod storage;
 mod units;
 mod validate;
+
+pub use storage::{CacheSpec, DatabaseSpec, StorageSpec};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -76,6 +79,8 @@ pub struct Topology {
     pub nodes: BTreeMap<String, NodeSpec>,
     /// The master's settings (admin API, RPC timeout).
     pub master: MasterSpec,
+    /// Where cached database objects live (SQL database, cache, owner node).
+    pub storage: StorageSpec,
     /// The file it was loaded from, if any.
     pub path: Option<PathBuf>,
     /// The directory relative paths are resolved against.

@@ -16,6 +16,20 @@ pub(super) struct RawTopology {
     pub defaults: Option<RawDefaults>,
     pub modules: Option<BTreeMap<String, RawModule>>,
     pub nodes: Option<BTreeMap<String, RawNode>>,
+    #[serde(default)]
+    pub storage: Option<RawStorage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStorage {
+    pub database: Option<String>,
+    pub cache: Option<String>,
+    pub owner: Option<String>,
+    pub journal: Option<String>,
+    pub flush_interval: Option<String>,
+    pub table_prefix: Option<String>,
+    pub max_object: Option<SizeValue>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -476,12 +476,14 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             }
         }
     }
+    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &nodes)?;
     Ok(Topology {
         version,
         cluster,
         modules,
         nodes,
         master,
+        storage,
         path: None,
         base_dir: base_dir.to_owned(),
     })

@@ -27,6 +27,8 @@ pub(crate) struct ModuleEnv {
     pub cluster: Option<Arc<Cluster>>,
     /// The runtime's coarse clock, for request deadlines.
     pub clock: Arc<super::CoarseClock>,
+    /// Cached database objects (`None`: this node has no storage).
+    pub data: Option<Arc<crate::data::Data>>,
 }
 
 /// The store data of one instance.
@@ -59,6 +61,8 @@ pub(crate) struct CallState {
     pub own_pushes: Vec<(u32, Bytes)>,
     /// The answer of the last `call_node`, until the guest reads it.
     pub call_reply: Vec<u8>,
+    /// The answer of the last `data_call`, until the guest reads it.
+    pub data_reply: Vec<u8>,
 }
 
 impl CallState {
@@ -118,7 +122,7 @@ impl ResourceLimiter for MemoryLimiter {
 /// guest memory anyway, this keeps a confused guest from making the host allocate wildly.
 const MAX_COPY: usize = 64 * 1024 * 1024;
 
-fn memory<'a>(
+pub(crate) fn memory<'a>(
     caller: &'a mut Caller<'_, HostState>,
 ) -> wasmtime::Result<(&'a mut [u8], &'a mut HostState)> {
     let Some(mem) = caller.data().memory else {
@@ -127,7 +131,7 @@ fn memory<'a>(
     Ok(mem.data_and_store_mut(caller))
 }
 
-fn range(
+pub(crate) fn range(
     mem_len: usize,
     ptr: u32,
     len: u32,
@@ -349,6 +353,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                 .map_err(|e| wasmtime::format_err!("host randomness unavailable: {e}"))
         },
     )?;
+    super::host_data::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -463,6 +468,7 @@ mod tests {
                 sessions: Arc::new(Sessions::new()),
                 cluster: None,
                 clock: Arc::new(super::super::CoarseClock::new_for_tests()),
+                data: None,
             }),
         };
         let mut store = wasmtime::Store::new(&engine, state);

@@ -22,6 +22,7 @@
 //!   and limits are configurable per module.
 
 mod host;
+mod host_data;
 mod module;
 mod pool;
 mod wasi;
@@ -57,6 +58,8 @@ pub struct Runtime {
     sessions: Arc<Sessions>,
     /// Links to other nodes for `call_node`; set once, before modules are loaded.
     cluster: std::sync::OnceLock<Arc<Cluster>>,
+    /// Cached database objects; set once, before modules are loaded.
+    data: std::sync::OnceLock<Arc<crate::data::Data>>,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -83,7 +86,13 @@ impl Runtime {
             cache_dir,
             sessions,
             cluster: std::sync::OnceLock::new(),
+            data: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Gives modules loaded from now on the node's cached database objects.
+    pub fn set_data(&self, data: Arc<crate::data::Data>) {
+        let _ = self.data.set(data);
     }
 
     /// Lets modules loaded from now on call the nodes of `cluster`.

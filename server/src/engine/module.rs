@@ -44,6 +44,9 @@ pub enum LoadError {
     /// The engine could not be configured.
     #[error("engine setup failed: {0}")]
     Engine(String),
+    /// The module's tables cannot be created or changed as declared.
+    #[error("tables refused: {0}")]
+    Tables(String),
 }
 
 /// One loaded, validated version of a module, with its pool of warm instances.
@@ -155,6 +158,7 @@ impl Runtime {
             sessions: self.sessions.clone(),
             cluster: self.cluster.get().cloned(),
             clock: self.ticker.clock.clone(),
+            data: self.data.get().cloned(),
         });
         let mut loaded = ModuleVersion {
             env,
@@ -165,6 +169,7 @@ impl Runtime {
                 name: name.to_owned(),
                 commands: Vec::new(),
                 events: Vec::new(),
+                tables: Vec::new(),
             },
             limits: limits.clone(),
             pre,
@@ -181,6 +186,16 @@ impl Runtime {
                 "module declares ABI version {}, this host supports {ABI_VERSION}",
                 manifest.abi
             )));
+        }
+        if !manifest.tables.is_empty() {
+            let Some(data) = self.data.get() else {
+                return Err(LoadError::Tables(
+                    "the module declares tables but this node has no storage".into(),
+                ));
+            };
+            data.register(&manifest.tables)
+                .await
+                .map_err(|e| LoadError::Tables(e.to_string()))?;
         }
         loaded.manifest = manifest;
         Ok(Arc::new(loaded))

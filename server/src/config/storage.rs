@@ -1,0 +1,224 @@
+//! The `storage:` section: where cached database objects live.
+//!
+//! ```yaml
+//! storage:
+//!   database: sqlite://.firefly/data.db   # or postgres://..., mysql://...
+//!   cache: embedded                       # or redis://host:6379
+//!   owner: game-1                         # embedded cache: the node that holds the data
+//!   journal: .firefly/journal-game-1.db   # embedded cache: the owner's write-ahead journal
+//!   flush_interval: 1s                    # write-behind period
+//!   table_prefix: ""                      # SQL table (and Redis key) prefix
+//!   max_object: 64KiB                     # largest stored object
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::raw::{RawStorage, SizeValue};
+use super::units::{format_size, parse_duration, parse_size};
+use super::{ConfigError, NodeSpec};
+
+/// The SQL database objects are flushed to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSpec {
+    /// An SQLite file (absolute path), created when missing.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+    /// A MySQL / MariaDB URL.
+    Mysql(String),
+}
+
+/// Where the hot copy of objects lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheSpec {
+    /// In the memory of the owner node, journaled to a local SQLite file before each write is
+    /// acknowledged; other nodes reach it over their node links.
+    Embedded {
+        /// The node that holds the data.
+        owner: String,
+        /// The owner's write-ahead journal (absolute path).
+        journal: PathBuf,
+    },
+    /// A Redis server shared by every node (URL).
+    Redis(String),
+}
+
+/// The `storage:` section, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StorageSpec {
+    /// The SQL database.
+    pub database: DatabaseSpec,
+    /// The cache.
+    pub cache: CacheSpec,
+    /// How often dirty objects are flushed to SQL.
+    pub flush_interval: Duration,
+    /// Prefix of every SQL table (and Redis key) name, so several clusters or tests can share
+    /// one database.
+    pub table_prefix: String,
+    /// The largest object (encoded) a module may store.
+    pub max_object: usize,
+}
+
+fn invalid(key: &str, message: impl Into<String>) -> ConfigError {
+    ConfigError::invalid(format!("storage.{key}"), message)
+}
+
+fn redact(url: &str) -> String {
+    // Never echo a password from the file into an error message.
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://…{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+pub(super) fn validate(
+    raw: Option<&RawStorage>,
+    base_dir: &Path,
+    nodes: &BTreeMap<String, NodeSpec>,
+) -> Result<StorageSpec, ConfigError> {
+    let empty = RawStorage {
+        database: None,
+        cache: None,
+        owner: None,
+        journal: None,
+        flush_interval: None,
+        table_prefix: None,
+        max_object: None,
+    };
+    let raw = raw.unwrap_or(&empty);
+    let url = raw
+        .database
+        .as_deref()
+        .unwrap_or("sqlite://.firefly/data.db");
+    let database = if let Some(path) = url.strip_prefix("sqlite://") {
+        if path.is_empty() || path.contains('?') {
+            return Err(invalid(
+                "database",
+                format!("`{url}`: give a file path, e.g. sqlite://.firefly/data.db"),
+            ));
+        }
+        DatabaseSpec::Sqlite(base_dir.join(path))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        DatabaseSpec::Postgres(url.to_owned())
+    } else if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+        DatabaseSpec::Mysql(url.replacen("mariadb://", "mysql://", 1))
+    } else {
+        return Err(invalid(
+            "database",
+            format!(
+                "`{}` is not a supported database URL (sqlite://<file>, postgres://..., mysql://...)",
+                redact(url)
+            ),
+        ));
+    };
+    let cache_text = raw.cache.as_deref().unwrap_or("embedded");
+    let cache = if cache_text == "embedded" {
+        let owner = match &raw.owner {
+            Some(owner) => {
+                if !nodes.contains_key(owner) {
+                    let known: Vec<&str> = nodes.keys().map(String::as_str).collect();
+                    return Err(invalid(
+                        "owner",
+                        format!("unknown node `{owner}` (defined: {})", known.join(", ")),
+                    ));
+                }
+                owner.clone()
+            }
+            // The first node in name order: every node knows the same answer without talking.
+            None => nodes.keys().next().cloned().unwrap_or_default(),
+        };
+        let journal = match &raw.journal {
+            Some(path) if path.trim().is_empty() => {
+                return Err(invalid("journal", "is empty"));
+            }
+            Some(path) => base_dir.join(path),
+            None => base_dir
+                .join(".firefly")
+                .join(format!("journal-{owner}.db")),
+        };
+        CacheSpec::Embedded { owner, journal }
+    } else if cache_text.starts_with("redis://") || cache_text.starts_with("rediss://") {
+        if raw.journal.is_some() {
+            return Err(invalid(
+                "journal",
+                "only used with `cache: embedded` (with Redis the dirty set lives in Redis)",
+            ));
+        }
+        if raw.owner.is_some() {
+            return Err(invalid(
+                "owner",
+                "only used with `cache: embedded` (with Redis every node reaches the data)",
+            ));
+        }
+        // The Redis cache (objects, versions and the dirty set in Redis, CAS by Lua scripts)
+        // is designed but not built: refuse it here rather than at every node's start.
+        return Err(invalid(
+            "cache",
+            "a Redis cache is not supported by this build yet; use `embedded` (the data-owning node's cache)",
+        ));
+    } else {
+        return Err(invalid(
+            "cache",
+            format!(
+                "`{}` is not a cache (`embedded` or redis://host:port)",
+                redact(cache_text)
+            ),
+        ));
+    };
+    let flush_interval = match &raw.flush_interval {
+        Some(text) => {
+            let d = parse_duration(text).map_err(|m| invalid("flush_interval", m))?;
+            if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+                return Err(invalid(
+                    "flush_interval",
+                    format!("{d:?} is out of range (10ms to 1h)"),
+                ));
+            }
+            d
+        }
+        None => Duration::from_secs(1),
+    };
+    let table_prefix = raw.table_prefix.clone().unwrap_or_default();
+    let prefix_ok = table_prefix.len() <= 32
+        && table_prefix
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    if !prefix_ok {
+        return Err(invalid(
+            "table_prefix",
+            format!(
+                "`{table_prefix}` is not a valid prefix (lowercase letters, digits and `_`, at most 32 characters)"
+            ),
+        ));
+    }
+    let max_object = match &raw.max_object {
+        Some(v) => {
+            let bytes = match v {
+                SizeValue::Bytes(n) => *n,
+                SizeValue::Text(t) => parse_size(t).map_err(|m| invalid("max_object", m))?,
+            };
+            if !(64..=16 << 20).contains(&bytes) {
+                return Err(invalid(
+                    "max_object",
+                    format!(
+                        "{} is out of range ({} to {})",
+                        format_size(bytes),
+                        format_size(64),
+                        format_size(16 << 20)
+                    ),
+                ));
+            }
+            usize::try_from(bytes).unwrap_or(usize::MAX)
+        }
+        None => 64 << 10,
+    };
+    Ok(StorageSpec {
+        database,
+        cache,
+        flush_interval,
+        table_prefix,
+        max_object,
+    })
+}

@@ -1,0 +1,319 @@
+//! Cached database objects in a real multi-process cluster (`firefly up`): acknowledged writes
+//! survive `kill -9` of a logic node, of the node holding the data, of the gate and of the
+//! master, a restart of the whole cluster, and a graceful stop; the accounts example works
+//! through a default-style cluster with no external service.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use firefly::client::Client;
+use firefly::master::http_request;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{FIREFLY, free_addr, stop, workspace};
+
+const TOKEN: &str = "data-test-admin-token-0123456789";
+
+struct Cluster {
+    master: Child,
+    gate: SocketAddr,
+    admin: SocketAddr,
+    topology: PathBuf,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        stop(&mut self.master);
+    }
+}
+
+/// gate + logic-1 (holds the data) + logic-2, both hosting `accounts` and `counters`.
+/// `flush_interval` is an hour: unless a test stops the cluster gracefully, nothing reaches
+/// the SQL tables, so what survives a kill survives through the journal.
+fn up() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, g, a, b, client) = (
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+    );
+    let m = workspace().join("modules");
+    let d = dir.path().display();
+    let yaml = format!(
+        "version: 1\ncluster: data\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  accounts: {{ crate: {m}/accounts }}\n  counters: {{ crate: {m}/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"201-207\", to: [logic-1, logic-2], policy: sticky }}\n      - {{ commands: \"301-310\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [accounts, counters] }}\n  logic-2: {{ rpc: {b}, modules: [accounts, counters] }}\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n  owner: logic-1\n  flush_interval: 1h\n",
+        m = m.display()
+    );
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).unwrap();
+    let master = spawn_up(&topology);
+    Cluster {
+        master,
+        gate: client,
+        admin,
+        topology,
+        dir,
+    }
+}
+
+/// Starts `firefly up` and waits until its three nodes listen.
+fn spawn_up(topology: &Path) -> Child {
+    let mut child = Command::new(FIREFLY)
+        .args(["up", "-c"])
+        .arg(topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", "data-test-secret-0123456789")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[up] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = 0;
+    while seen < 3 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).expect("nodes never came up");
+        if line.contains("listening for nodes on") {
+            seen += 1;
+        }
+    }
+    std::mem::forget(rx);
+    child
+}
+
+async fn status(admin: SocketAddr) -> Value {
+    let (code, body) = http_request(admin, "GET", "/status", TOKEN).await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap()
+}
+
+/// Kills node `name` with SIGKILL and waits until the master has restarted it.
+async fn kill9(cluster: &Cluster, name: &str) {
+    let before = status(cluster.admin).await;
+    let pid = node(&before, name)["pid"].as_u64().unwrap();
+    let restarts = node(&before, name)["restarts"].as_u64().unwrap_or(0);
+    Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = status(cluster.admin).await;
+        let n = node(&now, name);
+        if n["restarts"].as_u64().unwrap_or(0) > restarts && n["healthy"] == true {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} was not restarted: {now}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `command` through the gate, retried (on a fresh connection) until it succeeds: nodes may
+/// still be relinking after a restart. Panics after a deadline.
+async fn call_until_ok(gate: SocketAddr, command: u32, req: &Value) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let last = match Client::connect(gate).await {
+            Ok(mut c) => match c.call::<_, Value>(command, req).await {
+                Ok(v) => return v,
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "command {command} kept failing: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn count(gate: SocketAddr, id: u64) -> i64 {
+    let read = call_until_ok(gate, 302, &json!({"id": id})).await;
+    read["counter"]["count"].as_i64().unwrap()
+}
+
+/// Increments `id` once and returns the acknowledged count.
+async fn incr(gate: SocketAddr, id: u64) -> i64 {
+    call_until_ok(gate, 303, &json!({"id": id, "by": 1}))
+        .await
+        .as_i64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart() {
+    let mut cluster = up();
+    let gate = cluster.gate;
+    let id = call_until_ok(gate, 307, &json!(null))
+        .await
+        .as_u64()
+        .unwrap();
+    call_until_ok(
+        gate,
+        301,
+        &json!({"id": id, "name": "durable", "count": 0, "note": null}),
+    )
+    .await;
+    let mut expected = 0;
+    for victim in ["logic-2", "logic-1", "gate"] {
+        for _ in 0..5 {
+            expected += 1;
+            assert_eq!(incr(gate, id).await, expected);
+        }
+        kill9(&cluster, victim).await;
+        assert_eq!(count(gate, id).await, expected, "after kill -9 of {victim}");
+    }
+    let last_id = call_until_ok(gate, 307, &json!(null))
+        .await
+        .as_u64()
+        .unwrap();
+
+    // kill -9 of the master takes its nodes down; a new `firefly up` replays the journal.
+    expected += 1;
+    assert_eq!(incr(gate, id).await, expected);
+    let _ = cluster.master.kill();
+    let _ = cluster.master.wait();
+    let s = status_gone(cluster.admin).await;
+    assert!(s, "the admin API outlived the master");
+    cluster.master = spawn_up(&cluster.topology);
+    assert_eq!(
+        count(gate, id).await,
+        expected,
+        "after kill -9 of the master"
+    );
+    let next = call_until_ok(gate, 307, &json!(null))
+        .await
+        .as_u64()
+        .unwrap();
+    assert!(
+        next > last_id,
+        "id {next} after {last_id}: the id counter was reset"
+    );
+
+    // A graceful stop flushes to SQL: with the journal gone, the database alone has it all.
+    stop(&mut cluster.master);
+    std::fs::remove_file(cluster.dir.path().join("journal.db")).unwrap();
+    let _ = std::fs::remove_file(cluster.dir.path().join("journal.db-wal"));
+    let _ = std::fs::remove_file(cluster.dir.path().join("journal.db-shm"));
+    cluster.master = spawn_up(&cluster.topology);
+    assert_eq!(count(gate, id).await, expected, "after a graceful stop");
+    let after = call_until_ok(gate, 307, &json!(null))
+        .await
+        .as_u64()
+        .unwrap();
+    assert!(
+        after > next,
+        "id {after} after {next}: the id counter was reset"
+    );
+}
+
+/// Whether the admin API stops answering soon (the master is gone).
+async fn status_gone(admin: SocketAddr) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if http_request(admin, "GET", "/status", TOKEN).await.is_err() {
+            // Its nodes exit with it; wait for their ports to be free again.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_register_login_and_inventory_through_the_cluster() {
+    let cluster = up();
+    let gate = cluster.gate;
+    let mut ann = Client::connect(gate).await.unwrap();
+    let creds = json!({"username": "ann", "password": "correct horse"});
+    let me: Value = ann.call(201, &creds).await.unwrap();
+    let account = me["account"].as_u64().unwrap();
+    let taken = ann.call::<_, Value>(201, &creds).await.unwrap_err();
+    assert_eq!(taken.server().unwrap().code, "username_taken");
+    let not_yet = ann.call::<_, Value>(203, &json!(null)).await.unwrap_err();
+    assert_eq!(not_yet.server().unwrap().code, "not_logged_in");
+    let wrong = ann
+        .call::<_, Value>(
+            202,
+            &json!({"username": "ann", "password": "wrong password"}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(wrong.server().unwrap().code, "bad_credentials");
+    let me: Value = ann.call(202, &creds).await.unwrap();
+    assert_eq!(me["account"], account);
+    let who: Value = ann.call(203, &json!(null)).await.unwrap();
+    assert_eq!(who["username"], "ann");
+    let sword: Value = ann
+        .call(204, &json!({"kind": "sword", "qty": 1}))
+        .await
+        .unwrap();
+    let _: Value = ann
+        .call(204, &json!({"kind": "potion", "qty": 3}))
+        .await
+        .unwrap();
+
+    // Another session (sticky routing may put it on the other node) sees the same objects.
+    let mut other = Client::connect(gate).await.unwrap();
+    let mut other2 = Client::connect(gate).await.unwrap();
+    for c in [&mut other, &mut other2] {
+        let _: Value = c.call(202, &creds).await.unwrap();
+        let items: Vec<Value> = c.call(205, &json!(null)).await.unwrap();
+        let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["sword", "potion"]);
+    }
+    let _: Value = other.call(206, &json!({"id": sword["id"]})).await.unwrap();
+    let items: Vec<Value> = ann.call(205, &json!(null)).await.unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["kind"], "potion");
+    // Someone else's inventory is separate.
+    let mut bob = Client::connect(gate).await.unwrap();
+    let bob_creds = json!({"username": "bob", "password": "hunter2hunter2"});
+    let _: Value = bob.call(201, &bob_creds).await.unwrap();
+    let _: Value = bob.call(202, &bob_creds).await.unwrap();
+    let items: Vec<Value> = bob.call(205, &json!(null)).await.unwrap();
+    assert!(items.is_empty());
+    let potion = items_id(&mut ann).await;
+    let theft = bob
+        .call::<_, Value>(206, &json!({"id": potion}))
+        .await
+        .unwrap_err();
+    assert_eq!(theft.server().unwrap().code, "not_yours");
+}
+
+async fn items_id(c: &mut Client) -> u64 {
+    let items: Vec<Value> = c.call(205, &json!(null)).await.unwrap();
+    items[0]["id"].as_u64().unwrap()
+}
