@@ -31,6 +31,7 @@
 //! See `guest-sdk/README.md` for the full guide.
 
 mod ctx;
+mod ctx_sessions;
 mod error;
 mod payload;
 mod raw;

@@ -16,6 +16,7 @@ pub mod config;
 pub mod engine;
 pub mod gate;
 pub mod master;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod router;

@@ -79,6 +79,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
             protocol: settings,
         }],
         cache_dir: Some(cache_dir()),
+        metrics: None,
     };
     Node::start(config)
         .await

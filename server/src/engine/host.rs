@@ -118,7 +118,7 @@ impl ResourceLimiter for MemoryLimiter {
 /// guest memory anyway, this keeps a confused guest from making the host allocate wildly.
 const MAX_COPY: usize = 64 * 1024 * 1024;
 
-fn memory<'a>(
+pub(super) fn memory<'a>(
     caller: &'a mut Caller<'_, HostState>,
 ) -> wasmtime::Result<(&'a mut [u8], &'a mut HostState)> {
     let Some(mem) = caller.data().memory else {
@@ -127,7 +127,7 @@ fn memory<'a>(
     Ok(mem.data_and_store_mut(caller))
 }
 
-fn range(
+pub(super) fn range(
     mem_len: usize,
     ptr: u32,
     len: u32,
@@ -141,7 +141,7 @@ fn range(
     Ok(start..end)
 }
 
-fn guest_str(mem: &[u8], ptr: u32, len: u32, what: &str) -> wasmtime::Result<String> {
+pub(super) fn guest_str(mem: &[u8], ptr: u32, len: u32, what: &str) -> wasmtime::Result<String> {
     let r = range(mem.len(), ptr, len, what)?;
     Ok(String::from_utf8_lossy(&mem[r]).into_owned())
 }
@@ -349,6 +349,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                 .map_err(|e| wasmtime::format_err!("host randomness unavailable: {e}"))
         },
     )?;
+    super::host_sessions::add_to_linker(linker)?;
     Ok(())
 }
 

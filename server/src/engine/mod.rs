@@ -22,6 +22,7 @@
 //!   and limits are configurable per module.
 
 mod host;
+mod host_sessions;
 mod module;
 mod pool;
 mod wasi;

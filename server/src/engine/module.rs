@@ -65,6 +65,8 @@ pub struct ModuleVersion {
     pub(crate) freed: Notify,
     /// Request and failure counters.
     pub stats: ModuleStats,
+    /// Requests, errors and latency per command (for `/metrics`).
+    pub metrics: crate::metrics::ModuleMetrics,
 }
 
 impl std::fmt::Debug for ModuleVersion {
@@ -147,6 +149,7 @@ impl Runtime {
             waiters: AtomicUsize::new(0),
             freed: Notify::new(),
             stats: ModuleStats::default(),
+            metrics: crate::metrics::ModuleMetrics::default(),
         };
         let manifest = loaded.describe().await?;
         if manifest.abi != ABI_VERSION {
@@ -155,6 +158,7 @@ impl Runtime {
                 manifest.abi
             )));
         }
+        loaded.metrics = crate::metrics::ModuleMetrics::for_commands(&manifest.commands);
         loaded.manifest = manifest;
         Ok(Arc::new(loaded))
     }
