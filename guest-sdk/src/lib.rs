@@ -32,6 +32,7 @@
 
 mod ctx;
 pub mod data;
+mod ctx_sessions;
 mod error;
 mod payload;
 mod raw;

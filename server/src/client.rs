@@ -1,6 +1,8 @@
 //! A Rust client for the Firefly protocol: connect, request/response, pushes, error frames.
 //!
-//! Used by the tests, the benchmarks, `firefly call`, and handy for bots:
+//! Used by the tests, the benchmarks, `firefly call`, and handy for bots. On a listener with
+//! `resume`, [`Client::session_ticket`] gets a resume token and [`Client::resume`] takes the
+//! session back on a new connection after a drop.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), firefly::client::ClientError> {
@@ -20,6 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 
 use crate::config::ProtocolSettings;
+use crate::protocol::session::{SESSION_COMMAND, SessionRequest, SessionTicket};
 use crate::protocol::{Codec, ErrorReply, Frame, FrameError};
 
 /// What can go wrong talking to a server.
@@ -170,6 +173,37 @@ impl Client {
             return Ok(frame);
         }
         self.recv_frame().await
+    }
+
+    /// Asks the gate for this connection's session id and a fresh resume token (the
+    /// reserved [`SESSION_COMMAND`]; see `protocol::session`). Fails with `resume_disabled`
+    /// on a listener without `resume`.
+    pub async fn session_ticket(&mut self) -> Result<SessionTicket, ClientError> {
+        self.call(SESSION_COMMAND, &SessionRequest::default()).await
+    }
+
+    /// Connects and resumes the session of `token` (from [`Client::session_ticket`] or an
+    /// earlier resume). The pushes kept while the client was away follow, readable with
+    /// [`Client::next_push`]; the ticket says how many, and how many were lost.
+    pub async fn resume(
+        addr: impl ToSocketAddrs,
+        token: &str,
+    ) -> Result<(Client, SessionTicket), ClientError> {
+        Self::resume_with(addr, &ProtocolSettings::default(), token).await
+    }
+
+    /// [`Client::resume`] with the given header settings.
+    pub async fn resume_with(
+        addr: impl ToSocketAddrs,
+        settings: &ProtocolSettings,
+        token: &str,
+    ) -> Result<(Client, SessionTicket), ClientError> {
+        let mut client = Self::connect_with(addr, settings).await?;
+        let request = SessionRequest {
+            resume: Some(token.to_owned()),
+        };
+        let ticket = client.call(SESSION_COMMAND, &request).await?;
+        Ok((client, ticket))
     }
 
     /// Waits until the server closes the connection, discarding frames; returns them.

@@ -18,6 +18,7 @@ pub mod engine;
 pub mod gate;
 pub mod hot;
 pub mod master;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod router;

@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::{Cluster, RemoteRoute, wire};
-use crate::config::{Limits, ListenerSpec, RouteSpec, Topology};
+use crate::config::{Limits, ListenerKind, ListenerSpec, RouteSpec, Topology};
 use crate::engine::{Lease, Runtime};
 use crate::gate::{self, GateStats};
 use crate::protocol::ErrorReply;
@@ -59,6 +59,8 @@ pub struct NodeConfig {
     pub cache_dir: Option<PathBuf>,
     /// Cached database objects (`None`: modules declaring tables are refused).
     pub storage: Option<crate::config::StorageSpec>,
+    /// Where to serve Prometheus metrics (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
 }
 
 impl NodeConfig {
@@ -107,6 +109,7 @@ impl NodeConfig {
             listeners: spec.listen.clone(),
             cache_dir: Some(topology.base_dir.join(".firefly").join("cache")),
             storage: Some(topology.storage.clone()),
+            metrics: spec.metrics,
         })
     }
 }
@@ -120,6 +123,8 @@ pub(crate) struct NodeCore {
     pub router: ArcSwap<Router>,
     pub slots: Vec<Arc<ModuleSlot>>,
     pub gate_stats: GateStats,
+    /// This node's links to the others (for metrics per peer).
+    pub cluster: Option<Arc<Cluster>>,
     pub runtime: Runtime,
     /// Hot update: retained versions and the lock that serialises swaps.
     pub updates: crate::hot::NodeUpdates,
@@ -149,6 +154,23 @@ impl NodeCore {
     /// The route that sends `command` to another node, if any.
     pub fn remote_route(&self, command: u32) -> Option<&RemoteRoute> {
         self.remote_routes.iter().find(|r| r.covers(command))
+    }
+
+    /// Makes every session end (a kick, a closed connection, an expired grace window) tell
+    /// the routed nodes and fire the modules' disconnect events.
+    fn watch_session_ends(self: &Arc<Self>) {
+        let core = Arc::downgrade(self);
+        self.sessions.set_on_end(move |session| {
+            let Some(core) = core.upgrade() else {
+                return;
+            };
+            core.announce(session, false);
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(
+                    async move { core.session_event(DispatchKind::Disconnect, session).await },
+                );
+            }
+        });
     }
 
     /// Tells every node this gate routes to that a session connected or ended.
@@ -236,6 +258,36 @@ impl NodeCore {
         (pushes, result)
     }
 
+    /// What a metrics scrape reports, summed now.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let stats = &self.gate_stats;
+        crate::metrics::Snapshot {
+            node: self.name.clone(),
+            connections: stats.connections.load(Ordering::Relaxed) as u64,
+            sessions: self.sessions.len() as u64,
+            gate_requests: stats.requests.get(),
+            gate_errors: stats.errors.get(),
+            modules: self
+                .slots
+                .iter()
+                .map(|slot| {
+                    let v = slot.current();
+                    (v.name().to_owned(), v.version(), v.metrics.totals())
+                })
+                .collect(),
+            peers: self
+                .cluster
+                .iter()
+                .flat_map(|c| c.peers())
+                .map(|p| crate::metrics::PeerTotals {
+                    peer: p.name.clone(),
+                    calls: p.calls.get(),
+                    failures: p.failures.get(),
+                })
+                .collect(),
+        }
+    }
+
     /// This node's status as JSON (for the master's `firefly status`).
     pub fn status_json(&self) -> String {
         let modules: Vec<serde_json::Value> = self
@@ -261,6 +313,7 @@ impl NodeCore {
             "pid": std::process::id(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "connections": stats.connections.load(Ordering::Relaxed),
+            "sessions": self.sessions.len(),
             "accepted": stats.accepted.load(Ordering::Relaxed),
             "requests": stats.requests.get(),
             "errors": stats.errors.get(),
@@ -301,6 +354,7 @@ pub struct Node {
     core: Arc<NodeCore>,
     addrs: Vec<SocketAddr>,
     rpc_addr: Option<SocketAddr>,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
 }
@@ -330,7 +384,7 @@ impl Node {
             let listener = TcpListener::bind(spec.addr).await.with_context(|| {
                 format!("node `{}`: cannot listen on {}", config.name, spec.addr)
             })?;
-            listeners.push((listener, spec.protocol.clone()));
+            listeners.push((listener, spec.kind, spec.protocol.clone()));
         }
         Self::start_with_listeners(config, listeners).await
     }
@@ -339,7 +393,7 @@ impl Node {
     /// ignored).
     pub async fn start_with_listeners(
         config: NodeConfig,
-        listeners: Vec<(TcpListener, crate::config::ProtocolSettings)>,
+        listeners: Vec<(TcpListener, ListenerKind, crate::config::ProtocolSettings)>,
     ) -> anyhow::Result<Node> {
         let sessions = Arc::new(Sessions::for_node(config.index));
         if let Some(cluster) = &config.cluster {
@@ -388,6 +442,12 @@ impl Node {
             }
             remote_routes.push(RemoteRoute::new(r.first, r.last, peers, r.policy));
         }
+        let metrics_listener = match config.metrics {
+            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
+                format!("node `{}`: cannot serve metrics on {addr}", config.name)
+            })?),
+            None => None,
+        };
         let rpc_listener = match config.rpc {
             Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
                 format!("node `{}`: cannot listen for nodes on {addr}", config.name)
@@ -402,10 +462,12 @@ impl Node {
             router: ArcSwap::from_pointee(router),
             slots,
             gate_stats: GateStats::default(),
+            cluster: config.cluster.clone(),
             runtime,
             updates: crate::hot::NodeUpdates::default(),
             data,
         });
+        core.watch_session_ends();
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
@@ -421,16 +483,34 @@ impl Node {
                 rx.clone(),
             ));
         }
-        for (listener, settings) in listeners {
+        let mut metrics_addr = None;
+        if let Some(listener) = metrics_listener {
             let addr = listener.local_addr()?;
-            tracing::info!(node = %config.name, "listening on {}", gate::describe(&addr));
+            tracing::info!(node = %config.name, "metrics on http://{addr}/metrics");
+            metrics_addr = Some(addr);
+            tasks.spawn(crate::metrics::http::serve(
+                listener,
+                core.clone(),
+                rx.clone(),
+            ));
+        }
+        for (listener, kind, settings) in listeners {
+            let addr = listener.local_addr()?;
+            tracing::info!(node = %config.name, "listening on {}", gate::describe(kind, &addr));
             addrs.push(addr);
-            tasks.spawn(gate::serve(listener, settings, core.clone(), rx.clone()));
+            tasks.spawn(gate::serve(
+                listener,
+                kind,
+                settings,
+                core.clone(),
+                rx.clone(),
+            ));
         }
         Ok(Node {
             core,
             addrs,
             rpc_addr,
+            metrics_addr,
             shutdown,
             tasks,
         })
@@ -451,6 +531,11 @@ impl Node {
         self.rpc_addr
     }
 
+    /// Where it serves `GET /metrics`, if it does.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
     /// This node's status as JSON.
     pub fn status_json(&self) -> String {
         self.core.status_json()
@@ -459,6 +544,11 @@ impl Node {
     /// Connections open now.
     pub fn connections(&self) -> usize {
         self.core.gate_stats.connections.load(Ordering::Relaxed)
+    }
+
+    /// Sessions held here: connected, or parked waiting for their client to resume.
+    pub fn sessions(&self) -> usize {
+        self.core.sessions.len()
     }
 
     /// The gate's counters.

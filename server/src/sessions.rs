@@ -1,16 +1,31 @@
-//! The sessions a node's gate holds: ids, and a bounded outbound queue per connection.
+//! The sessions a node's gate holds: ids, a bounded outbound queue per connection, the groups
+//! and users bound to them, and sessions waiting to be resumed.
 //!
 //! Modules push to sessions through this registry; the connection task that owns a session
 //! drains its queue. The queue is bounded so a client that stops reading cannot make the node
 //! buffer without limit: a push to a full queue is refused (`Backpressure`) and the module is
 //! told so.
+//!
+//! A session outlives its connection when its listener has `resume` set: the connection's end
+//! *parks* it (pushes go to a bounded buffer, overflow is counted), a new connection presenting
+//! the session's resume token within the grace window takes it back ([`resume`]), and only when
+//! the window expires does the session end and its disconnect event fire.
+//!
+//! Operations that reach sessions on other gates (broadcasts, groups, users, kicks) are in
+//! [`ops`].
 
-use std::collections::HashMap;
+pub mod ops;
+pub mod resume;
+
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
+
+use crate::config::SessionSettings;
+pub use ops::{OpReply, SessionOp};
 
 /// How many undelivered pushes one session may have queued.
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -25,8 +40,27 @@ pub enum Outbound {
         /// Payload.
         payload: Bytes,
     },
-    /// Close the connection.
-    Kick,
+    /// Close the connection and end the session.
+    Kick(KickReason),
+}
+
+/// Why a session was kicked (told to the client in a `kicked` error frame).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KickReason {
+    /// A module kicked it.
+    Kicked,
+    /// Its user logged in on another session.
+    LoggedInElsewhere,
+}
+
+impl KickReason {
+    /// The message of the `kicked` error frame.
+    pub fn message(self) -> &'static str {
+        match self {
+            KickReason::Kicked => "the server closed this session",
+            KickReason::LoggedInElsewhere => "the same user logged in on another session",
+        }
+    }
 }
 
 /// Why a push was not queued.
@@ -40,22 +74,139 @@ pub enum PushError {
     Backpressure,
 }
 
-/// Delivers pushes to sessions held by other nodes.
+/// A future the cluster resolves for a session operation sent to another gate.
+pub type OpFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<OpReply, String>> + Send + 'a>>;
+
+/// Delivers pushes and session operations to sessions held by other nodes.
 pub trait RemoteSessions: Send + Sync {
     /// Queues a push for a session held elsewhere.
     fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError>;
+    /// Sends `op` to gate `gate` (one-way).
+    fn send_op(&self, gate: u16, op: SessionOp);
+    /// Sends `op` to every other gate of the cluster (one-way).
+    fn broadcast_op(&self, op: SessionOp);
+    /// Sends `op` to gate `gate` and waits for its answer.
+    fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_>;
 }
 
-/// The registry of connected sessions.
+/// A session attached to a connection: its id, the attachment's generation, and the queue
+/// the connection drains.
+#[derive(Debug)]
+pub struct Attached {
+    /// Session id.
+    pub id: u64,
+    /// Which attachment this is: a connection that lost its session to a resume, or a timer
+    /// of an earlier parking, sees a different generation and leaves the session alone.
+    pub generation: u64,
+    /// Pushes and kicks for the connection.
+    pub rx: mpsc::Receiver<Outbound>,
+}
+
+/// Pushes kept for a parked session.
+#[derive(Debug, Default)]
+struct Parked {
+    buf: VecDeque<(u32, Bytes)>,
+    cap: usize,
+    dropped: u64,
+}
+
+impl Parked {
+    fn keep(&mut self, topic: u32, payload: Bytes) -> Result<(), PushError> {
+        if self.buf.len() < self.cap {
+            self.buf.push_back((topic, payload));
+            Ok(())
+        } else {
+            self.dropped += 1;
+            Err(PushError::Backpressure)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Entry {
+    /// The attached connection's queue; `None` while parked.
+    tx: Option<mpsc::Sender<Outbound>>,
+    generation: u64,
+    /// Set while parked (pushes land here; `Mutex` so a push needs only the read lock).
+    parked: Option<Mutex<Parked>>,
+    user: Option<String>,
+    groups: Vec<String>,
+    /// The secret part of the current resume token, if one was issued.
+    token: Option<[u8; resume::SECRET_LEN]>,
+    settings: SessionSettings,
+}
+
+impl Entry {
+    fn deliver(&self, msg: Outbound) -> Result<(), PushError> {
+        if let Some(tx) = &self.tx {
+            return tx.try_send(msg).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => PushError::Backpressure,
+                mpsc::error::TrySendError::Closed(_) => PushError::NoSuchSession,
+            });
+        }
+        match (&self.parked, msg) {
+            (Some(parked), Outbound::Push { topic, payload }) => parked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keep(topic, payload),
+            _ => Err(PushError::NoSuchSession),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    map: HashMap<u64, Entry>,
+    groups: HashMap<String, HashSet<u64>>,
+    users: HashMap<String, HashSet<u64>>,
+}
+
+impl Inner {
+    /// Removes a session and every group and user binding it had.
+    fn forget(&mut self, id: u64) -> bool {
+        let Some(entry) = self.map.remove(&id) else {
+            return false;
+        };
+        for group in entry.groups {
+            if let Some(members) = self.groups.get_mut(&group) {
+                members.remove(&id);
+                if members.is_empty() {
+                    self.groups.remove(&group);
+                }
+            }
+        }
+        if let Some(user) = entry.user {
+            self.unbind(&user, id);
+        }
+        true
+    }
+
+    fn unbind(&mut self, user: &str, id: u64) {
+        if let Some(ids) = self.users.get_mut(user) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.users.remove(user);
+            }
+        }
+    }
+}
+
+/// Called with a session's id when it ends for good (the node fires the disconnect event).
+type OnEnd = Box<dyn Fn(u64) + Send + Sync>;
+
+/// The registry of connected (and parked) sessions.
 #[derive(Default)]
 pub struct Sessions {
     /// This node's index: the high 16 bits of every session id issued here.
     node_index: u16,
     next: AtomicU64,
-    // Written on connect/disconnect only; read on every push.
-    map: RwLock<HashMap<u64, mpsc::Sender<Outbound>>>,
+    generation: AtomicU64,
+    // Written on connect/disconnect, joins and logins; read on every push.
+    inner: RwLock<Inner>,
     /// Where pushes to other nodes' sessions go (set once the cluster is up).
     remote: OnceLock<Arc<dyn RemoteSessions>>,
+    on_end: OnceLock<OnEnd>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -81,28 +232,155 @@ impl Sessions {
         }
     }
 
+    /// This node's index (the high 16 bits of the ids it issues).
+    pub fn node_index(&self) -> u16 {
+        self.node_index
+    }
+
+    /// Whether `id` was issued by this node.
+    pub fn is_local(&self, id: u64) -> bool {
+        (id >> 48) as u16 == self.node_index
+    }
+
     /// Routes pushes to sessions of other nodes through `remote`.
     pub fn set_remote(&self, remote: Arc<dyn RemoteSessions>) {
         let _ = self.remote.set(remote);
     }
 
-    /// Registers a new session; returns its id and the queue its connection must drain.
+    /// Runs `hook` with the id of every session that ends for good (after its grace window,
+    /// for a resumable one).
+    pub fn set_on_end(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
+        let _ = self.on_end.set(Box::new(hook));
+    }
+
+    fn remote(&self) -> Option<&Arc<dyn RemoteSessions>> {
+        self.remote.get()
+    }
+
+    fn ended(&self, id: u64) {
+        if let Some(hook) = self.on_end.get() {
+            hook(id);
+        }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generation.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Registers a new session with default settings; returns its id and its queue.
     pub fn register(&self) -> (u64, mpsc::Receiver<Outbound>) {
+        let a = self.attach_new(SessionSettings::default());
+        (a.id, a.rx)
+    }
+
+    /// Registers a new session of a listener with `settings`, attached to a connection.
+    pub fn attach_new(&self, settings: SessionSettings) -> Attached {
         let counter = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         let id = (u64::from(self.node_index) << 48) | (counter & ((1 << 48) - 1));
         let (tx, rx) = mpsc::channel(OUTBOUND_QUEUE);
-        self.write().insert(id, tx);
-        (id, rx)
+        let generation = self.next_generation();
+        self.write().map.insert(
+            id,
+            Entry {
+                tx: Some(tx),
+                generation,
+                parked: None,
+                user: None,
+                groups: Vec::new(),
+                token: None,
+                settings,
+            },
+        );
+        Attached { id, generation, rx }
     }
 
-    /// Forgets a session.
+    /// Ends a session now, wherever it is in its life; fires the end hook once.
     pub fn remove(&self, id: u64) {
-        self.write().remove(&id);
+        if self.write().forget(id) {
+            self.ended(id);
+        }
     }
 
-    /// Number of connected sessions.
+    /// The connection of `attached` is gone. A resumable session is parked for its grace
+    /// window (a timer ends it then); any other ends now. `end` ends it regardless (a kick,
+    /// the node stopping). Nothing happens when the connection had already lost the session
+    /// to a resume.
+    pub fn detach(self: &Arc<Self>, attached: Attached, end: bool) {
+        let Attached {
+            id,
+            generation,
+            mut rx,
+        } = attached;
+        let mut inner = self.write();
+        let Some(entry) = inner.map.get_mut(&id) else {
+            return;
+        };
+        if entry.generation != generation {
+            return;
+        }
+        let resume = entry.settings.resume.filter(|_| !end);
+        let Some(resume) = resume else {
+            inner.forget(id);
+            drop(inner);
+            self.ended(id);
+            return;
+        };
+        // Dropping the only sender first: nothing new can reach `rx` while it is drained.
+        entry.tx = None;
+        let mut parked = Parked {
+            buf: VecDeque::new(),
+            cap: resume.buffer,
+            dropped: 0,
+        };
+        while let Ok(msg) = rx.try_recv() {
+            match msg {
+                Outbound::Push { topic, payload } => {
+                    let _ = parked.keep(topic, payload);
+                }
+                Outbound::Kick(_) => {
+                    inner.forget(id);
+                    drop(inner);
+                    self.ended(id);
+                    return;
+                }
+            }
+        }
+        entry.parked = Some(Mutex::new(parked));
+        let generation = self.next_generation();
+        entry.generation = generation;
+        drop(inner);
+        tracing::debug!(session = id, grace = ?resume.grace, "session parked");
+        let sessions = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(resume.grace).await;
+            sessions.expire(id, generation);
+        });
+    }
+
+    /// Ends a parked session whose grace window ran out, unless it was resumed meanwhile.
+    fn expire(&self, id: u64, generation: u64) {
+        let mut inner = self.write();
+        let still_parked = inner
+            .map
+            .get(&id)
+            .is_some_and(|e| e.generation == generation && e.tx.is_none());
+        if still_parked {
+            let dropped = inner
+                .map
+                .get(&id)
+                .and_then(|e| e.parked.as_ref())
+                .map(|p| p.lock().unwrap_or_else(|p| p.into_inner()).dropped)
+                .unwrap_or(0);
+            inner.forget(id);
+            drop(inner);
+            tracing::debug!(session = id, dropped, "parked session expired");
+            self.ended(id);
+        }
+    }
+
+    /// Number of sessions (connected or parked).
     pub fn len(&self) -> usize {
-        self.read().len()
+        self.read().map.len()
     }
 
     /// True when no session is connected.
@@ -112,8 +390,8 @@ impl Sessions {
 
     /// Queues a push for a session, here or on the gate that holds it.
     pub fn push(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
-        if (id >> 48) as u16 != self.node_index {
-            return match self.remote.get() {
+        if !self.is_local(id) {
+            return match self.remote() {
                 Some(remote) => remote.push(id, topic, payload),
                 None => Err(PushError::NoSuchSession),
             };
@@ -123,63 +401,40 @@ impl Sessions {
 
     /// Queues a push for a session held by this node.
     pub fn push_local(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
-        self.send(id, Outbound::Push { topic, payload })
+        let inner = self.read();
+        let entry = inner.map.get(&id).ok_or(PushError::NoSuchSession)?;
+        entry.deliver(Outbound::Push { topic, payload })
     }
 
-    /// Asks a session's connection to close.
-    pub fn kick(&self, id: u64) -> Result<(), PushError> {
-        self.send(id, Outbound::Kick)
+    /// Ends a session held by this node: its connection gets a `kicked` error frame and
+    /// closes; a parked session ends at once.
+    pub fn kick_local(&self, id: u64, reason: KickReason) -> Result<(), PushError> {
+        let mut inner = self.write();
+        let entry = inner.map.get(&id).ok_or(PushError::NoSuchSession)?;
+        // The connection writes the `kicked` frame and ends the session itself. With its
+        // queue full (or no connection) the session ends here: the connection then finds its
+        // queue closed and closes.
+        if let Some(tx) = &entry.tx
+            && tx.try_send(Outbound::Kick(reason)).is_ok()
+        {
+            return Ok(());
+        }
+        inner.forget(id);
+        drop(inner);
+        self.ended(id);
+        Ok(())
     }
 
-    fn send(&self, id: u64, msg: Outbound) -> Result<(), PushError> {
-        let map = self.read();
-        let tx = map.get(&id).ok_or(PushError::NoSuchSession)?;
-        tx.try_send(msg).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(_) => PushError::Backpressure,
-            mpsc::error::TrySendError::Closed(_) => PushError::NoSuchSession,
-        })
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
+        // A poisoned lock only means another thread panicked while holding it; the maps
+        // themselves are still consistent (no operation on them can panic half-way).
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<u64, mpsc::Sender<Outbound>>> {
-        // A poisoned lock only means another thread panicked while holding it; the map itself
-        // is still consistent (every operation on it is a single insert/remove/get).
-        self.map.read().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<u64, mpsc::Sender<Outbound>>> {
-        self.map.write().unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Inner> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn push_reaches_the_queue_and_is_bounded() {
-        let sessions = Sessions::new();
-        let (id, mut rx) = sessions.register();
-        assert_eq!(sessions.len(), 1);
-        sessions.push(id, 7, Bytes::from_static(b"x")).unwrap();
-        match rx.try_recv().unwrap() {
-            Outbound::Push { topic, payload } => {
-                assert_eq!(topic, 7);
-                assert_eq!(&payload[..], b"x");
-            }
-            Outbound::Kick => panic!("expected a push"),
-        }
-        for _ in 0..OUTBOUND_QUEUE {
-            sessions.push(id, 1, Bytes::new()).unwrap();
-        }
-        assert_eq!(
-            sessions.push(id, 1, Bytes::new()),
-            Err(PushError::Backpressure)
-        );
-        assert_eq!(
-            sessions.push(id + 1, 1, Bytes::new()),
-            Err(PushError::NoSuchSession)
-        );
-        sessions.remove(id);
-        assert!(sessions.is_empty());
-    }
-}
+mod tests;

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-const STRIPES: usize = 16;
+/// How many stripes a striped counter has (threads are spread over them round robin).
+pub(crate) const STRIPES: usize = 16;
 
 /// A monotonically increasing counter, cheap to bump from many threads.
 #[derive(Debug, Default)]
@@ -18,7 +19,8 @@ pub struct Counter {
     stripes: [CachePadded<AtomicU64>; STRIPES],
 }
 
-fn stripe() -> usize {
+/// This thread's stripe.
+pub(crate) fn stripe() -> usize {
     static NEXT: AtomicUsize = AtomicUsize::new(0);
     thread_local! {
         static MINE: Cell<usize> = const { Cell::new(usize::MAX) };

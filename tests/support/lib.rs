@@ -81,6 +81,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         }],
         cache_dir: Some(cache_dir()),
         storage: None,
+        metrics: None,
     };
     Node::start(config)
         .await

@@ -118,6 +118,20 @@ pub mod call_status {
     pub const UNKNOWN_NODE: u32 = 4;
 }
 
+/// Outcomes of the session imports (`group_join`, `user_bind`, `session_kick`, ...).
+pub mod session_status {
+    /// Done (for a broadcast: queued or sent to the gates).
+    pub const OK: u32 = 0;
+    /// The session does not exist (any more).
+    pub const NO_SUCH_SESSION: u32 = 1;
+    /// The session's queue is full.
+    pub const BACKPRESSURE: u32 = 2;
+    /// The gate holding the session cannot be reached.
+    pub const UNAVAILABLE: u32 = 3;
+    /// A name or id is empty or too long (at most 256 bytes).
+    pub const INVALID: u32 = 4;
+}
+
 /// Log levels understood by the `log` import.
 pub mod log_level {
     /// Error.
@@ -241,6 +255,30 @@ macro_rules! for_each_import {
             fn data_call(ptr: u32, len: u32) -> u64;
             /// Copies the answer of the last `data_call` (`len` bytes) to `ptr`.
             fn data_reply_read(ptr: u32, len: u32);
+            // --- Sessions across the cluster: broadcasts, groups, users, kicks. ---
+            /// Pushes `len` bytes at `ptr` on `topic` to each of the `count` session ids at
+            /// `ids_ptr` (little-endian u64s), wherever they are connected; sessions that are
+            /// gone are skipped. Returns a `session_status`.
+            fn push_sessions(ids_ptr: u32, count: u32, topic: u32, ptr: u32, len: u32) -> u32;
+            /// Pushes to every member of group `name` (UTF-8), on every gate.
+            fn push_group(name_ptr: u32, name_len: u32, topic: u32, ptr: u32, len: u32) -> u32;
+            /// Pushes to every session of the cluster.
+            fn push_all(topic: u32, ptr: u32, len: u32) -> u32;
+            /// Pushes to every session bound to user id `user` (UTF-8), on every gate.
+            fn push_user(user_ptr: u32, user_len: u32, topic: u32, ptr: u32, len: u32) -> u32;
+            /// Adds `session` to group `name` (`join` 1) or removes it (`join` 0). Returns a
+            /// `session_status`.
+            fn group_join(session: u64, name_ptr: u32, name_len: u32, join: u32) -> u32;
+            /// Binds user id `user` (UTF-8) to `session`; an empty id unbinds. A second login
+            /// kicks the user's other sessions where the listener says `single_login`.
+            /// Returns a `session_status`.
+            fn user_bind(session: u64, user_ptr: u32, user_len: u32) -> u32;
+            /// The user bound to `session`: `(session_status << 32) | len` (len 0: none); the
+            /// id is fetched with `call_reply_read`.
+            fn user_of(session: u64) -> u64;
+            /// Ends `session`: its client gets a `kicked` error frame, its connection closes
+            /// and its disconnect event fires. Returns a `session_status`.
+            fn session_kick(session: u64) -> u32;
         }
     };
 }

@@ -1,5 +1,5 @@
 //! `lobby`: the typed example — MessagePack requests and replies, errors, randomness, time,
-//! pushes and session events.
+//! pushes, session events, and sessions across the cluster (groups, users, broadcasts, kicks).
 
 #[firefly_sdk::module]
 mod lobby {
@@ -174,6 +174,137 @@ mod lobby {
         })
     }
 
+    /// Request of commands 108 and 109.
+    #[derive(Deserialize)]
+    pub struct Group {
+        pub group: String,
+    }
+
+    /// Reply of the session commands (108-116).
+    #[derive(Serialize)]
+    pub struct Done {
+        pub ok: bool,
+    }
+
+    /// Command 108: the caller joins a group (a channel).
+    #[handler(108)]
+    fn join(ctx: &mut Ctx, req: Group) -> Result<Done> {
+        ctx.join(&req.group)?;
+        Ok(Done { ok: true })
+    }
+
+    /// Command 109: the caller leaves a group.
+    #[handler(109)]
+    fn leave(ctx: &mut Ctx, req: Group) -> Result<Done> {
+        ctx.leave(&req.group)?;
+        Ok(Done { ok: true })
+    }
+
+    /// Request of command 110.
+    #[derive(Deserialize)]
+    pub struct Say {
+        pub group: String,
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// Command 110: pushes a notice to every member of a group, on every gate.
+    #[handler(110)]
+    fn say(ctx: &mut Ctx, req: Say) -> Result<Done> {
+        ctx.push_group(&req.group, req.topic, &Notice { text: req.text })?;
+        Ok(Done { ok: true })
+    }
+
+    /// Request of command 111.
+    #[derive(Deserialize)]
+    pub struct Shout {
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// Command 111: pushes a notice to every session of the cluster.
+    #[handler(111)]
+    fn shout(ctx: &mut Ctx, req: Shout) -> Result<Done> {
+        ctx.push_all(req.topic, &Notice { text: req.text })?;
+        Ok(Done { ok: true })
+    }
+
+    /// Request of command 112.
+    #[derive(Deserialize)]
+    pub struct Login {
+        pub user: String,
+    }
+
+    /// Reply of commands 112 and 116.
+    #[derive(Serialize)]
+    pub struct Me {
+        pub session: u64,
+        pub user: Option<String>,
+    }
+
+    /// Command 112: binds a user id to the caller's session (a second login of the same user
+    /// kicks the first where the listener says `single_login`).
+    #[handler(112)]
+    fn login(ctx: &mut Ctx, req: Login) -> Result<Me> {
+        ctx.bind_user(&req.user)?;
+        Ok(Me {
+            session: ctx.session(),
+            user: ctx.user()?,
+        })
+    }
+
+    /// Request of command 113.
+    #[derive(Deserialize)]
+    pub struct Whisper {
+        pub user: String,
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// Command 113: pushes a notice to every session of a user, wherever they are.
+    #[handler(113)]
+    fn whisper(ctx: &mut Ctx, req: Whisper) -> Result<Done> {
+        ctx.push_user(&req.user, req.topic, &Notice { text: req.text })?;
+        Ok(Done { ok: true })
+    }
+
+    /// Request of command 114.
+    #[derive(Deserialize)]
+    pub struct Kick {
+        pub session: u64,
+    }
+
+    /// Command 114: kicks a session.
+    #[handler(114)]
+    fn kick(ctx: &mut Ctx, req: Kick) -> Result<Done> {
+        ctx.kick(req.session)?;
+        Ok(Done { ok: true })
+    }
+
+    /// Request of command 115.
+    #[derive(Deserialize)]
+    pub struct Multicast {
+        pub sessions: Vec<u64>,
+        pub topic: u32,
+        pub text: String,
+    }
+
+    /// Command 115: pushes a notice to a list of sessions.
+    #[handler(115)]
+    fn multicast(ctx: &mut Ctx, req: Multicast) -> Result<Done> {
+        ctx.push_sessions(&req.sessions, req.topic, &Notice { text: req.text })?;
+        Ok(Done { ok: true })
+    }
+
+    /// Command 116: the caller's session and user.
+    #[handler(116)]
+    fn me(ctx: &mut Ctx, _req: ()) -> Result<Me> {
+        Ok(Me {
+            session: ctx.session(),
+            user: ctx.user()?,
+        })
+    }
+
     /// A client connected.
     #[on_connect]
     fn joined(ctx: &mut Ctx) -> Result<()> {
@@ -181,10 +312,23 @@ mod lobby {
         Ok(())
     }
 
-    /// A client left.
+    /// What members of the `watchers` group are pushed (topic 199) when a session ends.
+    #[derive(Serialize)]
+    pub struct Left {
+        pub left: u64,
+    }
+
+    /// A client left (for a resumable session: its grace window ran out). Members of the
+    /// `watchers` group hear of it.
     #[on_disconnect]
     fn left(ctx: &mut Ctx) -> Result<()> {
         debug!("session {} left the lobby", ctx.session());
-        Ok(())
+        ctx.push_group(
+            "watchers",
+            199,
+            &Left {
+                left: ctx.session(),
+            },
+        )
     }
 }

@@ -24,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::config::Topology;
-use crate::sessions::{PushError, RemoteSessions};
+use crate::sessions::{OpFuture, PushError, RemoteSessions, SessionOp};
 pub use peer::{Peer, Pending, RpcError};
 pub use route::RemoteRoute;
 
@@ -63,6 +63,8 @@ pub struct Cluster {
     my_index: u16,
     peers: HashMap<String, Arc<Peer>>,
     by_index: HashMap<u16, Arc<Peer>>,
+    /// The other nodes that hold client sessions (broadcasts go to each).
+    gates: Vec<Arc<Peer>>,
 }
 
 impl Cluster {
@@ -76,11 +78,14 @@ impl Cluster {
             by_index.insert(index, peer.clone());
             by_name.insert(name, peer);
         }
+        // Without a topology every peer may hold sessions.
+        let gates = by_name.values().cloned().collect();
         Self {
             identity,
             my_index,
             peers: by_name,
             by_index,
+            gates,
         }
     }
 
@@ -99,7 +104,14 @@ impl Cluster {
             secret,
             rpc_timeout: topology.master.rpc_timeout,
         };
-        Ok(Self::new(identity, me.index, peers))
+        let mut cluster = Self::new(identity, me.index, peers);
+        cluster.gates = topology
+            .nodes
+            .values()
+            .filter(|n| n.name != node && !n.listen.is_empty())
+            .filter_map(|n| cluster.peers.get(&n.name).cloned())
+            .collect();
+        Ok(cluster)
     }
 
     /// This process's identity.
@@ -124,6 +136,37 @@ impl Cluster {
 }
 
 impl RemoteSessions for Cluster {
+    fn send_op(&self, gate: u16, op: SessionOp) {
+        match self.by_index.get(&gate) {
+            Some(peer) => peer.send(wire::Msg::Sessions { id: 0, op }),
+            None => tracing::debug!(gate, "session operation for an unknown gate dropped"),
+        }
+    }
+
+    fn broadcast_op(&self, op: SessionOp) {
+        for gate in &self.gates {
+            gate.send(wire::Msg::Sessions {
+                id: 0,
+                op: op.clone(),
+            });
+        }
+    }
+
+    fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_> {
+        Box::pin(async move {
+            let Some(peer) = self.by_index.get(&gate) else {
+                return Err(format!("no node has index {gate}"));
+            };
+            match peer.request(|id| wire::Msg::Sessions { id, op }).await {
+                Ok(wire::Msg::Reply {
+                    result: Ok(bytes), ..
+                }) => rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()),
+                Ok(other) => Err(format!("unexpected answer {other:?}")),
+                Err(err) => Err(err.to_string()),
+            }
+        })
+    }
+
     fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
         let Some(peer) = self.by_index.get(&session_node(session)) else {
             return Err(PushError::NoSuchSession);

@@ -19,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{self, Msg};
 use super::{Identity, auth};
+use crate::stats::Counter;
 
 /// Why a request to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -106,8 +107,12 @@ impl Pending<'_> {
         };
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(msg)) => Ok(msg),
-            Ok(Err(_)) => Err(peer.unavailable("connection lost")),
+            Ok(Err(_)) => {
+                peer.failures.inc();
+                Err(peer.unavailable("connection lost"))
+            }
             Err(_) => {
+                peer.failures.inc();
                 self.link
                     .pending
                     .lock()
@@ -135,6 +140,10 @@ pub struct Peer {
     backoff: Mutex<Backoff>,
     /// Requests from here to it that have not been answered yet (for `least_loaded`).
     pub in_flight: AtomicUsize,
+    /// Requests sent to it (for `/metrics`).
+    pub calls: Counter,
+    /// Of those, failed: unreachable, lost or timed out.
+    pub failures: Counter,
 }
 
 impl std::fmt::Debug for Peer {
@@ -160,6 +169,8 @@ impl Peer {
                 delay: FIRST_BACKOFF,
             }),
             in_flight: AtomicUsize::new(0),
+            calls: Counter::default(),
+            failures: Counter::default(),
         }
     }
 
@@ -275,7 +286,14 @@ impl Peer {
     /// Sends a request built by `make(id)` without waiting for its reply, so several can be
     /// in flight on the link (they arrive in the order they were started).
     pub async fn start(&self, make: impl FnOnce(u64) -> Msg) -> Result<Pending<'_>, RpcError> {
-        let link = self.get_link().await?;
+        self.calls.inc();
+        let link = match self.get_link().await {
+            Ok(link) => link,
+            Err(err) => {
+                self.failures.inc();
+                return Err(err);
+            }
+        };
         let id = link.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         link.pending
@@ -287,6 +305,7 @@ impl Peer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
+            self.failures.inc();
             return Err(self.unavailable("connection lost"));
         }
         self.in_flight.fetch_add(1, Ordering::Relaxed);

@@ -293,6 +293,17 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
                 let _ = tx.send(Msg::DataReply { id, status, body });
             });
         }
+        Msg::Sessions { id, op } => {
+            let reply = node.sessions.apply(op);
+            if id != 0 {
+                let bytes = rmp_serde::to_vec(&reply).unwrap_or_default();
+                let _ = tx.send(Msg::Reply {
+                    id,
+                    pushes: Vec::new(),
+                    result: Ok(serde_bytes::ByteBuf::from(bytes)),
+                });
+            }
+        }
         other => tracing::warn!("unexpected message from a peer: {other:?}"),
     }
 }

@@ -128,6 +128,15 @@ pub enum Msg {
         /// The answer (on OK) or a UTF-8 explanation.
         body: serde_bytes::ByteBuf,
     },
+    /// A session operation for the receiving gate's sessions (broadcast, group, user, kick).
+    /// `id` 0 is one-way; otherwise the gate answers with a `Reply` carrying an
+    /// [`OpReply`](crate::sessions::OpReply) (MessagePack).
+    Sessions {
+        /// Request id (0: no answer wanted).
+        id: u64,
+        /// The operation.
+        op: crate::sessions::SessionOp,
+    },
 }
 
 /// Why a frame could not be read.

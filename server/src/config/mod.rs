@@ -9,6 +9,7 @@
 mod auto_rollback;
 mod raw;
 mod storage;
+mod sessions_settings;
 mod units;
 mod validate;
 
@@ -169,6 +170,8 @@ pub struct NodeSpec {
     pub modules: Vec<String>,
     /// Where a gate sends commands no local module handles.
     pub routes: Vec<RouteSpec>,
+    /// Where it serves Prometheus metrics (`GET /metrics`), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// How a route picks one of its nodes.
@@ -200,6 +203,8 @@ pub struct RouteSpec {
 pub enum ListenerKind {
     /// Plain TCP.
     Tcp,
+    /// WebSocket: the same frames, one per binary message.
+    Ws,
 }
 
 /// One client listener.
@@ -228,6 +233,44 @@ pub struct ProtocolSettings {
     pub idle_timeout: Duration,
     /// Command id of error frames.
     pub error_command: u32,
+    /// What sessions of this listener may do beyond one connection (login, resume).
+    pub sessions: SessionSettings,
+}
+
+/// Per-listener session behaviour: single login and resumable sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// Binding a user to a session here kicks that user's other sessions, on every gate.
+    pub single_login: bool,
+    /// Resumable sessions (`None`: a dropped connection ends its session at once).
+    pub resume: Option<ResumeSettings>,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        Self {
+            single_login: true,
+            resume: None,
+        }
+    }
+}
+
+/// How long a dropped session waits for its client, and what it keeps meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResumeSettings {
+    /// How long after its connection drops a session can be resumed.
+    pub grace: Duration,
+    /// Most pushes kept for a dropped session; later ones are counted and reported on resume.
+    pub buffer: usize,
+}
+
+impl Default for ResumeSettings {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(30),
+            buffer: 256,
+        }
+    }
 }
 
 impl Default for ProtocolSettings {
@@ -239,6 +282,7 @@ impl Default for ProtocolSettings {
             max_frame: 1 << 20,
             idle_timeout: Duration::from_secs(300),
             error_command: u32::MAX,
+            sessions: SessionSettings::default(),
         }
     }
 }

@@ -88,6 +88,7 @@ pub(super) struct RawNode {
     pub modules: Vec<String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    pub metrics: Option<String>,
 }
 
 /// `commands: 7` or `commands: "100-199"`.
@@ -118,10 +119,21 @@ pub(super) struct RawRoute {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawListener {
     pub tcp: Option<String>,
+    pub ws: Option<String>,
+    pub single_login: Option<bool>,
+    pub resume: Option<RawResume>,
     pub magic: Option<Vec<u64>>,
     pub protocol_version: Option<u8>,
     pub server_version: Option<u32>,
     pub max_frame: Option<SizeValue>,
     pub idle_timeout: Option<String>,
     pub error_command: Option<u32>,
+}
+
+/// `resume: { grace: 30s, buffer: 256 }` on a listener (`resume: {}` takes the defaults).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawResume {
+    pub grace: Option<String>,
+    pub buffer: Option<u32>,
 }

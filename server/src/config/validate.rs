@@ -114,16 +114,26 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
 }
 
 fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
-    let Some(tcp) = &raw.tcp else {
-        return Err(ConfigError::invalid(
-            path,
-            "a listener needs `tcp: <address>`",
-        ));
+    let (kind, key, text) = match (&raw.tcp, &raw.ws) {
+        (Some(tcp), None) => (ListenerKind::Tcp, "tcp", tcp),
+        (None, Some(ws)) => (ListenerKind::Ws, "ws", ws),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::invalid(
+                path,
+                "a listener is either `tcp: <address>` or `ws: <address>`, not both",
+            ));
+        }
+        (None, None) => {
+            return Err(ConfigError::invalid(
+                path,
+                "a listener needs `tcp: <address>` or `ws: <address>`",
+            ));
+        }
     };
-    let addr = tcp.parse().map_err(|_| {
+    let addr = text.parse().map_err(|_| {
         ConfigError::invalid(
-            format!("{path}.tcp"),
-            format!("`{tcp}` is not a socket address (e.g. 127.0.0.1:11009 or [::1]:11009)"),
+            format!("{path}.{key}"),
+            format!("`{text}` is not a socket address (e.g. 127.0.0.1:11009 or [::1]:11009)"),
         )
     })?;
     let mut protocol = ProtocolSettings::default();
@@ -166,8 +176,9 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     if let Some(v) = raw.error_command {
         protocol.error_command = v;
     }
+    protocol.sessions = super::sessions_settings::session_settings(path, raw)?;
     Ok(ListenerSpec {
-        kind: ListenerKind::Tcp,
+        kind,
         addr,
         protocol,
     })
@@ -425,8 +436,12 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         for (i, l) in n.listen.iter().enumerate() {
             let spec = listener(&format!("{path}.listen[{i}]"), l)?;
             if spec.addr.port() != 0 && !addresses.insert(spec.addr) {
+                let key = match spec.kind {
+                    ListenerKind::Tcp => "tcp",
+                    ListenerKind::Ws => "ws",
+                };
                 return Err(ConfigError::invalid(
-                    format!("{path}.listen[{i}].tcp"),
+                    format!("{path}.listen[{i}].{key}"),
                     format!("{} is already used by another listener", spec.addr),
                 ));
             }
@@ -449,6 +464,20 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
                 ));
             }
         }
+        let metrics = match &n.metrics {
+            Some(text) => {
+                let p = format!("{path}.metrics");
+                let addr = socket(&p, text)?;
+                if addr.port() != 0 && !addresses.insert(addr) {
+                    return Err(ConfigError::invalid(
+                        p,
+                        format!("{addr} is already used by another listener"),
+                    ));
+                }
+                Some(addr)
+            }
+            None => None,
+        };
         let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
         nodes.insert(
             name.clone(),
@@ -460,6 +489,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
                 listen,
                 modules: n.modules,
                 routes,
+                metrics,
             },
         );
     }

@@ -145,7 +145,7 @@ pub(crate) fn range(
     Ok(start..end)
 }
 
-fn guest_str(mem: &[u8], ptr: u32, len: u32, what: &str) -> wasmtime::Result<String> {
+pub(super) fn guest_str(mem: &[u8], ptr: u32, len: u32, what: &str) -> wasmtime::Result<String> {
     let r = range(mem.len(), ptr, len, what)?;
     Ok(String::from_utf8_lossy(&mem[r]).into_owned())
 }
@@ -354,6 +354,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         },
     )?;
     super::host_data::add_to_linker(linker)?;
+    super::host_sessions::add_to_linker(linker)?;
     Ok(())
 }
 

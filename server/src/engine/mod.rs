@@ -23,6 +23,7 @@
 
 mod host;
 mod host_data;
+mod host_sessions;
 mod module;
 mod pool;
 mod wasi;

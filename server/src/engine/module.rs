@@ -72,6 +72,8 @@ pub struct ModuleVersion {
     /// instead of pooled, so a retired version holds no pooling-allocator slots once its
     /// in-flight calls finish. Cleared if a rollback makes it current again.
     pub(crate) retired: std::sync::atomic::AtomicBool,
+    /// Requests, errors and latency per command (for `/metrics`).
+    pub metrics: crate::metrics::ModuleMetrics,
 }
 
 impl std::fmt::Debug for ModuleVersion {
@@ -179,6 +181,7 @@ impl Runtime {
             freed: Notify::new(),
             stats: ModuleStats::default(),
             retired: std::sync::atomic::AtomicBool::new(false),
+            metrics: crate::metrics::ModuleMetrics::default(),
         };
         let manifest = loaded.describe().await?;
         if manifest.abi != ABI_VERSION {
@@ -197,6 +200,7 @@ impl Runtime {
                 .await
                 .map_err(|e| LoadError::Tables(e.to_string()))?;
         }
+        loaded.metrics = crate::metrics::ModuleMetrics::for_commands(&manifest.commands);
         loaded.manifest = manifest;
         Ok(Arc::new(loaded))
     }

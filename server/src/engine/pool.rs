@@ -98,6 +98,7 @@ impl Lease {
         reply: &mut Vec<u8>,
     ) -> CallOutcome {
         let module = &self.module;
+        let started = std::time::Instant::now();
         module.stats.calls.inc();
         let mut warm = match self.warm.take() {
             Some(warm) => warm,
@@ -170,6 +171,11 @@ impl Lease {
         };
         if result.is_err() {
             module.stats.errors.inc();
+        }
+        if kind == DispatchKind::Request {
+            module
+                .metrics
+                .record(id, started.elapsed(), result.is_err());
         }
         CallOutcome { own_pushes, result }
     }

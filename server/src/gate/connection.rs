@@ -4,35 +4,38 @@ use std::net::SocketAddr;
 
 use bytes::BytesMut;
 use firefly_abi::{DispatchKind, codes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
+use super::transport::Transport;
 use std::collections::VecDeque;
 
 use crate::cluster::wire::Msg;
 use crate::cluster::{Peer, Pending, RpcError};
 use crate::engine::Lease;
+use crate::protocol::session::{self, SessionRequest, SessionTicket};
 use crate::protocol::{ErrorReply, Frame, FrameError};
-use crate::sessions::Outbound;
+use crate::sessions::resume::ResumeError;
+use crate::sessions::{Attached, KickReason, Outbound};
 
 /// Replies are flushed once this much is buffered, even mid-batch.
 const FLUSH_AT: usize = 64 * 1024;
 
-pub(super) async fn run(
-    mut stream: TcpStream,
+/// Serves one client connection over `stream` until it closes, then detaches its session
+/// (parked when resumable, else ended).
+pub(super) async fn run<T: Transport>(
+    mut stream: T,
     peer: SocketAddr,
     shared: &Listener,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
     let node = &shared.node;
-    let (session, mut outbound) = node.sessions.register();
-    tracing::debug!(session, %peer, "connected");
-    node.announce(session, true);
-    node.session_event(DispatchKind::Connect, session).await;
+    let mut slot = node.sessions.attach_new(shared.settings.sessions.clone());
+    let first = slot.id;
+    tracing::debug!(session = first, %peer, "connected");
+    node.announce(first, true);
+    node.session_event(DispatchKind::Connect, first).await;
 
     let idle = shared.settings.idle_timeout;
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -44,75 +47,102 @@ pub(super) async fn run(
     let sleep = tokio::time::sleep(idle);
     tokio::pin!(sleep);
 
-    let reason = loop {
+    let end = loop {
         tokio::select! {
             biased;
-            read = stream.read_buf(&mut rbuf) => {
+            read = stream.read(&mut rbuf) => {
                 match read {
-                    Ok(0) => break "closed by peer",
-                    Err(_) => break "read error",
+                    Ok(0) => break End::Lost("closed by peer"),
+                    Err(_) => break End::Lost("read error"),
                     Ok(_) => {}
                 }
                 last_read = Instant::now();
-                let close = process(shared, session, &mut rbuf, &mut wbuf, &mut stream, &mut scratch).await;
+                let close = process(shared, &mut slot, &mut rbuf, &mut wbuf, &mut stream, &mut scratch).await;
                 scratch.flush_stats(shared);
-                drain_outbound(shared, &mut outbound, &mut wbuf);
-                if !wbuf.is_empty() && stream.write_all(&wbuf).await.is_err() {
-                    break "write error";
+                let kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
+                if !wbuf.is_empty() && stream.write(&wbuf).await.is_err() {
+                    break End::Lost("write error");
                 }
                 wbuf.clear();
-                if let Some(reason) = close {
-                    break reason;
+                if let Some(end) = kicked.or(close) {
+                    break end;
                 }
                 if rbuf.is_empty() && rbuf.capacity() > 256 * 1024 {
                     // A large frame passed through; do not keep its buffer for an idle client.
                     rbuf = BytesMut::with_capacity(4096);
                 }
             }
-            msg = outbound.recv() => {
-                match msg {
-                    Some(Outbound::Push { topic, payload }) => shared.codec.encode(topic, &payload, &mut wbuf),
-                    Some(Outbound::Kick) | None => break "kicked",
+            msg = slot.rx.recv() => {
+                let mut kicked = match msg {
+                    Some(Outbound::Push { topic, payload }) => {
+                        shared.codec.encode(topic, &payload, &mut wbuf);
+                        None
+                    }
+                    Some(Outbound::Kick(reason)) => Some(kick_frame(shared, reason, &mut wbuf)),
+                    // The session went to another connection (a resume), or was ended.
+                    None => break End::Lost("session taken over"),
+                };
+                if kicked.is_none() {
+                    kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
                 }
-                if drain_outbound(shared, &mut outbound, &mut wbuf) {
-                    let _ = stream.write_all(&wbuf).await;
-                    break "kicked";
-                }
-                if stream.write_all(&wbuf).await.is_err() {
-                    break "write error";
-                }
+                let written = stream.write(&wbuf).await;
                 wbuf.clear();
+                if let Some(end) = kicked {
+                    break end;
+                }
+                if written.is_err() {
+                    break End::Lost("write error");
+                }
             }
             () = &mut sleep => {
                 let deadline = last_read + idle;
                 if Instant::now() >= deadline {
-                    break "idle timeout";
+                    break End::Lost("idle timeout");
                 }
                 sleep.as_mut().reset(deadline);
             }
-            _ = shutdown.changed() => break "node stopping",
+            _ = shutdown.changed() => break End::Ended("node stopping"),
         }
     };
-    tracing::debug!(session, %peer, reason, "disconnected");
-    node.sessions.remove(session);
-    node.announce(session, false);
-    let node = node.clone();
-    tokio::spawn(async move { node.session_event(DispatchKind::Disconnect, session).await });
+    let (reason, ended) = match end {
+        End::Lost(r) => (r, false),
+        End::Ended(r) => (r, true),
+    };
+    tracing::debug!(session = slot.id, %peer, reason, "disconnected");
+    node.sessions.detach(slot, ended);
 }
 
-/// Moves queued pushes into the write buffer. Returns true when a kick was found.
+/// How a connection ended.
+enum End {
+    /// The connection went away; a resumable session is parked.
+    Lost(&'static str),
+    /// The session ends with it (kicked, bad input, node stopping).
+    Ended(&'static str),
+}
+
+/// Writes the `kicked` error frame.
+fn kick_frame(shared: &Listener, reason: KickReason, wbuf: &mut BytesMut) -> End {
+    let reply = ErrorReply::new(0, session::KICKED, reason.message());
+    shared
+        .codec
+        .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+    End::Ended("kicked")
+}
+
+/// Moves queued pushes into the write buffer. Returns how the connection ends when a kick
+/// was found (its error frame is written).
 fn drain_outbound(
     shared: &Listener,
     outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     wbuf: &mut BytesMut,
-) -> bool {
+) -> Option<End> {
     while let Ok(msg) = outbound.try_recv() {
         match msg {
             Outbound::Push { topic, payload } => shared.codec.encode(topic, &payload, wbuf),
-            Outbound::Kick => return true,
+            Outbound::Kick(reason) => return Some(kick_frame(shared, reason, wbuf)),
         }
     }
-    false
+    None
 }
 
 /// Per-connection working state reused across requests.
@@ -154,21 +184,29 @@ type Inflight<'a> = VecDeque<(u32, &'a Peer, Result<Pending<'a>, RpcError>)>;
 /// replies are written in order. That node runs one session's requests one at a time in
 /// arrival order, and before a request goes anywhere else (another node, a local module) the
 /// earlier ones are answered — so a session's requests still run one at a time, in order.
-async fn process(
+async fn process<T: Transport>(
     shared: &Listener,
-    session: u64,
+    slot: &mut Attached,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
-    stream: &mut TcpStream,
+    stream: &mut T,
     scratch: &mut Scratch,
-) -> Option<&'static str> {
+) -> Option<End> {
     let error_command = shared.settings.error_command;
     let node = &shared.node;
     let mut inflight: Inflight<'_> = VecDeque::new();
     let close = loop {
+        let session = slot.id;
         match shared.codec.decode(rbuf) {
             Ok(Some(frame)) => {
                 let command = frame.command;
+                if command == session::SESSION_COMMAND {
+                    drain(shared, &mut inflight, wbuf, scratch).await;
+                    scratch.lease = None;
+                    scratch.requests += 1;
+                    session_request(shared, slot, &frame.payload, wbuf, scratch);
+                    continue;
+                }
                 let local = node.lease_for(command, &mut scratch.lease);
                 if !local && let Some(route) = node.remote_route(command) {
                     // Never hold a local instance while waiting on the network.
@@ -205,14 +243,14 @@ async fn process(
                 if wbuf.len() >= FLUSH_AT {
                     // A slow reader must not keep an instance busy while we wait on it.
                     scratch.lease = None;
-                    if stream.write_all(wbuf).await.is_err() {
-                        break Some("write error");
+                    if stream.write(wbuf).await.is_err() {
+                        break Some(End::Lost("write error"));
                     }
                     wbuf.clear();
                 }
             }
             Ok(None) => break None,
-            Err(FrameError::BadHeader) => break Some("bad header"),
+            Err(FrameError::BadHeader) => break Some(End::Ended("bad header")),
             Err(err) => {
                 drain(shared, &mut inflight, wbuf, scratch).await;
                 let code = match err {
@@ -224,7 +262,7 @@ async fn process(
                     .codec
                     .encode(error_command, &reply.to_msgpack(), wbuf);
                 scratch.errors += 1;
-                break Some("bad frame");
+                break Some(End::Ended("bad frame"));
             }
         }
     };
@@ -374,6 +412,85 @@ fn write_answer(
             shared
                 .codec
                 .encode(error_command, &reply.to_msgpack(), wbuf);
+        }
+    }
+}
+
+/// Answers the reserved session command: the current session's ticket, or a resume.
+fn session_request(
+    shared: &Listener,
+    slot: &mut Attached,
+    payload: &[u8],
+    wbuf: &mut BytesMut,
+    scratch: &mut Scratch,
+) {
+    let command = session::SESSION_COMMAND;
+    let sessions = &shared.node.sessions;
+    let fail = |code: &str, message: String, wbuf: &mut BytesMut| {
+        let reply = ErrorReply::new(command, code, message);
+        shared
+            .codec
+            .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+    };
+    let request: SessionRequest = if payload.is_empty() {
+        SessionRequest::default()
+    } else {
+        match rmp_serde::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                scratch.errors += 1;
+                return fail(codes::BAD_REQUEST, format!("session request: {e}"), wbuf);
+            }
+        }
+    };
+    let result = match request.resume {
+        None => sessions.issue_token(slot.id).map(|token| SessionTicket {
+            session: slot.id,
+            token,
+            resumed: false,
+            replayed: 0,
+            dropped: 0,
+        }),
+        Some(token) => sessions.resume(&token).map(|resumed| {
+            // The session this connection had until now ends (its events fire).
+            let fresh = std::mem::replace(slot, resumed.attached);
+            sessions.detach(fresh, true);
+            let ticket = SessionTicket {
+                session: slot.id,
+                token: resumed.token,
+                resumed: true,
+                replayed: resumed.replay.len() as u64,
+                dropped: resumed.dropped,
+            };
+            if resumed.dropped > 0 {
+                tracing::info!(
+                    session = slot.id,
+                    dropped = resumed.dropped,
+                    "resumed session lost pushes (buffer full)"
+                );
+            }
+            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
+            shared.codec.encode(command, &bytes, wbuf);
+            for (topic, payload) in &resumed.replay {
+                shared.codec.encode(*topic, payload, wbuf);
+            }
+            ticket
+        }),
+    };
+    match result {
+        Ok(ticket) if !ticket.resumed => {
+            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
+            shared.codec.encode(command, &bytes, wbuf);
+        }
+        Ok(_) => {}
+        Err(err) => {
+            scratch.errors += 1;
+            let code = match err {
+                ResumeError::Disabled => session::RESUME_DISABLED,
+                ResumeError::Invalid => session::RESUME_FAILED,
+                ResumeError::Random(_) => codes::INTERNAL,
+            };
+            fail(code, err.to_string(), wbuf);
         }
     }
 }

@@ -5,6 +5,7 @@
 //! one write. Different connections run in parallel on tokio's worker threads.
 
 mod connection;
+mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,9 +14,11 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
-use crate::config::ProtocolSettings;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use crate::config::{ListenerKind, ProtocolSettings};
 use crate::node::NodeCore;
-use crate::protocol::Codec;
+use crate::protocol::{Codec, HEADER_LEN};
 use crate::stats::Counter;
 
 /// Live counters of a gate, shared by its connections.
@@ -38,10 +41,15 @@ pub(crate) struct Listener {
     pub node: Arc<NodeCore>,
 }
 
+/// How long a WebSocket client has to complete its upgrade.
+const WS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Accepts connections on `listener` until `shutdown` turns true, then waits for every
-/// connection to finish the request it is running and close.
+/// connection to finish the request it is running and close. `kind` says whether clients
+/// speak plain TCP or WebSocket (the same frames either way).
 pub(crate) async fn serve(
     listener: TcpListener,
+    kind: ListenerKind,
     settings: ProtocolSettings,
     node: Arc<NodeCore>,
     mut shutdown: watch::Receiver<bool>,
@@ -64,7 +72,21 @@ pub(crate) async fn serve(
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let (shared, shutdown) = (shared.clone(), shutdown.clone());
                     tokio::spawn(async move {
-                        connection::run(stream, peer, &shared, shutdown).await;
+                        let _ = stream.set_nodelay(true);
+                        match kind {
+                            ListenerKind::Tcp => connection::run(stream, peer, &shared, shutdown).await,
+                            ListenerKind::Ws => {
+                                let config = WebSocketConfig::default()
+                                    .read_buffer_size(8 * 1024)
+                                    .max_message_size(Some(shared.settings.max_frame as usize + HEADER_LEN));
+                                let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+                                match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, upgrade).await {
+                                    Ok(Ok(ws)) => connection::run(transport::Ws(ws), peer, &shared, shutdown).await,
+                                    Ok(Err(err)) => tracing::debug!(%peer, "websocket upgrade failed: {err}"),
+                                    Err(_) => tracing::debug!(%peer, "websocket upgrade timed out"),
+                                }
+                            }
+                        }
                         let stats = &shared.node.gate_stats;
                         if stats.connections.fetch_sub(1, Ordering::AcqRel) == 1 {
                             stats.idle.notify_waiters();
@@ -84,6 +106,9 @@ pub(crate) async fn serve(
 }
 
 /// The address a listener is bound to, for logs.
-pub(crate) fn describe(addr: &SocketAddr) -> String {
-    format!("tcp://{addr}")
+pub(crate) fn describe(kind: ListenerKind, addr: &SocketAddr) -> String {
+    match kind {
+        ListenerKind::Tcp => format!("tcp://{addr}"),
+        ListenerKind::Ws => format!("ws://{addr}"),
+    }
 }

@@ -16,6 +16,7 @@
 
 mod error_frame;
 mod frame;
+pub mod session;
 
 pub use error_frame::ErrorReply;
 pub use frame::{Codec, Frame, FrameError, HEADER_LEN};

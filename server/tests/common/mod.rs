@@ -57,3 +57,38 @@ pub fn free_addr_on(ip: &str) -> SocketAddr {
 pub fn free_addr() -> SocketAddr {
     free_addr_on("127.0.0.1")
 }
+
+/// Starts `firefly up -c topology` with `envs` and waits until `ready` nodes have logged
+/// "listening for nodes on" (their client listeners are bound by then). Its log lines are
+/// echoed to the test's stderr, prefixed `[up]`.
+pub fn up_and_wait(topology: &Path, envs: &[(&str, &str)], ready: usize) -> Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(FIREFLY)
+        .args(["up", "-c"])
+        .arg(topology)
+        .envs(envs.iter().copied())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[up] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(240);
+    let mut seen = 0;
+    while seen < ready {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = rx.recv_timeout(left).unwrap();
+        if line.contains("listening for nodes on") {
+            seen += 1;
+        }
+    }
+    // Keep the reader thread's channel open so it keeps echoing.
+    std::mem::forget(rx);
+    child
+}

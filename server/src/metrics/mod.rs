@@ -1,0 +1,325 @@
+//! Prometheus metrics of a node: requests, errors and latency per command id and module
+//! version; sessions and connections; node-to-node calls and failures per peer.
+//!
+//! Recording stays off shared cache lines: every module version keeps, per command, one
+//! cache-padded cell per stripe (threads are spread over the stripes as in [`crate::stats`]),
+//! so a worker thread only ever writes its own cell; a scrape sums the stripes. Served as
+//! plain text on `GET /metrics` by [`http`] when the node's topology entry has `metrics:`.
+
+pub mod http;
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::stats::{STRIPES, stripe};
+
+/// Upper bounds of the latency buckets, in microseconds (the last bucket is `+Inf`).
+pub const BUCKETS_US: [u64; 15] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 1_000_000,
+    2_500_000, 5_000_000,
+];
+
+const SLOTS: usize = BUCKETS_US.len() + 1;
+
+#[derive(Default)]
+struct Cell {
+    requests: AtomicU64,
+    errors: AtomicU64,
+    sum_us: AtomicU64,
+    buckets: [AtomicU64; SLOTS],
+}
+
+/// One command's counters, striped per thread.
+#[derive(Default)]
+struct CommandCells {
+    stripes: [CachePadded<Cell>; STRIPES],
+}
+
+/// One command's totals, summed over the stripes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandTotals {
+    /// Requests served.
+    pub requests: u64,
+    /// Of which failed (any error reply).
+    pub errors: u64,
+    /// Summed latency, microseconds.
+    pub sum_us: u64,
+    /// Requests per latency bucket (not cumulative; the last is above every bound).
+    pub buckets: [u64; SLOTS],
+}
+
+/// The per-command metrics of one module version.
+#[derive(Default)]
+pub struct ModuleMetrics {
+    commands: Vec<u32>,
+    cells: Vec<CommandCells>,
+}
+
+impl std::fmt::Debug for ModuleMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModuleMetrics")
+            .field("commands", &self.commands)
+            .finish_non_exhaustive()
+    }
+}
+
+fn slot(us: u64) -> usize {
+    BUCKETS_US.partition_point(|&bound| bound < us)
+}
+
+impl ModuleMetrics {
+    /// Metrics for a module handling `commands` (sorted, as in its manifest).
+    pub fn for_commands(commands: &[u32]) -> Self {
+        Self {
+            commands: commands.to_vec(),
+            cells: commands.iter().map(|_| CommandCells::default()).collect(),
+        }
+    }
+
+    /// Records one request to `command` that took `elapsed`.
+    pub fn record(&self, command: u32, elapsed: Duration, failed: bool) {
+        let Ok(i) = self.commands.binary_search(&command) else {
+            return;
+        };
+        let Some(cells) = self.cells.get(i) else {
+            return;
+        };
+        let cell = &cells.stripes[stripe()];
+        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        cell.requests.fetch_add(1, Ordering::Relaxed);
+        if failed {
+            cell.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        cell.sum_us.fetch_add(us, Ordering::Relaxed);
+        cell.buckets[slot(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Every command with its totals.
+    pub fn totals(&self) -> Vec<(u32, CommandTotals)> {
+        self.commands
+            .iter()
+            .zip(&self.cells)
+            .map(|(&command, cells)| {
+                let mut t = CommandTotals::default();
+                for cell in &cells.stripes {
+                    t.requests += cell.requests.load(Ordering::Relaxed);
+                    t.errors += cell.errors.load(Ordering::Relaxed);
+                    t.sum_us += cell.sum_us.load(Ordering::Relaxed);
+                    for (sum, b) in t.buckets.iter_mut().zip(&cell.buckets) {
+                        *sum += b.load(Ordering::Relaxed);
+                    }
+                }
+                (command, t)
+            })
+            .collect()
+    }
+}
+
+/// What a scrape reports about one peer link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTotals {
+    /// The peer's node name.
+    pub peer: String,
+    /// Requests sent to it.
+    pub calls: u64,
+    /// Of which failed (unreachable, lost, timed out).
+    pub failures: u64,
+}
+
+/// One module version's per-command totals: (module, version, per command).
+pub type ModuleTotals = (String, u32, Vec<(u32, CommandTotals)>);
+
+/// Everything one scrape reports.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// The node's name.
+    pub node: String,
+    /// Open client connections.
+    pub connections: u64,
+    /// Sessions held (connected or parked for resume).
+    pub sessions: u64,
+    /// Requests the gate served, and of those failed.
+    pub gate_requests: u64,
+    /// Requests the gate answered with an error.
+    pub gate_errors: u64,
+    /// Per module version: (module, version, per-command totals).
+    pub modules: Vec<ModuleTotals>,
+    /// Per peer.
+    pub peers: Vec<PeerTotals>,
+}
+
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+impl Snapshot {
+    /// The Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let node = escape(&self.node);
+        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
+        };
+        gauge(
+            &mut out,
+            "firefly_connections",
+            "Open client connections.",
+            "gauge",
+            self.connections,
+        );
+        gauge(
+            &mut out,
+            "firefly_sessions",
+            "Sessions held: connected, or parked waiting for their client to resume.",
+            "gauge",
+            self.sessions,
+        );
+        gauge(
+            &mut out,
+            "firefly_gate_requests_total",
+            "Requests this node's gate served (locally or forwarded).",
+            "counter",
+            self.gate_requests,
+        );
+        gauge(
+            &mut out,
+            "firefly_gate_errors_total",
+            "Requests this node's gate answered with an error frame.",
+            "counter",
+            self.gate_errors,
+        );
+
+        let _ = writeln!(
+            out,
+            "# HELP firefly_requests_total Requests served by a module version, per command.\n# TYPE firefly_requests_total counter"
+        );
+        for (module, version, commands) in &self.modules {
+            let m = escape(module);
+            for (command, t) in commands {
+                let _ = writeln!(
+                    out,
+                    "firefly_requests_total{{node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\"}} {}",
+                    t.requests
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP firefly_request_errors_total Requests that failed, per command and module version.\n# TYPE firefly_request_errors_total counter"
+        );
+        for (module, version, commands) in &self.modules {
+            let m = escape(module);
+            for (command, t) in commands {
+                let _ = writeln!(
+                    out,
+                    "firefly_request_errors_total{{node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\"}} {}",
+                    t.errors
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP firefly_request_duration_seconds Time a module version took to serve a request, per command.\n# TYPE firefly_request_duration_seconds histogram"
+        );
+        for (module, version, commands) in &self.modules {
+            let m = escape(module);
+            for (command, t) in commands {
+                let labels = format!(
+                    "node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\""
+                );
+                let mut cumulative = 0;
+                for (i, count) in t.buckets.iter().enumerate() {
+                    cumulative += count;
+                    let le = match BUCKETS_US.get(i) {
+                        Some(us) => format!("{}", *us as f64 / 1e6),
+                        None => "+Inf".to_owned(),
+                    };
+                    let _ = writeln!(
+                        out,
+                        "firefly_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "firefly_request_duration_seconds_sum{{{labels}}} {}",
+                    t.sum_us as f64 / 1e6
+                );
+                let _ = writeln!(
+                    out,
+                    "firefly_request_duration_seconds_count{{{labels}}} {}",
+                    t.requests
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP firefly_rpc_calls_total Requests sent to another node.\n# TYPE firefly_rpc_calls_total counter"
+        );
+        for p in &self.peers {
+            let _ = writeln!(
+                out,
+                "firefly_rpc_calls_total{{node=\"{node}\",peer=\"{}\"}} {}",
+                escape(&p.peer),
+                p.calls
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP firefly_rpc_failures_total Requests to another node that failed (unreachable, lost or timed out).\n# TYPE firefly_rpc_failures_total counter"
+        );
+        for p in &self.peers {
+            let _ = writeln!(
+                out,
+                "firefly_rpc_failures_total{{node=\"{node}\",peer=\"{}\"}} {}",
+                escape(&p.peer),
+                p.failures
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_per_command_and_renders_cumulative_buckets() {
+        let m = ModuleMetrics::for_commands(&[101, 103]);
+        m.record(101, Duration::from_micros(40), false);
+        m.record(101, Duration::from_micros(700), true);
+        m.record(103, Duration::from_secs(9), false);
+        m.record(999, Duration::from_micros(1), false);
+        let totals = m.totals();
+        assert_eq!(totals[0].1.requests, 2);
+        assert_eq!(totals[0].1.errors, 1);
+        assert_eq!(totals[0].1.sum_us, 740);
+        assert_eq!(totals[1].1.buckets[SLOTS - 1], 1);
+        let text = Snapshot {
+            node: "n".into(),
+            modules: vec![("lobby".into(), 1, totals)],
+            ..Snapshot::default()
+        }
+        .render();
+        let line = |l: &str| text.lines().any(|x| x == l);
+        assert!(line(
+            "firefly_requests_total{node=\"n\",module=\"lobby\",version=\"1\",command=\"101\"} 2"
+        ));
+        assert!(line(
+            "firefly_request_duration_seconds_bucket{node=\"n\",module=\"lobby\",version=\"1\",command=\"101\",le=\"0.00005\"} 1"
+        ));
+        assert!(line(
+            "firefly_request_duration_seconds_bucket{node=\"n\",module=\"lobby\",version=\"1\",command=\"101\",le=\"0.001\"} 2"
+        ));
+        assert!(line(
+            "firefly_request_duration_seconds_bucket{node=\"n\",module=\"lobby\",version=\"1\",command=\"103\",le=\"+Inf\"} 1"
+        ));
+    }
+}
