@@ -198,17 +198,17 @@ impl LocalStore {
             }
         }
         for (t, old) in tables.iter().zip(olds) {
-            if old.as_deref() == Some(t) {
-                continue;
-            }
             let sql_err = |e: anyhow::Error| SchemaError {
                 table: t.name.clone(),
                 message: format!("the database refused the change: {e:#}"),
             };
-            self.sql
-                .apply_schema(&self.prefix, old.as_deref(), t)
-                .await
-                .map_err(sql_err)?;
+            if old.as_deref() != Some(t) {
+                self.sql
+                    .apply_schema(&self.prefix, old.as_deref(), t)
+                    .await
+                    .map_err(sql_err)?;
+            }
+            // Ids never collide with keys inserted explicitly (checked at every load).
             let floor = match t.key_field().map(|f| f.ty) {
                 Some(FieldType::Int) => self
                     .sql
@@ -221,8 +221,10 @@ impl LocalStore {
             let name: Arc<str> = Arc::from(t.name.as_str());
             let e = st.ids.entry(name.clone()).or_insert(0);
             *e = (*e).max(floor);
-            st.tables.insert(name, Arc::new(t.clone()));
-            tracing::info!(table = %t.name, "table ready");
+            if st.tables.get(&name).map(|x| &**x) != Some(t) {
+                st.tables.insert(name, Arc::new(t.clone()));
+                tracing::info!(table = %t.name, "table ready");
+            }
         }
         Ok(())
     }
