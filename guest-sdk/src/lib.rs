@@ -31,8 +31,8 @@
 //! See `guest-sdk/README.md` for the full guide.
 
 mod ctx;
-pub mod data;
 mod ctx_sessions;
+pub mod data;
 mod error;
 mod payload;
 mod raw;

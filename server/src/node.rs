@@ -107,7 +107,7 @@ impl NodeConfig {
             cluster,
             modules,
             listeners: spec.listen.clone(),
-            cache_dir: Some(topology.base_dir.join(".firefly").join("cache")),
+            cache_dir: Some(topology.cache_dir()),
             storage: Some(topology.storage.clone()),
             metrics: spec.metrics,
         })

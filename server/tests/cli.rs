@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{FIREFLY, stop, workspace};
+use common::{stop, workspace};
 
 /// A running `firefly up`, killed on drop.
 struct Up {
@@ -44,7 +44,7 @@ fn topology(dir: &Path) -> PathBuf {
 fn up(topology: &Path) -> Up {
     let (tx, rx) = mpsc::channel();
     let mut up = Up {
-        child: Command::new(FIREFLY)
+        child: common::firefly()
             .args(["up", "-c"])
             .arg(topology)
             .stdout(Stdio::null())
@@ -78,7 +78,7 @@ fn up(topology: &Path) -> Up {
 }
 
 fn call(addr: &str, args: &[&str]) -> (bool, String) {
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .arg("call")
         .arg(addr)
         .args(args)
@@ -149,7 +149,7 @@ fn up_refuses_an_invalid_topology_with_its_error() {
         "version: 1\ncluster: x\nmodules: {}\nnodes: {}\nbogus: 1\n",
     )
     .unwrap();
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .args(["up", "-c"])
         .arg(&path)
         .output()
@@ -162,7 +162,7 @@ fn up_refuses_an_invalid_topology_with_its_error() {
 #[test]
 fn new_scaffolds_a_module_that_builds_and_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .args(["new", "hello_mod", "--command", "1234", "--dir"])
         .arg(dir.path())
         .output()
@@ -174,7 +174,7 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     );
     let crate_dir = dir.path().join("hello_mod");
     // A shared target dir so the SDK's dependencies compile once per machine, not per run.
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .arg("build")
         .arg(&crate_dir)
         .env(
@@ -213,7 +213,7 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
         "[workspace]\nmembers = [\"a\"]\n",
     )
     .unwrap();
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .args(["new", "second", "--dir"])
         .arg(dir.path())
         .output()
@@ -226,7 +226,7 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     );
 
     // Names that are not valid crate/module names are refused.
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .args(["new", "Bad-Name", "--dir"])
         .arg(dir.path())
         .output()

@@ -19,7 +19,7 @@ use firefly::master::http_request;
 
 mod common;
 
-use common::{FIREFLY, free_addr, free_addr_on, stop, workspace};
+use common::{free_addr, free_addr_on, stop, workspace};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -98,14 +98,25 @@ async fn a_killed_logic_node_is_restarted_and_clients_stay_connected() {
     for _ in 0..4 {
         assert_eq!(&client.request(1, b"ping").await.unwrap()[..], b"ping");
     }
-    let before = status(cluster.admin).await;
+    // Every node answers the master once it has loaded its modules (slow on a busy machine).
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let before = loop {
+        let s = status(cluster.admin).await;
+        let all = ["gate", "logic-1", "logic-2"]
+            .iter()
+            .all(|name| node(&s, name)["healthy"] == true);
+        if all || Instant::now() > deadline {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     for name in ["gate", "logic-1", "logic-2"] {
         assert_eq!(node(&before, name)["healthy"], true, "{before}");
     }
     let victim = node(&before, "logic-2")["pid"].as_u64().unwrap();
 
     // `firefly status` prints the same as a table.
-    let out = Command::new(FIREFLY)
+    let out = common::firefly()
         .args(["status", "-c"])
         .arg(&cluster.topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
@@ -185,7 +196,7 @@ async fn a_killed_logic_node_is_restarted_and_clients_stay_connected() {
 
 /// Starts `firefly up` with extra arguments and waits for `ready` "listening for nodes" lines.
 fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
-    let mut child = Command::new(FIREFLY)
+    let mut child = common::firefly()
         .args(["up", "-c"])
         .arg(topology)
         .args(extra)

@@ -22,7 +22,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{FIREFLY, free_addr, stop, workspace};
+use common::{free_addr, stop, workspace};
 
 const TOKEN: &str = "data-test-admin-token-0123456789";
 
@@ -72,7 +72,7 @@ fn up() -> Cluster {
 
 /// Starts `firefly up` and waits until its three nodes listen.
 fn spawn_up(topology: &Path) -> Child {
-    let mut child = Command::new(FIREFLY)
+    let mut child = common::firefly()
         .args(["up", "-c"])
         .arg(topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
@@ -285,16 +285,20 @@ async fn accounts_register_login_and_inventory_through_the_cluster() {
         .await
         .unwrap();
 
-    // Another session (sticky routing may put it on the other node) sees the same objects.
+    // The same user logging in on another session (sticky routing may put it on the other
+    // node) sees the same objects, and login binds the user, so the earlier session is kicked.
     let mut other = Client::connect(gate).await.unwrap();
-    let mut other2 = Client::connect(gate).await.unwrap();
-    for c in [&mut other, &mut other2] {
-        let _: Value = c.call(202, &creds).await.unwrap();
-        let items: Vec<Value> = c.call(205, &json!(null)).await.unwrap();
-        let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
-        assert_eq!(kinds, ["sword", "potion"]);
+    let _: Value = other.call(202, &creds).await.unwrap();
+    let kicked = ann.call::<_, Value>(205, &json!(null)).await.unwrap_err();
+    if let Some(reply) = kicked.server() {
+        assert_eq!(reply.code, "kicked", "{reply:?}");
     }
+    let items: Vec<Value> = other.call(205, &json!(null)).await.unwrap();
+    let kinds: Vec<&str> = items.iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["sword", "potion"]);
     let _: Value = other.call(206, &json!({"id": sword["id"]})).await.unwrap();
+    let mut ann = Client::connect(gate).await.unwrap();
+    let _: Value = ann.call(202, &creds).await.unwrap();
     let items: Vec<Value> = ann.call(205, &json!(null)).await.unwrap();
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["kind"], "potion");

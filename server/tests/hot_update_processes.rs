@@ -22,7 +22,7 @@ use firefly::master::{http_request, http_request_with_body};
 
 mod common;
 
-use common::{FIREFLY, free_addr, stop, workspace};
+use common::{free_addr, stop, workspace};
 
 const TOKEN: &str = "hot-admin-token-0123456789";
 const SECRET: &str = "hot-test-secret-0123456789";
@@ -83,7 +83,7 @@ impl Cluster {
     }
 
     fn firefly(&self, args: &[&str]) -> Output {
-        Command::new(FIREFLY)
+        common::firefly()
             .args(args)
             .arg("-c")
             .arg(&self.topology)
@@ -130,7 +130,7 @@ impl Cluster {
 }
 
 fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
-    let mut child = Command::new(FIREFLY)
+    let mut child = common::firefly()
         .args(["up", "-c"])
         .arg(topology)
         .args(extra)

@@ -39,8 +39,8 @@ mod accounts {
         pub account: u64,
     }
 
-    /// Which account a session logged in as. (After the session-binding host function lands,
-    /// login also binds the session with `ctx.bind_user`.)
+    /// Which account a session logged in as (login also binds the session to the account's
+    /// user id with `ctx.bind_user`, so other modules can push to the player by user id).
     #[derive(Serialize, Deserialize, Table)]
     #[table(name = "logins")]
     pub struct Login {
@@ -177,6 +177,7 @@ mod accounts {
         // A session that logs in again (as anyone) replaces its login.
         let _ = ctx.delete::<Login>(ctx.session());
         ctx.insert(&login)?;
+        ctx.bind_user(&account.id.to_string())?;
         Ok(Me {
             account: account.id,
             username: account.value.username,
@@ -264,6 +265,7 @@ mod accounts {
     /// Command 207: log out.
     #[handler(207)]
     fn logout(ctx: &mut Ctx, _req: ()) -> Result<()> {
+        ctx.unbind_user()?;
         match ctx.delete::<Login>(ctx.session()) {
             Ok(()) | Err(DataError::NotFound(_)) => Ok(()),
             Err(e) => Err(e.into()),

@@ -8,8 +8,8 @@
 
 mod auto_rollback;
 mod raw;
-mod storage;
 mod sessions_settings;
+mod storage;
 mod units;
 mod validate;
 
@@ -335,3 +335,18 @@ impl Topology {
 
 #[cfg(test)]
 mod tests;
+
+/// The environment variable that moves the cache of precompiled modules (default:
+/// `.firefly/cache` next to the topology file). Artifacts are keyed by content and engine
+/// settings, so one directory can serve many clusters (the tests share one).
+pub const CACHE_DIR_ENV: &str = "FIREFLY_CACHE_DIR";
+
+impl Topology {
+    /// Where nodes and the master of this topology cache precompiled modules.
+    pub fn cache_dir(&self) -> std::path::PathBuf {
+        match std::env::var_os(CACHE_DIR_ENV) {
+            Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
+            _ => self.base_dir.join(".firefly").join("cache"),
+        }
+    }
+}

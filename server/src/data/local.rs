@@ -197,6 +197,11 @@ impl LocalStore {
                 None => schema::check_schema(t)?,
             }
         }
+        let tables: Vec<TableSchema> = tables
+            .iter()
+            .zip(&olds)
+            .map(|(t, old)| schema::merged(old.as_deref(), t))
+            .collect();
         for (t, old) in tables.iter().zip(olds) {
             let sql_err = |e: anyhow::Error| SchemaError {
                 table: t.name.clone(),
@@ -414,7 +419,11 @@ impl LocalStore {
                                 slot.version
                             )));
                         }
-                        (slot.version + 1, Some(Arc::new(object.clone())))
+                        let object = match &slot.object {
+                            Some(stored) => schema::carry_over(stored, object),
+                            None => object.clone(),
+                        };
+                        (slot.version + 1, Some(Arc::new(object)))
                     }
                     Write::Delete(expected) => {
                         if slot.object.is_none() {

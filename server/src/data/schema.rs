@@ -122,6 +122,12 @@ pub fn check_upgrade(old: &TableSchema, new: &TableSchema) -> Result<(), SchemaE
     }
     for f in &old.fields {
         let Some(n) = new.field(&f.name) else {
+            // An optional field the new version does not declare stays in the table, untouched
+            // by that version's writes: this is what lets a rollback run against data a newer
+            // version extended. A required one would make the version's inserts fail.
+            if optional(f) {
+                continue;
+            }
             return Err(err(
                 &new.name,
                 format!(
@@ -394,3 +400,43 @@ pub fn field_of(t: &TableSchema, bytes: &[u8], field: &str) -> Option<SqlValue> 
 
 #[cfg(test)]
 mod tests;
+
+/// The table as stored once `new` is registered over `old`: `new`, plus the optional fields of
+/// `old` it does not declare (their columns and values are kept; see [`check_upgrade`]).
+pub fn merged(old: Option<&TableSchema>, new: &TableSchema) -> TableSchema {
+    let mut out = new.clone();
+    if let Some(old) = old {
+        for f in &old.fields {
+            if out.field(&f.name).is_none() {
+                out.fields.push(f.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The object an update stores: `new`, plus every field of `stored` that `new` does not
+/// mention, so a version that does not know a field (an older one, after a rollback) keeps
+/// its value instead of erasing it. A field `new` sets (even to nil) wins.
+pub fn carry_over(stored: &[u8], new: &[u8]) -> Vec<u8> {
+    let (Ok(Value::Map(old)), Ok(Value::Map(mut fresh))) = (
+        rmpv::decode::read_value(&mut &stored[..]),
+        rmpv::decode::read_value(&mut &new[..]),
+    ) else {
+        return new.to_vec();
+    };
+    let before = fresh.len();
+    for (k, v) in old {
+        if !fresh.iter().any(|(fk, _)| fk.as_str() == k.as_str()) {
+            fresh.push((k, v));
+        }
+    }
+    if fresh.len() == before {
+        return new.to_vec();
+    }
+    let mut out = Vec::with_capacity(new.len() + stored.len());
+    match rmpv::encode::write_value(&mut out, &Value::Map(fresh)) {
+        Ok(()) => out,
+        Err(_) => new.to_vec(),
+    }
+}

@@ -61,6 +61,9 @@ pub struct Runtime {
     cluster: std::sync::OnceLock<Arc<Cluster>>,
     /// Cached database objects; set once, before modules are loaded.
     data: std::sync::OnceLock<Arc<crate::data::Data>>,
+    /// Set for the master's deploy validator, which has no storage: a module's table
+    /// declarations are then checked for validity but not registered anywhere.
+    validate_only: bool,
 }
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -81,7 +84,18 @@ impl Runtime {
     /// (`None` disables the cache). The cache directory must be private to this installation:
     /// precompiled code in it is trusted.
     pub fn new(sessions: Arc<Sessions>, cache_dir: Option<PathBuf>) -> Self {
+        Self::with_mode(sessions, cache_dir, false)
+    }
+
+    /// A runtime that only validates modules (the master's, for deploys): modules load and
+    /// describe themselves as on a node, and their tables are checked but never registered.
+    pub fn validator(sessions: Arc<Sessions>, cache_dir: Option<PathBuf>) -> Self {
+        Self::with_mode(sessions, cache_dir, true)
+    }
+
+    fn with_mode(sessions: Arc<Sessions>, cache_dir: Option<PathBuf>, validate_only: bool) -> Self {
         Self {
+            validate_only,
             engines: Mutex::new(HashMap::new()),
             ticker: EpochTicker::start(),
             cache_dir,

@@ -190,7 +190,12 @@ impl Runtime {
                 manifest.abi
             )));
         }
-        if !manifest.tables.is_empty() {
+        if self.validate_only {
+            for table in &manifest.tables {
+                crate::data::schema::check_schema(table)
+                    .map_err(|e| LoadError::Tables(e.to_string()))?;
+            }
+        } else if !manifest.tables.is_empty() {
             let Some(data) = self.data.get() else {
                 return Err(LoadError::Tables(
                     "the module declares tables but this node has no storage".into(),

@@ -95,13 +95,20 @@ pub fn check_compatible(
     check_table_changes(slot.current_guard().as_ref(), candidate)
 }
 
-/// VALIDATION HOOK for the data layer: refuses a version whose table declarations change in a
-/// way existing data cannot follow (removing or retyping a column, ...). Modules declare no
-/// tables yet, so every change is allowed; the data layer fills this in.
+/// Refuses a version whose table declarations change in a way existing data cannot follow
+/// (changing the key, removing or retyping a field, a new field that is neither nullable nor
+/// defaulted): the same rule the data layer applies against the stored schema when the version
+/// loads, checked here against the version serving now so the message names the deploy.
 pub fn check_table_changes(
-    _current: &ModuleVersion,
-    _candidate: &ModuleVersion,
+    current: &ModuleVersion,
+    candidate: &ModuleVersion,
 ) -> Result<(), DeployError> {
+    for new in &candidate.manifest.tables {
+        if let Some(old) = current.manifest.tables.iter().find(|t| t.name == new.name) {
+            crate::data::schema::check_upgrade(old, new)
+                .map_err(|e| DeployError::Invalid(e.to_string()))?;
+        }
+    }
     Ok(())
 }
 

@@ -109,7 +109,7 @@ impl Master {
             admin_addr = Some(listener.local_addr()?);
             tracing::info!("admin API on http://{}", listener.local_addr()?);
             let sessions = Arc::new(crate::sessions::Sessions::for_node(0));
-            let cache = config.topology.base_dir.join(".firefly").join("cache");
+            let cache = config.topology.cache_dir();
             let state = admin::AdminState {
                 cluster: config.topology.cluster.clone(),
                 token,
@@ -118,7 +118,7 @@ impl Master {
                 stop: stop.clone(),
                 topology: config.topology.clone(),
                 registry,
-                validator: Arc::new(crate::engine::Runtime::new(sessions, Some(cache))),
+                validator: Arc::new(crate::engine::Runtime::validator(sessions, Some(cache))),
                 deployer,
                 deploy_lock: Arc::default(),
             };

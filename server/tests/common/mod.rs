@@ -14,6 +14,17 @@ use std::time::{Duration, Instant};
 /// The `firefly` binary under test.
 pub const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
 
+/// A `firefly` command whose modules compile into the cache the whole test suite shares
+/// (`FIREFLY_CACHE_DIR`), so each module is compiled once per machine, not once per cluster.
+pub fn firefly() -> Command {
+    let mut command = Command::new(FIREFLY);
+    command.env(
+        "FIREFLY_CACHE_DIR",
+        workspace().join("target").join("firefly-test-cache"),
+    );
+    command
+}
+
 /// The workspace root.
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -63,7 +74,7 @@ pub fn free_addr() -> SocketAddr {
 /// echoed to the test's stderr, prefixed `[up]`.
 pub fn up_and_wait(topology: &Path, envs: &[(&str, &str)], ready: usize) -> Child {
     use std::io::{BufRead, BufReader};
-    let mut child = Command::new(FIREFLY)
+    let mut child = firefly()
         .args(["up", "-c"])
         .arg(topology)
         .envs(envs.iter().copied())
