@@ -98,7 +98,7 @@ impl Lease {
         reply: &mut Vec<u8>,
     ) -> CallOutcome {
         let module = &self.module;
-        let started = std::time::Instant::now();
+        let started = crate::metrics::clock::ticks();
         module.stats.calls.inc();
         let mut warm = match self.warm.take() {
             Some(warm) => warm,
@@ -173,9 +173,7 @@ impl Lease {
             module.stats.errors.inc();
         }
         if kind == DispatchKind::Request {
-            module
-                .metrics
-                .record(id, started.elapsed(), result.is_err());
+            module.metrics.record_since(id, started, result.is_err());
         }
         CallOutcome { own_pushes, result }
     }

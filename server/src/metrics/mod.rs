@@ -6,11 +6,11 @@
 //! so a worker thread only ever writes its own cell; a scrape sums the stripes. Served as
 //! plain text on `GET /metrics` by [`http`] when the node's topology entry has `metrics:`.
 
+pub mod clock;
 pub mod http;
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
@@ -73,14 +73,25 @@ fn slot(us: u64) -> usize {
 impl ModuleMetrics {
     /// Metrics for a module handling `commands` (sorted, as in its manifest).
     pub fn for_commands(commands: &[u32]) -> Self {
+        clock::calibrate();
         Self {
             commands: commands.to_vec(),
             cells: commands.iter().map(|_| CommandCells::default()).collect(),
         }
     }
 
-    /// Records one request to `command` that took `elapsed`.
-    pub fn record(&self, command: u32, elapsed: Duration, failed: bool) {
+    /// Records one request to `command` that started at `started` ([`clock::ticks`]) and
+    /// ended now.
+    pub fn record_since(&self, command: u32, started: u64, failed: bool) {
+        self.record_us(
+            command,
+            clock::micros_between(started, clock::ticks()),
+            failed,
+        );
+    }
+
+    /// Records one request to `command` that took `us` microseconds.
+    pub fn record_us(&self, command: u32, us: u64, failed: bool) {
         let Ok(i) = self.commands.binary_search(&command) else {
             return;
         };
@@ -88,7 +99,6 @@ impl ModuleMetrics {
             return;
         };
         let cell = &cells.stripes[stripe()];
-        let us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
         cell.requests.fetch_add(1, Ordering::Relaxed);
         if failed {
             cell.errors.fetch_add(1, Ordering::Relaxed);
@@ -293,10 +303,10 @@ mod tests {
     #[test]
     fn records_per_command_and_renders_cumulative_buckets() {
         let m = ModuleMetrics::for_commands(&[101, 103]);
-        m.record(101, Duration::from_micros(40), false);
-        m.record(101, Duration::from_micros(700), true);
-        m.record(103, Duration::from_secs(9), false);
-        m.record(999, Duration::from_micros(1), false);
+        m.record_us(101, 40, false);
+        m.record_us(101, 700, true);
+        m.record_us(103, 9_000_000, false);
+        m.record_us(999, 1, false);
         let totals = m.totals();
         assert_eq!(totals[0].1.requests, 2);
         assert_eq!(totals[0].1.errors, 1);
