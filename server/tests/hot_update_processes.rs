@@ -202,6 +202,21 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_rollback_refusals_and_restart_through_the_cli() {
     let mut cluster = Cluster::new("");
+    for (command, says) in [
+        ("deploy", "--watch"),
+        ("rollback", "--to <TO>"),
+        ("versions", "<MODULE>"),
+    ] {
+        let out = Command::new(FIREFLY)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && text(&out).contains(says),
+            "{}",
+            text(&out)
+        );
+    }
     cluster.up(&[], 3);
     let mut client = Client::connect(cluster.gate).await.unwrap();
     assert_eq!(whoami(&mut client).await, "v1:hi");
