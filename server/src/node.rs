@@ -246,7 +246,16 @@ impl NodeCore {
             .collect();
         let module = lease.module();
         let result = match outcome.result {
-            Ok(()) => Ok(serde_bytes::ByteBuf::from(reply)),
+            Ok(()) => {
+                tracing::trace!(
+                    session,
+                    command,
+                    module = module.name(),
+                    version = module.version(),
+                    "ok (forwarded)"
+                );
+                Ok(serde_bytes::ByteBuf::from(reply))
+            }
             Err(err) => Err(ErrorReply {
                 command,
                 code: err.code,
@@ -255,6 +264,12 @@ impl NodeCore {
                 version: Some(module.version()),
             }),
         };
+        if let Err(err) = &result {
+            tracing::debug!(
+                session, command, module = module.name(), version = module.version(),
+                code = %err.code, "forwarded request failed: {}", err.message
+            );
+        }
         (pushes, result)
     }
 

@@ -202,6 +202,21 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_rollback_refusals_and_restart_through_the_cli() {
     let mut cluster = Cluster::new("");
+    for (command, says) in [
+        ("deploy", "--watch"),
+        ("rollback", "--to <TO>"),
+        ("versions", "<MODULE>"),
+    ] {
+        let out = Command::new(FIREFLY)
+            .args([command, "--help"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success() && text(&out).contains(says),
+            "{}",
+            text(&out)
+        );
+    }
     cluster.up(&[], 3);
     let mut client = Client::connect(cluster.gate).await.unwrap();
     assert_eq!(whoami(&mut client).await, "v1:hi");
@@ -550,4 +565,84 @@ async fn a_version_that_traps_too_often_is_rolled_back_automatically() {
     }
     let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
     assert_eq!(listed["active"], 3, "{listed}");
+}
+
+/// A module crate outside the repository (a developer's own), serving as `versioned` and
+/// answering `<tag>:<payload>`; it shares `modules/`'s lock file and target directory, so only
+/// the crate itself is compiled.
+fn write_watched_crate(dir: &Path, tag: &str) {
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    let sdk = workspace().join("guest-sdk");
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"watched\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\nfirefly-sdk = {{ path = \"{}\" }}\n\n[workspace]\n\n[profile.release]\nopt-level = 3\nlto = true\ncodegen-units = 1\npanic = \"abort\"\nstrip = \"debuginfo\"\n",
+            sdk.display()
+        ),
+    )
+    .unwrap();
+    if !dir.join("Cargo.lock").exists() {
+        std::fs::copy(
+            workspace().join("modules/Cargo.lock"),
+            dir.join("Cargo.lock"),
+        )
+        .unwrap();
+    }
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        format!(
+            "#[firefly_sdk::module(name = \"versioned\")]\nmod versioned {{\n    use firefly_sdk::prelude::*;\n\n    #[handler(301)]\n    fn whoami(_ctx: &mut Ctx, payload: Raw) -> Result<Raw> {{\n        let mut reply = b\"{tag}:\".to_vec();\n        reply.extend_from_slice(&payload.0);\n        Ok(Raw(reply))\n    }}\n}}\n"
+        ),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_mode_rebuilds_and_deploys_on_save() {
+    let mut cluster = Cluster::new("");
+    cluster.up(&[], 3);
+    let dir = cluster.dir.path().join("watched");
+    write_watched_crate(&dir, "w1");
+    let mut watcher = Command::new(FIREFLY)
+        .args(["deploy", "--watch", "--module", "versioned", "-c"])
+        .arg(&cluster.topology)
+        .arg(&dir)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("CARGO_TARGET_DIR", workspace().join("modules/target"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = watcher.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            eprintln!("[watch] {line}");
+            let _ = tx.send(line);
+        }
+    });
+    let deployed = |rx: &mpsc::Receiver<String>| loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(240))
+            .expect("the watcher never deployed");
+        if line.contains("serving on every node") {
+            return line;
+        }
+        assert!(!line.starts_with("not deployed"), "{line}");
+    };
+    // The first round deploys the sources as they are.
+    let line = deployed(&rx);
+    assert!(line.starts_with("v2 "), "{line}");
+    let mut client = Client::connect(cluster.gate).await.unwrap();
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "w1:hi");
+    }
+    // A save: rebuilt, deployed, answering.
+    write_watched_crate(&dir, "w2");
+    let line = deployed(&rx);
+    assert!(line.starts_with("v3 "), "{line}");
+    for _ in 0..2 {
+        assert_eq!(whoami(&mut client).await, "w2:hi");
+    }
+    let _ = watcher.kill();
+    let _ = watcher.wait();
 }

@@ -33,6 +33,9 @@ pub(crate) struct AdminState {
     pub validator: Arc<crate::engine::Runtime>,
     /// Links to the nodes with a timeout long enough for a compile.
     pub deployer: Arc<Cluster>,
+    /// Links for the background checks (catch-up, automatic rollback): their reconnect
+    /// backoff while nodes start must not make `/status` report nodes unreachable.
+    pub watcher: Arc<Cluster>,
     /// One deploy, rollback or catch-up at a time.
     pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
 }

@@ -23,7 +23,7 @@ async fn sample(
 ) -> (u64, u64) {
     let (mut calls, mut failures) = (0, 0);
     for node in nodes {
-        let Some(peer) = state.peers.peer(node) else {
+        let Some(peer) = state.watcher.peer(node) else {
             continue;
         };
         let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await else {

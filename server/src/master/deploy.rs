@@ -489,7 +489,7 @@ pub(crate) async fn reconcile(state: AdminState) {
         tokio::time::sleep(RECONCILE_EVERY).await;
         for name in &names {
             let name = name.clone();
-            let Some(peer) = state.peers.peer(&name) else {
+            let Some(peer) = state.watcher.peer(&name) else {
                 continue;
             };
             let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await

@@ -78,6 +78,14 @@ impl Master {
             0,
             peers.clone(),
         ));
+        let watcher = Arc::new(Cluster::new(
+            Identity {
+                rpc_timeout: Duration::from_secs(2),
+                ..identity.clone()
+            },
+            0,
+            peers.clone(),
+        ));
         let cluster = Arc::new(Cluster::new(identity, 0, peers));
         // The registry, not the topology's build, says what every node serves; the build
         // becomes version 1 of a module the registry does not know yet.
@@ -120,6 +128,7 @@ impl Master {
                 registry,
                 validator: Arc::new(crate::engine::Runtime::validator(sessions, Some(cache))),
                 deployer,
+                watcher,
                 deploy_lock: Arc::default(),
             };
             let reconcile = tokio::spawn(deploy::reconcile(state.clone()));
