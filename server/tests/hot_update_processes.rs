@@ -207,7 +207,7 @@ async fn deploy_rollback_refusals_and_restart_through_the_cli() {
         ("rollback", "--to <TO>"),
         ("versions", "<MODULE>"),
     ] {
-        let out = Command::new(FIREFLY)
+        let out = common::firefly()
             .args([command, "--help"])
             .output()
             .unwrap();
@@ -603,7 +603,7 @@ async fn watch_mode_rebuilds_and_deploys_on_save() {
     cluster.up(&[], 3);
     let dir = cluster.dir.path().join("watched");
     write_watched_crate(&dir, "w1");
-    let mut watcher = Command::new(FIREFLY)
+    let mut watcher = common::firefly()
         .args(["deploy", "--watch", "--module", "versioned", "-c"])
         .arg(&cluster.topology)
         .arg(&dir)
