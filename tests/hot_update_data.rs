@@ -45,16 +45,8 @@ async fn objects_survive_a_deploy_and_a_rollback_in_both_directions() {
         "version: 1\ncluster: hotdata\nmodules:\n  profile: {{ crate: modules/profile }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [profile]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n  flush_interval: 50ms\n",
         d = dir.path().display()
     );
-    let topology = firefly::config::Topology::parse(&yaml, firefly_testkit::root()).unwrap();
-    let mut config = firefly::NodeConfig::from_topology(
-        &topology,
-        "solo",
-        |m| Ok(firefly_testkit::module_wasm(m)),
-        None,
-    )
-    .unwrap();
-    config.cache_dir = Some(firefly_testkit::cache_dir());
-    let node = firefly::Node::start(config).await.unwrap();
+    let (_topology, mut nodes) = firefly_testkit::start_cluster(&yaml, &["solo"]).await;
+    let node = nodes.remove(0);
     let mut c = Client::connect(node.client_addrs()[0]).await.unwrap();
 
     // Version 1 writes.

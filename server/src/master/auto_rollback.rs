@@ -92,19 +92,28 @@ pub(crate) fn watch(
             let Ok(wasm) = state.registry.wasm(&module, previous) else {
                 return;
             };
-            if let Err(err) = activate(&state, &module, previous, &wasm, &nodes, false).await {
-                tracing::error!(module, "automatic rollback failed: {err}");
-                return;
-            }
+            // Recorded before the swap, so whoever sees the old version serving again also
+            // finds why in the registry; taken back if the rollback itself fails.
+            let record = RolledBack {
+                version,
+                to: previous,
+                time: crate::hot::registry::now(),
+                reason: reason.clone(),
+            };
             let _ = state.registry.update(&module, |index| {
-                index.rolled_back.push(RolledBack {
-                    version,
-                    to: previous,
-                    time: crate::hot::registry::now(),
-                    reason: reason.clone(),
-                });
+                index.rolled_back.push(record.clone());
                 Ok(())
             });
+            if let Err(err) = activate(&state, &module, previous, &wasm, &nodes, false).await {
+                tracing::error!(module, "automatic rollback failed: {err}");
+                let _ = state.registry.update(&module, |index| {
+                    index
+                        .rolled_back
+                        .retain(|r| r.time != record.time || r.version != version);
+                    Ok(())
+                });
+                return;
+            }
             return;
         }
     });
