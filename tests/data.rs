@@ -1,7 +1,8 @@
 //! Cached database objects through real modules (`modules/counters`, `modules/accounts`) on
 //! nodes in this process: CRUD, conflicts, index listing, ids, bad input, schema evolution,
-//! concurrent writers on two nodes. On SQLite always; on PostgreSQL and MariaDB when
-//! `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` are set (required under `CI`).
+//! concurrent writers on two nodes. On SQLite with the embedded cache always; on PostgreSQL,
+//! MariaDB and the Redis cache when `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
+//! `FIREFLY_TEST_REDIS_URL` are set (required under `CI`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -40,6 +41,8 @@ fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map(|d| d.as_nanos()).unwrap_or(0));
     format!("{prefix}{:08x}_", h.finish() as u32)
 }
 
@@ -59,10 +62,24 @@ pub fn service_url(var: &str) -> Option<String> {
     }
 }
 
-/// The `storage:` section for a backend, with a fresh table prefix.
-fn storage(database: &str, dir: &std::path::Path) -> String {
+/// The cache of a test's `storage:` section.
+#[derive(Clone, Copy)]
+enum Cache<'a> {
+    /// Held by this node, journaled in the test's directory.
+    Embedded(&'a str),
+    /// This Redis URL.
+    Redis(&'a str),
+}
+
+/// The `storage:` section for a backend, with a fresh table prefix (SQL tables and Redis
+/// keys alike).
+fn storage(database: &str, cache: Cache<'_>, dir: &std::path::Path) -> String {
+    let cache = match cache {
+        Cache::Embedded(owner) => format!("  owner: {owner}\n  journal: {{dir}}/journal.db\n"),
+        Cache::Redis(url) => format!("  cache: {url}\n  command_timeout: 5s\n"),
+    };
     format!(
-        "storage:\n  database: {database}\n  table_prefix: {}\n  flush_interval: 50ms\n  owner: solo\n  journal: {{dir}}/journal.db\n",
+        "storage:\n  database: {database}\n  table_prefix: {}\n  flush_interval: 50ms\n{cache}",
         unique("t")
     )
     .replace("{dir}", &dir.display().to_string())
@@ -110,9 +127,9 @@ fn counter(id: u64, name: &str, count: i64) -> Counter {
 }
 
 /// Everything a module can do with its tables, and every bad input, on one backend.
-async fn crud_suite(database: &str) {
+async fn crud_suite(database: &str, cache: Cache<'_>) {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = solo(&storage(database, dir.path()));
+    let yaml = solo(&storage(database, cache, dir.path()));
     let (topology, mut nodes) = start_cluster(&yaml, &["solo"]).await;
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
 
@@ -297,7 +314,7 @@ async fn crud_suite(database: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_sqlite() {
-    crud_suite("sqlite://{dir}/data.db").await;
+    crud_suite("sqlite://{dir}/data.db", Cache::Embedded("solo")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +322,7 @@ async fn crud_conflicts_index_ids_and_bad_input_on_postgres() {
     let Some(url) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
         return;
     };
-    crud_suite(&url).await;
+    crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,18 +330,24 @@ async fn crud_conflicts_index_ids_and_bad_input_on_mariadb() {
     let Some(url) = service_url("FIREFLY_TEST_MYSQL_URL") else {
         return;
     };
-    crud_suite(&url).await;
+    crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
-/// gate + l1 (owns the data) + l2, both hosting `counters`; requests alternate between them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_lose_no_update() {
+/// gate + l1 + l2, both hosting `counters`; requests alternate between them. With the
+/// embedded cache l1 holds the data; with Redis both nodes use it directly.
+async fn two_nodes_updating_one_object(cache: Cache<'_>) {
     let dir = tempfile::tempdir().unwrap();
     let (g, a, b) = (free_addr(), free_addr(), free_addr());
     let yaml = format!(
-        "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n  owner: l1\n  flush_interval: 20ms\n",
-        d = dir.path().display()
+        "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\n{}",
+        storage("sqlite://{dir}/data.db", cache, dir.path())
     );
+    let prefix = yaml
+        .split("table_prefix: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap()
+        .to_owned();
     let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
     let gate = nodes[2].client_addrs()[0];
     let mut c = Client::connect(gate).await.unwrap();
@@ -383,18 +406,69 @@ async fn two_nodes_updating_one_object_lose_no_update() {
         assert!(calls > 0, "{} served nothing", node.name());
     }
     // The same count reached SQL.
-    nodes[0].data().unwrap().flush_now().await.unwrap();
+    // Redis: another node may be flushing at this moment; flush until nothing is dirty.
+    for node in &nodes[..2] {
+        node.data().unwrap().flush_now().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in &nodes[..2] {
+        node.data().unwrap().flush_now().await.unwrap();
+    }
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/data.db", dir.path().display()))
         .await
         .unwrap();
-    let (count, version): (i64, i64) =
-        sqlx::query_as("SELECT count, _version FROM counters WHERE id = ?")
-            .bind(id as i64)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    let (count, version): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT count, _version FROM {prefix}counters WHERE id = ?"
+    )))
+    .bind(id as i64)
+    .fetch_one(&pool)
+    .await
+    .unwrap();
     assert_eq!(count, read.counter.count);
     assert_eq!(version as u64, read.version);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_lose_no_update() {
+    two_nodes_updating_one_object(Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_lose_no_update() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object(Cache::Redis(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_sqlite() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    crud_suite("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_postgres() {
+    let (Some(redis), Some(pg)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    crud_suite(&pg, Cache::Redis(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_mariadb() {
+    let (Some(redis), Some(my)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    crud_suite(&my, Cache::Redis(&redis)).await;
 }
 
 fn field(name: &str, ty: FieldType) -> FieldSchema {

@@ -12,7 +12,7 @@ use firefly_abi::data::{FieldType, Key, TableSchema};
 use sha2::{Digest, Sha256};
 use sqlx::{AssertSqlSafe, Row};
 
-use super::schema::SqlValue;
+pub(crate) use super::schema::SqlValue;
 use crate::config::DatabaseSpec;
 
 /// A connection pool to one of the supported databases.
@@ -415,7 +415,7 @@ impl Sql {
     pub async fn write_batch(
         &self,
         prefix: &str,
-        tables: &[(&TableSchema, Vec<RowWrite>)],
+        tables: &[(std::sync::Arc<TableSchema>, Vec<RowWrite>)],
         ids: &[(String, i64)],
     ) -> anyhow::Result<()> {
         let mut statements: Vec<(String, Vec<SqlValue>)> = Vec::new();
@@ -493,18 +493,35 @@ impl Sql {
             }
             groups.push(format!("({})", phs.join(", ")));
         }
+        // A row is only ever replaced by a newer version of itself: two flushers (Redis
+        // mode: any node may flush) can never put an older state over a newer one.
         let key = self.q(&t.key);
-        let updates: Vec<String> = cols
-            .iter()
-            .filter(|c| **c != key)
-            .map(|c| match self.dialect() {
-                Dialect::Mysql => format!("{c} = VALUES({c})"),
-                _ => format!("{c} = excluded.{c}"),
-            })
-            .collect();
+        let version = self.q("_version");
         let conflict = match self.dialect() {
-            Dialect::Mysql => format!("ON DUPLICATE KEY UPDATE {}", updates.join(", ")),
-            _ => format!("ON CONFLICT ({key}) DO UPDATE SET {}", updates.join(", ")),
+            Dialect::Mysql => {
+                // Assignments run left to right: `_version` goes last, so every column
+                // compares against the stored version.
+                let mut updates: Vec<String> = cols
+                    .iter()
+                    .filter(|c| **c != key && **c != version)
+                    .map(|c| format!("{c} = IF(VALUES({version}) > {version}, VALUES({c}), {c})"))
+                    .collect();
+                updates.push(format!(
+                    "{version} = GREATEST({version}, VALUES({version}))"
+                ));
+                format!("ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+            }
+            _ => {
+                let updates: Vec<String> = cols
+                    .iter()
+                    .filter(|c| **c != key)
+                    .map(|c| format!("{c} = excluded.{c}"))
+                    .collect();
+                format!(
+                    "ON CONFLICT ({key}) DO UPDATE SET {} WHERE {table}.{version} < excluded.{version}",
+                    updates.join(", ")
+                )
+            }
         };
         (
             format!(
