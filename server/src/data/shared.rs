@@ -138,6 +138,9 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[2])
     )
 });
 
+/// A dirty mark as HSCAN returns it: object key field, version.
+type Mark = (Vec<u8>, Vec<u8>);
+
 pub(crate) struct RedisStore {
     sql: Sql,
     redis: ConnectionManager,
@@ -482,7 +485,7 @@ impl RedisStore {
             let dirty_key = self.dirty_key(name);
             let mut cursor: u64 = 0;
             loop {
-                let (next, pairs): (u64, Vec<(Vec<u8>, Vec<u8>)>) = redis::cmd("HSCAN")
+                let (next, pairs): (u64, Vec<Mark>) = redis::cmd("HSCAN")
                     .arg(&dirty_key)
                     .arg(cursor)
                     .arg("COUNT")

@@ -185,6 +185,9 @@ pub(super) fn merge_pending<'a>(
     }
 }
 
+/// A flush batch as SQL rows, per table.
+pub(super) type TableRows = Vec<(Arc<TableSchema>, Vec<RowWrite>)>;
+
 /// One object's state on its way to SQL.
 pub(super) struct Dirty<'a> {
     pub table: &'a Arc<str>,
@@ -200,7 +203,7 @@ pub(super) struct Dirty<'a> {
 pub(super) fn rows<'a>(
     tables: &HashMap<Arc<str>, Arc<TableSchema>>,
     batch: impl IntoIterator<Item = Dirty<'a>>,
-) -> (Vec<(Arc<TableSchema>, Vec<RowWrite>)>, Vec<usize>) {
+) -> (TableRows, Vec<usize>) {
     let mut by_table: HashMap<Arc<str>, Vec<RowWrite>> = HashMap::new();
     let mut written = Vec::new();
     for (i, d) in batch.into_iter().enumerate() {
