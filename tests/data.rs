@@ -557,3 +557,118 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
         "{err}"
     );
 }
+
+/// The Redis cache is only a cache: with every key of the cluster gone (a Redis restarted
+/// without persistence, after a flush), objects come back from SQL and ids never repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_redis_cache_is_rebuilt_from_sql() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = solo(&storage(
+        "sqlite://{dir}/data.db",
+        Cache::Redis(&url),
+        dir.path(),
+    ));
+    let prefix = yaml
+        .split("table_prefix: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap()
+        .to_owned();
+    let (_topology, nodes) = start_cluster(&yaml, &["solo"]).await;
+    let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id: u64 = c.call(307, &()).await.unwrap();
+        c.call::<_, u64>(301, &counter(id, "kept", i))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    c.call::<_, i64>(303, &serde_json::json!({"id": ids[0], "by": 10}))
+        .await
+        .unwrap();
+    // Flush until this node has written everything (the flusher may hold the lease).
+    let data = nodes[0].data().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        data.flush_now().await.unwrap();
+        if data.flush_stats().unwrap().flushed_rows >= 5 && data.flush_stats().unwrap().dirty == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("firefly:{prefix}:*"))
+        .query_async(&mut con)
+        .await
+        .unwrap();
+    assert!(keys.iter().any(|k| k.contains(":ids:counters")), "{keys:?}");
+    let _: () = redis::cmd("DEL")
+        .arg(&keys)
+        .query_async(&mut con)
+        .await
+        .unwrap();
+
+    let read: Option<Read> = c
+        .call(302, &serde_json::json!({"id": ids[0]}))
+        .await
+        .unwrap();
+    let read = read.unwrap();
+    assert_eq!(read.counter.count, 10);
+    assert_eq!(read.version, 2);
+    let reds: Vec<u64> = c
+        .call(306, &serde_json::json!({"name": "kept"}))
+        .await
+        .unwrap();
+    assert_eq!(reds, ids);
+    let next: u64 = c.call(307, &()).await.unwrap();
+    assert!(
+        next > ids[4],
+        "id {next} after {}: an id was reused",
+        ids[4]
+    );
+    // Writes go on at the right version.
+    let v: u64 = c
+        .call(
+            304,
+            &serde_json::json!({"id": ids[0], "version": 2, "count": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, 3);
+}
+
+/// A Redis that does not answer is a clear error for the module, never a hang or a trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_cache_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_addr();
+    let yaml = solo(&format!(
+        "storage:\n  database: sqlite://{}/data.db\n  cache: redis://{closed}\n  connect_timeout: 200ms\n  command_timeout: 200ms\n",
+        dir.path().display()
+    ));
+    let topology = firefly::config::Topology::parse(&yaml, firefly_testkit::root()).unwrap();
+    let mut config = firefly::NodeConfig::from_topology(
+        &topology,
+        "solo",
+        |m| Ok(firefly_testkit::module_wasm(m)),
+        None,
+    )
+    .unwrap();
+    config.cache_dir = Some(firefly_testkit::cache_dir());
+    let Err(err) = firefly::Node::start(config).await else {
+        panic!("a node started with its tables' cache unreachable");
+    };
+    let err = format!("{err:#}");
+    assert!(
+        err.contains("connecting to the Redis cache (storage.cache)"),
+        "{err}"
+    );
+}
