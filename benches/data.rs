@@ -6,8 +6,9 @@
 //!    `get`) and command 310 (one `get` + one `update`, journaled before the reply). Beside
 //!    them, in the same run: the echo module (command 1, the request path with no data call)
 //!    and, when `FIREFLY_TEST_REDIS_URL` is set, a raw Redis GET and SET round trip from the
-//!    same process. Reported: requests/s, mean latency, and the ratio to the raw Redis round
-//!    trip. (A Redis-backed cache is not built yet, so there is no "through Redis" row.)
+//!    same process. With that variable set the same two commands run again on a node whose
+//!    cache is that Redis (`cache: redis://…`, objects compared-and-set by Lua scripts).
+//!    Reported: requests/s, mean latency, and the ratio to the raw Redis round trip.
 //! 2. **Flush throughput**: N dirty objects written to SQL by one `flush_now`, in rows/s, beside
 //!    the naive baseline (one INSERT statement per row, in one transaction) on the same
 //!    database: SQLite always, PostgreSQL / MariaDB when `FIREFLY_TEST_POSTGRES_URL` /
@@ -95,12 +96,45 @@ async fn raw_redis(url: &str, n: usize) -> (f64, f64) {
 }
 
 async fn cached_ops(n: usize) {
+    let baseline = match std::env::var("FIREFLY_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some((url.clone(), raw_redis(&url, n).await)),
+        _ => {
+            println!("(FIREFLY_TEST_REDIS_URL unset: no raw Redis baseline, no Redis cache)");
+            None
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ratios = baseline.as_ref().map(|(_, b)| *b);
+    through(
+        "embedded",
+        &format!("  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n"),
+        n,
+        ratios,
+        true,
+    )
+    .await;
+    if let Some((url, _)) = &baseline {
+        let prefix = format!("b{}_", std::process::id());
+        through(
+            "Redis",
+            &format!(
+                "  database: sqlite://{d}/data-redis.db\n  cache: {url}\n  table_prefix: {prefix}\n"
+            ),
+            n,
+            ratios,
+            false,
+        )
+        .await;
+    }
+}
+
+/// get and get + update through a node whose `storage:` section is `storage`.
+async fn through(label: &str, storage: &str, n: usize, baseline: Option<(f64, f64)>, echo: bool) {
     let yaml = format!(
-        "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [echo, counters]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
-        d = dir.path().display()
+        "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [echo, counters]\nstorage:\n{storage}"
     );
-    let (_, nodes) = start_cluster(&yaml, &["solo"]).await;
+    let (_, mut nodes) = start_cluster(&yaml, &["solo"]).await;
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
     let id: u64 = c.call(307, &()).await.unwrap();
     let _: u64 = c
@@ -110,29 +144,24 @@ async fn cached_ops(n: usize) {
         )
         .await
         .unwrap();
-    let baseline = match std::env::var("FIREFLY_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(raw_redis(&url, n).await),
-        _ => {
-            println!("(FIREFLY_TEST_REDIS_URL unset: no raw Redis baseline)");
-            None
-        }
-    };
     let get_req = rmp_serde::to_vec_named(&json!({"id": id})).unwrap();
     let incr_req = rmp_serde::to_vec_named(&json!({"id": id, "by": 1})).unwrap();
     for _ in 0..200 {
         c.request(302, &get_req).await.unwrap();
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        c.request(1, b"0123456789").await.unwrap();
+    if echo {
+        let start = Instant::now();
+        for _ in 0..n {
+            c.request(1, b"0123456789").await.unwrap();
+        }
+        line("echo request (no data call)", n, start.elapsed(), None);
     }
-    line("echo request (no data call)", n, start.elapsed(), None);
     let start = Instant::now();
     for _ in 0..n {
         c.request(302, &get_req).await.unwrap();
     }
     line(
-        "get via host functions (embedded)",
+        &format!("get via host functions ({label})"),
         n,
         start.elapsed(),
         baseline.map(|b| b.0),
@@ -142,11 +171,13 @@ async fn cached_ops(n: usize) {
         c.request(310, &incr_req).await.unwrap();
     }
     line(
-        "get + update via host functions (embedded)",
+        &format!("get + update via host functions ({label})"),
         n,
         start.elapsed(),
         baseline.map(|b| b.1),
     );
+    drop(c);
+    nodes.pop().unwrap().shutdown(Duration::from_secs(5)).await;
 }
 
 fn bench_table() -> TableSchema {
