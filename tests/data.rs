@@ -16,7 +16,7 @@ use firefly::client::{Client, ClientError};
 use firefly::config::{CacheSpec, DatabaseSpec, StorageSpec};
 use firefly::data::Data;
 use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
-use firefly_testkit::{free_addr, start_cluster, start_cluster_node};
+use firefly_testkit::{drop_redis_keys, free_addr, service_url, start_cluster, start_cluster_node};
 use rmpv::Value;
 use serde::{Deserialize, Serialize};
 
@@ -46,19 +46,29 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}{:08x}_", h.finish() as u32)
 }
 
-/// The URL in `var`, or `None` (printing that the test is skipped). Under `CI` a missing
-/// variable fails the test: CI must exercise every backend.
-pub fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set"
-            );
-            eprintln!("skipped: {var} is not set");
-            None
-        }
+/// The `table_prefix` a test topology uses.
+fn prefix_of(yaml: &str) -> String {
+    yaml.split("table_prefix: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Why a node of this one-node topology refuses to start.
+async fn start_error(yaml: &str) -> String {
+    let topology = firefly::config::Topology::parse(yaml, firefly_testkit::root()).unwrap();
+    let mut config = firefly::NodeConfig::from_topology(
+        &topology,
+        "solo",
+        |m| Ok(firefly_testkit::module_wasm(m)),
+        None,
+    )
+    .unwrap();
+    config.cache_dir = Some(firefly_testkit::cache_dir());
+    match firefly::Node::start(config).await {
+        Ok(_) => panic!("the node started:\n{yaml}"),
+        Err(err) => format!("{err:#}"),
     }
 }
 
@@ -342,12 +352,7 @@ async fn two_nodes_updating_one_object(cache: Cache<'_>) {
         "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\n{}",
         storage("sqlite://{dir}/data.db", cache, dir.path())
     );
-    let prefix = yaml
-        .split("table_prefix: ")
-        .nth(1)
-        .and_then(|r| r.lines().next())
-        .unwrap()
-        .to_owned();
+    let prefix = prefix_of(&yaml);
     let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
     let gate = nodes[2].client_addrs()[0];
     let mut c = Client::connect(gate).await.unwrap();
@@ -537,19 +542,8 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
         "version: 1\ncluster: data\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [counters]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
         d = dir.path().display()
     );
-    let topology = firefly::config::Topology::parse(&yaml, firefly_testkit::root()).unwrap();
-    let mut config = firefly::NodeConfig::from_topology(
-        &topology,
-        "solo",
-        |m| Ok(firefly_testkit::module_wasm(m)),
-        None,
-    )
-    .unwrap();
-    config.cache_dir = Some(firefly_testkit::cache_dir());
-    let Err(err) = firefly::Node::start(config).await else {
-        panic!("a module with a destructive table change was loaded");
-    };
-    let err = format!("{err:#}");
+    // A module whose table would be changed destructively is not loaded.
+    let err = start_error(&yaml).await;
     assert!(
         err.contains(
             "tables refused: table `counters`: field `count` changed type from text to int"
@@ -571,12 +565,7 @@ async fn a_lost_redis_cache_is_rebuilt_from_sql() {
         Cache::Redis(&url),
         dir.path(),
     ));
-    let prefix = yaml
-        .split("table_prefix: ")
-        .nth(1)
-        .and_then(|r| r.lines().next())
-        .unwrap()
-        .to_owned();
+    let prefix = prefix_of(&yaml);
     let (_topology, nodes) = start_cluster(&yaml, &["solo"]).await;
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
     let mut ids = Vec::new();
@@ -602,19 +591,10 @@ async fn a_lost_redis_cache_is_rebuilt_from_sql() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    let client = redis::Client::open(url.as_str()).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("firefly:{prefix}:*"))
-        .query_async(&mut con)
-        .await
-        .unwrap();
-    assert!(keys.iter().any(|k| k.contains(":ids:counters")), "{keys:?}");
-    let _: () = redis::cmd("DEL")
-        .arg(&keys)
-        .query_async(&mut con)
-        .await
-        .unwrap();
+    assert!(
+        drop_redis_keys(&url, &prefix).await >= 7,
+        "the cache had fewer keys"
+    );
 
     let read: Option<Read> = c
         .call(302, &serde_json::json!({"id": ids[0]}))
@@ -654,19 +634,7 @@ async fn an_unreachable_redis_cache_is_a_clear_error() {
         "storage:\n  database: sqlite://{}/data.db\n  cache: redis://{closed}\n  connect_timeout: 200ms\n  command_timeout: 200ms\n",
         dir.path().display()
     ));
-    let topology = firefly::config::Topology::parse(&yaml, firefly_testkit::root()).unwrap();
-    let mut config = firefly::NodeConfig::from_topology(
-        &topology,
-        "solo",
-        |m| Ok(firefly_testkit::module_wasm(m)),
-        None,
-    )
-    .unwrap();
-    config.cache_dir = Some(firefly_testkit::cache_dir());
-    let Err(err) = firefly::Node::start(config).await else {
-        panic!("a node started with its tables' cache unreachable");
-    };
-    let err = format!("{err:#}");
+    let err = start_error(&yaml).await;
     assert!(
         err.contains("connecting to the Redis cache (storage.cache)"),
         "{err}"

@@ -23,6 +23,7 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::services::{drop_redis_keys, service_url};
 use common::{free_addr, stop, up_and_wait, workspace};
 
 const TOKEN: &str = "data-test-admin-token-0123456789";
@@ -51,22 +52,6 @@ enum Backend {
     Embedded(String),
     /// The Redis cache at this URL over this database.
     Redis { redis: String, database: String },
-}
-
-/// The URL in `var`, or `None` (printing that the test is skipped). Under `CI` a missing
-/// variable fails the test: CI must exercise every backend.
-fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set"
-            );
-            eprintln!("skipped: {var} is not set");
-            None
-        }
-    }
 }
 
 /// A table (and Redis key) prefix no other run or test uses.
@@ -142,23 +127,8 @@ async fn drop_cache(cluster: &Cluster) {
             }
         }
         Backend::Redis { redis, .. } => {
-            let client = redis::Client::open(redis.as_str()).unwrap();
-            let mut con = client.get_multiplexed_async_connection().await.unwrap();
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("firefly:{}:*", cluster.prefix))
-                .query_async(&mut con)
-                .await
-                .unwrap();
-            assert!(
-                !keys.is_empty(),
-                "no Redis keys for prefix {}",
-                cluster.prefix
-            );
-            let _: () = redis::cmd("DEL")
-                .arg(&keys)
-                .query_async(&mut con)
-                .await
-                .unwrap();
+            let n = drop_redis_keys(redis, &cluster.prefix).await;
+            assert!(n > 0, "no Redis keys for prefix {}", cluster.prefix);
         }
     }
 }

@@ -10,6 +10,7 @@
 //! for it the same way, so nobody ever observes a write that a crash could take back.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -22,7 +23,7 @@ use super::DataError;
 use super::journal::{Journal, Record};
 use super::schema::{self, SchemaError};
 use super::sql::{Sql, SqlValue};
-use super::store::{self, Dirty, Registered, Store, Write};
+use super::store::{self, Dirty, Registered, Store, Write, WriteBehind};
 use crate::config::StorageSpec;
 
 /// Most objects written to SQL in one transaction.
@@ -160,7 +161,7 @@ impl LocalStore {
             journal_failures,
             stop,
         });
-        tokio::spawn(flusher(
+        tokio::spawn(store::flusher(
             Arc::downgrade(&store),
             spec.flush_interval,
             stop_rx,
@@ -274,6 +275,16 @@ impl LocalStore {
                 "the data journal did not commit in time; the write may not have happened".into(),
             )),
         }
+    }
+}
+
+impl WriteBehind for LocalStore {
+    fn flush_all(&self) -> impl Future<Output = anyhow::Result<usize>> + Send {
+        LocalStore::flush_all(self)
+    }
+
+    fn flush_failures(&self) -> &AtomicU64 {
+        &self.flush_failures
     }
 }
 
@@ -516,22 +527,10 @@ impl LocalStore {
         // Wait for the journal to commit what was accepted, so the final flush includes it.
         let last = self.lock().next_seq.saturating_sub(1);
         let _ = self.wait_durable(last).await;
-        for attempt in 0..20 {
-            match self.flush_all().await {
-                Ok(n) => {
-                    tracing::info!(rows = n, "data flushed to SQL");
-                    break;
-                }
-                Err(e) => {
-                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        attempt,
-                        "final flush failed (the journal keeps the data): {e:#}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
+        store::final_flush(&self.flush_failures, "the journal keeps the data", || {
+            self.flush_all()
+        })
+        .await;
         self.journal.close().await;
         self.sql.close().await;
     }
@@ -570,25 +569,5 @@ async fn journal_writer(
         let last = batch.iter().map(Record::seq).max().unwrap_or(0);
         committed.send_modify(|c| *c = (*c).max(last));
         batch.clear();
-    }
-}
-
-/// Flushes every `interval` until stopped; failures are logged, counted and retried at the
-/// next tick (the objects stay dirty, and journaled).
-async fn flusher(
-    store: std::sync::Weak<LocalStore>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(store) = store.upgrade() else { return };
-        if let Err(e) = store.flush_all().await {
-            store.flush_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("flushing data to SQL failed (kept, retried): {e:#}");
-        }
     }
 }

@@ -23,6 +23,7 @@
 //! data to survive a restart of Redis.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -37,7 +38,7 @@ use super::DataError;
 use super::FlushStats;
 use super::schema::{self, SchemaError};
 use super::sql::{Sql, SqlValue};
-use super::store::{self, Dirty, Registered, Store, Write};
+use super::store::{self, Dirty, Registered, Store, Write, WriteBehind};
 use crate::config::{DatabaseSpec, RedisSpec, StorageSpec};
 
 /// Objects read per flush step (and per SQL transaction).
@@ -249,7 +250,7 @@ impl RedisStore {
             meta?;
         }
         store.reload_tables().await?;
-        tokio::spawn(flusher(
+        tokio::spawn(store::flusher(
             Arc::downgrade(&store),
             spec.flush_interval,
             stop_rx,
@@ -580,31 +581,30 @@ impl RedisStore {
     /// Final flush at a graceful stop: waits for another flushing node, retries failures.
     pub async fn shutdown(&self) {
         let _ = self.stop.send(true);
-        for attempt in 0..20 {
-            let result = async {
-                let _one = self.flushing.lock().await;
-                let lease = self.lease("flush", Duration::from_secs(10)).await?;
-                let r = self.flush_locked(&lease).await;
-                self.release(&lease).await;
-                r
-            }
-            .await;
-            match result {
-                Ok(n) => {
-                    tracing::info!(rows = n, "data flushed to SQL");
-                    break;
-                }
-                Err(e) => {
-                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        attempt,
-                        "final flush failed (the objects stay dirty in Redis): {e:#}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
+        let attempt = || async {
+            let _one = self.flushing.lock().await;
+            let lease = self.lease("flush", Duration::from_secs(10)).await?;
+            let r = self.flush_locked(&lease).await;
+            self.release(&lease).await;
+            r
+        };
+        store::final_flush(
+            &self.flush_failures,
+            "the objects stay dirty in Redis",
+            attempt,
+        )
+        .await;
         self.sql.close().await;
+    }
+}
+
+impl WriteBehind for RedisStore {
+    fn flush_all(&self) -> impl Future<Output = anyhow::Result<usize>> + Send {
+        RedisStore::flush_all(self)
+    }
+
+    fn flush_failures(&self) -> &AtomicU64 {
+        &self.flush_failures
     }
 }
 
@@ -771,24 +771,4 @@ async fn check_eviction_policy(redis: &mut ConnectionManager) -> anyhow::Result<
         ),
     }
     Ok(())
-}
-
-/// Flushes every `interval` until stopped; failures are logged, counted and retried at the
-/// next tick (the objects stay dirty in Redis).
-async fn flusher(
-    store: std::sync::Weak<RedisStore>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(store) = store.upgrade() else { return };
-        if let Err(e) = store.flush_all().await {
-            store.flush_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("flushing data to SQL failed (kept, retried): {e:#}");
-        }
-    }
 }

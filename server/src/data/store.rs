@@ -5,13 +5,16 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, Stored, TableSchema};
 
 use super::DataError;
 use super::schema::{self, SchemaError};
 use super::sql::{RowWrite, Sql, SqlValue};
+use tokio::sync::watch;
 
 /// A change to one object.
 pub(super) enum Write {
@@ -282,4 +285,54 @@ pub(super) async fn register_tables(
 /// MessagePack encoding of an answer (these types always encode).
 pub(super) fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
     rmp_serde::to_vec_named(v).unwrap_or_default()
+}
+
+/// What the periodic flusher needs of a store.
+pub(super) trait WriteBehind: Send + Sync + 'static {
+    /// Writes what is dirty to SQL; how many rows.
+    fn flush_all(&self) -> impl Future<Output = anyhow::Result<usize>> + Send;
+    /// Counts failed flushes.
+    fn flush_failures(&self) -> &AtomicU64;
+}
+
+/// Flushes every `interval` until stopped (or the store is gone); failures are logged,
+/// counted and retried at the next tick (the objects stay dirty).
+pub(super) async fn flusher<S: WriteBehind>(
+    store: Weak<S>,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = stop.changed() => return,
+        }
+        let Some(store) = store.upgrade() else { return };
+        if let Err(e) = store.flush_all().await {
+            store.flush_failures().fetch_add(1, Ordering::Relaxed);
+            tracing::error!("flushing data to SQL failed (kept, retried): {e:#}");
+        }
+    }
+}
+
+/// The flush of a graceful stop: `attempt` until it succeeds, at most 20 times; `kept` says
+/// where the data waits meanwhile.
+pub(super) async fn final_flush<F, Fut>(failures: &AtomicU64, kept: &str, mut attempt: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = anyhow::Result<usize>>,
+{
+    for n in 0..20 {
+        match attempt().await {
+            Ok(rows) => {
+                tracing::info!(rows, "data flushed to SQL");
+                return;
+            }
+            Err(e) => {
+                failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(attempt = n, "final flush failed ({kept}): {e:#}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
 }
