@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use firefly::client::Client;
 use firefly::config::{CacheSpec, DatabaseSpec, StorageSpec};
 use firefly::data::Data;
-use firefly_abi::data::{DataOp, FieldSchema, FieldType, TableSchema};
+use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
 use firefly_testkit::start_cluster;
 use serde_json::json;
 
@@ -175,6 +175,23 @@ async fn through(label: &str, storage: &str, n: usize, baseline: Option<(f64, f6
         n,
         start.elapsed(),
         baseline.map(|b| b.1),
+    );
+    // The store alone: the same get straight into the node's data handle, no client or module.
+    let data = nodes[0].data().unwrap();
+    let op = rmp_serde::to_vec_named(&DataOp::Get {
+        table: "counters".into(),
+        key: Key::Int(i64::try_from(id).unwrap()),
+    })
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        data.call(&op).await.unwrap();
+    }
+    line(
+        &format!("get via Data::call, no module ({label})"),
+        n,
+        start.elapsed(),
+        baseline.map(|b| b.0),
     );
     drop(c);
     nodes.pop().unwrap().shutdown(Duration::from_secs(5)).await;
