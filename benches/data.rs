@@ -12,7 +12,9 @@
 //! 2. **Flush throughput**: N dirty objects written to SQL by one `flush_now`, in rows/s, beside
 //!    the naive baseline (one INSERT statement per row, in one transaction) on the same
 //!    database: SQLite always, PostgreSQL / MariaDB when `FIREFLY_TEST_POSTGRES_URL` /
-//!    `FIREFLY_TEST_MYSQL_URL` are set.
+//!    `FIREFLY_TEST_MYSQL_URL` are set; from the embedded cache, and from the Redis cache
+//!    (dirty marks scanned, objects read in pipelines, marks cleared by script) when
+//!    `FIREFLY_TEST_REDIS_URL` is set.
 //!
 //! Run: `cargo bench --bench data -- [--requests 3000] [--rows 20000]`.
 #![allow(
@@ -25,7 +27,7 @@
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
-use firefly::config::{CacheSpec, DatabaseSpec, StorageSpec};
+use firefly::config::{CacheSpec, DatabaseSpec, RedisSpec, StorageSpec};
 use firefly::data::Data;
 use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
 use firefly_testkit::start_cluster;
@@ -216,15 +218,15 @@ fn bench_table() -> TableSchema {
     }
 }
 
-async fn flush(label: &str, database: DatabaseSpec, rows: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("b{}_", std::process::id());
+async fn flush(label: &str, via: &str, database: DatabaseSpec, cache: CacheSpec, rows: usize) {
+    let prefix = format!(
+        "b{}{label}{}_",
+        std::process::id(),
+        via.to_ascii_lowercase()
+    );
     let spec = StorageSpec {
         database: database.clone(),
-        cache: CacheSpec::Embedded {
-            owner: "solo".into(),
-            journal: dir.path().join("journal.db"),
-        },
+        cache,
         flush_interval: Duration::from_secs(3600),
         table_prefix: prefix.clone(),
         max_object: 1 << 16,
@@ -262,7 +264,7 @@ async fn flush(label: &str, database: DatabaseSpec, rows: usize) {
     // Baseline: the same rows, one INSERT per row, in one transaction.
     let naive = naive_inserts(&database, &prefix, rows).await;
     println!(
-        "flush {label:<10} {rows} rows: {flush_rate:>9.0} rows/s; one INSERT per row: {naive:>9.0} rows/s; ratio {:.2}",
+        "flush {label:<10} ({via:<8}) {rows} rows: {flush_rate:>9.0} rows/s; one INSERT per row: {naive:>9.0} rows/s; ratio {:.2}",
         flush_rate / naive
     );
     data.shutdown().await;
@@ -339,26 +341,36 @@ fn main() {
         cached_ops(requests).await;
         println!("== write-behind flush throughput ({rows} rows)");
         let dir = tempfile::tempdir().unwrap();
-        flush(
-            "sqlite",
-            DatabaseSpec::Sqlite(dir.path().join("flush.db")),
-            rows,
-        )
-        .await;
+        let mut databases = vec![("sqlite", DatabaseSpec::Sqlite(dir.path().join("flush.db")))];
         for (label, var) in [
             ("postgres", "FIREFLY_TEST_POSTGRES_URL"),
             ("mariadb", "FIREFLY_TEST_MYSQL_URL"),
         ] {
             match std::env::var(var) {
-                Ok(url) if !url.is_empty() => {
-                    let db = if label == "postgres" {
-                        DatabaseSpec::Postgres(url)
-                    } else {
-                        DatabaseSpec::Mysql(url)
-                    };
-                    flush(label, db, rows).await;
+                Ok(url) if !url.is_empty() && label == "postgres" => {
+                    databases.push((label, DatabaseSpec::Postgres(url)));
                 }
+                Ok(url) if !url.is_empty() => databases.push((label, DatabaseSpec::Mysql(url))),
                 _ => println!("flush {label:<10} skipped: {var} is not set"),
+            }
+        }
+        let redis = std::env::var("FIREFLY_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        for (label, db) in databases {
+            let journal = dir.path().join(format!("journal-{label}.db"));
+            let embedded = CacheSpec::Embedded {
+                owner: "solo".into(),
+                journal,
+            };
+            flush(label, "embedded", db.clone(), embedded, rows).await;
+            if let Some(url) = &redis {
+                let cache = CacheSpec::Redis(RedisSpec {
+                    url: url.clone(),
+                    connect_timeout: Duration::from_secs(2),
+                    command_timeout: Duration::from_secs(5),
+                });
+                flush(label, "Redis", db, cache, rows).await;
             }
         }
     });
