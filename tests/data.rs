@@ -345,12 +345,12 @@ async fn crud_conflicts_index_ids_and_bad_input_on_mariadb() {
 
 /// gate + l1 + l2, both hosting `counters`; requests alternate between them. With the
 /// embedded cache l1 holds the data; with Redis both nodes use it directly.
-async fn two_nodes_updating_one_object(cache: Cache<'_>) {
+async fn two_nodes_updating_one_object(database: &str, cache: Cache<'_>) {
     let dir = tempfile::tempdir().unwrap();
     let (g, a, b) = (free_addr(), free_addr(), free_addr());
     let yaml = format!(
         "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\n{}",
-        storage("sqlite://{dir}/data.db", cache, dir.path())
+        storage(database, cache, dir.path())
     );
     let prefix = prefix_of(&yaml);
     let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
@@ -419,23 +419,60 @@ async fn two_nodes_updating_one_object(cache: Cache<'_>) {
     for node in &nodes[..2] {
         node.data().unwrap().flush_now().await.unwrap();
     }
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/data.db", dir.path().display()))
-        .await
-        .unwrap();
-    let (count, version): (i64, i64) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT count, _version FROM {prefix}counters WHERE id = ?"
-    )))
-    .bind(id as i64)
-    .fetch_one(&pool)
-    .await
-    .unwrap();
+    let database = database.replace("{dir}", &dir.path().display().to_string());
+    let (count, version) = sql_count(&database, &prefix, id).await;
     assert_eq!(count, read.counter.count);
     assert_eq!(version as u64, read.version);
 }
 
+/// `count` and `_version` of counter `id`, read straight from the SQL database.
+async fn sql_count(database: &str, prefix: &str, id: u64) -> (i64, i64) {
+    let pg = |sql: &str| sql.replace('?', "$1");
+    let sql = format!("SELECT count, _version FROM {prefix}counters WHERE id = ?");
+    let id = i64::try_from(id).unwrap();
+    if database.starts_with("sqlite://") {
+        let pool = sqlx::SqlitePool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    } else if database.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(pg(&sql)))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    } else {
+        let pool = sqlx::MySqlPool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_updating_one_object_lose_no_update() {
-    two_nodes_updating_one_object(Cache::Embedded("l1")).await;
+    two_nodes_updating_one_object("sqlite://{dir}/data.db", Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_on_postgres_lose_no_update() {
+    let Some(pg) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object(&pg, Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_on_mariadb_lose_no_update() {
+    let Some(my) = service_url("FIREFLY_TEST_MYSQL_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object(&my, Cache::Embedded("l1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -443,7 +480,29 @@ async fn two_nodes_updating_one_object_through_redis_lose_no_update() {
     let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
         return;
     };
-    two_nodes_updating_one_object(Cache::Redis(&url)).await;
+    two_nodes_updating_one_object("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_on_postgres_lose_no_update() {
+    let (Some(redis), Some(pg)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    two_nodes_updating_one_object(&pg, Cache::Redis(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_on_mariadb_lose_no_update() {
+    let (Some(redis), Some(my)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    two_nodes_updating_one_object(&my, Cache::Redis(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
