@@ -3,7 +3,7 @@
 //! ```yaml
 //! storage:
 //!   database: sqlite://.firefly/data.db   # or postgres://..., mysql://...
-//!   cache: embedded                       # or redis://host:6379[/db]
+//!   cache: embedded                       # or redis://[:password@]host:6379[/db]
 //!   owner: game-1                         # embedded cache: the node that holds the data
 //!   journal: .firefly/journal-game-1.db   # embedded cache: the owner's write-ahead journal
 //!   connect_timeout: 2s                   # Redis cache: connecting
@@ -176,6 +176,12 @@ pub(super) fn validate(
             return Err(invalid(
                 "owner",
                 "only used with `cache: embedded` (with Redis every node reaches the data)",
+            ));
+        }
+        if cache_text.starts_with("rediss://") {
+            return Err(invalid(
+                "cache",
+                "TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network, or a TLS tunnel such as stunnel",
             ));
         }
         if let Err(e) = redis::Client::open(cache_text) {
