@@ -15,13 +15,32 @@ fn cargo() -> String {
 
 /// Makes sure the wasm target's standard library is installed, installing it with rustup when
 /// it is missing.
+///
+/// Several processes may need it at once (parallel test binaries, `firefly up` beside
+/// `firefly build`), and concurrent `rustup target add` runs trip over each other's downloads,
+/// so the check and the install happen under a lock file.
 pub fn ensure_wasm_target() -> anyhow::Result<()> {
     let sysroot = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
         .context("cannot run rustc: is the Rust toolchain installed?")?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
-    if sysroot.join("lib/rustlib").join(WASM_TARGET).exists() {
+    let target_dir = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim())
+        .join("lib/rustlib")
+        .join(WASM_TARGET);
+    // Taken even when the target looks installed: a half-finished install by another process
+    // has the directory already.
+    let lock_path = std::env::temp_dir().join("firefly-rustup-target.lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        // Made by another user: a read-only handle locks just as well.
+        .or_else(|_| std::fs::File::open(&lock_path))
+        .with_context(|| format!("cannot open the install lock {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot take the install lock {}", lock_path.display()))?;
+    if target_dir.exists() {
         return Ok(());
     }
     tracing::info!("installing the {WASM_TARGET} target with rustup");
