@@ -325,11 +325,11 @@ impl Lease {
         if errors > 0 {
             module.stats.errors.add(errors);
         }
-        for (outcome, (command, _)) in done.iter().zip(&batch.requests[first..]) {
-            module
-                .metrics
-                .record_us(*command, outcome.micros, outcome.result.is_err());
-        }
+        module.metrics.record_many(
+            done.iter()
+                .zip(&batch.requests[first..])
+                .map(|(o, (command, _))| (*command, o.micros, o.result.is_err())),
+        );
         if keep && warm.uses < MAX_USES {
             self.warm = Some(warm);
         } else {

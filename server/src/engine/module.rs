@@ -120,6 +120,15 @@ impl ModuleVersion {
             .store(false, std::sync::atomic::Ordering::Release);
     }
 
+    /// Whether this version serves `command` right now: it handles it and has not been retired
+    /// by a newer version. One load and a binary search, where the router look-up is two
+    /// `ArcSwap` loads; a version that is not retired is its slot's current one (a swap makes
+    /// the new version current first, then retires the old one).
+    pub fn serves(&self, command: u32) -> bool {
+        !self.retired.load(std::sync::atomic::Ordering::Acquire)
+            && self.manifest.commands.binary_search(&command).is_ok()
+    }
+
     /// Whether the module exports batched dispatch (`__firefly_dispatch_batch`): pipelined
     /// requests then share one entry into the guest. Modules built by an older SDK do not.
     pub fn batched(&self) -> bool {

@@ -23,6 +23,10 @@ use crate::sessions::{Attached, KickReason, Outbound};
 /// Replies are flushed once this much is buffered, even mid-batch.
 const FLUSH_AT: usize = 64 * 1024;
 
+/// Free space guaranteed to every read: the connection's initial buffer size, so an idle
+/// connection holds no more than before (the bare echo baseline keeps 8 KiB).
+const READ_SPARE: usize = 4096;
+
 /// Most requests served by one batched entry into a module (each still has its own limits).
 const MAX_BATCH: usize = 64;
 
@@ -42,7 +46,7 @@ pub(super) async fn run<T: Transport>(
     node.session_event(DispatchKind::Connect, first).await;
 
     let idle = shared.settings.idle_timeout;
-    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut rbuf = BytesMut::with_capacity(READ_SPARE);
     let mut wbuf = BytesMut::with_capacity(4096);
     let mut scratch = Scratch::default();
     let mut last_read = Instant::now();
@@ -52,6 +56,12 @@ pub(super) async fn run<T: Transport>(
     tokio::pin!(sleep);
 
     let end = loop {
+        // Every read gets room for a few pipelined batches. Without this the spare capacity
+        // shrinks as frames are split off the front, and reads near the end of the buffer
+        // return a frame or two (or half of one) each: more reads, more wake-ups, smaller
+        // batches. Once the frames of the last read are dropped this reclaims the same
+        // allocation instead of growing.
+        rbuf.reserve(READ_SPARE);
         tokio::select! {
             biased;
             read = stream.read(&mut rbuf) => {
@@ -73,7 +83,7 @@ pub(super) async fn run<T: Transport>(
                 }
                 if rbuf.is_empty() && rbuf.capacity() > 256 * 1024 {
                     // A large frame passed through; do not keep its buffer for an idle client.
-                    rbuf = BytesMut::with_capacity(4096);
+                    rbuf = BytesMut::with_capacity(READ_SPARE);
                 }
             }
             msg = slot.rx.recv() => {
@@ -215,7 +225,10 @@ async fn process<T: Transport>(
                     session_request(shared, slot, &frame.payload, wbuf, scratch);
                     continue;
                 }
-                let route = node.local_route(command, scratch.lease.as_ref());
+                let route = match scratch.lease.as_ref() {
+                    Some(lease) if lease.module().serves(command) => LocalRoute::Same,
+                    lease => node.local_route(command, lease),
+                };
                 if let LocalRoute::Other(version) = route {
                     // Requests queued for another module (or an older version) go first: a batch
                     // runs entirely on the version it leased.
