@@ -46,7 +46,8 @@ pub struct Batch {
 pub(crate) struct Outcome {
     pushes: Vec<(u32, Bytes)>,
     result: Result<Range<usize>, CallError>,
-    /// Time from `request_next` to `request_done`, for the per-command metrics.
+    /// Time from `request_next` to `request_done`, for the per-command metrics (requests
+    /// served by a single call record their own, and leave this 0).
     micros: u64,
 }
 
@@ -230,7 +231,6 @@ impl Lease {
             return;
         };
         let (command, payload) = (*command, std::mem::take(payload));
-        let started = clock::ticks();
         let mut reply = std::mem::take(&mut batch.single);
         let outcome = self
             .call(DispatchKind::Request, command, session, payload, &mut reply)
@@ -244,7 +244,8 @@ impl Lease {
         batch.outcomes.push(Outcome {
             pushes: outcome.own_pushes,
             result,
-            micros: clock::micros_between(started, clock::ticks()),
+            // `call` recorded this request's metrics itself.
+            micros: 0,
         });
     }
 
