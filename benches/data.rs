@@ -6,12 +6,15 @@
 //!    `get`) and command 310 (one `get` + one `update`, journaled before the reply). Beside
 //!    them, in the same run: the echo module (command 1, the request path with no data call)
 //!    and, when `FIREFLY_TEST_REDIS_URL` is set, a raw Redis GET and SET round trip from the
-//!    same process. Reported: requests/s, mean latency, and the ratio to the raw Redis round
-//!    trip. (A Redis-backed cache is not built yet, so there is no "through Redis" row.)
+//!    same process. With that variable set the same two commands run again on a node whose
+//!    cache is that Redis (`cache: redis://…`, objects compared-and-set by Lua scripts).
+//!    Reported: requests/s, mean latency, and the ratio to the raw Redis round trip.
 //! 2. **Flush throughput**: N dirty objects written to SQL by one `flush_now`, in rows/s, beside
 //!    the naive baseline (one INSERT statement per row, in one transaction) on the same
 //!    database: SQLite always, PostgreSQL / MariaDB when `FIREFLY_TEST_POSTGRES_URL` /
-//!    `FIREFLY_TEST_MYSQL_URL` are set.
+//!    `FIREFLY_TEST_MYSQL_URL` are set; from the embedded cache, and from the Redis cache
+//!    (dirty marks scanned, objects read in pipelines, marks cleared by script) when
+//!    `FIREFLY_TEST_REDIS_URL` is set.
 //!
 //! Run: `cargo bench --bench data -- [--requests 3000] [--rows 20000]`.
 #![allow(
@@ -24,9 +27,9 @@
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
-use firefly::config::{CacheSpec, DatabaseSpec, StorageSpec};
+use firefly::config::{CacheSpec, DatabaseSpec, RedisSpec, StorageSpec};
 use firefly::data::Data;
-use firefly_abi::data::{DataOp, FieldSchema, FieldType, TableSchema};
+use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
 use firefly_testkit::start_cluster;
 use serde_json::json;
 
@@ -95,12 +98,45 @@ async fn raw_redis(url: &str, n: usize) -> (f64, f64) {
 }
 
 async fn cached_ops(n: usize) {
+    let baseline = match std::env::var("FIREFLY_TEST_REDIS_URL") {
+        Ok(url) if !url.is_empty() => Some((url.clone(), raw_redis(&url, n).await)),
+        _ => {
+            println!("(FIREFLY_TEST_REDIS_URL unset: no raw Redis baseline, no Redis cache)");
+            None
+        }
+    };
     let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let ratios = baseline.as_ref().map(|(_, b)| *b);
+    through(
+        "embedded",
+        &format!("  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n"),
+        n,
+        ratios,
+        true,
+    )
+    .await;
+    if let Some((url, _)) = &baseline {
+        let prefix = format!("b{}_", std::process::id());
+        through(
+            "Redis",
+            &format!(
+                "  database: sqlite://{d}/data-redis.db\n  cache: {url}\n  table_prefix: {prefix}\n"
+            ),
+            n,
+            ratios,
+            false,
+        )
+        .await;
+    }
+}
+
+/// get and get + update through a node whose `storage:` section is `storage`.
+async fn through(label: &str, storage: &str, n: usize, baseline: Option<(f64, f64)>, echo: bool) {
     let yaml = format!(
-        "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [echo, counters]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
-        d = dir.path().display()
+        "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [echo, counters]\nstorage:\n{storage}"
     );
-    let (_, nodes) = start_cluster(&yaml, &["solo"]).await;
+    let (_, mut nodes) = start_cluster(&yaml, &["solo"]).await;
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
     let id: u64 = c.call(307, &()).await.unwrap();
     let _: u64 = c
@@ -110,29 +146,24 @@ async fn cached_ops(n: usize) {
         )
         .await
         .unwrap();
-    let baseline = match std::env::var("FIREFLY_TEST_REDIS_URL") {
-        Ok(url) if !url.is_empty() => Some(raw_redis(&url, n).await),
-        _ => {
-            println!("(FIREFLY_TEST_REDIS_URL unset: no raw Redis baseline)");
-            None
-        }
-    };
     let get_req = rmp_serde::to_vec_named(&json!({"id": id})).unwrap();
     let incr_req = rmp_serde::to_vec_named(&json!({"id": id, "by": 1})).unwrap();
     for _ in 0..200 {
         c.request(302, &get_req).await.unwrap();
     }
-    let start = Instant::now();
-    for _ in 0..n {
-        c.request(1, b"0123456789").await.unwrap();
+    if echo {
+        let start = Instant::now();
+        for _ in 0..n {
+            c.request(1, b"0123456789").await.unwrap();
+        }
+        line("echo request (no data call)", n, start.elapsed(), None);
     }
-    line("echo request (no data call)", n, start.elapsed(), None);
     let start = Instant::now();
     for _ in 0..n {
         c.request(302, &get_req).await.unwrap();
     }
     line(
-        "get via host functions (embedded)",
+        &format!("get via host functions ({label})"),
         n,
         start.elapsed(),
         baseline.map(|b| b.0),
@@ -142,11 +173,30 @@ async fn cached_ops(n: usize) {
         c.request(310, &incr_req).await.unwrap();
     }
     line(
-        "get + update via host functions (embedded)",
+        &format!("get + update via host functions ({label})"),
         n,
         start.elapsed(),
         baseline.map(|b| b.1),
     );
+    // The store alone: the same get straight into the node's data handle, no client or module.
+    let data = nodes[0].data().unwrap();
+    let op = rmp_serde::to_vec_named(&DataOp::Get {
+        table: "counters".into(),
+        key: Key::Int(i64::try_from(id).unwrap()),
+    })
+    .unwrap();
+    let start = Instant::now();
+    for _ in 0..n {
+        data.call(&op).await.unwrap();
+    }
+    line(
+        &format!("get via Data::call, no module ({label})"),
+        n,
+        start.elapsed(),
+        baseline.map(|b| b.0),
+    );
+    drop(c);
+    nodes.pop().unwrap().shutdown(Duration::from_secs(5)).await;
 }
 
 fn bench_table() -> TableSchema {
@@ -168,15 +218,15 @@ fn bench_table() -> TableSchema {
     }
 }
 
-async fn flush(label: &str, database: DatabaseSpec, rows: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let prefix = format!("b{}_", std::process::id());
+async fn flush(label: &str, via: &str, database: DatabaseSpec, cache: CacheSpec, rows: usize) {
+    let prefix = format!(
+        "b{}{label}{}_",
+        std::process::id(),
+        via.to_ascii_lowercase()
+    );
     let spec = StorageSpec {
         database: database.clone(),
-        cache: CacheSpec::Embedded {
-            owner: "solo".into(),
-            journal: dir.path().join("journal.db"),
-        },
+        cache,
         flush_interval: Duration::from_secs(3600),
         table_prefix: prefix.clone(),
         max_object: 1 << 16,
@@ -214,7 +264,7 @@ async fn flush(label: &str, database: DatabaseSpec, rows: usize) {
     // Baseline: the same rows, one INSERT per row, in one transaction.
     let naive = naive_inserts(&database, &prefix, rows).await;
     println!(
-        "flush {label:<10} {rows} rows: {flush_rate:>9.0} rows/s; one INSERT per row: {naive:>9.0} rows/s; ratio {:.2}",
+        "flush {label:<10} ({via:<8}) {rows} rows: {flush_rate:>9.0} rows/s; one INSERT per row: {naive:>9.0} rows/s; ratio {:.2}",
         flush_rate / naive
     );
     data.shutdown().await;
@@ -291,26 +341,36 @@ fn main() {
         cached_ops(requests).await;
         println!("== write-behind flush throughput ({rows} rows)");
         let dir = tempfile::tempdir().unwrap();
-        flush(
-            "sqlite",
-            DatabaseSpec::Sqlite(dir.path().join("flush.db")),
-            rows,
-        )
-        .await;
+        let mut databases = vec![("sqlite", DatabaseSpec::Sqlite(dir.path().join("flush.db")))];
         for (label, var) in [
             ("postgres", "FIREFLY_TEST_POSTGRES_URL"),
             ("mariadb", "FIREFLY_TEST_MYSQL_URL"),
         ] {
             match std::env::var(var) {
-                Ok(url) if !url.is_empty() => {
-                    let db = if label == "postgres" {
-                        DatabaseSpec::Postgres(url)
-                    } else {
-                        DatabaseSpec::Mysql(url)
-                    };
-                    flush(label, db, rows).await;
+                Ok(url) if !url.is_empty() && label == "postgres" => {
+                    databases.push((label, DatabaseSpec::Postgres(url)));
                 }
+                Ok(url) if !url.is_empty() => databases.push((label, DatabaseSpec::Mysql(url))),
                 _ => println!("flush {label:<10} skipped: {var} is not set"),
+            }
+        }
+        let redis = std::env::var("FIREFLY_TEST_REDIS_URL")
+            .ok()
+            .filter(|u| !u.is_empty());
+        for (label, db) in databases {
+            let journal = dir.path().join(format!("journal-{label}.db"));
+            let embedded = CacheSpec::Embedded {
+                owner: "solo".into(),
+                journal,
+            };
+            flush(label, "embedded", db.clone(), embedded, rows).await;
+            if let Some(url) = &redis {
+                let cache = CacheSpec::Redis(RedisSpec {
+                    url: url.clone(),
+                    connect_timeout: Duration::from_secs(2),
+                    command_timeout: Duration::from_secs(5),
+                });
+                flush(label, "Redis", db, cache, rows).await;
             }
         }
     });

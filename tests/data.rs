@@ -1,7 +1,8 @@
 //! Cached database objects through real modules (`modules/counters`, `modules/accounts`) on
 //! nodes in this process: CRUD, conflicts, index listing, ids, bad input, schema evolution,
-//! concurrent writers on two nodes. On SQLite always; on PostgreSQL and MariaDB when
-//! `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` are set (required under `CI`).
+//! concurrent writers on two nodes. On SQLite with the embedded cache always; on PostgreSQL,
+//! MariaDB and the Redis cache when `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
+//! `FIREFLY_TEST_REDIS_URL` are set (required under `CI`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -15,7 +16,7 @@ use firefly::client::{Client, ClientError};
 use firefly::config::{CacheSpec, DatabaseSpec, StorageSpec};
 use firefly::data::Data;
 use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
-use firefly_testkit::{free_addr, start_cluster, start_cluster_node};
+use firefly_testkit::{drop_redis_keys, free_addr, service_url, start_cluster, start_cluster_node};
 use rmpv::Value;
 use serde::{Deserialize, Serialize};
 
@@ -40,29 +41,55 @@ fn unique(prefix: &str) -> String {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u32(std::process::id());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map(|d| d.as_nanos()).unwrap_or(0));
     format!("{prefix}{:08x}_", h.finish() as u32)
 }
 
-/// The URL in `var`, or `None` (printing that the test is skipped). Under `CI` a missing
-/// variable fails the test: CI must exercise every backend.
-pub fn service_url(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set"
-            );
-            eprintln!("skipped: {var} is not set");
-            None
-        }
+/// The `table_prefix` a test topology uses.
+fn prefix_of(yaml: &str) -> String {
+    yaml.split("table_prefix: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap()
+        .to_owned()
+}
+
+/// Why a node of this one-node topology refuses to start.
+async fn start_error(yaml: &str) -> String {
+    let topology = firefly::config::Topology::parse(yaml, firefly_testkit::root()).unwrap();
+    let mut config = firefly::NodeConfig::from_topology(
+        &topology,
+        "solo",
+        |m| Ok(firefly_testkit::module_wasm(m)),
+        None,
+    )
+    .unwrap();
+    config.cache_dir = Some(firefly_testkit::cache_dir());
+    match firefly::Node::start(config).await {
+        Ok(_) => panic!("the node started:\n{yaml}"),
+        Err(err) => format!("{err:#}"),
     }
 }
 
-/// The `storage:` section for a backend, with a fresh table prefix.
-fn storage(database: &str, dir: &std::path::Path) -> String {
+/// The cache of a test's `storage:` section.
+#[derive(Clone, Copy)]
+enum Cache<'a> {
+    /// Held by this node, journaled in the test's directory.
+    Embedded(&'a str),
+    /// This Redis URL.
+    Redis(&'a str),
+}
+
+/// The `storage:` section for a backend, with a fresh table prefix (SQL tables and Redis
+/// keys alike).
+fn storage(database: &str, cache: Cache<'_>, dir: &std::path::Path) -> String {
+    let cache = match cache {
+        Cache::Embedded(owner) => format!("  owner: {owner}\n  journal: {{dir}}/journal.db\n"),
+        Cache::Redis(url) => format!("  cache: {url}\n  command_timeout: 5s\n"),
+    };
     format!(
-        "storage:\n  database: {database}\n  table_prefix: {}\n  flush_interval: 50ms\n  owner: solo\n  journal: {{dir}}/journal.db\n",
+        "storage:\n  database: {database}\n  table_prefix: {}\n  flush_interval: 50ms\n{cache}",
         unique("t")
     )
     .replace("{dir}", &dir.display().to_string())
@@ -110,9 +137,9 @@ fn counter(id: u64, name: &str, count: i64) -> Counter {
 }
 
 /// Everything a module can do with its tables, and every bad input, on one backend.
-async fn crud_suite(database: &str) {
+async fn crud_suite(database: &str, cache: Cache<'_>) {
     let dir = tempfile::tempdir().unwrap();
-    let yaml = solo(&storage(database, dir.path()));
+    let yaml = solo(&storage(database, cache, dir.path()));
     let (topology, mut nodes) = start_cluster(&yaml, &["solo"]).await;
     let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
 
@@ -297,7 +324,7 @@ async fn crud_suite(database: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_sqlite() {
-    crud_suite("sqlite://{dir}/data.db").await;
+    crud_suite("sqlite://{dir}/data.db", Cache::Embedded("solo")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,7 +332,7 @@ async fn crud_conflicts_index_ids_and_bad_input_on_postgres() {
     let Some(url) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
         return;
     };
-    crud_suite(&url).await;
+    crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -313,18 +340,19 @@ async fn crud_conflicts_index_ids_and_bad_input_on_mariadb() {
     let Some(url) = service_url("FIREFLY_TEST_MYSQL_URL") else {
         return;
     };
-    crud_suite(&url).await;
+    crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
-/// gate + l1 (owns the data) + l2, both hosting `counters`; requests alternate between them.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_lose_no_update() {
+/// gate + l1 + l2, both hosting `counters`; requests alternate between them. With the
+/// embedded cache l1 holds the data; with Redis both nodes use it directly.
+async fn two_nodes_updating_one_object(database: &str, cache: Cache<'_>) {
     let dir = tempfile::tempdir().unwrap();
     let (g, a, b) = (free_addr(), free_addr(), free_addr());
     let yaml = format!(
-        "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n  owner: l1\n  flush_interval: 20ms\n",
-        d = dir.path().display()
+        "version: 1\ncluster: data\nmaster:\n  rpc_timeout: 5s\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"301-310\", to: [l1, l2], policy: round_robin }}\n  l1: {{ rpc: {a}, modules: [counters] }}\n  l2: {{ rpc: {b}, modules: [counters] }}\n{}",
+        storage(database, cache, dir.path())
     );
+    let prefix = prefix_of(&yaml);
     let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
     let gate = nodes[2].client_addrs()[0];
     let mut c = Client::connect(gate).await.unwrap();
@@ -383,18 +411,128 @@ async fn two_nodes_updating_one_object_lose_no_update() {
         assert!(calls > 0, "{} served nothing", node.name());
     }
     // The same count reached SQL.
-    nodes[0].data().unwrap().flush_now().await.unwrap();
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}/data.db", dir.path().display()))
-        .await
-        .unwrap();
-    let (count, version): (i64, i64) =
-        sqlx::query_as("SELECT count, _version FROM counters WHERE id = ?")
-            .bind(id as i64)
-            .fetch_one(&pool)
-            .await
-            .unwrap();
+    // Redis: another node may be flushing at this moment; flush until nothing is dirty.
+    for node in &nodes[..2] {
+        node.data().unwrap().flush_now().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for node in &nodes[..2] {
+        node.data().unwrap().flush_now().await.unwrap();
+    }
+    let database = database.replace("{dir}", &dir.path().display().to_string());
+    let (count, version) = sql_count(&database, &prefix, id).await;
     assert_eq!(count, read.counter.count);
     assert_eq!(version as u64, read.version);
+}
+
+/// `count` and `_version` of counter `id`, read straight from the SQL database.
+async fn sql_count(database: &str, prefix: &str, id: u64) -> (i64, i64) {
+    let pg = |sql: &str| sql.replace('?', "$1");
+    let sql = format!("SELECT count, _version FROM {prefix}counters WHERE id = ?");
+    let id = i64::try_from(id).unwrap();
+    if database.starts_with("sqlite://") {
+        let pool = sqlx::SqlitePool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    } else if database.starts_with("postgres") {
+        let pool = sqlx::PgPool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(pg(&sql)))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    } else {
+        let pool = sqlx::MySqlPool::connect(database).await.unwrap();
+        sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_lose_no_update() {
+    two_nodes_updating_one_object("sqlite://{dir}/data.db", Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_on_postgres_lose_no_update() {
+    let Some(pg) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object(&pg, Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_on_mariadb_lose_no_update() {
+    let Some(my) = service_url("FIREFLY_TEST_MYSQL_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object(&my, Cache::Embedded("l1")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_lose_no_update() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    two_nodes_updating_one_object("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_on_postgres_lose_no_update() {
+    let (Some(redis), Some(pg)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    two_nodes_updating_one_object(&pg, Cache::Redis(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_updating_one_object_through_redis_on_mariadb_lose_no_update() {
+    let (Some(redis), Some(my)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    two_nodes_updating_one_object(&my, Cache::Redis(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_sqlite() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    crud_suite("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_postgres() {
+    let (Some(redis), Some(pg)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    crud_suite(&pg, Cache::Redis(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_mariadb() {
+    let (Some(redis), Some(my)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    crud_suite(&my, Cache::Redis(&redis)).await;
 }
 
 fn field(name: &str, ty: FieldType) -> FieldSchema {
@@ -463,23 +601,101 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
         "version: 1\ncluster: data\nmodules:\n  counters: {{ crate: modules/counters }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [counters]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
         d = dir.path().display()
     );
-    let topology = firefly::config::Topology::parse(&yaml, firefly_testkit::root()).unwrap();
-    let mut config = firefly::NodeConfig::from_topology(
-        &topology,
-        "solo",
-        |m| Ok(firefly_testkit::module_wasm(m)),
-        None,
-    )
-    .unwrap();
-    config.cache_dir = Some(firefly_testkit::cache_dir());
-    let Err(err) = firefly::Node::start(config).await else {
-        panic!("a module with a destructive table change was loaded");
-    };
-    let err = format!("{err:#}");
+    // A module whose table would be changed destructively is not loaded.
+    let err = start_error(&yaml).await;
     assert!(
         err.contains(
             "tables refused: table `counters`: field `count` changed type from text to int"
         ),
+        "{err}"
+    );
+}
+
+/// The Redis cache is only a cache: with every key of the cluster gone (a Redis restarted
+/// without persistence, after a flush), objects come back from SQL and ids never repeat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_redis_cache_is_rebuilt_from_sql() {
+    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = solo(&storage(
+        "sqlite://{dir}/data.db",
+        Cache::Redis(&url),
+        dir.path(),
+    ));
+    let prefix = prefix_of(&yaml);
+    let (_topology, nodes) = start_cluster(&yaml, &["solo"]).await;
+    let mut c = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let id: u64 = c.call(307, &()).await.unwrap();
+        c.call::<_, u64>(301, &counter(id, "kept", i))
+            .await
+            .unwrap();
+        ids.push(id);
+    }
+    c.call::<_, i64>(303, &serde_json::json!({"id": ids[0], "by": 10}))
+        .await
+        .unwrap();
+    // Flush until this node has written everything (the flusher may hold the lease).
+    let data = nodes[0].data().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        data.flush_now().await.unwrap();
+        if data.flush_stats().unwrap().flushed_rows >= 5 && data.flush_stats().unwrap().dirty == 0 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never flushed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    assert!(
+        drop_redis_keys(&url, &prefix).await >= 7,
+        "the cache had fewer keys"
+    );
+
+    let read: Option<Read> = c
+        .call(302, &serde_json::json!({"id": ids[0]}))
+        .await
+        .unwrap();
+    let read = read.unwrap();
+    assert_eq!(read.counter.count, 10);
+    assert_eq!(read.version, 2);
+    let reds: Vec<u64> = c
+        .call(306, &serde_json::json!({"name": "kept"}))
+        .await
+        .unwrap();
+    assert_eq!(reds, ids);
+    let next: u64 = c.call(307, &()).await.unwrap();
+    assert!(
+        next > ids[4],
+        "id {next} after {}: an id was reused",
+        ids[4]
+    );
+    // Writes go on at the right version.
+    let v: u64 = c
+        .call(
+            304,
+            &serde_json::json!({"id": ids[0], "version": 2, "count": 1}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v, 3);
+}
+
+/// A Redis that does not answer is a clear error for the module, never a hang or a trap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_redis_cache_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = free_addr();
+    let yaml = solo(&format!(
+        "storage:\n  database: sqlite://{}/data.db\n  cache: redis://{closed}\n  connect_timeout: 200ms\n  command_timeout: 200ms\n",
+        dir.path().display()
+    ));
+    let err = start_error(&yaml).await;
+    assert!(
+        err.contains("connecting to the Redis cache (storage.cache)"),
         "{err}"
     );
 }

@@ -307,6 +307,7 @@ impl NodeCore {
             sessions: self.sessions.len() as u64,
             gate_requests: stats.requests.get(),
             gate_errors: stats.errors.get(),
+            data: self.data.as_ref().and_then(|d| d.flush_stats()),
             modules: self
                 .slots
                 .iter()

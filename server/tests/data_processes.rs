@@ -1,7 +1,10 @@
 //! Cached database objects in a real multi-process cluster (`firefly up`): acknowledged writes
 //! survive `kill -9` of a logic node, of the node holding the data, of the gate and of the
 //! master, a restart of the whole cluster, and a graceful stop; the accounts example works
-//! through a default-style cluster with no external service.
+//! through a default-style cluster with no external service. The durability test runs on every
+//! backend: the embedded cache over SQLite always, and over PostgreSQL and MariaDB, and the
+//! Redis cache over both, when `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
+//! `FIREFLY_TEST_REDIS_URL` are set (required under `CI`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -9,11 +12,9 @@
     reason = "tests fail loudly on purpose"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::path::PathBuf;
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
@@ -22,7 +23,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{free_addr, stop, workspace};
+use common::services::{drop_redis_keys, service_url};
+use common::{free_addr, stop, up_and_wait, workspace};
 
 const TOKEN: &str = "data-test-admin-token-0123456789";
 
@@ -32,6 +34,8 @@ struct Cluster {
     admin: SocketAddr,
     topology: PathBuf,
     dir: tempfile::TempDir,
+    backend: Backend,
+    prefix: String,
 }
 
 impl Drop for Cluster {
@@ -40,10 +44,28 @@ impl Drop for Cluster {
     }
 }
 
-/// gate + logic-1 (holds the data) + logic-2, both hosting `accounts` and `counters`.
-/// `flush_interval` is an hour: unless a test stops the cluster gracefully, nothing reaches
-/// the SQL tables, so what survives a kill survives through the journal.
-fn up() -> Cluster {
+/// Where a test cluster keeps its objects.
+#[derive(Clone)]
+enum Backend {
+    /// The embedded cache (held by logic-1, journaled) over this database (`{d}`: the
+    /// cluster's directory).
+    Embedded(String),
+    /// The Redis cache at this URL over this database.
+    Redis { redis: String, database: String },
+}
+
+/// A table (and Redis key) prefix no other run or test uses.
+fn unique_prefix() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    format!("p{}_{}_", std::process::id(), now.subsec_nanos())
+}
+
+/// gate + logic-1 + logic-2, both hosting `accounts` and `counters`. `flush_interval` is an
+/// hour: unless a test stops the cluster gracefully, nothing reaches the SQL tables, so what
+/// survives a kill survives through the journal (embedded) or Redis.
+fn up(backend: &Backend) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let (admin, g, a, b, client) = (
         free_addr(),
@@ -53,9 +75,20 @@ fn up() -> Cluster {
         free_addr(),
     );
     let m = workspace().join("modules");
-    let d = dir.path().display();
+    let d = dir.path().display().to_string();
+    let storage = match backend {
+        Backend::Embedded(database) => format!(
+            "  database: {}\n  journal: {d}/journal.db\n  owner: logic-1\n",
+            database.replace("{d}", &d)
+        ),
+        Backend::Redis { redis, database } => format!(
+            "  database: {}\n  cache: {redis}\n",
+            database.replace("{d}", &d)
+        ),
+    };
+    let prefix = unique_prefix();
     let yaml = format!(
-        "version: 1\ncluster: data\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  accounts: {{ crate: {m}/accounts }}\n  counters: {{ crate: {m}/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"201-207\", to: [logic-1, logic-2], policy: sticky }}\n      - {{ commands: \"301-310\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [accounts, counters] }}\n  logic-2: {{ rpc: {b}, modules: [accounts, counters] }}\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n  owner: logic-1\n  flush_interval: 1h\n",
+        "version: 1\ncluster: data\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  accounts: {{ crate: {m}/accounts }}\n  counters: {{ crate: {m}/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"201-207\", to: [logic-1, logic-2], policy: sticky }}\n      - {{ commands: \"301-310\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [accounts, counters] }}\n  logic-2: {{ rpc: {b}, modules: [accounts, counters] }}\nstorage:\n{storage}  table_prefix: {prefix}\n  flush_interval: 1h\n",
         m = m.display()
     );
     let topology = dir.path().join("topology.yaml");
@@ -67,39 +100,37 @@ fn up() -> Cluster {
         admin,
         topology,
         dir,
+        backend: backend.clone(),
+        prefix,
     }
 }
 
 /// Starts `firefly up` and waits until its three nodes listen.
-fn spawn_up(topology: &Path) -> Child {
-    let mut child = common::firefly()
-        .args(["up", "-c"])
-        .arg(topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", "data-test-secret-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[up] {line}");
-            let _ = tx.send(line);
+fn spawn_up(topology: &std::path::Path) -> Child {
+    up_and_wait(
+        topology,
+        &[
+            ("FIREFLY_ADMIN_TOKEN", TOKEN),
+            ("FIREFLY_CLUSTER_SECRET", "data-test-secret-0123456789"),
+        ],
+        3,
+    )
+}
+
+/// Forgets the hot copy of every object: the journal (embedded) or this cluster's Redis keys,
+/// so only what reached SQL remains.
+async fn drop_cache(cluster: &Cluster) {
+    match &cluster.backend {
+        Backend::Embedded(_) => {
+            for f in ["journal.db", "journal.db-wal", "journal.db-shm"] {
+                let _ = std::fs::remove_file(cluster.dir.path().join(f));
+            }
         }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut seen = 0;
-    while seen < 3 {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("nodes never came up");
-        if line.contains("listening for nodes on") {
-            seen += 1;
+        Backend::Redis { redis, .. } => {
+            let n = drop_redis_keys(redis, &cluster.prefix).await;
+            assert!(n > 0, "no Redis keys for prefix {}", cluster.prefix);
         }
     }
-    std::mem::forget(rx);
-    child
 }
 
 async fn status(admin: SocketAddr) -> Value {
@@ -171,9 +202,8 @@ async fn incr(gate: SocketAddr, id: u64) -> i64 {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn acknowledged_writes_survive_every_kill_and_restart() {
-    let mut cluster = up();
+async fn acknowledged_writes_survive_every_kill_and_restart(backend: Backend) {
+    let mut cluster = up(&backend);
     let gate = cluster.gate;
     let id = call_until_ok(gate, 307, &json!(null))
         .await
@@ -221,11 +251,10 @@ async fn acknowledged_writes_survive_every_kill_and_restart() {
         "id {next} after {last_id}: the id counter was reset"
     );
 
-    // A graceful stop flushes to SQL: with the journal gone, the database alone has it all.
+    // A graceful stop flushes to SQL: with the journal or Redis keys gone, the database
+    // alone has it all (ids included).
     stop(&mut cluster.master);
-    std::fs::remove_file(cluster.dir.path().join("journal.db")).unwrap();
-    let _ = std::fs::remove_file(cluster.dir.path().join("journal.db-wal"));
-    let _ = std::fs::remove_file(cluster.dir.path().join("journal.db-shm"));
+    drop_cache(&cluster).await;
     cluster.master = spawn_up(&cluster.topology);
     assert_eq!(count(gate, id).await, expected, "after a graceful stop");
     let after = call_until_ok(gate, 307, &json!(null))
@@ -236,6 +265,52 @@ async fn acknowledged_writes_survive_every_kill_and_restart() {
         after > next,
         "id {after} after {next}: the id counter was reset"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart_on_sqlite() {
+    acknowledged_writes_survive_every_kill_and_restart(Backend::Embedded(
+        "sqlite://{d}/data.db".into(),
+    ))
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart_on_postgres() {
+    let Some(url) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
+        return;
+    };
+    acknowledged_writes_survive_every_kill_and_restart(Backend::Embedded(url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart_on_mariadb() {
+    let Some(url) = service_url("FIREFLY_TEST_MYSQL_URL") else {
+        return;
+    };
+    acknowledged_writes_survive_every_kill_and_restart(Backend::Embedded(url)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart_on_redis_and_postgres() {
+    let (Some(redis), Some(database)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    acknowledged_writes_survive_every_kill_and_restart(Backend::Redis { redis, database }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_every_kill_and_restart_on_redis_and_mariadb() {
+    let (Some(redis), Some(database)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_MYSQL_URL"),
+    ) else {
+        return;
+    };
+    acknowledged_writes_survive_every_kill_and_restart(Backend::Redis { redis, database }).await;
 }
 
 /// Whether the admin API stops answering soon (the master is gone).
@@ -254,7 +329,23 @@ async fn status_gone(admin: SocketAddr) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_register_login_and_inventory_through_the_cluster() {
-    let cluster = up();
+    accounts_through_the_cluster(Backend::Embedded("sqlite://{d}/data.db".into())).await;
+}
+
+/// The same module, unchanged, on PostgreSQL behind Redis: only `storage:` differs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_register_login_and_inventory_on_redis_and_postgres() {
+    let (Some(redis), Some(database)) = (
+        service_url("FIREFLY_TEST_REDIS_URL"),
+        service_url("FIREFLY_TEST_POSTGRES_URL"),
+    ) else {
+        return;
+    };
+    accounts_through_the_cluster(Backend::Redis { redis, database }).await;
+}
+
+async fn accounts_through_the_cluster(backend: Backend) {
+    let cluster = up(&backend);
     let gate = cluster.gate;
     let mut ann = Client::connect(gate).await.unwrap();
     let creds = json!({"username": "ann", "password": "correct horse"});

@@ -9,6 +9,9 @@
 
 pub mod bare_echo;
 pub mod loadgen;
+#[path = "../../server/tests/common/services.rs"]
+mod services;
+pub use services::{drop_redis_keys, service_url};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -13,7 +13,7 @@ mod storage;
 mod units;
 mod validate;
 
-pub use storage::{CacheSpec, DatabaseSpec, StorageSpec};
+pub use storage::{CacheSpec, DatabaseSpec, RedisSpec, StorageSpec};
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -30,6 +30,8 @@ pub(super) struct RawStorage {
     pub flush_interval: Option<String>,
     pub table_prefix: Option<String>,
     pub max_object: Option<SizeValue>,
+    pub connect_timeout: Option<String>,
+    pub command_timeout: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -3,9 +3,11 @@
 //! ```yaml
 //! storage:
 //!   database: sqlite://.firefly/data.db   # or postgres://..., mysql://...
-//!   cache: embedded                       # or redis://host:6379
+//!   cache: embedded                       # or redis://[:password@]host:6379[/db]
 //!   owner: game-1                         # embedded cache: the node that holds the data
 //!   journal: .firefly/journal-game-1.db   # embedded cache: the owner's write-ahead journal
+//!   connect_timeout: 2s                   # Redis cache: connecting
+//!   command_timeout: 2s                   # Redis cache: one command or script
 //!   flush_interval: 1s                    # write-behind period
 //!   table_prefix: ""                      # SQL table (and Redis key) prefix
 //!   max_object: 64KiB                     # largest stored object
@@ -41,8 +43,19 @@ pub enum CacheSpec {
         /// The owner's write-ahead journal (absolute path).
         journal: PathBuf,
     },
-    /// A Redis server shared by every node (URL).
-    Redis(String),
+    /// A Redis server shared by every node.
+    Redis(RedisSpec),
+}
+
+/// The Redis cache: where it is and how long to wait for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisSpec {
+    /// `redis://` or `rediss://` URL (a `/N` path picks the database number).
+    pub url: String,
+    /// Longest wait for a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for one command or script; past it the operation is reported unavailable.
+    pub command_timeout: Duration,
 }
 
 /// The `storage:` section, checked.
@@ -86,6 +99,8 @@ pub(super) fn validate(
         flush_interval: None,
         table_prefix: None,
         max_object: None,
+        connect_timeout: None,
+        command_timeout: None,
     };
     let raw = raw.unwrap_or(&empty);
     let url = raw
@@ -138,6 +153,17 @@ pub(super) fn validate(
                 .join(".firefly")
                 .join(format!("journal-{owner}.db")),
         };
+        for (key, value) in [
+            ("connect_timeout", &raw.connect_timeout),
+            ("command_timeout", &raw.command_timeout),
+        ] {
+            if value.is_some() {
+                return Err(invalid(
+                    key,
+                    "only used with a Redis cache (`cache: redis://...`)",
+                ));
+            }
+        }
         CacheSpec::Embedded { owner, journal }
     } else if cache_text.starts_with("redis://") || cache_text.starts_with("rediss://") {
         if raw.journal.is_some() {
@@ -152,12 +178,33 @@ pub(super) fn validate(
                 "only used with `cache: embedded` (with Redis every node reaches the data)",
             ));
         }
-        // The Redis cache (objects, versions and the dirty set in Redis, CAS by Lua scripts)
-        // is designed but not built: refuse it here rather than at every node's start.
-        return Err(invalid(
-            "cache",
-            "a Redis cache is not supported by this build yet; use `embedded` (the data-owning node's cache)",
-        ));
+        if cache_text.starts_with("rediss://") {
+            return Err(invalid(
+                "cache",
+                "TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network, or a TLS tunnel such as stunnel",
+            ));
+        }
+        if let Err(e) = redis::Client::open(cache_text) {
+            return Err(invalid(
+                "cache",
+                format!("`{}` is not a valid Redis URL: {e}", redact(cache_text)),
+            ));
+        }
+        let timeout = |key: &str, value: &Option<String>| match value {
+            None => Ok(Duration::from_secs(2)),
+            Some(text) => {
+                let d = parse_duration(text).map_err(|m| invalid(key, m))?;
+                if d < Duration::from_millis(10) || d > Duration::from_secs(600) {
+                    return Err(invalid(key, format!("{d:?} is out of range (10ms to 10m)")));
+                }
+                Ok(d)
+            }
+        };
+        CacheSpec::Redis(RedisSpec {
+            url: cache_text.to_owned(),
+            connect_timeout: timeout("connect_timeout", &raw.connect_timeout)?,
+            command_timeout: timeout("command_timeout", &raw.command_timeout)?,
+        })
     } else {
         return Err(invalid(
             "cache",

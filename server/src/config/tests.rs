@@ -74,3 +74,24 @@ fn defaults_merge_per_key() {
             .contains("defined: n")
     );
 }
+
+#[test]
+fn a_redis_cache_takes_its_url_and_timeouts() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/topology/valid/redis-cache.yaml"),
+    )
+    .unwrap();
+    let t = Topology::parse(&text, Path::new("/base")).unwrap();
+    assert_eq!(
+        t.storage.cache,
+        CacheSpec::Redis(RedisSpec {
+            url: "redis://127.0.0.1:6379/3".into(),
+            connect_timeout: std::time::Duration::from_millis(500),
+            command_timeout: std::time::Duration::from_secs(2),
+        })
+    );
+    assert_eq!(
+        t.storage.database,
+        DatabaseSpec::Postgres("postgres://game@db.internal/game".into())
+    );
+}

@@ -10,18 +10,20 @@
 //! for it the same way, so nobody ever observes a write that a crash could take back.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firefly_abi::data::{DataOp, FieldType, Key, Stored, TableSchema};
+use firefly_abi::data::{FieldSchema, Key, Stored, TableSchema};
 use tokio::sync::{mpsc, watch};
 
 use super::DataError;
 use super::journal::{Journal, Record};
 use super::schema::{self, SchemaError};
-use super::sql::{RowWrite, Sql};
+use super::sql::{Sql, SqlValue};
+use super::store::{self, Dirty, Registered, Store, Write, WriteBehind};
 use crate::config::StorageSpec;
 
 /// Most objects written to SQL in one transaction.
@@ -159,7 +161,7 @@ impl LocalStore {
             journal_failures,
             stop,
         });
-        tokio::spawn(flusher(
+        tokio::spawn(store::flusher(
             Arc::downgrade(&store),
             spec.flush_interval,
             stop_rx,
@@ -191,50 +193,21 @@ impl LocalStore {
                 .map(|t| st.tables.get(t.name.as_str()).cloned())
                 .collect()
         };
-        for (t, old) in tables.iter().zip(&olds) {
-            match old {
-                Some(old) => schema::check_upgrade(old, t)?,
-                None => schema::check_schema(t)?,
-            }
-        }
-        let tables: Vec<TableSchema> = tables
-            .iter()
-            .zip(&olds)
-            .map(|(t, old)| schema::merged(old.as_deref(), t))
-            .collect();
-        for (t, old) in tables.iter().zip(olds) {
-            let sql_err = |e: anyhow::Error| SchemaError {
-                table: t.name.clone(),
-                message: format!("the database refused the change: {e:#}"),
-            };
-            if old.as_deref() != Some(t) {
-                self.sql
-                    .apply_schema(&self.prefix, old.as_deref(), t)
-                    .await
-                    .map_err(sql_err)?;
-            }
-            // Ids never collide with keys inserted explicitly (checked at every load).
-            let floor = match t.key_field().map(|f| f.ty) {
-                Some(FieldType::Int) => self
-                    .sql
-                    .max_int_key(&self.prefix, t)
-                    .await
-                    .map_err(sql_err)?,
-                _ => 0,
-            };
-            let mut st = self.lock();
+        let ready = store::register_tables(&self.sql, &self.prefix, tables, &olds).await?;
+        let mut st = self.lock();
+        for Registered { table: t, id_floor } in ready {
             let name: Arc<str> = Arc::from(t.name.as_str());
             let e = st.ids.entry(name.clone()).or_insert(0);
-            *e = (*e).max(floor);
-            if st.tables.get(&name).map(|x| &**x) != Some(t) {
-                st.tables.insert(name, Arc::new(t.clone()));
+            *e = (*e).max(id_floor);
+            if st.tables.get(&name).map(|x| &**x) != Some(&t) {
                 tracing::info!(table = %t.name, "table ready");
+                st.tables.insert(name, Arc::new(t));
             }
         }
         Ok(())
     }
 
-    fn table(&self, name: &str) -> Result<(Arc<str>, Arc<TableSchema>), DataError> {
+    fn table_of(&self, name: &str) -> Result<(Arc<str>, Arc<TableSchema>), DataError> {
         let st = self.lock();
         match st.tables.get_key_value(name) {
             Some((k, t)) => Ok((k.clone(), t.clone())),
@@ -246,63 +219,7 @@ impl LocalStore {
 
     /// Runs one module operation.
     pub async fn call(&self, op: &[u8]) -> Result<Vec<u8>, DataError> {
-        let op: DataOp = rmp_serde::from_slice(op)
-            .map_err(|e| DataError::Invalid(format!("undecodable data operation: {e}")))?;
-        match op {
-            DataOp::Get { table, key } => {
-                let (name, t) = self.table(&table)?;
-                schema::check_key(&t, &key)?;
-                let stored = self.get(&name, &t, key).await?;
-                Ok(encode(&stored))
-            }
-            DataOp::Insert { table, object } => {
-                let (name, t) = self.table(&table)?;
-                let (key, _) = schema::check_object(&t, &object, self.max_object)?;
-                let v = self.write(&name, &t, key, Write::Insert(object)).await?;
-                Ok(encode(&v))
-            }
-            DataOp::Update {
-                table,
-                version,
-                object,
-            } => {
-                let (name, t) = self.table(&table)?;
-                let (key, _) = schema::check_object(&t, &object, self.max_object)?;
-                let v = self
-                    .write(&name, &t, key, Write::Update(version, object))
-                    .await?;
-                Ok(encode(&v))
-            }
-            DataOp::Delete {
-                table,
-                key,
-                version,
-            } => {
-                let (name, t) = self.table(&table)?;
-                schema::check_key(&t, &key)?;
-                self.write(&name, &t, key, Write::Delete(version)).await?;
-                Ok(Vec::new())
-            }
-            DataOp::ListBy {
-                table,
-                field,
-                value,
-            } => {
-                let (name, t) = self.table(&table)?;
-                let keys = self.list_by(&name, &t, &field, &value).await?;
-                Ok(encode(&keys))
-            }
-            DataOp::AllocId { table } => {
-                let (name, t) = self.table(&table)?;
-                if t.key_field().map(|f| f.ty) != Some(FieldType::Int) {
-                    return Err(DataError::Invalid(format!(
-                        "table `{table}` has a text key; ids are for integer keys"
-                    )));
-                }
-                let id = self.alloc_id(&name).await?;
-                Ok(encode(&id))
-            }
-        }
+        store::dispatch(self, op).await
     }
 
     /// Makes sure `key` has a cache slot (loading it from SQL if needed).
@@ -359,6 +276,26 @@ impl LocalStore {
             )),
         }
     }
+}
+
+impl WriteBehind for LocalStore {
+    fn flush_all(&self) -> impl Future<Output = anyhow::Result<usize>> + Send {
+        LocalStore::flush_all(self)
+    }
+
+    fn flush_failures(&self) -> &AtomicU64 {
+        &self.flush_failures
+    }
+}
+
+impl Store for LocalStore {
+    fn max_object(&self) -> usize {
+        self.max_object
+    }
+
+    async fn table(&self, name: &str) -> Result<(Arc<str>, Arc<TableSchema>), DataError> {
+        self.table_of(name)
+    }
 
     async fn get(&self, name: &Arc<str>, t: &TableSchema, key: Key) -> Result<Stored, DataError> {
         self.ensure_cached(name, t, &key).await?;
@@ -398,50 +335,14 @@ impl LocalStore {
                 let Some(slot) = st.cache.get(&k) else {
                     continue;
                 };
-                let (version, object) = match &write {
-                    Write::Insert(object) => {
-                        if slot.object.is_some() {
-                            return Err(DataError::AlreadyExists(format!(
-                                "a `{name}` object with key {key} exists"
-                            )));
-                        }
-                        (slot.version + 1, Some(Arc::new(object.clone())))
-                    }
-                    Write::Update(expected, object) => {
-                        if slot.object.is_none() {
-                            return Err(DataError::NotFound(format!(
-                                "no `{name}` object with key {key} to update"
-                            )));
-                        }
-                        if slot.version != *expected {
-                            return Err(DataError::Conflict(format!(
-                                "`{name}` {key} was read at version {expected} but is now at version {}",
-                                slot.version
-                            )));
-                        }
-                        let object = match &slot.object {
-                            Some(stored) => schema::carry_over(stored, object),
-                            None => object.clone(),
-                        };
-                        (slot.version + 1, Some(Arc::new(object)))
-                    }
-                    Write::Delete(expected) => {
-                        if slot.object.is_none() {
-                            return Err(DataError::NotFound(format!(
-                                "no `{name}` object with key {key} to delete"
-                            )));
-                        }
-                        if let Some(expected) = expected
-                            && slot.version != *expected
-                        {
-                            return Err(DataError::Conflict(format!(
-                                "`{name}` {key} was read at version {expected} but is now at version {}",
-                                slot.version
-                            )));
-                        }
-                        (slot.version + 1, None)
-                    }
-                };
+                let (version, object) = store::apply(
+                    name,
+                    &key,
+                    slot.version,
+                    slot.object.as_deref().map(Vec::as_slice),
+                    &write,
+                )?;
+                let object = object.map(Arc::new);
                 let seq = st.next_seq;
                 st.next_seq += 1;
                 st.cache.insert(
@@ -502,24 +403,9 @@ impl LocalStore {
         &self,
         name: &Arc<str>,
         t: &TableSchema,
-        field: &str,
-        value: &[u8],
+        field: &FieldSchema,
+        wanted: &SqlValue,
     ) -> Result<Vec<Key>, DataError> {
-        let Some(f) = t.field(field) else {
-            return Err(DataError::Invalid(format!(
-                "table `{name}` has no field `{field}`"
-            )));
-        };
-        if !f.indexed {
-            return Err(DataError::Invalid(format!(
-                "field `{field}` of table `{name}` is not an #[index]"
-            )));
-        }
-        let v = rmpv::decode::read_value(&mut &value[..])
-            .map_err(|e| DataError::Invalid(format!("undecodable value: {e}")))?;
-        let wanted = schema::to_sql(name, f, &v)?;
-        // Unflushed objects of the table, taken before SQL is read: whatever a flush moves
-        // to SQL meanwhile is in one or the other.
         let pending: Vec<(Key, Slot)> = {
             let st = self.lock();
             st.dirty
@@ -530,28 +416,25 @@ impl LocalStore {
         };
         let mut keys: Vec<Key> = self
             .sql
-            .list_by(&self.prefix, t, field, &wanted)
+            .list_by(&self.prefix, t, &field.name, wanted)
             .await
             .map_err(|e| DataError::Unavailable(format!("listing `{name}`: {e:#}")))?;
-        let mut last_seq = 0;
-        for (key, slot) in pending {
-            last_seq = last_seq.max(slot.seq);
-            let matches = slot
-                .object
-                .as_ref()
-                .and_then(|o| schema::field_of(t, o, field))
-                .is_some_and(|x| x == wanted);
-            keys.retain(|k| *k != key);
-            if matches {
-                keys.push(key);
-            }
-        }
+        let last_seq = pending.iter().map(|(_, s)| s.seq).max().unwrap_or(0);
+        store::merge_pending(
+            &mut keys,
+            pending
+                .iter()
+                .map(|(k, s)| (k, s.object.as_deref().map(Vec::as_slice))),
+            t,
+            &field.name,
+            wanted,
+        );
         self.wait_durable(last_seq).await?;
-        keys.sort();
-        keys.dedup();
         Ok(keys)
     }
+}
 
+impl LocalStore {
     /// Writes up to [`MAX_BATCH`] durable dirty objects to SQL; returns how many.
     async fn flush_once(&self) -> anyhow::Result<usize> {
         let committed = *self.committed.borrow();
@@ -574,33 +457,21 @@ impl LocalStore {
         if batch.is_empty() && ids.is_empty() {
             return Ok(0);
         }
-        let mut by_table: HashMap<Arc<str>, Vec<RowWrite>> = HashMap::new();
-        let mut written = Vec::with_capacity(batch.len());
-        for ((table, key), slot) in &batch {
-            let Some(t) = tables.get(table) else {
-                tracing::error!(%table, "a dirty object belongs to an undeclared table; kept");
-                continue;
-            };
-            let values = match &slot.object {
-                None => None,
-                Some(o) => match schema::check_object(t, o, usize::MAX) {
-                    Ok((_, values)) => Some(values),
-                    Err(e) => {
-                        tracing::error!(%table, %key, "a dirty object does not fit its table ({e}); kept");
-                        continue;
-                    }
-                },
-            };
-            by_table.entry(table.clone()).or_default().push(RowWrite {
-                key: key.clone(),
+        let (grouped, accepted) = store::rows(
+            &tables,
+            batch.iter().map(|((table, key), slot)| Dirty {
+                table,
+                key,
                 version: slot.version,
-                values,
-            });
-            written.push((table.clone(), key.clone(), slot.seq));
-        }
-        let grouped: Vec<(&TableSchema, Vec<RowWrite>)> = by_table
+                object: slot.object.as_deref().map(Vec::as_slice),
+            }),
+        );
+        let written: Vec<(Arc<str>, Key, u64)> = accepted
             .into_iter()
-            .filter_map(|(name, rows)| tables.get(&name).map(|t| (&**t, rows)))
+            .map(|i| {
+                let ((table, key), slot) = &batch[i];
+                (table.clone(), key.clone(), slot.seq)
+            })
             .collect();
         self.sql.write_batch(&self.prefix, &grouped, &ids).await?;
         {
@@ -656,36 +527,13 @@ impl LocalStore {
         // Wait for the journal to commit what was accepted, so the final flush includes it.
         let last = self.lock().next_seq.saturating_sub(1);
         let _ = self.wait_durable(last).await;
-        for attempt in 0..20 {
-            match self.flush_all().await {
-                Ok(n) => {
-                    tracing::info!(rows = n, "data flushed to SQL");
-                    break;
-                }
-                Err(e) => {
-                    self.flush_failures.fetch_add(1, Ordering::Relaxed);
-                    tracing::error!(
-                        attempt,
-                        "final flush failed (the journal keeps the data): {e:#}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(250)).await;
-                }
-            }
-        }
+        store::final_flush(&self.flush_failures, "the journal keeps the data", || {
+            self.flush_all()
+        })
+        .await;
         self.journal.close().await;
         self.sql.close().await;
     }
-}
-
-enum Write {
-    Insert(Vec<u8>),
-    Update(u64, Vec<u8>),
-    Delete(Option<u64>),
-}
-
-/// MessagePack encoding of an answer (these types always encode).
-fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
-    rmp_serde::to_vec_named(v).unwrap_or_default()
 }
 
 /// Commits journal records in groups: everything queued while the previous commit ran goes
@@ -721,25 +569,5 @@ async fn journal_writer(
         let last = batch.iter().map(Record::seq).max().unwrap_or(0);
         committed.send_modify(|c| *c = (*c).max(last));
         batch.clear();
-    }
-}
-
-/// Flushes every `interval` until stopped; failures are logged, counted and retried at the
-/// next tick (the objects stay dirty, and journaled).
-async fn flusher(
-    store: std::sync::Weak<LocalStore>,
-    interval: Duration,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(interval) => {}
-            _ = stop.changed() => return,
-        }
-        let Some(store) = store.upgrade() else { return };
-        if let Err(e) = store.flush_all().await {
-            store.flush_failures.fetch_add(1, Ordering::Relaxed);
-            tracing::error!("flushing data to SQL failed (kept, retried): {e:#}");
-        }
     }
 }

@@ -15,7 +15,9 @@
 mod journal;
 mod local;
 pub mod schema;
+mod shared;
 mod sql;
+mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,10 +28,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::wire::Msg;
 use crate::cluster::{Cluster, Peer};
-use crate::config::{CacheSpec, StorageSpec};
+use crate::config::{CacheSpec, RedisSpec, StorageSpec};
 pub use local::FlushStats;
 use local::LocalStore;
 pub use schema::{SchemaError, check_upgrade};
+use shared::RedisStore;
 
 /// A data operation that failed in a way the module expects (never a trap).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -91,6 +94,35 @@ enum Backend {
     },
     /// Another node does; requests go over the link to it.
     Remote(Arc<Peer>),
+    /// Every node uses one Redis server directly (opened on first use, like `Local`).
+    Redis {
+        spec: Box<StorageSpec>,
+        cache: RedisSpec,
+        store: tokio::sync::OnceCell<Arc<RedisStore>>,
+    },
+}
+
+/// An opened store of this node.
+#[derive(Clone, Copy)]
+enum Opened<'a> {
+    Local(&'a Arc<LocalStore>),
+    Redis(&'a Arc<RedisStore>),
+}
+
+impl Opened<'_> {
+    async fn call(self, op: &[u8]) -> Result<Vec<u8>, DataError> {
+        match self {
+            Opened::Local(s) => s.call(op).await,
+            Opened::Redis(s) => s.call(op).await,
+        }
+    }
+
+    async fn register(self, tables: &[TableSchema]) -> Result<(), SchemaError> {
+        match self {
+            Opened::Local(s) => s.register(tables).await,
+            Opened::Redis(s) => s.register(tables).await,
+        }
+    }
 }
 
 /// A node's handle on the cached database objects.
@@ -105,6 +137,7 @@ impl std::fmt::Debug for Data {
         let kind = match &self.backend {
             Backend::Local { .. } => "local".to_owned(),
             Backend::Remote(p) => format!("remote({})", p.name),
+            Backend::Redis { .. } => "redis".to_owned(),
         };
         f.debug_struct("Data").field("backend", &kind).finish()
     }
@@ -134,9 +167,11 @@ impl Data {
                     .with_context(|| format!("storage.owner `{owner}` is not a reachable node"))?;
                 Backend::Remote(peer)
             }
-            CacheSpec::Redis(_) => {
-                anyhow::bail!("storage.cache: Redis is not supported by this build yet")
-            }
+            CacheSpec::Redis(cache) => Backend::Redis {
+                spec: Box::new(spec.clone()),
+                cache: cache.clone(),
+                store: tokio::sync::OnceCell::new(),
+            },
         };
         Ok(Arc::new(Data {
             backend,
@@ -144,37 +179,41 @@ impl Data {
         }))
     }
 
-    /// The local store, opened (and its journal replayed) on first use.
-    async fn local(&self) -> Option<Result<&Arc<LocalStore>, DataError>> {
-        let Backend::Local {
-            spec,
-            journal,
-            store,
-        } = &self.backend
-        else {
-            return None;
-        };
-        Some(
-            store
+    /// This node's store, opened (the journal replayed, Redis reached) on first use; `None`
+    /// when another node holds the data.
+    async fn opened(&self) -> Option<Result<Opened<'_>, DataError>> {
+        let unavailable = |e: anyhow::Error| DataError::Unavailable(format!("{e:#}"));
+        Some(match &self.backend {
+            Backend::Local {
+                spec,
+                journal,
+                store,
+            } => store
                 .get_or_try_init(|| async {
                     LocalStore::open(spec, journal)
                         .await
                         .context("opening the data store")
                 })
                 .await
-                .map_err(|e| DataError::Unavailable(format!("{e:#}"))),
-        )
+                .map(Opened::Local)
+                .map_err(unavailable),
+            Backend::Redis { spec, cache, store } => store
+                .get_or_try_init(|| RedisStore::open(spec, cache))
+                .await
+                .map(Opened::Redis)
+                .map_err(unavailable),
+            Backend::Remote(_) => return None,
+        })
     }
 
     /// Runs one module operation (the bytes of a `DataOp`): the answer on success.
     pub async fn call(&self, op: &[u8]) -> Result<Vec<u8>, DataError> {
-        match &self.backend {
-            Backend::Local { .. } => match self.local().await {
-                Some(Ok(store)) => store.call(op).await,
-                Some(Err(e)) => Err(e),
-                None => Err(DataError::Unavailable("no local store".into())),
-            },
-            Backend::Remote(peer) => {
+        match self.opened().await {
+            Some(store) => store?.call(op).await,
+            None => {
+                let Backend::Remote(peer) = &self.backend else {
+                    return Err(DataError::Unavailable("no store".into()));
+                };
                 let req = Request::Op(serde_bytes::ByteBuf::from(op.to_vec()));
                 remote(peer, &req).await
             }
@@ -188,7 +227,7 @@ impl Data {
             schema::check_schema(t)?;
         }
         match &self.backend {
-            Backend::Local { .. } => match self.local().await {
+            Backend::Local { .. } | Backend::Redis { .. } => match self.opened().await {
                 Some(Ok(store)) => store.register(tables).await,
                 Some(Err(e)) => Err(SchemaError {
                     table: tables.first().map(|t| t.name.clone()).unwrap_or_default(),
@@ -222,10 +261,10 @@ impl Data {
 
     /// Serves a request another node sent (this node owns the data): `(data_status, body)`.
     pub(crate) async fn serve_remote(&self, body: &[u8]) -> (u32, Vec<u8>) {
-        let store = match self.local().await {
-            Some(Ok(store)) => store,
+        let store = match self.opened().await {
+            Some(Ok(store @ Opened::Local(_))) => store,
             Some(Err(e)) => return (e.status(), e.to_string().into_bytes()),
-            None => {
+            Some(Ok(Opened::Redis(_))) | None => {
                 return (
                     data_status::UNAVAILABLE,
                     b"this node does not hold the data (check storage.owner)".to_vec(),
@@ -246,27 +285,39 @@ impl Data {
         }
     }
 
-    /// Flushes every dirty object to SQL (graceful stop); the local store only.
+    /// Flushes every dirty object to SQL (graceful stop), if this node opened a store.
     pub async fn shutdown(&self) {
-        if let Backend::Local { store, .. } = &self.backend
-            && let Some(store) = store.get()
-        {
-            store.shutdown().await;
+        match &self.backend {
+            Backend::Local { store, .. } => {
+                if let Some(store) = store.get() {
+                    store.shutdown().await;
+                }
+            }
+            Backend::Redis { store, .. } => {
+                if let Some(store) = store.get() {
+                    store.shutdown().await;
+                }
+            }
+            Backend::Remote(_) => {}
         }
     }
 
     /// Flushes dirty objects now and returns how many rows were written (tests, benches).
+    /// With Redis, 0 when another node is flushing at that moment.
     pub async fn flush_now(&self) -> anyhow::Result<usize> {
-        match self.local().await {
-            Some(store) => store.map_err(anyhow::Error::new)?.flush_all().await,
+        match self.opened().await {
+            Some(Ok(Opened::Local(store))) => store.flush_all().await,
+            Some(Ok(Opened::Redis(store))) => store.flush_all().await,
+            Some(Err(e)) => Err(anyhow::Error::new(e)),
             None => Ok(0),
         }
     }
 
-    /// Write-behind counters (local store only).
+    /// Write-behind counters of this node's store.
     pub fn flush_stats(&self) -> Option<FlushStats> {
         match &self.backend {
             Backend::Local { store, .. } => store.get().map(|s| s.stats()),
+            Backend::Redis { store, .. } => store.get().map(|s| s.stats()),
             Backend::Remote(_) => None,
         }
     }

@@ -219,6 +219,8 @@ pub struct Snapshot {
     pub modules: Vec<ModuleTotals>,
     /// Per peer.
     pub peers: Vec<PeerTotals>,
+    /// Write-behind counters, when this node opened a data store.
+    pub data: Option<crate::data::FlushStats>,
 }
 
 fn escape(value: &str) -> String {
@@ -265,6 +267,36 @@ impl Snapshot {
             "counter",
             self.gate_errors,
         );
+        if let Some(d) = &self.data {
+            gauge(
+                &mut out,
+                "firefly_data_flushed_rows_total",
+                "Objects this node wrote behind to SQL.",
+                "counter",
+                d.flushed_rows,
+            );
+            gauge(
+                &mut out,
+                "firefly_data_flush_failures_total",
+                "Flushes to SQL that failed (the objects stayed dirty and were retried).",
+                "counter",
+                d.flush_failures,
+            );
+            gauge(
+                &mut out,
+                "firefly_data_journal_failures_total",
+                "Journal commits that failed and were retried (embedded cache).",
+                "counter",
+                d.journal_failures,
+            );
+            gauge(
+                &mut out,
+                "firefly_data_dirty_objects",
+                "Objects not yet in SQL (with Redis: as this node's last flush saw them).",
+                "gauge",
+                d.dirty,
+            );
+        }
 
         let _ = writeln!(
             out,
@@ -395,9 +427,16 @@ mod tests {
         let text = Snapshot {
             node: "n".into(),
             modules: vec![("lobby".into(), 1, totals)],
+            data: Some(crate::data::FlushStats {
+                flushed_rows: 12,
+                dirty: 3,
+                ..Default::default()
+            }),
             ..Snapshot::default()
         }
         .render();
+        assert!(text.contains("firefly_data_flushed_rows_total{node=\"n\"} 12\n"));
+        assert!(text.contains("firefly_data_dirty_objects{node=\"n\"} 3\n"));
         let line = |l: &str| text.lines().any(|x| x == l);
         assert!(line(
             "firefly_requests_total{node=\"n\",module=\"lobby\",version=\"1\",command=\"101\"} 2"

@@ -6,6 +6,8 @@
     reason = "each test binary uses part of this; tests fail loudly on purpose"
 )]
 
+pub mod services;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
