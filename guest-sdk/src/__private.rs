@@ -85,11 +85,53 @@ pub fn dispatch(
     id: u32,
     session: u64,
     input_len: u32,
-    route: impl FnOnce(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
+    route: impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
     on_connect: Option<EventFn>,
     on_disconnect: Option<EventFn>,
 ) -> u32 {
     install_panic_hook();
+    run_one(
+        kind,
+        id,
+        session,
+        input_len,
+        &route,
+        on_connect,
+        on_disconnect,
+    )
+}
+
+/// Serves every request of a batch (the `__firefly_dispatch_batch` export): one entry into the
+/// module for several pipelined requests, each pulled with `request_next` and reported with
+/// `request_done`, exactly as if each were its own `dispatch` call.
+pub fn dispatch_batch(
+    session: u64,
+    route: impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
+) -> u32 {
+    install_panic_hook();
+    loop {
+        // SAFETY: no pointers cross; the host starts the next request of the batch.
+        let next = unsafe { raw::request_next() };
+        if next == firefly_abi::BATCH_END {
+            return 0;
+        }
+        let (id, input_len) = ((next >> 32) as u32, next as u32);
+        let kind = DispatchKind::Request as u32;
+        let status = run_one(kind, id, session, input_len, &route, None, None);
+        // SAFETY: no pointers cross; the host ends the request it started.
+        unsafe { raw::request_done(status) };
+    }
+}
+
+fn run_one(
+    kind: u32,
+    id: u32,
+    session: u64,
+    input_len: u32,
+    route: &impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
+    on_connect: Option<EventFn>,
+    on_disconnect: Option<EventFn>,
+) -> u32 {
     let mut ctx = Ctx {
         session,
         command: id,

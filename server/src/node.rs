@@ -132,7 +132,32 @@ pub(crate) struct NodeCore {
     pub data: Option<Arc<crate::data::Data>>,
 }
 
+/// Which local module version serves a command, relative to a lease already held.
+pub(crate) enum LocalRoute {
+    /// No module on this node handles the command.
+    None,
+    /// The version the lease is on.
+    Same,
+    /// Another version (another module, or a newer version after a hot update).
+    Other(Arc<crate::engine::ModuleVersion>),
+}
+
 impl NodeCore {
+    /// The module version serving `command` now, compared with the one `lease` is on: a
+    /// borrowed look-up that touches no reference count when it is the same.
+    pub(crate) fn local_route(&self, command: u32, lease: Option<&Lease>) -> LocalRoute {
+        let router = self.router.load();
+        let Some(slot) = router.get(command) else {
+            return LocalRoute::None;
+        };
+        let current = slot.current_guard();
+        if lease.is_some_and(|l| Arc::ptr_eq(l.module(), &current)) {
+            LocalRoute::Same
+        } else {
+            LocalRoute::Other(arc_swap::Guard::into_inner(current))
+        }
+    }
+
     /// Makes `lease` a lease on the module version serving `command` now, keeping the one it
     /// has when it already is (no pool or reference-count traffic then). False when no module
     /// here handles `command`.
@@ -390,6 +415,9 @@ pub struct ModuleStatus {
     pub calls: u64,
     /// Of which failed.
     pub errors: u64,
+    /// Entries into the module that served a batch of pipelined requests (0 for modules built
+    /// without batched dispatch, which get one call per request).
+    pub batches: u64,
 }
 
 impl Node {
@@ -586,6 +614,7 @@ impl Node {
                     commands: v.manifest.commands.clone(),
                     calls: v.stats.calls.get(),
                     errors: v.stats.errors.get(),
+                    batches: v.stats.batches.get(),
                 }
             })
             .collect()

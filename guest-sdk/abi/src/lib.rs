@@ -13,6 +13,10 @@
 //! * A module exports [`EXPORT_DESCRIBE`], which writes its [`Manifest`] (MessagePack, named
 //!   fields) through `output_write`, and [`EXPORT_DISPATCH`], the single entry point for every
 //!   request, node call and session event.
+//! * A module may also export [`EXPORT_DISPATCH_BATCH`]: the host then serves several pipelined
+//!   requests of one session with one entry into the guest, which pulls each request with
+//!   `request_next` and reports each outcome with `request_done`. Modules without it (built by
+//!   an older SDK) are served one `__firefly_dispatch` call per request, as before.
 //! * Payloads never cross as pointers owned by the other side: the guest pulls the request with
 //!   `input_read` and pushes results with `output_write` / `error_set`. A host import costs about
 //!   9 ns, so this is cheaper than a guest allocator export round trip.
@@ -45,6 +49,22 @@ pub const EXPORT_DESCRIBE: &str = "__firefly_describe";
 /// session the call runs for (0 for none), `input_len` the size of the payload the guest can
 /// read with `input_read`. Returns a [`Status`].
 pub const EXPORT_DISPATCH: &str = "__firefly_dispatch";
+
+/// Optional export: `(session: u64) -> u32`. Serves a batch of client requests of `session`
+/// in one entry into the guest.
+///
+/// The guest loops: `request_next()` starts the next request of the batch and returns
+/// `(command << 32) | input_len` ([`BATCH_END`] when the batch is over); the guest reads the
+/// input with `input_read`, runs the handler, sets the reply or error exactly as in a
+/// [`EXPORT_DISPATCH`] call, and reports the [`Status`] with `request_done(status)`. Every
+/// request gets its own time limit, CPU budget and output, reset by `request_next`. Returns 0.
+///
+/// If the guest traps, the requests already reported keep their replies, the one in progress
+/// fails, and the host serves the rest on another instance: no request is lost or run twice.
+pub const EXPORT_DISPATCH_BATCH: &str = "__firefly_dispatch_batch";
+
+/// What `request_next` returns when the batch has no more requests.
+pub const BATCH_END: u64 = u64::MAX;
 
 /// What a dispatch call carries.
 #[repr(u32)]
@@ -279,6 +299,13 @@ macro_rules! for_each_import {
             /// Ends `session`: its client gets a `kicked` error frame, its connection closes
             /// and its disconnect event fires. Returns a `session_status`.
             fn session_kick(session: u64) -> u32;
+            // --- Batched dispatch (see `EXPORT_DISPATCH_BATCH`). ---
+            /// Starts the next request of the current batch: `(command << 32) | input_len`, or
+            /// `BATCH_END` when none is left. Resets the per-request state (input, output,
+            /// error, time limit, CPU budget).
+            fn request_next() -> u64;
+            /// Ends the request `request_next` started, with a `Status`.
+            fn request_done(status: u32);
         }
     };
 }

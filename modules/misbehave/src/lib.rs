@@ -71,6 +71,20 @@ mod misbehave {
         Ok(Raw(deeper_fat(0).to_le_bytes().to_vec()))
     }
 
+    /// 911: well behaved: returns its payload (the neighbour of misbehaving requests in tests
+    /// of pipelined batches).
+    #[handler(911)]
+    fn echoes(_ctx: &mut Ctx, payload: Raw) -> Result<Raw> {
+        Ok(payload)
+    }
+
+    /// 912: pushes its payload to its own session on topic 9120, then returns it.
+    #[handler(912)]
+    fn pushes_then_echoes(ctx: &mut Ctx, payload: Raw) -> Result<Raw> {
+        ctx.push_raw(9120, &payload.0)?;
+        Ok(payload)
+    }
+
     /// 905: fails the way a game rule does.
     #[handler(905)]
     fn refuses(_ctx: &mut Ctx, _req: Raw) -> Result<Raw> {

@@ -47,6 +47,8 @@ pub(crate) struct HostState {
     /// Set by the epoch callback when it interrupted the call for `deadline`.
     pub wall_timeout: bool,
     pub env: Arc<ModuleEnv>,
+    /// The batch being served by a `__firefly_dispatch_batch` call (empty otherwise).
+    pub batch: super::batch::BatchState,
 }
 
 /// Per-call state: reset before every dispatch.
@@ -54,7 +56,11 @@ pub(crate) struct HostState {
 pub(crate) struct CallState {
     pub session: u64,
     pub input: Bytes,
+    /// The reply: `output[output_base..]`. Outside a batch `output_base` is 0; in a batch
+    /// `output` holds the replies of the batch's earlier requests too, so each reply is copied
+    /// once from guest memory and never moved again.
     pub output: Vec<u8>,
+    pub output_base: usize,
     pub error: Option<GuestError>,
     /// Pushes to the calling session, delivered just before the reply so they keep their order
     /// relative to it (as the original Firefly did).
@@ -70,6 +76,17 @@ impl CallState {
         self.session = session;
         self.input = input;
         self.output.clear();
+        self.output_base = 0;
+        self.error = None;
+        self.own_pushes.clear();
+    }
+
+    /// Resets for a batch call: `output` already holds the batch's earlier replies and keeps
+    /// them; `request_next` sets each request's input.
+    pub fn reset_for_batch(&mut self, session: u64) {
+        self.session = session;
+        self.input = Bytes::new();
+        self.output_base = self.output.len();
         self.error = None;
         self.own_pushes.clear();
     }
@@ -179,7 +196,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         |mut caller: Caller<'_, HostState>, ptr: u32, len: u32| -> wasmtime::Result<()> {
             let (mem, state) = memory(&mut caller)?;
             let r = range(mem.len(), ptr, len, "output_write")?;
-            state.call.output.clear();
+            state.call.output.truncate(state.call.output_base);
             state.call.output.extend_from_slice(&mem[r]);
             Ok(())
         },
@@ -353,6 +370,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                 .map_err(|e| wasmtime::format_err!("host randomness unavailable: {e}"))
         },
     )?;
+    super::batch::add_to_linker(linker)?;
     super::host_data::add_to_linker(linker)?;
     super::host_sessions::add_to_linker(linker)?;
     Ok(())
@@ -463,6 +481,7 @@ mod tests {
             cpu_budget: 1,
             deadline_ms: 0,
             wall_timeout: false,
+            batch: Default::default(),
             env: Arc::new(ModuleEnv {
                 name,
                 version: 1,

@@ -21,6 +21,7 @@
 //! * **One engine per distinct limit set**, because the wasm stack limit is an engine setting
 //!   and limits are configurable per module.
 
+mod batch;
 mod host;
 mod host_data;
 mod host_sessions;
@@ -40,6 +41,7 @@ use crate::cluster::Cluster;
 use crate::config::Limits;
 use crate::sessions::Sessions;
 
+pub use batch::{Answer, Batch};
 pub use host::GuestError;
 pub use module::{LoadError, ModuleVersion};
 pub use pool::{CallError, CallOutcome, Lease, ModuleStats};

@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use crossbeam_queue::ArrayQueue;
 use firefly_abi::{
-    ABI_VERSION, EXPORT_DESCRIBE, EXPORT_DISPATCH, IMPORT_MODULE, IMPORT_MODULE_PREFIX, Manifest,
+    ABI_VERSION, EXPORT_DESCRIBE, EXPORT_DISPATCH, EXPORT_DISPATCH_BATCH, IMPORT_MODULE,
+    IMPORT_MODULE_PREFIX, Manifest,
 };
 use sha2::{Digest, Sha256};
 use std::sync::atomic::AtomicUsize;
@@ -117,6 +118,24 @@ impl ModuleVersion {
     pub fn reinstate(&self) {
         self.retired
             .store(false, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether this version serves `command` right now: it handles it and has not been retired
+    /// by a newer version. One load and a binary search, where the router look-up is two
+    /// `ArcSwap` loads; a version that is not retired is its slot's current one (a swap makes
+    /// the new version current first, then retires the old one).
+    pub fn serves(&self, command: u32) -> bool {
+        !self.retired.load(std::sync::atomic::Ordering::Acquire)
+            && self.manifest.commands.binary_search(&command).is_ok()
+    }
+
+    /// Whether the module exports batched dispatch (`__firefly_dispatch_batch`): pipelined
+    /// requests then share one entry into the guest. Modules built by an older SDK do not.
+    pub fn batched(&self) -> bool {
+        self.pre
+            .module()
+            .get_export(firefly_abi::EXPORT_DISPATCH_BATCH)
+            .is_some()
     }
 
     /// Instances of this version in existence now (idle or running a call).
@@ -312,6 +331,18 @@ fn check_exports(module: &Module) -> Result<(), LoadError> {
             params.join(", "),
             results.join(", ")
         )));
+    }
+    // Optional (modules built before batched dispatch lack it), but typed when present.
+    if module.get_export(EXPORT_DISPATCH_BATCH).is_some() {
+        let batch = func(EXPORT_DISPATCH_BATCH)?;
+        let (params, results) = (kinds(&mut batch.params()), kinds(&mut batch.results()));
+        if params != ["i64"] || results != ["i32"] {
+            return Err(LoadError::Export(format!(
+                "`{EXPORT_DISPATCH_BATCH}` has type ({}) -> ({}), expected (i64) -> (i32)",
+                params.join(", "),
+                results.join(", ")
+            )));
+        }
     }
     let describe = func(EXPORT_DESCRIBE)?;
     if describe.params().len() != 0 || describe.results().len() != 0 {

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
-use firefly_abi::{DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, Manifest, Status, codes};
+use firefly_abi::{
+    DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, EXPORT_DISPATCH_BATCH, Manifest, Status, codes,
+};
 use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
 
 use super::host::{CallState, HostState, MemoryLimiter};
@@ -14,10 +16,13 @@ use crate::stats::Counter;
 
 /// A warm instance: its store and its dispatch function, ready for the next call.
 pub(crate) struct Warm {
-    store: Store<HostState>,
+    pub(super) store: Store<HostState>,
     instance: Instance,
     dispatch: TypedFunc<(u32, u32, u64, u32), u32>,
-    uses: u32,
+    /// The batch entry, when the module exports one (modules from older SDKs do not).
+    pub(super) batch: Option<TypedFunc<u64, u32>>,
+    /// Requests served (a batch counts each of its requests).
+    pub(super) uses: u32,
 }
 
 /// Counters of one module version, read by status and metrics.
@@ -33,6 +38,8 @@ pub struct ModuleStats {
     pub timeouts: Counter,
     /// Instances created.
     pub instances: Counter,
+    /// Guest entries that served a batch of pipelined requests (`__firefly_dispatch_batch`).
+    pub batches: Counter,
 }
 
 /// Why a call produced no successful reply.
@@ -68,8 +75,8 @@ pub struct CallOutcome {
 /// pool is touched once per batch rather than once per request. Dropping the lease returns the
 /// instance; an instance that failed is discarded and the next call takes a fresh one.
 pub struct Lease {
-    module: Arc<ModuleVersion>,
-    warm: Option<Warm>,
+    pub(super) module: Arc<ModuleVersion>,
+    pub(super) warm: Option<Warm>,
 }
 
 impl Lease {
@@ -132,30 +139,10 @@ impl Lease {
         state.call.input = Bytes::new();
         let result = match result {
             Ok(status) => {
-                let result = match Status::from_u32(status) {
-                    Some(Status::Ok) => {
-                        std::mem::swap(reply, &mut state.call.output);
-                        Ok(())
-                    }
-                    Some(Status::Error) => Err(match state.call.error.take() {
-                        Some(e) => CallError {
-                            code: e.code,
-                            message: e.message,
-                        },
-                        None => CallError::new(
-                            codes::HANDLER_FAILED,
-                            "handler failed without a message",
-                        ),
-                    }),
-                    Some(Status::Unknown) => Err(CallError::new(
-                        codes::UNKNOWN_COMMAND,
-                        format!("module `{}` has no handler for command {id}", module.name()),
-                    )),
-                    None => Err(CallError::new(
-                        codes::INTERNAL,
-                        format!("module returned an unknown status {status}"),
-                    )),
-                };
+                let result = status_result(status, &mut state.call, module.name(), id);
+                if result.is_ok() {
+                    std::mem::swap(reply, &mut state.call.output);
+                }
                 if warm.uses < MAX_USES {
                     self.warm = Some(warm);
                 } else {
@@ -176,6 +163,34 @@ impl Lease {
             module.metrics.record_since(id, started, result.is_err());
         }
         CallOutcome { own_pushes, result }
+    }
+}
+
+/// What a dispatch's [`Status`] means: `Ok` when the output buffer holds the reply, else the
+/// error to answer with.
+pub(super) fn status_result(
+    status: u32,
+    call: &mut CallState,
+    module: &str,
+    id: u32,
+) -> Result<(), CallError> {
+    match Status::from_u32(status) {
+        Some(Status::Ok) => Ok(()),
+        Some(Status::Error) => Err(match call.error.take() {
+            Some(e) => CallError {
+                code: e.code,
+                message: e.message,
+            },
+            None => CallError::new(codes::HANDLER_FAILED, "handler failed without a message"),
+        }),
+        Some(Status::Unknown) => Err(CallError::new(
+            codes::UNKNOWN_COMMAND,
+            format!("module `{module}` has no handler for command {id}"),
+        )),
+        None => Err(CallError::new(
+            codes::INTERNAL,
+            format!("module returned an unknown status {status}"),
+        )),
     }
 }
 
@@ -219,7 +234,7 @@ impl ModuleVersion {
     /// (up to the request timeout) for one to be released.
     ///
     /// The fast path is one lock-free queue pop: no semaphore, no shared counter.
-    async fn acquire(&self) -> Result<Warm, CallError> {
+    pub(super) async fn acquire(&self) -> Result<Warm, CallError> {
         if let Some(warm) = self.idle.pop() {
             return Ok(warm);
         }
@@ -276,7 +291,7 @@ impl ModuleVersion {
     }
 
     /// Returns an instance to the pool, or gives up its slot (`None`: it was discarded).
-    fn release(&self, warm: Option<Warm>) {
+    pub(super) fn release(&self, warm: Option<Warm>) {
         match warm {
             Some(warm) if warm.uses < MAX_USES && !self.retired.load(Ordering::Acquire) => {
                 if self.idle.push(warm).is_err() {
@@ -306,7 +321,7 @@ impl ModuleVersion {
     }
 
     /// Names what went wrong in a failed call; the instance is dropped by the caller.
-    fn classify(&self, state: &mut HostState, err: &wasmtime::Error) -> CallError {
+    pub(super) fn classify(&self, state: &mut HostState, err: &wasmtime::Error) -> CallError {
         if state.limiter.hit {
             self.stats.traps.inc();
             return CallError::new(
@@ -384,6 +399,7 @@ impl ModuleVersion {
             deadline_ms: self.env.clock.now_ms() + timeout_ms(&self.limits),
             wall_timeout: false,
             env: Arc::clone(&self.env),
+            batch: Default::default(),
         };
         let mut store = Store::new(engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -413,11 +429,17 @@ impl ModuleVersion {
             init.call_async(&mut store, ()).await?;
         }
         let dispatch = instance.get_typed_func(&mut store, EXPORT_DISPATCH)?;
+        // Optional; its type was checked when the module was loaded.
+        let batch = match instance.get_export(&mut store, EXPORT_DISPATCH_BATCH) {
+            Some(_) => Some(instance.get_typed_func(&mut store, EXPORT_DISPATCH_BATCH)?),
+            None => None,
+        };
         self.stats.instances.inc();
         Ok(Warm {
             store,
             instance,
             dispatch,
+            batch,
             uses: 0,
         })
     }
@@ -461,7 +483,7 @@ impl ModuleVersion {
 
 /// A call's wall-clock limit in milliseconds, plus one tick so the coarse clock's granularity
 /// never cuts a call short.
-fn timeout_ms(limits: &crate::config::Limits) -> u64 {
+pub(super) fn timeout_ms(limits: &crate::config::Limits) -> u64 {
     u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX) + EPOCH_TICK.as_millis() as u64
 }
 

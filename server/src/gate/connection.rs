@@ -13,14 +13,22 @@ use std::collections::VecDeque;
 
 use crate::cluster::wire::Msg;
 use crate::cluster::{Peer, Pending, RpcError};
-use crate::engine::Lease;
+use crate::engine::{Batch, Lease};
+use crate::node::LocalRoute;
 use crate::protocol::session::{self, SessionRequest, SessionTicket};
-use crate::protocol::{ErrorReply, Frame, FrameError};
+use crate::protocol::{ErrorReply, FrameError};
 use crate::sessions::resume::ResumeError;
 use crate::sessions::{Attached, KickReason, Outbound};
 
 /// Replies are flushed once this much is buffered, even mid-batch.
 const FLUSH_AT: usize = 64 * 1024;
+
+/// Free space guaranteed to every read: the connection's initial buffer size, so an idle
+/// connection holds no more than before (the bare echo baseline keeps 8 KiB).
+const READ_SPARE: usize = 4096;
+
+/// Most requests served by one batched entry into a module (each still has its own limits).
+const MAX_BATCH: usize = 64;
 
 /// Serves one client connection over `stream` until it closes, then detaches its session
 /// (parked when resumable, else ended).
@@ -38,7 +46,7 @@ pub(super) async fn run<T: Transport>(
     node.session_event(DispatchKind::Connect, first).await;
 
     let idle = shared.settings.idle_timeout;
-    let mut rbuf = BytesMut::with_capacity(4096);
+    let mut rbuf = BytesMut::with_capacity(READ_SPARE);
     let mut wbuf = BytesMut::with_capacity(4096);
     let mut scratch = Scratch::default();
     let mut last_read = Instant::now();
@@ -48,6 +56,12 @@ pub(super) async fn run<T: Transport>(
     tokio::pin!(sleep);
 
     let end = loop {
+        // Every read gets room for a few pipelined batches. Without this the spare capacity
+        // shrinks as frames are split off the front, and reads near the end of the buffer
+        // return a frame or two (or half of one) each: more reads, more wake-ups, smaller
+        // batches. Once the frames of the last read are dropped this reclaims the same
+        // allocation instead of growing.
+        rbuf.reserve(READ_SPARE);
         tokio::select! {
             biased;
             read = stream.read(&mut rbuf) => {
@@ -69,7 +83,7 @@ pub(super) async fn run<T: Transport>(
                 }
                 if rbuf.is_empty() && rbuf.capacity() > 256 * 1024 {
                     // A large frame passed through; do not keep its buffer for an idle client.
-                    rbuf = BytesMut::with_capacity(4096);
+                    rbuf = BytesMut::with_capacity(READ_SPARE);
                 }
             }
             msg = slot.rx.recv() => {
@@ -148,11 +162,12 @@ fn drain_outbound(
 /// Per-connection working state reused across requests.
 #[derive(Default)]
 struct Scratch {
-    /// Reply bytes; swapped with the instance's output buffer, so neither side reallocates.
-    reply: Vec<u8>,
     /// The instance serving the current batch of frames; released when the batch is done, so
     /// an idle connection never holds one.
     lease: Option<Lease>,
+    /// Consecutive requests for the lease's module version not yet served: served together
+    /// (one entry into the guest) when a frame for something else arrives or the read is done.
+    batch: Batch,
     /// Requests and errors since the last flush to the shared (striped) counters: counting
     /// per batch instead of per request keeps shared cache lines out of the hot loop.
     requests: u64,
@@ -201,57 +216,80 @@ async fn process<T: Transport>(
             Ok(Some(frame)) => {
                 let command = frame.command;
                 if command == session::SESSION_COMMAND {
+                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
+                        break Some(End::Lost("write error"));
+                    }
                     drain(shared, &mut inflight, wbuf, scratch).await;
                     scratch.lease = None;
                     scratch.requests += 1;
                     session_request(shared, slot, &frame.payload, wbuf, scratch);
                     continue;
                 }
-                let local = node.lease_for(command, &mut scratch.lease);
-                if !local && let Some(route) = node.remote_route(command) {
-                    // Never hold a local instance while waiting on the network.
-                    scratch.lease = None;
-                    scratch.requests += 1;
-                    let Some(peer) = route.pick(session) else {
-                        continue;
-                    };
-                    if inflight
-                        .front()
-                        .is_some_and(|(_, p, _)| p.name != peer.name)
-                    {
+                let route = match scratch.lease.as_ref() {
+                    Some(lease) if lease.module().serves(command) => LocalRoute::Same,
+                    lease => node.local_route(command, lease),
+                };
+                if let LocalRoute::Other(version) = route {
+                    // Requests queued for another module (or an older version) go first: a batch
+                    // runs entirely on the version it leased.
+                    if !inflight.is_empty() {
                         drain(shared, &mut inflight, wbuf, scratch).await;
                     }
-                    let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
-                    let started = peer
-                        .start(|id| Msg::Forward {
-                            id,
-                            session,
-                            command,
-                            payload,
-                        })
-                        .await;
-                    inflight.push_back((command, peer.as_ref(), started));
-                    if inflight.len() >= MAX_PIPELINE {
-                        drain(shared, &mut inflight, wbuf, scratch).await;
-                    }
-                    continue;
-                }
-                if !inflight.is_empty() {
-                    drain(shared, &mut inflight, wbuf, scratch).await;
-                }
-                dispatch(shared, session, frame, local, wbuf, scratch).await;
-                if wbuf.len() >= FLUSH_AT {
-                    // A slow reader must not keep an instance busy while we wait on it.
-                    scratch.lease = None;
-                    if stream.write(wbuf).await.is_err() {
+                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
                         break Some(End::Lost("write error"));
                     }
-                    wbuf.clear();
+                    scratch.lease = Some(Lease::new(version));
+                } else if matches!(route, LocalRoute::None) {
+                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
+                        break Some(End::Lost("write error"));
+                    }
+                    if let Some(route) = node.remote_route(command) {
+                        // Never hold a local instance while waiting on the network.
+                        scratch.lease = None;
+                        scratch.requests += 1;
+                        let Some(peer) = route.pick(session) else {
+                            continue;
+                        };
+                        if inflight
+                            .front()
+                            .is_some_and(|(_, p, _)| p.name != peer.name)
+                        {
+                            drain(shared, &mut inflight, wbuf, scratch).await;
+                        }
+                        let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
+                        let started = peer
+                            .start(|id| Msg::Forward {
+                                id,
+                                session,
+                                command,
+                                payload,
+                            })
+                            .await;
+                        inflight.push_back((command, peer.as_ref(), started));
+                        if inflight.len() >= MAX_PIPELINE {
+                            drain(shared, &mut inflight, wbuf, scratch).await;
+                        }
+                        continue;
+                    }
+                    if !inflight.is_empty() {
+                        drain(shared, &mut inflight, wbuf, scratch).await;
+                    }
+                    unknown_command(shared, command, wbuf, scratch);
+                    continue;
+                }
+                scratch.batch.push(command, frame.payload);
+                if (scratch.batch.len() >= MAX_BATCH || scratch.batch.queued_bytes() >= FLUSH_AT)
+                    && !serve_batch(shared, session, wbuf, stream, scratch).await
+                {
+                    break Some(End::Lost("write error"));
                 }
             }
             Ok(None) => break None,
             Err(FrameError::BadHeader) => break Some(End::Ended("bad header")),
             Err(err) => {
+                if !serve_batch(shared, slot.id, wbuf, stream, scratch).await {
+                    break Some(End::Lost("write error"));
+                }
                 drain(shared, &mut inflight, wbuf, scratch).await;
                 let code = match err {
                     FrameError::TooShort { .. } => codes::BAD_FRAME,
@@ -267,6 +305,11 @@ async fn process<T: Transport>(
         }
     };
     // Requests that arrived before the end of the batch (or a bad frame) are still answered.
+    // (After a write error nothing can be answered any more: the queue is just dropped.)
+    if !matches!(close, Some(End::Lost(_))) {
+        serve_batch(shared, slot.id, wbuf, stream, scratch).await;
+    }
+    scratch.batch.clear();
     if !inflight.is_empty() {
         drain(shared, &mut inflight, wbuf, scratch).await;
     }
@@ -290,79 +333,88 @@ async fn drain(
     }
 }
 
-/// Serves one frame with a local module: `scratch.lease` is already on the module that
-/// handles it when `local` is true; otherwise no module here does.
-async fn dispatch(
+/// Answers a request no module here (or on a routed node) handles.
+fn unknown_command(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
+    scratch.requests += 1;
+    scratch.errors += 1;
+    let reply = ErrorReply::new(
+        command,
+        codes::UNKNOWN_COMMAND,
+        format!(
+            "no module on node `{}` handles command {command}",
+            shared.node.name
+        ),
+    );
+    shared
+        .codec
+        .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+}
+
+/// Serves the queued requests (`scratch.batch`) on `scratch.lease` and appends their pushes and
+/// replies (or error frames) to `wbuf`, in request order. Flushes `wbuf` to the client when it
+/// has grown past [`FLUSH_AT`]; false when that write failed.
+async fn serve_batch<T: Transport>(
     shared: &Listener,
     session: u64,
-    frame: Frame,
-    local: bool,
     wbuf: &mut BytesMut,
+    stream: &mut T,
     scratch: &mut Scratch,
-) {
-    let node = &shared.node;
-    scratch.requests += 1;
-    let command = frame.command;
-    if !local {
-        scratch.errors += 1;
-        let reply = ErrorReply::new(
-            command,
-            codes::UNKNOWN_COMMAND,
-            format!(
-                "no module on node `{}` handles command {command}",
-                node.name
-            ),
-        );
-        shared
-            .codec
-            .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-        return;
-    };
+) -> bool {
+    if scratch.batch.is_empty() {
+        return true;
+    }
     let Some(lease) = scratch.lease.as_mut() else {
-        return;
+        // Unreachable: requests are queued only with a lease on their module.
+        scratch.batch.clear();
+        return true;
     };
-    let outcome = lease
-        .call(
-            DispatchKind::Request,
-            command,
-            session,
-            frame.payload,
-            &mut scratch.reply,
-        )
-        .await;
+    lease.call_batch(session, &mut scratch.batch).await;
     let module = lease.module();
-    for (topic, payload) in &outcome.own_pushes {
-        shared.codec.encode(*topic, payload, wbuf);
-    }
-    match outcome.result {
-        Ok(()) => {
-            tracing::trace!(
-                session,
-                command,
-                module = module.name(),
-                version = module.version(),
-                "ok"
-            );
-            shared.codec.encode(command, &scratch.reply, wbuf);
+    let codec = &shared.codec;
+    for answer in scratch.batch.answers() {
+        scratch.requests += 1;
+        let command = answer.command;
+        for (topic, payload) in answer.pushes {
+            codec.encode(*topic, payload, wbuf);
         }
-        Err(err) => {
-            scratch.errors += 1;
-            tracing::debug!(
-                session, command, module = module.name(), version = module.version(),
-                code = %err.code, "request failed: {}", err.message
-            );
-            let reply = ErrorReply {
-                command,
-                code: err.code,
-                message: err.message,
-                module: Some(module.name().to_owned()),
-                version: Some(module.version()),
-            };
-            shared
-                .codec
-                .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+        match answer.result {
+            Ok(reply) => {
+                tracing::trace!(
+                    session,
+                    command,
+                    module = module.name(),
+                    version = module.version(),
+                    "ok"
+                );
+                codec.encode(command, reply, wbuf);
+            }
+            Err(err) => {
+                scratch.errors += 1;
+                tracing::debug!(
+                    session, command, module = module.name(), version = module.version(),
+                    code = %err.code, "request failed: {}", err.message
+                );
+                let reply = ErrorReply {
+                    command,
+                    code: err.code.clone(),
+                    message: err.message.clone(),
+                    module: Some(module.name().to_owned()),
+                    version: Some(module.version()),
+                };
+                codec.encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+            }
         }
     }
+    scratch.batch.clear();
+    if wbuf.len() >= FLUSH_AT {
+        // A slow reader must not keep an instance busy while we wait on it.
+        scratch.lease = None;
+        if stream.write(wbuf).await.is_err() {
+            return false;
+        }
+        wbuf.clear();
+    }
+    true
 }
 
 /// Writes what a forwarded request got back: its pushes and reply, or an error frame.

@@ -90,6 +90,66 @@ impl ModuleMetrics {
         );
     }
 
+    /// Records several requests, each `(command, microseconds, failed)`, as one batch of
+    /// dispatch serves them: a run of requests to the same command costs one look-up and one
+    /// add per counter touched, instead of three or four atomic adds per request.
+    pub fn record_many(&self, requests: impl IntoIterator<Item = (u32, u64, bool)>) {
+        struct Run {
+            index: usize,
+            requests: u64,
+            errors: u64,
+            sum_us: u64,
+            buckets: [u64; SLOTS],
+        }
+        let flush = |run: &Run| {
+            let Some(cells) = self.cells.get(run.index) else {
+                return;
+            };
+            let cell = &cells.stripes[stripe()];
+            cell.requests.fetch_add(run.requests, Ordering::Relaxed);
+            if run.errors > 0 {
+                cell.errors.fetch_add(run.errors, Ordering::Relaxed);
+            }
+            cell.sum_us.fetch_add(run.sum_us, Ordering::Relaxed);
+            for (bucket, &n) in cell.buckets.iter().zip(&run.buckets) {
+                if n > 0 {
+                    bucket.fetch_add(n, Ordering::Relaxed);
+                }
+            }
+        };
+        let mut current: Option<(u32, Run)> = None;
+        for (command, us, failed) in requests {
+            let same = current.as_ref().is_some_and(|(c, _)| *c == command);
+            if !same {
+                if let Some((_, run)) = current.take() {
+                    flush(&run);
+                }
+                let Ok(index) = self.commands.binary_search(&command) else {
+                    continue;
+                };
+                current = Some((
+                    command,
+                    Run {
+                        index,
+                        requests: 0,
+                        errors: 0,
+                        sum_us: 0,
+                        buckets: [0; SLOTS],
+                    },
+                ));
+            }
+            if let Some((_, run)) = current.as_mut() {
+                run.requests += 1;
+                run.errors += u64::from(failed);
+                run.sum_us += us;
+                run.buckets[slot(us)] += 1;
+            }
+        }
+        if let Some((_, run)) = current {
+            flush(&run);
+        }
+    }
+
     /// Records one request to `command` that took `us` microseconds.
     pub fn record_us(&self, command: u32, us: u64, failed: bool) {
         let Ok(i) = self.commands.binary_search(&command) else {
@@ -331,6 +391,26 @@ impl Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn recording_a_batch_equals_recording_each_request() {
+        let requests = [
+            (101, 40, false),
+            (101, 700, true),
+            (101, 60, false),
+            (999, 1, false),
+            (103, 9_000_000, false),
+            (101, 10, true),
+        ];
+        let one_by_one = ModuleMetrics::for_commands(&[101, 103]);
+        for (command, us, failed) in requests {
+            one_by_one.record_us(command, us, failed);
+        }
+        let batched = ModuleMetrics::for_commands(&[101, 103]);
+        batched.record_many(requests);
+        assert_eq!(batched.totals(), one_by_one.totals());
+        assert_eq!(batched.totals()[0].1.requests, 4);
+    }
 
     #[test]
     fn records_per_command_and_renders_cumulative_buckets() {
