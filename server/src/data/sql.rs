@@ -426,20 +426,29 @@ impl Sql {
             for chunk in upserts.chunks((MAX_PARAMS / per_row).max(1)) {
                 statements.push(self.upsert(&table, t, chunk));
             }
-            let deletes: Vec<SqlValue> = rows
-                .iter()
-                .filter(|r| r.values.is_none())
-                .map(|r| key_value(&r.key))
-                .collect();
-            for chunk in deletes.chunks(MAX_PARAMS) {
-                let phs: Vec<String> = (1..=chunk.len()).map(|n| self.ph(n)).collect();
+            // A delete removes the row only while it holds an older version than the delete
+            // itself, so a stale flusher can never delete an object re-inserted since (a
+            // re-insert gets a higher version than the delete it follows).
+            let deletes: Vec<&RowWrite> = rows.iter().filter(|r| r.values.is_none()).collect();
+            let (key, version) = (self.q(&t.key), self.q("_version"));
+            for chunk in deletes.chunks(MAX_PARAMS / 2) {
+                let mut values = Vec::with_capacity(chunk.len() * 2);
+                let conditions: Vec<String> = chunk
+                    .iter()
+                    .map(|r| {
+                        values.push(key_value(&r.key));
+                        values.push(SqlValue::Int(i64::try_from(r.version).unwrap_or(i64::MAX)));
+                        let n = values.len();
+                        format!(
+                            "({key} = {} AND {version} < {})",
+                            self.ph(n - 1),
+                            self.ph(n)
+                        )
+                    })
+                    .collect();
                 statements.push((
-                    format!(
-                        "DELETE FROM {table} WHERE {} IN ({})",
-                        self.q(&t.key),
-                        phs.join(", ")
-                    ),
-                    chunk.to_vec(),
+                    format!("DELETE FROM {table} WHERE {}", conditions.join(" OR ")),
+                    values,
                 ));
             }
         }
@@ -564,10 +573,10 @@ mod tests {
     }
 
     /// Two flushers racing (any node may flush with Redis) can never put an older state of
-    /// an object over a newer one: on SQLite, and on PostgreSQL and MariaDB when their test
+    /// an object over a newer one, nor delete a newer one: on SQLite, and on PostgreSQL and MariaDB when their test
     /// URLs are set (as in CI).
     #[tokio::test]
-    async fn an_upsert_never_replaces_a_newer_version() {
+    async fn a_stale_write_never_replaces_a_newer_version() {
         let dir = tempfile::tempdir().unwrap();
         let mut databases = vec![DatabaseSpec::Sqlite(dir.path().join("t.db"))];
         if let Ok(url) = std::env::var("FIREFLY_TEST_POSTGRES_URL") {
@@ -605,5 +614,26 @@ mod tests {
         }
         let (version, values) = sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().unwrap();
         assert_eq!((version, &values[1]), (3, &SqlValue::Int(30)), "{db:?}");
+        // A stale delete (version 2, from before the row reached version 3) leaves it alone.
+        let delete = |version| RowWrite {
+            key: Key::Int(1),
+            version,
+            values: None,
+        };
+        sql.write_batch(&prefix, &[(t.clone(), vec![delete(2)])], &[])
+            .await
+            .unwrap();
+        assert!(
+            sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().is_some(),
+            "{db:?}"
+        );
+        // A delete newer than the row removes it.
+        sql.write_batch(&prefix, &[(t.clone(), vec![delete(4)])], &[])
+            .await
+            .unwrap();
+        assert!(
+            sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().is_none(),
+            "{db:?}"
+        );
     }
 }
