@@ -473,7 +473,10 @@ impl LocalStore {
                 (table.clone(), key.clone(), slot.seq)
             })
             .collect();
-        self.sql.write_batch(&self.prefix, &grouped, &ids).await?;
+        // One process owns the embedded store, so there is no other flusher to fence off.
+        self.sql
+            .write_batch(&self.prefix, &grouped, &ids, None)
+            .await?;
         {
             let mut st = self.lock();
             if !ids.is_empty() {

@@ -16,8 +16,9 @@
 //! nothing. A dirty object has no expiry, so Redis never evicts it under a `noeviction` or
 //! `volatile-*` policy (an `allkeys-*` policy is refused at open); once flushed it gets an
 //! expiry and may be evicted, since SQL holds it. A flush reads the objects, writes them in
-//! one SQL transaction (an upsert only ever replaces an older version, so two flushers cannot
-//! go backwards), then clears each dirty mark only if it still names the version written. A
+//! one SQL transaction (an upsert only ever replaces an older version and a delete only removes
+//! one, and each flush runs under a term from SQL that a newer flusher's term supersedes, so a
+//! stalled flusher cannot go backwards), then clears each dirty mark only if it still names the version written. A
 //! Firefly process can die at any point: what Redis acknowledged stays there, dirty until
 //! some node flushes it. Redis itself must be run with persistence (`appendonly yes`) for the
 //! data to survive a restart of Redis.
@@ -461,6 +462,9 @@ impl RedisStore {
     }
 
     async fn flush_locked(&self, lease: &(String, String)) -> anyhow::Result<usize> {
+        // A fencing token: should this node stall past its lease while another takes over,
+        // its later writes are refused by SQL instead of landing over newer ones.
+        let term = self.sql.begin_flush_term(&self.prefix).await?;
         let tables = self.reload_tables().await?;
         let mut ids = Vec::new();
         for (name, t) in &tables {
@@ -498,7 +502,9 @@ impl RedisStore {
                 fields.dedup();
                 dirty_total += fields.len() as u64;
                 if !fields.is_empty() {
-                    total += self.flush_fields(name, &tables, &fields, &ids).await?;
+                    total += self
+                        .flush_fields(name, &tables, &fields, &ids, term)
+                        .await?;
                     ids.clear();
                     self.renew(lease).await;
                 }
@@ -509,7 +515,9 @@ impl RedisStore {
             }
         }
         if !ids.is_empty() {
-            self.sql.write_batch(&self.prefix, &[], &ids).await?;
+            self.sql
+                .write_batch(&self.prefix, &[], &ids, Some(term))
+                .await?;
         }
         self.dirty_seen
             .store(dirty_total.saturating_sub(total as u64), Ordering::Relaxed);
@@ -525,6 +533,7 @@ impl RedisStore {
         tables: &HashMap<Arc<str>, Arc<TableSchema>>,
         fields: &[Vec<u8>],
         ids: &[(String, i64)],
+        term: i64,
     ) -> anyhow::Result<usize> {
         let mut pipe = redis::pipe();
         for f in fields {
@@ -557,7 +566,9 @@ impl RedisStore {
         if accepted.is_empty() && ids.is_empty() {
             return Ok(0);
         }
-        self.sql.write_batch(&self.prefix, &grouped, ids).await?;
+        self.sql
+            .write_batch(&self.prefix, &grouped, ids, Some(term))
+            .await?;
         if !ids.is_empty() {
             let mut flushed = self.ids_flushed.lock().unwrap_or_else(|p| p.into_inner());
             for (t, last) in ids {

@@ -90,6 +90,15 @@ macro_rules! get_value {
 /// Most parameters one statement binds (below every backend's limit).
 const MAX_PARAMS: usize = 8000;
 
+/// A flush refused because a newer flush term began after this flusher's (it stalled past its
+/// lease and another node took over): nothing was written; the objects stay dirty.
+#[derive(Debug, thiserror::Error)]
+#[error("flush term {term} was superseded by term {newest}: another node is flushing")]
+pub(crate) struct Superseded {
+    pub term: i64,
+    pub newest: i64,
+}
+
 /// One row to write at a flush: its key, version and column values (`None`: delete it).
 pub(crate) struct RowWrite {
     pub key: Key,
@@ -193,6 +202,10 @@ impl Sql {
         self.q(&format!("{prefix}_firefly_ids"))
     }
 
+    fn meta_flush(&self, prefix: &str) -> String {
+        self.q(&format!("{prefix}_firefly_flush"))
+    }
+
     async fn exec(&self, sql: String) -> Result<(), sqlx::Error> {
         on_pool!(self, pool => sqlx::query(AssertSqlSafe(sql)).execute(pool).await.map(|_| ()))
     }
@@ -216,7 +229,40 @@ impl Sql {
         ))
         .await
         .context("creating the id table")?;
+        let flush = self.meta_flush(prefix);
+        self.exec(format!(
+            "CREATE TABLE IF NOT EXISTS {flush} (id INT PRIMARY KEY, term BIGINT NOT NULL)"
+        ))
+        .await
+        .context("creating the flush term table")?;
+        self.exec(match self.dialect() {
+            Dialect::Mysql => format!("INSERT IGNORE INTO {flush} (id, term) VALUES (1, 0)"),
+            Dialect::Postgres => {
+                format!("INSERT INTO {flush} (id, term) VALUES (1, 0) ON CONFLICT (id) DO NOTHING")
+            }
+            Dialect::Sqlite => format!("INSERT OR IGNORE INTO {flush} (id, term) VALUES (1, 0)"),
+        })
+        .await
+        .context("creating the flush term")?;
         Ok(())
+    }
+
+    /// Starts a flusher's term: a number larger than every earlier term (a fencing token,
+    /// kept in SQL so it survives a lost cache). A flush written under an older term than the
+    /// newest is refused ([`Superseded`]), so a flusher that stalled past its lease can write
+    /// nothing once another has taken over.
+    pub async fn begin_flush_term(&self, prefix: &str) -> anyhow::Result<i64> {
+        let flush = self.meta_flush(prefix);
+        let bump = format!("UPDATE {flush} SET term = term + 1 WHERE id = 1");
+        let read = format!("SELECT term FROM {flush} WHERE id = 1");
+        Ok(on_pool!(self, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(AssertSqlSafe(bump)).execute(&mut *tx).await?;
+            let row = sqlx::query(AssertSqlSafe(read)).fetch_one(&mut *tx).await?;
+            let term = row.try_get::<i64, _>(0)?;
+            tx.commit().await?;
+            term
+        }))
     }
 
     /// Every table schema stored so far.
@@ -411,12 +457,15 @@ impl Sql {
     }
 
     /// Writes one flush in a single transaction: upserts and deletes per table, then the id
-    /// counters (which never go down).
+    /// counters (which never go down). With `term` (from [`Sql::begin_flush_term`]) the
+    /// transaction first locks the term row and is refused with [`Superseded`] if a newer
+    /// term has begun.
     pub async fn write_batch(
         &self,
         prefix: &str,
         tables: &[(std::sync::Arc<TableSchema>, Vec<RowWrite>)],
         ids: &[(String, i64)],
+        term: Option<i64>,
     ) -> anyhow::Result<()> {
         let mut statements: Vec<(String, Vec<SqlValue>)> = Vec::new();
         for (t, rows) in tables {
@@ -473,8 +522,31 @@ impl Sql {
         if statements.is_empty() {
             return Ok(());
         }
+        let flush = self.meta_flush(prefix);
+        // The lock on the term row orders this transaction against a newer term's start.
+        let (lock, read) = match self.dialect() {
+            Dialect::Sqlite => (
+                Some(format!("UPDATE {flush} SET term = term WHERE id = 1")),
+                format!("SELECT term FROM {flush} WHERE id = 1"),
+            ),
+            _ => (
+                None,
+                format!("SELECT term FROM {flush} WHERE id = 1 FOR UPDATE"),
+            ),
+        };
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
+            if let Some(term) = term {
+                if let Some(lock) = lock {
+                    sqlx::query(AssertSqlSafe(lock)).execute(&mut *tx).await?;
+                }
+                let row = sqlx::query(AssertSqlSafe(read)).fetch_one(&mut *tx).await?;
+                let newest = row.try_get::<i64, _>(0)?;
+                if newest != term {
+                    tx.rollback().await?;
+                    return Err(Superseded { term, newest }.into());
+                }
+            }
             for (sql, values) in statements {
                 bind_all!(sqlx::query(AssertSqlSafe(sql)), &values)
                     .execute(&mut *tx)
@@ -578,20 +650,68 @@ mod tests {
     #[tokio::test]
     async fn a_stale_write_never_replaces_a_newer_version() {
         let dir = tempfile::tempdir().unwrap();
-        let mut databases = vec![DatabaseSpec::Sqlite(dir.path().join("t.db"))];
+        let databases = databases(dir.path());
+        for db in databases {
+            stale_write_is_ignored(&db).await;
+        }
+    }
+
+    /// A flusher that stalled past its lease (another node took over and began a newer term)
+    /// writes nothing, and the newer term's flush goes through.
+    #[tokio::test]
+    async fn a_superseded_flush_term_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let databases = databases(dir.path());
+        for db in databases {
+            let prefix = fresh_prefix("f");
+            let (sql, t) = heroes(&db, &prefix).await;
+            let stale = sql.begin_flush_term(&prefix).await.unwrap();
+            let newer = sql.begin_flush_term(&prefix).await.unwrap();
+            assert!(newer > stale, "{db:?}");
+            let err = sql
+                .write_batch(&prefix, &[(t.clone(), vec![row(1, 10)])], &[], Some(stale))
+                .await
+                .unwrap_err();
+            let superseded = err.downcast_ref::<super::Superseded>();
+            assert!(
+                superseded.is_some_and(|s| s.newest == newer),
+                "{db:?}: {err:#}"
+            );
+            assert!(
+                sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().is_none(),
+                "{db:?}: the stale flush wrote"
+            );
+            sql.write_batch(&prefix, &[(t.clone(), vec![row(2, 20)])], &[], Some(newer))
+                .await
+                .unwrap();
+            let (version, _) = sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().unwrap();
+            assert_eq!(version, 2, "{db:?}");
+        }
+    }
+
+    /// SQLite in `dir`, and PostgreSQL and MariaDB when their test URLs are set (as in CI).
+    fn databases(dir: &std::path::Path) -> Vec<DatabaseSpec> {
+        let mut databases = vec![DatabaseSpec::Sqlite(dir.join("t.db"))];
         if let Ok(url) = std::env::var("FIREFLY_TEST_POSTGRES_URL") {
             databases.push(DatabaseSpec::Postgres(url));
         }
         if let Ok(url) = std::env::var("FIREFLY_TEST_MYSQL_URL") {
             databases.push(DatabaseSpec::Mysql(url));
         }
-        for db in databases {
-            stale_write_is_ignored(&db).await;
-        }
+        databases
     }
 
-    async fn stale_write_is_ignored(db: &DatabaseSpec) {
-        let prefix = format!("u{}_", std::process::id());
+    /// A table prefix no earlier run used.
+    fn fresh_prefix(tag: &str) -> String {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("{tag}{}_{}_", std::process::id(), nanos % 1_000_000_000)
+    }
+
+    /// A fresh `heroes (id, gold)` table under `prefix`.
+    async fn heroes(db: &DatabaseSpec, prefix: &str) -> (Sql, Arc<TableSchema>) {
         let sql = Sql::connect(db).await.unwrap();
         let field = |name: &str| FieldSchema {
             name: name.into(),
@@ -605,10 +725,16 @@ mod tests {
             key: "id".into(),
             fields: vec![field("id"), field("gold")],
         });
-        sql.ensure_meta(&prefix).await.unwrap();
-        sql.apply_schema(&prefix, None, &t).await.unwrap();
+        sql.ensure_meta(prefix).await.unwrap();
+        sql.apply_schema(prefix, None, &t).await.unwrap();
+        (sql, t)
+    }
+
+    async fn stale_write_is_ignored(db: &DatabaseSpec) {
+        let prefix = fresh_prefix("u");
+        let (sql, t) = heroes(db, &prefix).await;
         for (version, gold) in [(2, 20), (1, 10), (3, 30), (3, 99)] {
-            sql.write_batch(&prefix, &[(t.clone(), vec![row(version, gold)])], &[])
+            sql.write_batch(&prefix, &[(t.clone(), vec![row(version, gold)])], &[], None)
                 .await
                 .unwrap();
         }
@@ -620,7 +746,7 @@ mod tests {
             version,
             values: None,
         };
-        sql.write_batch(&prefix, &[(t.clone(), vec![delete(2)])], &[])
+        sql.write_batch(&prefix, &[(t.clone(), vec![delete(2)])], &[], None)
             .await
             .unwrap();
         assert!(
@@ -628,7 +754,7 @@ mod tests {
             "{db:?}"
         );
         // A delete newer than the row removes it.
-        sql.write_batch(&prefix, &[(t.clone(), vec![delete(4)])], &[])
+        sql.write_batch(&prefix, &[(t.clone(), vec![delete(4)])], &[], None)
             .await
             .unwrap();
         assert!(
