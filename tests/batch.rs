@@ -91,10 +91,16 @@ async fn pipelined_requests_in_one_read_share_one_guest_entry_and_keep_their_ord
     assert!(echo.batches < 20, "one entry per request: {echo:?}");
 }
 
+/// A node hosting `misbehave`, and a client connected to it.
+async fn misbehave() -> (firefly::node::Node, Client) {
+    let node = start_node(&["misbehave"]).await;
+    let client = Client::connect(addr(&node)).await.unwrap();
+    (node, client)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trap_mid_batch_fails_only_that_request_and_the_rest_are_served_once() {
-    let node = start_node(&["misbehave"]).await;
-    let mut client = Client::connect(addr(&node)).await.unwrap();
+    let (node, mut client) = misbehave().await;
     let frames = vec![
         (911, b"a".to_vec()),
         (911, b"b".to_vec()),
@@ -121,8 +127,7 @@ async fn a_trap_mid_batch_fails_only_that_request_and_the_rest_are_served_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_mid_batch_fails_only_that_request() {
-    let node = start_node(&["misbehave"]).await;
-    let mut client = Client::connect(addr(&node)).await.unwrap();
+    let (_node, mut client) = misbehave().await;
     let frames = vec![
         (911, b"before".to_vec()),
         (902, Vec::new()),
@@ -140,8 +145,7 @@ async fn a_timeout_mid_batch_fails_only_that_request() {
 async fn each_request_of_a_batch_gets_its_own_cpu_budget() {
     // Three requests of 300 ms each in one batch: within the 500 ms budget one by one, over it
     // together. Each must pass.
-    let node = start_node(&["misbehave"]).await;
-    let mut client = Client::connect(addr(&node)).await.unwrap();
+    let (_node, mut client) = misbehave().await;
     let spin = rmp_serde::to_vec_named(&json!({"millis": 300})).unwrap();
     let frames = vec![(906, spin.clone()), (906, spin.clone()), (906, spin)];
     send_together(&mut client, &frames).await;
@@ -155,8 +159,7 @@ async fn each_request_of_a_batch_gets_its_own_cpu_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pushes_of_a_batched_request_come_just_before_its_reply() {
-    let node = start_node(&["misbehave"]).await;
-    let mut client = Client::connect(addr(&node)).await.unwrap();
+    let (_node, mut client) = misbehave().await;
     let frames = vec![
         (912, b"x".to_vec()),
         (911, b"plain".to_vec()),
