@@ -259,6 +259,47 @@ async fn pipelined_requests_across_the_hop_are_answered_in_order() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_run_across_the_hop_shares_entries_into_the_module() {
+    let (yaml, _) = topology("sticky");
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let lobby = |node: &Node| {
+        let m = node
+            .modules()
+            .into_iter()
+            .find(|m| m.name == "lobby")
+            .unwrap();
+        (m.calls, m.batches)
+    };
+    // The session's connect event also runs lobby code on l1, asynchronously: let it land
+    // before counting.
+    let _: Value = client.call(103, &json!({"a": 1, "b": 1})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (calls, batches) = lobby(&nodes[1]);
+    // 64 lobby adds in one write: the gate forwards them to l1 together, and l1 serves the
+    // session's queued requests as runs with one entry into the module each.
+    let codec = firefly::protocol::Codec::new(&firefly::config::ProtocolSettings::default());
+    let mut out = bytes::BytesMut::new();
+    for i in 0u32..64 {
+        let req = rmp_serde::to_vec_named(&json!({"a": i, "b": 1})).unwrap();
+        codec.encode(103, &req, &mut out);
+    }
+    client.send_raw(&out).await.unwrap();
+    for i in 0u32..64 {
+        let frame = client.recv_frame().await.unwrap();
+        assert_eq!(frame.command, 103, "#{i}: {frame:?}");
+        let v: Value = rmp_serde::from_slice(&frame.payload).unwrap();
+        assert_eq!(v["sum"], i64::from(i) + 1, "#{i}");
+    }
+    let (calls_after, batches_after) = lobby(&nodes[1]);
+    assert_eq!(calls_after - calls, 64, "each request ran exactly once");
+    assert!(
+        batches_after > batches,
+        "l1 served the run one call per request"
+    );
+}
+
 fn lobby_calls(node: &Node) -> u64 {
     node.modules()
         .iter()

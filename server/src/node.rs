@@ -158,24 +158,6 @@ impl NodeCore {
         }
     }
 
-    /// Makes `lease` a lease on the module version serving `command` now, keeping the one it
-    /// has when it already is (no pool or reference-count traffic then). False when no module
-    /// here handles `command`.
-    pub fn lease_for(&self, command: u32, lease: &mut Option<Lease>) -> bool {
-        let router = self.router.load();
-        let Some(slot) = router.get(command) else {
-            return false;
-        };
-        let current = slot.current_guard();
-        let same = lease
-            .as_ref()
-            .is_some_and(|l| Arc::ptr_eq(l.module(), &current));
-        if !same {
-            *lease = Some(Lease::new(arc_swap::Guard::into_inner(current)));
-        }
-        true
-    }
-
     /// The route that sends `command` to another node, if any.
     pub fn remote_route(&self, command: u32) -> Option<&RemoteRoute> {
         self.remote_routes.iter().find(|r| r.covers(command))
@@ -221,81 +203,143 @@ impl NodeCore {
         Vec<wire::PushItem>,
         Result<serde_bytes::ByteBuf, ErrorReply>,
     ) {
-        let answer = self.serve_forward_inner(session, command, payload).await;
-        self.gate_stats.requests.inc();
-        if answer.1.is_err() {
-            self.gate_stats.errors.inc();
-        }
-        answer
+        let mut answer = None;
+        let mut jobs = vec![(0, command, payload)];
+        self.serve_forwards(session, &mut jobs, |_, pushes, result| {
+            answer = Some((pushes, result));
+        })
+        .await;
+        answer.unwrap_or_else(|| {
+            let err = ErrorReply::new(command, firefly_abi::codes::INTERNAL, "no answer");
+            (Vec::new(), Err(err))
+        })
     }
 
-    async fn serve_forward_inner(
+    /// Runs requests another node forwarded here for one session, `(id, command, payload)`,
+    /// one at a time in order, and hands each answer to `answer` with its id, in order.
+    /// Consecutive requests for one module version share one entry into the module (batched
+    /// dispatch), exactly as pipelined requests on a gate do. Drains `jobs`.
+    pub async fn serve_forwards(
         &self,
         session: u64,
-        command: u32,
-        payload: Bytes,
-    ) -> (
-        Vec<wire::PushItem>,
-        Result<serde_bytes::ByteBuf, ErrorReply>,
+        jobs: &mut Vec<(u64, u32, Bytes)>,
+        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
     ) {
-        let mut lease = None;
-        if !self.lease_for(command, &mut lease) {
-            let err = ErrorReply::new(
-                command,
-                firefly_abi::codes::UNKNOWN_COMMAND,
-                format!(
-                    "no module on node `{}` handles command {command}",
-                    self.name
-                ),
-            );
-            return (Vec::new(), Err(err));
-        }
-        let Some(lease) = lease.as_mut() else {
-            return (
-                Vec::new(),
-                Err(ErrorReply::new(
-                    command,
-                    firefly_abi::codes::INTERNAL,
-                    "no lease",
-                )),
-            );
-        };
-        let mut reply = Vec::new();
-        let outcome = lease
-            .call(DispatchKind::Request, command, session, payload, &mut reply)
-            .await;
-        let pushes = outcome
-            .own_pushes
-            .into_iter()
-            .map(|(topic, p)| (topic, serde_bytes::ByteBuf::from(p.to_vec())))
-            .collect();
-        let module = lease.module();
-        let result = match outcome.result {
-            Ok(()) => {
-                tracing::trace!(
-                    session,
-                    command,
-                    module = module.name(),
-                    version = module.version(),
-                    "ok (forwarded)"
-                );
-                Ok(serde_bytes::ByteBuf::from(reply))
+        let (mut requests, mut errors) = (0, 0);
+        let mut count = |result: &Result<serde_bytes::ByteBuf, ErrorReply>| {
+            requests += 1;
+            if result.is_err() {
+                errors += 1;
             }
-            Err(err) => Err(ErrorReply {
-                command,
-                code: err.code,
-                message: err.message,
-                module: Some(module.name().to_owned()),
-                version: Some(module.version()),
-            }),
         };
-        if let Err(err) = &result {
-            tracing::debug!(
-                session, command, module = module.name(), version = module.version(),
-                code = %err.code, "forwarded request failed: {}", err.message
-            );
+        let mut lease: Option<Lease> = None;
+        let mut batch = crate::engine::Batch::default();
+        let mut ids: Vec<u64> = Vec::new();
+        for (id, command, payload) in jobs.drain(..) {
+            let route = match lease.as_ref() {
+                Some(l) if l.module().serves(command) => LocalRoute::Same,
+                l => self.local_route(command, l),
+            };
+            match route {
+                LocalRoute::Same => {}
+                LocalRoute::Other(version) => {
+                    if let Some(l) = lease.as_mut() {
+                        self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
+                            count(&r);
+                            answer(id, p, r);
+                        })
+                        .await;
+                    }
+                    lease = Some(Lease::new(version));
+                }
+                LocalRoute::None => {
+                    if let Some(l) = lease.as_mut() {
+                        self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
+                            count(&r);
+                            answer(id, p, r);
+                        })
+                        .await;
+                    }
+                    let err = ErrorReply::new(
+                        command,
+                        firefly_abi::codes::UNKNOWN_COMMAND,
+                        format!(
+                            "no module on node `{}` handles command {command}",
+                            self.name
+                        ),
+                    );
+                    let result = Err(err);
+                    count(&result);
+                    answer(id, Vec::new(), result);
+                    continue;
+                }
+            }
+            batch.push(command, payload);
+            ids.push(id);
         }
-        (pushes, result)
+        if let Some(l) = lease.as_mut() {
+            self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
+                count(&r);
+                answer(id, p, r);
+            })
+            .await;
+        }
+        self.gate_stats.requests.add(requests);
+        if errors > 0 {
+            self.gate_stats.errors.add(errors);
+        }
+    }
+
+    /// Serves the queued `batch` on `lease` and hands out each answer with its id (`ids`, in
+    /// the batch's order); leaves both empty.
+    async fn answer_batch(
+        &self,
+        session: u64,
+        lease: &mut Lease,
+        batch: &mut crate::engine::Batch,
+        ids: &mut Vec<u64>,
+        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
+    ) {
+        if batch.is_empty() {
+            return;
+        }
+        lease.call_batch(session, batch).await;
+        let module = lease.module();
+        for (a, id) in batch.answers().zip(ids.drain(..)) {
+            let command = a.command;
+            let pushes = a
+                .pushes
+                .iter()
+                .map(|(topic, p)| (*topic, serde_bytes::ByteBuf::from(p.to_vec())))
+                .collect();
+            let result = match a.result {
+                Ok(reply) => {
+                    tracing::trace!(
+                        session,
+                        command,
+                        module = module.name(),
+                        version = module.version(),
+                        "ok (forwarded)"
+                    );
+                    Ok(serde_bytes::ByteBuf::from(reply.to_vec()))
+                }
+                Err(err) => {
+                    tracing::debug!(
+                        session, command, module = module.name(), version = module.version(),
+                        code = %err.code, "forwarded request failed: {}", err.message
+                    );
+                    Err(ErrorReply {
+                        command,
+                        code: err.code.clone(),
+                        message: err.message.clone(),
+                        module: Some(module.name().to_owned()),
+                        version: Some(module.version()),
+                    })
+                }
+            };
+            answer(id, pushes, result);
+        }
+        batch.clear();
     }
 
     /// What a metrics scrape reports, summed now.

@@ -138,6 +138,9 @@ async fn connection(
     tracing::debug!(%peer, "peer disconnected");
 }
 
+/// Most forwarded requests of one session served as one run.
+const MAX_RUN: usize = 64;
+
 /// A forwarded request waiting for its session's earlier ones.
 struct Job {
     id: u64,
@@ -171,29 +174,30 @@ fn enqueue(
     drop(map);
     let (node, tx, queues) = (node.clone(), tx.clone(), queues.clone());
     tokio::spawn(async move {
+        let mut run: Vec<(u64, u32, bytes::Bytes)> = Vec::new();
         loop {
-            let job = match jobs.try_recv() {
-                Ok(job) => job,
-                Err(_) => {
-                    // Retire the queue under the lock, so no job can slip in unseen.
-                    let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
-                    match jobs.try_recv() {
-                        Ok(job) => job,
-                        Err(_) => {
-                            map.remove(&session);
-                            return;
-                        }
+            // Every job queued by now is served as one run: consecutive requests for one module
+            // share one entry into it, and their replies go out together.
+            while run.len() < MAX_RUN
+                && let Ok(job) = jobs.try_recv()
+            {
+                run.push((job.id, job.command, job.payload.into_vec().into()));
+            }
+            if run.is_empty() {
+                // Retire the queue under the lock, so no job can slip in unseen.
+                let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
+                match jobs.try_recv() {
+                    Ok(job) => run.push((job.id, job.command, job.payload.into_vec().into())),
+                    Err(_) => {
+                        map.remove(&session);
+                        return;
                     }
                 }
-            };
-            let (pushes, result) = node
-                .serve_forward(session, job.command, job.payload.into_vec().into())
-                .await;
-            let _ = tx.send(Msg::Reply {
-                id: job.id,
-                pushes,
-                result,
-            });
+            }
+            node.serve_forwards(session, &mut run, |id, pushes, result| {
+                let _ = tx.send(Msg::Reply { id, pushes, result });
+            })
+            .await;
         }
     });
 }

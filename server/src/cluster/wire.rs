@@ -170,6 +170,10 @@ pub async fn write_loop(
     let mut buf = BytesMut::with_capacity(4096);
     while let Some(msg) = rx.recv().await {
         encode(&msg, &mut buf);
+        // Woken by the first message of a burst (a gate forwarding a pipelined read, a node
+        // answering a run): let its sender queue the rest before writing, so a burst goes out
+        // in one write instead of one syscall per message.
+        tokio::task::yield_now().await;
         while let Ok(more) = rx.try_recv() {
             encode(&more, &mut buf);
             if buf.len() > 256 * 1024 {
