@@ -73,13 +73,17 @@ pub struct Pending<'a> {
     peer: &'a Peer,
     link: Arc<Link>,
     id: u64,
+    /// Requests the message carries (in the peer's in-flight count until it is answered).
+    requests: usize,
     rx: Option<oneshot::Receiver<Msg>>,
     sent: Instant,
 }
 
 impl Drop for Pending<'_> {
     fn drop(&mut self) {
-        self.peer.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.peer
+            .in_flight
+            .fetch_sub(self.requests, Ordering::Relaxed);
         if self.rx.is_some() {
             // Never awaited: forget the waiter so a late reply is simply dropped.
             self.link
@@ -108,11 +112,11 @@ impl Pending<'_> {
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(msg)) => Ok(msg),
             Ok(Err(_)) => {
-                peer.failures.inc();
+                peer.failures.add(self.requests as u64);
                 Err(peer.unavailable("connection lost"))
             }
             Err(_) => {
-                peer.failures.inc();
+                peer.failures.add(self.requests as u64);
                 self.link
                     .pending
                     .lock()
@@ -286,11 +290,21 @@ impl Peer {
     /// Sends a request built by `make(id)` without waiting for its reply, so several can be
     /// in flight on the link (they arrive in the order they were started).
     pub async fn start(&self, make: impl FnOnce(u64) -> Msg) -> Result<Pending<'_>, RpcError> {
-        self.calls.inc();
+        self.start_many(1, make).await
+    }
+
+    /// [`Peer::start`] for a message that carries `requests` requests (a `ForwardRun`): the
+    /// peer's request and in-flight counts count each of them.
+    pub async fn start_many(
+        &self,
+        requests: usize,
+        make: impl FnOnce(u64) -> Msg,
+    ) -> Result<Pending<'_>, RpcError> {
+        self.calls.add(requests as u64);
         let link = match self.get_link().await {
             Ok(link) => link,
             Err(err) => {
-                self.failures.inc();
+                self.failures.add(requests as u64);
                 return Err(err);
             }
         };
@@ -305,14 +319,15 @@ impl Peer {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
-            self.failures.inc();
+            self.failures.add(requests as u64);
             return Err(self.unavailable("connection lost"));
         }
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.fetch_add(requests, Ordering::Relaxed);
         Ok(Pending {
             peer: self,
             link,
             id,
+            requests,
             rx: Some(rx),
             sent: Instant::now(),
         })
@@ -359,6 +374,7 @@ async fn read_loop(
                 Ok(Some(msg)) => {
                     let id = match &msg {
                         Msg::Reply { id, .. }
+                        | Msg::ReplyRun { id, .. }
                         | Msg::StatusReply { id, .. }
                         | Msg::DeployReply { id, .. }
                         | Msg::DataReply { id, .. } => *id,

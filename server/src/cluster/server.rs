@@ -141,11 +141,38 @@ async fn connection(
 /// Most forwarded requests of one session served as one run.
 const MAX_RUN: usize = 64;
 
-/// A forwarded request waiting for its session's earlier ones.
+/// Forwarded requests waiting for their session's earlier ones: one `Forward` or a gate's
+/// `ForwardRun`, answered with `Reply` or `ReplyRun`.
 struct Job {
     id: u64,
-    command: u32,
-    payload: serde_bytes::ByteBuf,
+    run: bool,
+    requests: Vec<(u32, bytes::Bytes)>,
+}
+
+/// A job being served: its answers so far.
+struct Open {
+    id: u64,
+    run: bool,
+    expected: usize,
+    answers: Vec<wire::Answer>,
+}
+
+impl Open {
+    /// The message answering the job, once every request of it has its answer.
+    fn reply(&mut self) -> Option<Msg> {
+        if self.answers.len() < self.expected {
+            return None;
+        }
+        let id = self.id;
+        if self.run {
+            return Some(Msg::ReplyRun {
+                id,
+                replies: std::mem::take(&mut self.answers),
+            });
+        }
+        let (pushes, result) = self.answers.pop()?;
+        Some(Msg::Reply { id, pushes, result })
+    }
 }
 
 /// Per session, the queue of its forwarded requests on this link, while any are pending.
@@ -174,30 +201,61 @@ fn enqueue(
     drop(map);
     let (node, tx, queues) = (node.clone(), tx.clone(), queues.clone());
     tokio::spawn(async move {
+        // `(job index, command, payload)`: every request queued by now, served as one run, so
+        // consecutive requests for one module share one entry into it.
         let mut run: Vec<(u64, u32, bytes::Bytes)> = Vec::new();
+        let mut open: Vec<Open> = Vec::new();
+        let take = |job: Job, run: &mut Vec<(u64, u32, bytes::Bytes)>, open: &mut Vec<Open>| {
+            let expected = job.requests.len();
+            let mut o = Open {
+                id: job.id,
+                run: job.run,
+                expected,
+                answers: Vec::with_capacity(expected),
+            };
+            if expected == 0 {
+                // Nothing to run (an empty run): answer at once.
+                if let Some(msg) = o.reply() {
+                    let _ = tx.send(msg);
+                }
+                return;
+            }
+            let index = open.len() as u64;
+            run.extend(job.requests.into_iter().map(|(c, p)| (index, c, p)));
+            open.push(o);
+        };
         loop {
-            // Every job queued by now is served as one run: consecutive requests for one module
-            // share one entry into it, and their replies go out together.
             while run.len() < MAX_RUN
                 && let Ok(job) = jobs.try_recv()
             {
-                run.push((job.id, job.command, job.payload.into_vec().into()));
+                take(job, &mut run, &mut open);
             }
             if run.is_empty() {
                 // Retire the queue under the lock, so no job can slip in unseen.
                 let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
                 match jobs.try_recv() {
-                    Ok(job) => run.push((job.id, job.command, job.payload.into_vec().into())),
+                    Ok(job) => {
+                        drop(map);
+                        take(job, &mut run, &mut open);
+                        continue;
+                    }
                     Err(_) => {
                         map.remove(&session);
                         return;
                     }
                 }
             }
-            node.serve_forwards(session, &mut run, |id, pushes, result| {
-                let _ = tx.send(Msg::Reply { id, pushes, result });
+            node.serve_forwards(session, &mut run, |index, pushes, result| {
+                let Some(o) = usize::try_from(index).ok().and_then(|i| open.get_mut(i)) else {
+                    return;
+                };
+                o.answers.push((pushes, result));
+                if let Some(msg) = o.reply() {
+                    let _ = tx.send(msg);
+                }
             })
             .await;
+            open.clear();
         }
     });
 }
@@ -210,17 +268,29 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
             command,
             payload,
         } if session != 0 => {
-            enqueue(
-                session,
-                Job {
-                    id,
-                    command,
-                    payload,
-                },
-                node,
-                tx,
-                queues,
-            );
+            let requests = vec![(command, payload.into_vec().into())];
+            let job = Job {
+                id,
+                run: false,
+                requests,
+            };
+            enqueue(session, job, node, tx, queues);
+        }
+        Msg::ForwardRun {
+            id,
+            session,
+            requests,
+        } => {
+            let requests = requests
+                .into_iter()
+                .map(|(c, p)| (c, p.into_vec().into()))
+                .collect();
+            let job = Job {
+                id,
+                run: true,
+                requests,
+            };
+            enqueue(session, job, node, tx, queues);
         }
         Msg::Forward {
             id,

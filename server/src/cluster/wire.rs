@@ -13,6 +13,10 @@ pub const MAX_FRAME: usize = 64 * 1024 * 1024;
 /// A pushed payload and its topic.
 pub type PushItem = (u32, serde_bytes::ByteBuf);
 
+/// The answer to one forwarded request: pushes to the session first, then the reply or the
+/// error frame.
+pub type Answer = (Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>);
+
 /// Everything nodes say to each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
@@ -127,6 +131,24 @@ pub enum Msg {
         status: u32,
         /// The answer (on OK) or a UTF-8 explanation.
         body: serde_bytes::ByteBuf,
+    },
+    /// A gate's run of consecutive client requests of one session for this node: run them one
+    /// at a time, in order, exactly as if each were its own `Forward`. Answered by one
+    /// `ReplyRun` (one message each way per run, not per request).
+    ForwardRun {
+        /// Request id on this link (one for the whole run).
+        id: u64,
+        /// The client session they run for.
+        session: u64,
+        /// `(command, payload)`, in arrival order.
+        requests: Vec<(u32, serde_bytes::ByteBuf)>,
+    },
+    /// The answers to a `ForwardRun`, one per request, in its order.
+    ReplyRun {
+        /// The run's id.
+        id: u64,
+        /// One answer per request.
+        replies: Vec<Answer>,
     },
     /// A session operation for the receiving gate's sessions (broadcast, group, user, kick).
     /// `id` 0 is one-way; otherwise the gate answers with a `Reply` carrying an

@@ -189,8 +189,61 @@ impl Scratch {
 /// Most forwarded requests one connection keeps in flight to one node.
 const MAX_PIPELINE: usize = 64;
 
-/// Requests forwarded to one node whose replies are still to be written, oldest first.
-type Inflight<'a> = VecDeque<(u32, &'a Peer, Result<Pending<'a>, RpcError>)>;
+/// Requests of this read forwarded to other nodes whose replies are still to be written.
+///
+/// Consecutive requests for one node are gathered into a run and sent as one `ForwardRun`
+/// message (one message and one reply each way per run, not per request); runs already sent
+/// wait in `inflight`, oldest first.
+#[derive(Default)]
+struct Forwards<'a> {
+    /// Runs sent: their commands, the node, the pending reply.
+    inflight: VecDeque<(Vec<u32>, &'a Peer, Result<Pending<'a>, RpcError>)>,
+    /// The run being gathered, for `gathering`'s node.
+    gathering: Option<&'a Peer>,
+    commands: Vec<u32>,
+    payloads: Vec<(u32, serde_bytes::ByteBuf)>,
+    /// Requests sent or gathered and not answered yet.
+    pending: usize,
+}
+
+impl<'a> Forwards<'a> {
+    fn is_empty(&self) -> bool {
+        self.pending == 0
+    }
+
+    /// Whether requests for a node other than `peer` are waiting.
+    fn other_than(&self, peer: &Peer) -> bool {
+        let node = self
+            .gathering
+            .or_else(|| self.inflight.front().map(|(_, p, _)| *p));
+        node.is_some_and(|p| p.name != peer.name)
+    }
+
+    /// Adds a request to the run for `peer` (which must be the run's node, see `other_than`).
+    fn gather(&mut self, peer: &'a Peer, command: u32, payload: serde_bytes::ByteBuf) {
+        self.gathering = Some(peer);
+        self.commands.push(command);
+        self.payloads.push((command, payload));
+        self.pending += 1;
+    }
+
+    /// Sends the run being gathered.
+    async fn send(&mut self, session: u64) {
+        let Some(peer) = self.gathering.take() else {
+            return;
+        };
+        let requests = std::mem::take(&mut self.payloads);
+        let started = peer
+            .start_many(requests.len(), |id| Msg::ForwardRun {
+                id,
+                session,
+                requests,
+            })
+            .await;
+        self.inflight
+            .push_back((std::mem::take(&mut self.commands), peer, started));
+    }
+}
 
 /// Dispatches every complete frame in `rbuf`, in order, appending replies to `wbuf`.
 /// Returns why the connection must close, if it must.
@@ -209,7 +262,7 @@ async fn process<T: Transport>(
 ) -> Option<End> {
     let error_command = shared.settings.error_command;
     let node = &shared.node;
-    let mut inflight: Inflight<'_> = VecDeque::new();
+    let mut fwd = Forwards::default();
     let close = loop {
         let session = slot.id;
         match shared.codec.decode(rbuf) {
@@ -219,7 +272,7 @@ async fn process<T: Transport>(
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
                         break Some(End::Lost("write error"));
                     }
-                    drain(shared, &mut inflight, wbuf, scratch).await;
+                    drain(shared, session, &mut fwd, wbuf, scratch).await;
                     scratch.lease = None;
                     scratch.requests += 1;
                     session_request(shared, slot, &frame.payload, wbuf, scratch);
@@ -232,8 +285,8 @@ async fn process<T: Transport>(
                 if let LocalRoute::Other(version) = route {
                     // Requests queued for another module (or an older version) go first: a batch
                     // runs entirely on the version it leased.
-                    if !inflight.is_empty() {
-                        drain(shared, &mut inflight, wbuf, scratch).await;
+                    if !fwd.is_empty() {
+                        drain(shared, session, &mut fwd, wbuf, scratch).await;
                     }
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
                         break Some(End::Lost("write error"));
@@ -250,29 +303,18 @@ async fn process<T: Transport>(
                         let Some(peer) = route.pick(session) else {
                             continue;
                         };
-                        if inflight
-                            .front()
-                            .is_some_and(|(_, p, _)| p.name != peer.name)
-                        {
-                            drain(shared, &mut inflight, wbuf, scratch).await;
+                        if fwd.other_than(peer) {
+                            drain(shared, session, &mut fwd, wbuf, scratch).await;
                         }
                         let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
-                        let started = peer
-                            .start(|id| Msg::Forward {
-                                id,
-                                session,
-                                command,
-                                payload,
-                            })
-                            .await;
-                        inflight.push_back((command, peer.as_ref(), started));
-                        if inflight.len() >= MAX_PIPELINE {
-                            drain(shared, &mut inflight, wbuf, scratch).await;
+                        fwd.gather(peer, command, payload);
+                        if fwd.pending >= MAX_PIPELINE {
+                            drain(shared, session, &mut fwd, wbuf, scratch).await;
                         }
                         continue;
                     }
-                    if !inflight.is_empty() {
-                        drain(shared, &mut inflight, wbuf, scratch).await;
+                    if !fwd.is_empty() {
+                        drain(shared, session, &mut fwd, wbuf, scratch).await;
                     }
                     unknown_command(shared, command, wbuf, scratch);
                     continue;
@@ -290,7 +332,7 @@ async fn process<T: Transport>(
                 if !serve_batch(shared, slot.id, wbuf, stream, scratch).await {
                     break Some(End::Lost("write error"));
                 }
-                drain(shared, &mut inflight, wbuf, scratch).await;
+                drain(shared, session, &mut fwd, wbuf, scratch).await;
                 let code = match err {
                     FrameError::TooShort { .. } => codes::BAD_FRAME,
                     _ => codes::FRAME_TOO_LARGE,
@@ -310,8 +352,8 @@ async fn process<T: Transport>(
         serve_batch(shared, slot.id, wbuf, stream, scratch).await;
     }
     scratch.batch.clear();
-    if !inflight.is_empty() {
-        drain(shared, &mut inflight, wbuf, scratch).await;
+    if !fwd.is_empty() {
+        drain(shared, slot.id, &mut fwd, wbuf, scratch).await;
     }
     scratch.lease = None;
     close
@@ -320,17 +362,21 @@ async fn process<T: Transport>(
 /// Waits for every in-flight forwarded request, oldest first, and writes its answer.
 async fn drain(
     shared: &Listener,
-    inflight: &mut Inflight<'_>,
+    session: u64,
+    fwd: &mut Forwards<'_>,
     wbuf: &mut BytesMut,
     scratch: &mut Scratch,
 ) {
-    while let Some((command, peer, started)) = inflight.pop_front() {
+    fwd.send(session).await;
+    while let Some((commands, peer, started)) = fwd.inflight.pop_front() {
         let answer = match started {
             Ok(pending) => pending.wait().await,
             Err(err) => Err(err),
         };
-        write_answer(shared, command, peer, answer, wbuf, scratch);
+        fwd.pending = fwd.pending.saturating_sub(commands.len());
+        write_answers(shared, &commands, peer, answer, wbuf, scratch);
     }
+    fwd.pending = 0;
 }
 
 /// Answers a request no module here (or on a routed node) handles.
@@ -417,53 +463,67 @@ async fn serve_batch<T: Transport>(
     true
 }
 
-/// Writes what a forwarded request got back: its pushes and reply, or an error frame.
-fn write_answer(
+/// Writes the answers to one forwarded run (`commands`, in order): each reply or error frame
+/// after its pushes, or the failure for every request of the run.
+fn write_answers(
     shared: &Listener,
-    command: u32,
+    commands: &[u32],
     peer: &Peer,
     answer: Result<Msg, RpcError>,
     wbuf: &mut BytesMut,
     scratch: &mut Scratch,
 ) {
     let error_command = shared.settings.error_command;
-    match answer {
-        Ok(Msg::Reply { pushes, result, .. }) => {
-            for (topic, payload) in &pushes {
-                shared.codec.encode(*topic, payload, wbuf);
-            }
-            match result {
-                Ok(reply) => shared.codec.encode(command, &reply, wbuf),
-                Err(reply) => {
-                    scratch.errors += 1;
-                    shared
-                        .codec
-                        .encode(error_command, &reply.to_msgpack(), wbuf);
-                }
-            }
-        }
+    let codec = &shared.codec;
+    let fail = |command: u32, code: &str, message: String, wbuf: &mut BytesMut| {
+        let reply = ErrorReply::new(command, code, message);
+        codec.encode(error_command, &reply.to_msgpack(), wbuf);
+    };
+    let replies = match answer {
+        Ok(Msg::ReplyRun { replies, .. }) => replies,
+        Ok(Msg::Reply { pushes, result, .. }) => vec![(pushes, result)],
         Ok(other) => {
-            scratch.errors += 1;
-            let reply = ErrorReply::new(
-                command,
-                codes::INTERNAL,
-                format!("unexpected answer {other:?}"),
-            );
-            shared
-                .codec
-                .encode(error_command, &reply.to_msgpack(), wbuf);
+            for &command in commands {
+                scratch.errors += 1;
+                fail(
+                    command,
+                    codes::INTERNAL,
+                    format!("unexpected answer {other:?}"),
+                    wbuf,
+                );
+            }
+            return;
         }
         Err(err) => {
-            scratch.errors += 1;
             let code = match err {
                 RpcError::Timeout { .. } => codes::TIMEOUT,
                 RpcError::Unavailable { .. } => codes::NODE_UNAVAILABLE,
             };
-            tracing::debug!(command, peer = %peer.name, "forward failed: {err}");
-            let reply = ErrorReply::new(command, code, err.to_string());
-            shared
-                .codec
-                .encode(error_command, &reply.to_msgpack(), wbuf);
+            tracing::debug!(peer = %peer.name, requests = commands.len(), "forward failed: {err}");
+            for &command in commands {
+                scratch.errors += 1;
+                fail(command, code, err.to_string(), wbuf);
+            }
+            return;
+        }
+    };
+    let mut replies = replies.into_iter();
+    for &command in commands {
+        let Some((pushes, result)) = replies.next() else {
+            let message = format!("node `{}` sent no answer for this request", peer.name);
+            scratch.errors += 1;
+            fail(command, codes::INTERNAL, message, wbuf);
+            continue;
+        };
+        for (topic, payload) in &pushes {
+            codec.encode(*topic, payload, wbuf);
+        }
+        match result {
+            Ok(reply) => codec.encode(command, &reply, wbuf),
+            Err(reply) => {
+                scratch.errors += 1;
+                codec.encode(error_command, &reply.to_msgpack(), wbuf);
+            }
         }
     }
 }
