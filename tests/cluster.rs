@@ -187,6 +187,47 @@ async fn a_missing_node_gives_node_unavailable_then_recovers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipelined_run_to_a_down_node_fails_each_request_with_its_own_error() {
+    let (yaml, _) = topology("round_robin");
+    // l1 (where the lobby is routed) never starts.
+    let (_, nodes) = start_cluster(&yaml, &["gate", "l2"]).await;
+    let mut client = Client::connect(nodes[0].client_addrs()[0]).await.unwrap();
+    let codec = firefly::protocol::Codec::new(&firefly::config::ProtocolSettings::default());
+    let mut out = bytes::BytesMut::new();
+    for i in 0u32..8 {
+        let req = rmp_serde::to_vec_named(&json!({"a": i, "b": 1})).unwrap();
+        codec.encode(101 + i % 3, &req, &mut out);
+    }
+    client.send_raw(&out).await.unwrap();
+    for i in 0u32..8 {
+        let frame = client.recv_frame().await.unwrap();
+        assert_eq!(
+            frame.command,
+            u32::MAX,
+            "#{i}: an error frame, got {frame:?}"
+        );
+        let reply = firefly::protocol::ErrorReply::from_msgpack(&frame.payload).unwrap();
+        assert_eq!(
+            (reply.command, reply.code.as_str()),
+            (101 + i % 3, "node_unavailable"),
+            "#{i}: {reply:?}"
+        );
+    }
+    // The connection is still served: echo alternates between l1 (down) and l2 (up).
+    let mut answered = 0;
+    for _ in 0..2 {
+        match client.request(1, b"still here").await {
+            Ok(reply) => {
+                assert_eq!(&reply[..], b"still here");
+                answered += 1;
+            }
+            Err(err) => assert_eq!(err.server().unwrap().code, "node_unavailable"),
+        }
+    }
+    assert_eq!(answered, 1, "l2 answered its share");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strangers_without_the_secret_are_refused() {
     let (yaml, l2_rpc) = topology("sticky");
     let (_, _nodes) = start_cluster(&yaml, &["l2"]).await;
