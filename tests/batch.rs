@@ -91,6 +91,14 @@ async fn pipelined_requests_in_one_read_share_one_guest_entry_and_keep_their_ord
     assert!(echo.batches < 20, "one entry per request: {echo:?}");
 }
 
+/// Each answer of `batch`: the reply, or the error code.
+fn answers_of(batch: &Batch) -> Vec<Result<Vec<u8>, String>> {
+    batch
+        .answers()
+        .map(|a| a.result.map(<[u8]>::to_vec).map_err(|e| e.code.clone()))
+        .collect()
+}
+
 /// A node hosting `misbehave`, and a client connected to it.
 async fn misbehave() -> (firefly::node::Node, Client) {
     let node = start_node(&["misbehave"]).await;
@@ -240,10 +248,7 @@ async fn a_batch_takes_one_entry_and_a_trap_moves_the_rest_to_a_fresh_instance()
         batch.push(911, Bytes::from(payload));
     }
     lease.call_batch(7, &mut batch).await;
-    let replies: Vec<_> = batch
-        .answers()
-        .map(|a| a.result.map(<[u8]>::to_vec).map_err(|e| e.code.clone()))
-        .collect();
+    let replies = answers_of(&batch);
     assert_eq!(
         replies,
         vec![Ok(b"a".to_vec()), Ok(b"b".to_vec()), Ok(b"c".to_vec())]
@@ -255,10 +260,7 @@ async fn a_batch_takes_one_entry_and_a_trap_moves_the_rest_to_a_fresh_instance()
         batch.push(command, Bytes::from(payload));
     }
     lease.call_batch(7, &mut batch).await;
-    let replies: Vec<_> = batch
-        .answers()
-        .map(|a| a.result.map(<[u8]>::to_vec).map_err(|e| e.code.clone()))
-        .collect();
+    let replies = answers_of(&batch);
     assert_eq!(
         replies,
         vec![

@@ -306,37 +306,14 @@ impl NodeCore {
         lease.call_batch(session, batch).await;
         let module = lease.module();
         for (a, id) in batch.answers().zip(ids.drain(..)) {
-            let command = a.command;
             let pushes = a
                 .pushes
                 .iter()
                 .map(|(topic, p)| (*topic, serde_bytes::ByteBuf::from(p.to_vec())))
                 .collect();
-            let result = match a.result {
-                Ok(reply) => {
-                    tracing::trace!(
-                        session,
-                        command,
-                        module = module.name(),
-                        version = module.version(),
-                        "ok (forwarded)"
-                    );
-                    Ok(serde_bytes::ByteBuf::from(reply.to_vec()))
-                }
-                Err(err) => {
-                    tracing::debug!(
-                        session, command, module = module.name(), version = module.version(),
-                        code = %err.code, "forwarded request failed: {}", err.message
-                    );
-                    Err(ErrorReply {
-                        command,
-                        code: err.code.clone(),
-                        message: err.message.clone(),
-                        module: Some(module.name().to_owned()),
-                        version: Some(module.version()),
-                    })
-                }
-            };
+            let result = a
+                .reply(session, module)
+                .map(|reply| serde_bytes::ByteBuf::from(reply.to_vec()));
             answer(id, pushes, result);
         }
         batch.clear();

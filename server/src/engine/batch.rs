@@ -20,9 +20,11 @@ use firefly_abi::{BATCH_END, DispatchKind, IMPORT_MODULE, codes};
 use wasmtime::{AsContextMut, Caller, Linker};
 
 use super::MAX_USES;
+use super::ModuleVersion;
 use super::host::HostState;
 use super::pool::{CallError, Lease, Warm, status_result, timeout_ms};
 use crate::metrics::clock;
+use crate::protocol::ErrorReply;
 
 /// A run of client requests of one session for one module version, and then their answers.
 ///
@@ -59,6 +61,39 @@ pub struct Answer<'a> {
     pub pushes: &'a [(u32, Bytes)],
     /// The reply payload, or why there is none.
     pub result: Result<&'a [u8], &'a CallError>,
+}
+
+impl Answer<'_> {
+    /// The reply, or the error frame to answer with (naming `module`, the version that served
+    /// the batch); logged at trace (success) or debug (failure) level for `session`.
+    pub fn reply(&self, session: u64, module: &ModuleVersion) -> Result<&[u8], ErrorReply> {
+        let command = self.command;
+        match self.result {
+            Ok(reply) => {
+                tracing::trace!(
+                    session,
+                    command,
+                    module = module.name(),
+                    version = module.version(),
+                    "ok"
+                );
+                Ok(reply)
+            }
+            Err(err) => {
+                tracing::debug!(
+                    session, command, module = module.name(), version = module.version(),
+                    code = %err.code, "request failed: {}", err.message
+                );
+                Err(ErrorReply {
+                    command,
+                    code: err.code.clone(),
+                    message: err.message.clone(),
+                    module: Some(module.name().to_owned()),
+                    version: Some(module.version()),
+                })
+            }
+        }
+    }
 }
 
 impl Batch {

@@ -423,30 +423,10 @@ async fn serve_batch<T: Transport>(
         for (topic, payload) in answer.pushes {
             codec.encode(*topic, payload, wbuf);
         }
-        match answer.result {
-            Ok(reply) => {
-                tracing::trace!(
-                    session,
-                    command,
-                    module = module.name(),
-                    version = module.version(),
-                    "ok"
-                );
-                codec.encode(command, reply, wbuf);
-            }
-            Err(err) => {
+        match answer.reply(session, module) {
+            Ok(reply) => codec.encode(command, reply, wbuf),
+            Err(reply) => {
                 scratch.errors += 1;
-                tracing::debug!(
-                    session, command, module = module.name(), version = module.version(),
-                    code = %err.code, "request failed: {}", err.message
-                );
-                let reply = ErrorReply {
-                    command,
-                    code: err.code.clone(),
-                    message: err.message.clone(),
-                    module: Some(module.name().to_owned()),
-                    version: Some(module.version()),
-                };
                 codec.encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
             }
         }
