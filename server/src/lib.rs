@@ -26,3 +26,9 @@ pub mod sessions;
 pub mod stats;
 
 pub use node::{Node, NodeConfig};
+
+/// The allocator Firefly's processes run on (the `firefly` binary, and the tests and benches
+/// through their kit): mimalloc, whose per-thread heaps avoid the arena lock waits and
+/// consolidation passes glibc's malloc showed in profiles of the request path. A program
+/// embedding the library picks its own with `#[global_allocator]`.
+pub use mimalloc::MiMalloc as Allocator;

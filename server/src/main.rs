@@ -4,6 +4,9 @@ mod cli;
 
 use clap::Parser;
 
+#[global_allocator]
+static ALLOCATOR: firefly::Allocator = firefly::Allocator;
+
 fn main() -> std::process::ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.verbose);

@@ -7,6 +7,10 @@
     reason = "tests, benches and their kit fail loudly on purpose"
 )]
 
+/// Tests and benches run on the allocator the `firefly` binary uses.
+#[global_allocator]
+static ALLOCATOR: firefly::Allocator = firefly::Allocator;
+
 pub mod bare_echo;
 pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
