@@ -143,9 +143,13 @@ pub(crate) enum LocalRoute {
 }
 
 impl NodeCore {
-    /// The module version serving `command` now, compared with the one `lease` is on: a
-    /// borrowed look-up that touches no reference count when it is the same.
+    /// The module version serving `command` now, compared with the one `lease` is on. When the
+    /// lease's version still serves it (the common case in a pipelined run) no router look-up
+    /// is made; otherwise a borrowed look-up that touches no reference count when it is the same.
     pub(crate) fn local_route(&self, command: u32, lease: Option<&Lease>) -> LocalRoute {
+        if lease.is_some_and(|l| l.module().serves(command)) {
+            return LocalRoute::Same;
+        }
         let router = self.router.load();
         let Some(slot) = router.get(command) else {
             return LocalRoute::None;
@@ -226,51 +230,28 @@ impl NodeCore {
         mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
     ) {
         let (mut requests, mut errors) = (0, 0);
-        let mut count = |result: &Result<serde_bytes::ByteBuf, ErrorReply>| {
+        let mut emit = |id, pushes, result: Result<serde_bytes::ByteBuf, ErrorReply>| {
             requests += 1;
-            if result.is_err() {
-                errors += 1;
-            }
+            errors += u64::from(result.is_err());
+            answer(id, pushes, result);
         };
         let mut lease: Option<Lease> = None;
         let mut batch = crate::engine::Batch::default();
         let mut ids: Vec<u64> = Vec::new();
         for (id, command, payload) in jobs.drain(..) {
-            let route = match lease.as_ref() {
-                Some(l) if l.module().serves(command) => LocalRoute::Same,
-                l => self.local_route(command, l),
-            };
+            let route = self.local_route(command, lease.as_ref());
+            if !matches!(route, LocalRoute::Same)
+                && let Some(l) = lease.as_mut()
+            {
+                // The queued requests run on the version they leased, before anything else.
+                self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
+                    .await;
+            }
             match route {
                 LocalRoute::Same => {}
-                LocalRoute::Other(version) => {
-                    if let Some(l) = lease.as_mut() {
-                        self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
-                            count(&r);
-                            answer(id, p, r);
-                        })
-                        .await;
-                    }
-                    lease = Some(Lease::new(version));
-                }
+                LocalRoute::Other(version) => lease = Some(Lease::new(version)),
                 LocalRoute::None => {
-                    if let Some(l) = lease.as_mut() {
-                        self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
-                            count(&r);
-                            answer(id, p, r);
-                        })
-                        .await;
-                    }
-                    let err = ErrorReply::new(
-                        command,
-                        firefly_abi::codes::UNKNOWN_COMMAND,
-                        format!(
-                            "no module on node `{}` handles command {command}",
-                            self.name
-                        ),
-                    );
-                    let result = Err(err);
-                    count(&result);
-                    answer(id, Vec::new(), result);
+                    emit(id, Vec::new(), Err(self.unknown_command(command)));
                     continue;
                 }
             }
@@ -278,16 +259,25 @@ impl NodeCore {
             ids.push(id);
         }
         if let Some(l) = lease.as_mut() {
-            self.answer_batch(session, l, &mut batch, &mut ids, |id, p, r| {
-                count(&r);
-                answer(id, p, r);
-            })
-            .await;
+            self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
+                .await;
         }
         self.gate_stats.requests.add(requests);
         if errors > 0 {
             self.gate_stats.errors.add(errors);
         }
+    }
+
+    /// The error frame for a command no module on this node handles.
+    pub(crate) fn unknown_command(&self, command: u32) -> ErrorReply {
+        ErrorReply::new(
+            command,
+            firefly_abi::codes::UNKNOWN_COMMAND,
+            format!(
+                "no module on node `{}` handles command {command}",
+                self.name
+            ),
+        )
     }
 
     /// Serves the queued `batch` on `lease` and hands out each answer with its id (`ids`, in

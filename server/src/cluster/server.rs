@@ -149,6 +149,31 @@ struct Job {
     requests: Vec<(u32, bytes::Bytes)>,
 }
 
+impl Job {
+    /// A `Forward`: one request, answered with a `Reply`.
+    fn one(id: u64, command: u32, payload: serde_bytes::ByteBuf) -> Self {
+        let requests = vec![(command, payload.into_vec().into())];
+        Self {
+            id,
+            run: false,
+            requests,
+        }
+    }
+
+    /// A `ForwardRun`, answered with a `ReplyRun`.
+    fn run(id: u64, requests: Vec<(u32, serde_bytes::ByteBuf)>) -> Self {
+        let requests = requests
+            .into_iter()
+            .map(|(c, p)| (c, p.into_vec().into()))
+            .collect();
+        Self {
+            id,
+            run: true,
+            requests,
+        }
+    }
+}
+
 /// A job being served: its answers so far.
 struct Open {
     id: u64,
@@ -267,31 +292,12 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
             session,
             command,
             payload,
-        } if session != 0 => {
-            let requests = vec![(command, payload.into_vec().into())];
-            let job = Job {
-                id,
-                run: false,
-                requests,
-            };
-            enqueue(session, job, node, tx, queues);
-        }
+        } if session != 0 => enqueue(session, Job::one(id, command, payload), node, tx, queues),
         Msg::ForwardRun {
             id,
             session,
             requests,
-        } => {
-            let requests = requests
-                .into_iter()
-                .map(|(c, p)| (c, p.into_vec().into()))
-                .collect();
-            let job = Job {
-                id,
-                run: true,
-                requests,
-            };
-            enqueue(session, job, node, tx, queues);
-        }
+        } => enqueue(session, Job::run(id, requests), node, tx, queues),
         Msg::Forward {
             id,
             session,

@@ -18,8 +18,8 @@
 //! expiry and may be evicted, since SQL holds it. A flush reads the objects, writes them in
 //! one SQL transaction (an upsert only ever replaces an older version and a delete only removes
 //! one, and each flush runs under a term from SQL that a newer flusher's term supersedes, so a
-//! stalled flusher cannot go backwards), then clears each dirty mark only if it still names the version written. A
-//! Firefly process can die at any point: what Redis acknowledged stays there, dirty until
+//! stalled flusher cannot go backwards), then clears each dirty mark only if it still names the
+//! version written. A Firefly process can die at any point: what Redis acknowledged stays there, dirty until
 //! some node flushes it. Redis itself must be run with persistence (`appendonly yes`) for the
 //! data to survive a restart of Redis.
 

@@ -522,21 +522,25 @@ impl Sql {
         if statements.is_empty() {
             return Ok(());
         }
-        let flush = self.meta_flush(prefix);
-        // The lock on the term row orders this transaction against a newer term's start.
-        let (lock, read) = match self.dialect() {
-            Dialect::Sqlite => (
-                Some(format!("UPDATE {flush} SET term = term WHERE id = 1")),
-                format!("SELECT term FROM {flush} WHERE id = 1"),
-            ),
-            _ => (
-                None,
-                format!("SELECT term FROM {flush} WHERE id = 1 FOR UPDATE"),
-            ),
-        };
+        // The lock on the term row orders this transaction against a newer term's start
+        // (SQLite has no FOR UPDATE: a no-op write takes its write lock instead).
+        let fence = term.map(|term| {
+            let flush = self.meta_flush(prefix);
+            let (lock, read) = match self.dialect() {
+                Dialect::Sqlite => (
+                    Some(format!("UPDATE {flush} SET term = term WHERE id = 1")),
+                    format!("SELECT term FROM {flush} WHERE id = 1"),
+                ),
+                _ => (
+                    None,
+                    format!("SELECT term FROM {flush} WHERE id = 1 FOR UPDATE"),
+                ),
+            };
+            (term, lock, read)
+        });
         on_pool!(self, pool => {
             let mut tx = pool.begin().await?;
-            if let Some(term) = term {
+            if let Some((term, lock, read)) = fence {
                 if let Some(lock) = lock {
                     sqlx::query(AssertSqlSafe(lock)).execute(&mut *tx).await?;
                 }

@@ -278,10 +278,7 @@ async fn process<T: Transport>(
                     session_request(shared, slot, &frame.payload, wbuf, scratch);
                     continue;
                 }
-                let route = match scratch.lease.as_ref() {
-                    Some(lease) if lease.module().serves(command) => LocalRoute::Same,
-                    lease => node.local_route(command, lease),
-                };
+                let route = node.local_route(command, scratch.lease.as_ref());
                 if let LocalRoute::Other(version) = route {
                     // Requests queued for another module (or an older version) go first: a batch
                     // runs entirely on the version it leased.
@@ -383,14 +380,7 @@ async fn drain(
 fn unknown_command(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
     scratch.requests += 1;
     scratch.errors += 1;
-    let reply = ErrorReply::new(
-        command,
-        codes::UNKNOWN_COMMAND,
-        format!(
-            "no module on node `{}` handles command {command}",
-            shared.node.name
-        ),
-    );
+    let reply = shared.node.unknown_command(command);
     shared
         .codec
         .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
