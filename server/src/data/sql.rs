@@ -693,15 +693,22 @@ mod tests {
         }
     }
 
-    /// SQLite in `dir`, and PostgreSQL and MariaDB when their test URLs are set (as in CI).
+    /// SQLite in `dir`, and PostgreSQL and MariaDB when their test URLs are set; under `CI`
+    /// a missing URL fails the test (CI must exercise every database).
     fn databases(dir: &std::path::Path) -> Vec<DatabaseSpec> {
+        let url = |var: &str| match std::env::var(var) {
+            Ok(url) if !url.is_empty() => Some(url),
+            _ => {
+                assert!(
+                    std::env::var_os("CI").is_none(),
+                    "{var} must be set when CI is set"
+                );
+                None
+            }
+        };
         let mut databases = vec![DatabaseSpec::Sqlite(dir.join("t.db"))];
-        if let Ok(url) = std::env::var("FIREFLY_TEST_POSTGRES_URL") {
-            databases.push(DatabaseSpec::Postgres(url));
-        }
-        if let Ok(url) = std::env::var("FIREFLY_TEST_MYSQL_URL") {
-            databases.push(DatabaseSpec::Mysql(url));
-        }
+        databases.extend(url("FIREFLY_TEST_POSTGRES_URL").map(DatabaseSpec::Postgres));
+        databases.extend(url("FIREFLY_TEST_MYSQL_URL").map(DatabaseSpec::Mysql));
         databases
     }
 
