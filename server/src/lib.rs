@@ -13,6 +13,7 @@ pub mod builder;
 pub mod client;
 pub mod cluster;
 pub mod config;
+pub mod counter;
 pub mod data;
 pub mod engine;
 pub mod gate;
@@ -21,9 +22,8 @@ pub mod master;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
-pub mod router;
+pub mod routing;
 pub mod sessions;
-pub mod stats;
 
 pub use node::{Node, NodeConfig};
 

@@ -3,16 +3,21 @@
 //!
 //! * [`wire`]: message types and framing (u32 length + MessagePack).
 //! * [`auth`]: the cluster secret and the challenge/response handshake.
+//! * `data_link`: requests to the data-owning node (the data layer's `OwnerLink`).
+//! * `calls`: modules' `call_node` / `send_node` over the links (the engine's `NodeCalls`).
 //! * [`peer`]: outbound links (requests with ids and timeouts, reconnect with backoff).
-//! * [`server`]: the inbound side (serving forwarded requests, pushes, events, status).
-//! * [`route`]: a gate's command ranges and balancing policies.
+//! * [`server`]: the inbound side: authenticates links, keeps a session's forwarded requests
+//!   in order, and hands every message to the node's [`Inbound`] (the transport knows no
+//!   feature).
 //!
 //! Session ids are cluster-unique: the high 16 bits are the index of the gate that holds the
 //! session, so any node can push to any session by sending to that gate.
 
 pub mod auth;
+mod calls;
+mod data_link;
+mod inbound;
 pub mod peer;
-pub mod route;
 pub mod server;
 pub mod wire;
 
@@ -25,8 +30,8 @@ use bytes::Bytes;
 
 use crate::config::Topology;
 use crate::sessions::{OpFuture, PushError, RemoteSessions, SessionOp};
+pub use inbound::Inbound;
 pub use peer::{Peer, Pending, RpcError};
-pub use route::RemoteRoute;
 
 /// Who this process is in the cluster and how it proves it.
 #[derive(Clone)]

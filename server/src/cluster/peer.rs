@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{self, Msg};
 use super::{Identity, auth};
-use crate::stats::Counter;
+use crate::counter::Counter;
 
 /// Why a request to a peer failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

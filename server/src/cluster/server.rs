@@ -10,19 +10,19 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 
+use super::inbound::Inbound;
 use super::peer::{read_msg, write_msg};
 use super::wire::{self, Msg};
 use super::{Cluster, auth};
-use crate::node::NodeCore;
 
 /// How long a peer has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Accepts peer connections on `listener` until `shutdown`.
-pub(crate) async fn serve(
+pub(crate) async fn serve<I: Inbound>(
     listener: TcpListener,
     cluster: Arc<Cluster>,
-    node: Arc<NodeCore>,
+    node: Arc<I>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -83,11 +83,11 @@ async fn handshake(
     Ok(node)
 }
 
-async fn connection(
+async fn connection<I: Inbound>(
     mut stream: TcpStream,
     addr: SocketAddr,
     cluster: Arc<Cluster>,
-    node: Arc<NodeCore>,
+    node: Arc<I>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = stream.set_nodelay(true);
@@ -205,10 +205,10 @@ impl Open {
 /// they arrived (the link delivers them in order).
 type SessionQueues = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Job>>>>;
 
-fn enqueue(
+fn enqueue<I: Inbound>(
     session: u64,
     job: Job,
-    node: &Arc<NodeCore>,
+    node: &Arc<I>,
     tx: &mpsc::UnboundedSender<Msg>,
     queues: &SessionQueues,
 ) {
@@ -270,7 +270,7 @@ fn enqueue(
                     }
                 }
             }
-            node.serve_forwards(session, &mut run, |index, pushes, result| {
+            node.serve_run(session, &mut run, |index, pushes, result| {
                 let Some(o) = usize::try_from(index).ok().and_then(|i| open.get_mut(i)) else {
                     return;
                 };
@@ -285,7 +285,12 @@ fn enqueue(
     });
 }
 
-fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queues: &SessionQueues) {
+fn handle<I: Inbound>(
+    msg: Msg,
+    node: &Arc<I>,
+    tx: &mpsc::UnboundedSender<Msg>,
+    queues: &SessionQueues,
+) {
     match msg {
         Msg::Forward {
             id,
@@ -308,7 +313,7 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
                 let (pushes, result) = node
-                    .serve_forward(session, command, payload.into_vec().into())
+                    .serve_one(session, command, payload.into_vec().into())
                     .await;
                 let _ = tx.send(Msg::Reply { id, pushes, result });
             });
@@ -317,24 +322,10 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
             session,
             topic,
             payload,
-        } => {
-            if let Err(err) = node
-                .sessions
-                .push_local(session, topic, payload.into_vec().into())
-            {
-                tracing::debug!(session, "push from a peer not delivered: {err}");
-            }
-        }
+        } => node.push(session, topic, payload.into_vec().into()),
         Msg::Event { session, connect } => {
             let node = node.clone();
-            tokio::spawn(async move {
-                let kind = if connect {
-                    firefly_abi::DispatchKind::Connect
-                } else {
-                    firefly_abi::DispatchKind::Disconnect
-                };
-                node.session_event(kind, session).await;
-            });
+            tokio::spawn(async move { node.session_event(session, connect).await });
         }
         Msg::Status { id } => {
             let _ = tx.send(Msg::StatusReply {
@@ -350,31 +341,20 @@ fn handle(msg: Msg, node: &Arc<NodeCore>, tx: &mpsc::UnboundedSender<Msg>, queue
         } => {
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
-                let wasm = (!wasm.is_empty()).then_some(&wasm[..]);
-                let result = node
-                    .deploy(&module, version, wasm)
-                    .await
-                    .map(|swapped| swapped.from)
-                    .map_err(|e| e.to_string());
+                let result = node.deploy(module, version, wasm.into_vec()).await;
                 let _ = tx.send(Msg::DeployReply { id, result });
             });
         }
         Msg::DataRequest { id, body } => {
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
-                let (status, body) = match &node.data {
-                    Some(data) => data.serve_remote(&body).await,
-                    None => (
-                        firefly_abi::data::data_status::UNAVAILABLE,
-                        format!("node `{}` has no storage", node.name).into_bytes(),
-                    ),
-                };
+                let (status, body) = node.data_request(body.into_vec()).await;
                 let body = serde_bytes::ByteBuf::from(body);
                 let _ = tx.send(Msg::DataReply { id, status, body });
             });
         }
         Msg::Sessions { id, op } => {
-            let reply = node.sessions.apply(op);
+            let reply = node.sessions_op(op);
             if id != 0 {
                 let bytes = rmp_serde::to_vec(&reply).unwrap_or_default();
                 let _ = tx.send(Msg::Reply {

@@ -14,8 +14,9 @@
 
 mod journal;
 mod local;
+mod owner;
+mod redis;
 pub mod schema;
-mod shared;
 mod sql;
 mod store;
 
@@ -26,13 +27,12 @@ use anyhow::Context as _;
 use firefly_abi::data::{TableSchema, data_status};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::wire::Msg;
-use crate::cluster::{Cluster, Peer};
+use self::redis::RedisStore;
 use crate::config::{CacheSpec, RedisSpec, StorageSpec};
 pub use local::FlushStats;
 use local::LocalStore;
+pub use owner::{OwnerAnswer, OwnerLink, OwnerLinks};
 pub use schema::{SchemaError, check_upgrade};
-use shared::RedisStore;
 
 /// A data operation that failed in a way the module expects (never a trap).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -93,7 +93,7 @@ enum Backend {
         store: tokio::sync::OnceCell<Arc<LocalStore>>,
     },
     /// Another node does; requests go over the link to it.
-    Remote(Arc<Peer>),
+    Remote(Arc<dyn OwnerLink>),
     /// Every node uses one Redis server directly (opened on first use, like `Local`).
     Redis {
         spec: Box<StorageSpec>,
@@ -136,7 +136,7 @@ impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match &self.backend {
             Backend::Local { .. } => "local".to_owned(),
-            Backend::Remote(p) => format!("remote({})", p.name),
+            Backend::Remote(p) => format!("remote({})", p.owner()),
             Backend::Redis { .. } => "redis".to_owned(),
         };
         f.debug_struct("Data").field("backend", &kind).finish()
@@ -150,10 +150,10 @@ impl Data {
     pub async fn open(
         spec: &StorageSpec,
         node: &str,
-        cluster: Option<&Arc<Cluster>>,
+        links: Option<&dyn OwnerLinks>,
     ) -> anyhow::Result<Arc<Data>> {
         let backend = match &spec.cache {
-            CacheSpec::Embedded { owner, journal } if owner == node || cluster.is_none() => {
+            CacheSpec::Embedded { owner, journal } if owner == node || links.is_none() => {
                 Backend::Local {
                     spec: Box::new(spec.clone()),
                     journal: journal.clone(),
@@ -161,9 +161,8 @@ impl Data {
                 }
             }
             CacheSpec::Embedded { owner, .. } => {
-                let peer = cluster
-                    .and_then(|c| c.peer(owner))
-                    .cloned()
+                let peer = links
+                    .and_then(|l| l.link(owner))
                     .with_context(|| format!("storage.owner `{owner}` is not a reachable node"))?;
                 Backend::Remote(peer)
             }
@@ -215,7 +214,7 @@ impl Data {
                     return Err(DataError::Unavailable("no store".into()));
                 };
                 let req = Request::Op(serde_bytes::ByteBuf::from(op.to_vec()));
-                remote(peer, &req).await
+                remote(peer.as_ref(), &req).await
             }
         }
     }
@@ -239,7 +238,7 @@ impl Data {
                 let req = Request::Register(tables.to_vec());
                 let deadline = tokio::time::Instant::now() + self.register_wait;
                 loop {
-                    match remote(peer, &req).await {
+                    match remote(peer.as_ref(), &req).await {
                         Ok(_) => return Ok(()),
                         Err(DataError::Unavailable(reason))
                             if tokio::time::Instant::now() < deadline =>
@@ -323,13 +322,12 @@ impl Data {
     }
 }
 
-async fn remote(peer: &Peer, req: &Request) -> Result<Vec<u8>, DataError> {
+async fn remote(owner: &dyn OwnerLink, req: &Request) -> Result<Vec<u8>, DataError> {
     let body = rmp_serde::to_vec(req)
         .map_err(|e| DataError::Invalid(format!("cannot encode the request: {e}")))?;
-    let body = serde_bytes::ByteBuf::from(body);
-    match peer.request(|id| Msg::DataRequest { id, body }).await {
-        Ok(Msg::DataReply { status, body, .. }) if status == data_status::OK => Ok(body.into_vec()),
-        Ok(Msg::DataReply { status, body, .. }) => {
+    match owner.request(body).await {
+        Ok((status, body)) if status == data_status::OK => Ok(body),
+        Ok((status, body)) => {
             let text = String::from_utf8_lossy(&body).into_owned();
             Err(match status {
                 data_status::NOT_FOUND => DataError::NotFound(text),
@@ -341,12 +339,6 @@ async fn remote(peer: &Peer, req: &Request) -> Result<Vec<u8>, DataError> {
                 _ => DataError::Unavailable(text),
             })
         }
-        Ok(other) => Err(DataError::Unavailable(format!(
-            "unexpected answer from the data owner: {other:?}"
-        ))),
-        Err(e) => Err(DataError::Unavailable(format!(
-            "the data owner `{}` is unavailable: {e}",
-            peer.name
-        ))),
+        Err(reason) => Err(DataError::Unavailable(reason)),
     }
 }

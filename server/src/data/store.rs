@@ -1,6 +1,6 @@
 //! What both caches share: the module operations, the rules of a write, index listing over
 //! unflushed objects, table registration and the shape of a flush. The embedded store
-//! (`local`) and the Redis store (`shared`) differ only in where objects, versions, the dirty
+//! (`local`) and the Redis store (`redis`) differ only in where objects, versions, the dirty
 //! set and id counters live.
 
 use std::collections::HashMap;

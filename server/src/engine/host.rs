@@ -11,8 +11,6 @@ use firefly_abi::{IMPORT_MODULE, call_status, host_status, log_level};
 use wasmtime::{Caller, Linker, Memory, ResourceLimiter};
 use wasmtime_wasi::p1::WasiP1Ctx;
 
-use crate::cluster::wire::Msg;
-use crate::cluster::{Cluster, RpcError};
 use crate::sessions::{PushError, Sessions};
 
 /// What an instance knows about the module version it belongs to.
@@ -23,8 +21,8 @@ pub(crate) struct ModuleEnv {
     pub version: u32,
     /// The node's sessions, for pushes to sessions other than the caller's.
     pub sessions: Arc<Sessions>,
-    /// Links to the other nodes, for `call_node` / `send_node` (`None`: standalone node).
-    pub cluster: Option<Arc<Cluster>>,
+    /// The other nodes, for `call_node` / `send_node` (`None`: standalone node).
+    pub calls: Option<Arc<dyn super::NodeCalls>>,
     /// The runtime's coarse clock, for request deadlines.
     pub clock: Arc<super::CoarseClock>,
     /// Cached database objects (`None`: this node has no storage).
@@ -280,7 +278,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         |mut caller: Caller<'_, HostState>,
          (node_ptr, node_len, command, ptr, len): (u32, u32, u32, u32, u32)| {
             Box::new(async move {
-                let (node, payload, session, cluster) = {
+                let (node, payload, session, calls) = {
                     let (mem, state) = memory(&mut caller)?;
                     let node = guest_str(mem, node_ptr, node_len.min(256), "call_node")?;
                     let r = range(mem.len(), ptr, len, "call_node")?;
@@ -288,11 +286,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                         node,
                         mem[r].to_vec(),
                         state.call.session,
-                        state.env.cluster.clone(),
+                        state.env.calls.clone(),
                     )
                 };
-                let (status, answer, pushes) =
-                    call_node(cluster, &node, session, command, payload).await;
+                let (status, answer, pushes) = match &calls {
+                    Some(calls) => calls.call(&node, session, command, payload).await,
+                    None => (
+                        call_status::UNKNOWN_NODE,
+                        b"this node is not part of a cluster".to_vec(),
+                        Vec::new(),
+                    ),
+                };
                 let state = caller.data_mut();
                 for (topic, p) in pushes {
                     state
@@ -338,18 +342,11 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
             let (mem, state) = memory(&mut caller)?;
             let node = guest_str(mem, node_ptr, node_len.min(256), "send_node")?;
             let r = range(mem.len(), ptr, len, "send_node")?;
-            let Some(peer) = state.env.cluster.as_ref().and_then(|c| c.peer(&node)) else {
+            let Some(calls) = &state.env.calls else {
                 return Ok(call_status::UNKNOWN_NODE);
             };
-            // One-way: the answer (if any) is not awaited; a message to an unreachable node
-            // is dropped and logged.
-            peer.send(Msg::Forward {
-                id: 0,
-                session: state.call.session,
-                command,
-                payload: serde_bytes::ByteBuf::from(mem[r].to_vec()),
-            });
-            Ok(call_status::OK)
+            // One-way: the answer (if any) is not awaited.
+            Ok(calls.send(&node, state.call.session, command, mem[r].to_vec()))
         },
     )?;
 
@@ -374,79 +371,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     super::host_data::add_to_linker(linker)?;
     super::host_sessions::add_to_linker(linker)?;
     Ok(())
-}
-
-/// Runs one `call_node`: returns the `call_status`, the answer bytes, and pushes the callee
-/// made to the calling session (delivered with the caller's own reply, keeping their order).
-async fn call_node(
-    cluster: Option<Arc<Cluster>>,
-    node: &str,
-    session: u64,
-    command: u32,
-    payload: Vec<u8>,
-) -> (u32, Vec<u8>, Vec<crate::cluster::wire::PushItem>) {
-    let Some(cluster) = cluster else {
-        return (
-            call_status::UNKNOWN_NODE,
-            b"this node is not part of a cluster".to_vec(),
-            Vec::new(),
-        );
-    };
-    let Some(peer) = cluster.peer(node).cloned() else {
-        return (
-            call_status::UNKNOWN_NODE,
-            format!("no node named `{node}`").into_bytes(),
-            Vec::new(),
-        );
-    };
-    let payload = serde_bytes::ByteBuf::from(payload);
-    match peer
-        .request(|id| Msg::Forward {
-            id,
-            session,
-            command,
-            payload,
-        })
-        .await
-    {
-        Ok(Msg::Reply {
-            pushes,
-            result: Ok(reply),
-            ..
-        }) => (call_status::OK, reply.into_vec(), pushes),
-        Ok(Msg::Reply {
-            pushes,
-            result: Err(err),
-            ..
-        }) => {
-            #[derive(serde::Serialize)]
-            struct Failure<'a> {
-                code: &'a str,
-                message: &'a str,
-            }
-            let answer = rmp_serde::to_vec_named(&Failure {
-                code: &err.code,
-                message: &err.message,
-            })
-            .unwrap_or_default();
-            (call_status::ERROR, answer, pushes)
-        }
-        Ok(other) => (
-            call_status::UNAVAILABLE,
-            format!("unexpected answer {other:?}").into_bytes(),
-            Vec::new(),
-        ),
-        Err(err @ RpcError::Timeout { .. }) => (
-            call_status::TIMEOUT,
-            err.to_string().into_bytes(),
-            Vec::new(),
-        ),
-        Err(err) => (
-            call_status::UNAVAILABLE,
-            err.to_string().into_bytes(),
-            Vec::new(),
-        ),
-    }
 }
 
 #[cfg(test)]
@@ -486,7 +410,7 @@ mod tests {
                 name,
                 version: 1,
                 sessions: Arc::new(Sessions::new()),
-                cluster: None,
+                calls: None,
                 clock: Arc::new(super::super::CoarseClock::new_for_tests()),
                 data: None,
             }),

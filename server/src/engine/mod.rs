@@ -22,6 +22,7 @@
 //!   and limits are configurable per module.
 
 mod batch;
+mod calls;
 mod host;
 mod host_data;
 mod host_sessions;
@@ -37,11 +38,11 @@ use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
-use crate::cluster::Cluster;
 use crate::config::Limits;
 use crate::sessions::Sessions;
 
 pub use batch::{Answer, Batch};
+pub use calls::{CallAnswer, NodeCalls};
 pub use host::GuestError;
 pub use module::{LoadError, ModuleVersion};
 pub use pool::{CallError, CallOutcome, Lease, ModuleStats};
@@ -59,10 +60,10 @@ pub struct Runtime {
     ticker: EpochTicker,
     cache_dir: Option<PathBuf>,
     sessions: Arc<Sessions>,
-    /// Links to other nodes for `call_node`; set once, before modules are loaded.
-    cluster: std::sync::OnceLock<Arc<Cluster>>,
-    /// Cached database objects; set once, before modules are loaded.
-    data: std::sync::OnceLock<Arc<crate::data::Data>>,
+    /// The other nodes, for `call_node` / `send_node` (`None`: a standalone node).
+    calls: Option<Arc<dyn NodeCalls>>,
+    /// Cached database objects (`None`: modules declaring tables are refused).
+    data: Option<Arc<crate::data::Data>>,
     /// Set for the master's deploy validator, which has no storage: a module's table
     /// declarations are then checked for validity but not registered anywhere.
     validate_only: bool,
@@ -102,19 +103,22 @@ impl Runtime {
             ticker: EpochTicker::start(),
             cache_dir,
             sessions,
-            cluster: std::sync::OnceLock::new(),
-            data: std::sync::OnceLock::new(),
+            calls: None,
+            data: None,
         }
     }
 
-    /// Gives modules loaded from now on the node's cached database objects.
-    pub fn set_data(&self, data: Arc<crate::data::Data>) {
-        let _ = self.data.set(data);
+    /// This runtime, whose modules reach the cluster's other nodes through `calls`.
+    /// Part of construction: a runtime's dependencies are fixed before any module loads.
+    pub fn with_calls(mut self, calls: Arc<dyn NodeCalls>) -> Self {
+        self.calls = Some(calls);
+        self
     }
 
-    /// Lets modules loaded from now on call the nodes of `cluster`.
-    pub fn set_cluster(&self, cluster: Arc<Cluster>) {
-        let _ = self.cluster.set(cluster);
+    /// This runtime, whose modules keep cached database objects in `data`.
+    pub fn with_data(mut self, data: Arc<crate::data::Data>) -> Self {
+        self.data = Some(data);
+        self
     }
 
     /// The sessions modules of this runtime push to.

@@ -177,9 +177,9 @@ impl Runtime {
             name: Arc::from(name),
             version,
             sessions: self.sessions.clone(),
-            cluster: self.cluster.get().cloned(),
+            calls: self.calls.clone(),
             clock: self.ticker.clock.clone(),
-            data: self.data.get().cloned(),
+            data: self.data.clone(),
         });
         let mut loaded = ModuleVersion {
             env,
@@ -215,7 +215,7 @@ impl Runtime {
                     .map_err(|e| LoadError::Tables(e.to_string()))?;
             }
         } else if !manifest.tables.is_empty() {
-            let Some(data) = self.data.get() else {
+            let Some(data) = self.data.as_ref() else {
                 return Err(LoadError::Tables(
                     "the module declares tables but this node has no storage".into(),
                 ));

@@ -12,7 +12,7 @@ use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
 use super::host::{CallState, HostState, MemoryLimiter};
 use super::module::{LoadError, ModuleVersion};
 use super::{EPOCH_TICK, MAX_USES, wasi};
-use crate::stats::Counter;
+use crate::counter::Counter;
 
 /// A warm instance: its store and its dispatch function, ready for the next call.
 pub(crate) struct Warm {

@@ -14,9 +14,9 @@ use std::collections::VecDeque;
 use crate::cluster::wire::Msg;
 use crate::cluster::{Peer, Pending, RpcError};
 use crate::engine::{Batch, Lease};
-use crate::node::LocalRoute;
 use crate::protocol::session::{self, SessionRequest, SessionTicket};
 use crate::protocol::{ErrorReply, FrameError};
+use crate::routing::LocalRoute;
 use crate::sessions::resume::ResumeError;
 use crate::sessions::{Attached, KickReason, Outbound};
 

@@ -9,36 +9,23 @@ mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::config::{ListenerKind, ProtocolSettings};
-use crate::node::NodeCore;
 use crate::protocol::{Codec, HEADER_LEN};
-use crate::stats::Counter;
+use crate::routing::Dispatcher;
 
-/// Live counters of a gate, shared by its connections.
-#[derive(Debug, Default)]
-pub struct GateStats {
-    /// Connections open now.
-    pub connections: AtomicUsize,
-    /// Connections accepted since start.
-    pub accepted: AtomicU64,
-    /// Requests served: client frames that parsed, plus requests other nodes forwarded here.
-    pub requests: Counter,
-    /// Of those, answered with an error.
-    pub errors: Counter,
-    pub(crate) idle: Notify,
-}
+pub use crate::routing::GateStats;
 
 pub(crate) struct Listener {
     pub codec: Codec,
     pub settings: ProtocolSettings,
-    pub node: Arc<NodeCore>,
+    pub node: Arc<Dispatcher>,
 }
 
 /// How long a WebSocket client has to complete its upgrade.
@@ -51,7 +38,7 @@ pub(crate) async fn serve(
     listener: TcpListener,
     kind: ListenerKind,
     settings: ProtocolSettings,
-    node: Arc<NodeCore>,
+    node: Arc<Dispatcher>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let addr = listener

@@ -1,10 +1,12 @@
 //! Hot update: replacing a module's code on running nodes without failing a request.
 //!
-//! * [`swap`] is the node side: load a new version off the request path, validate it against
-//!   what the node hosts, then swap it into the module's [`crate::router::ModuleSlot`]. Calls
-//!   already running finish on the version they started on (each holds an `Arc` to it); new
-//!   batches take the new one (`NodeCore::lease_for` notices the swap). Previous versions are
-//!   retained, without instances, so a rollback is one more swap.
+//! * [`swap`] holds the node side's rules: the checks a new version must pass against what the
+//!   node hosts, and the versions a node retains; the swap itself is `Node::deploy`
+//!   (`node/deploy.rs`), which puts the version into the module's
+//!   [`crate::routing::ModuleSlot`]. Calls already running finish on the version they started
+//!   on (each holds an `Arc` to it); new batches take the new one (the dispatcher's
+//!   `local_route` sees the slot changed). Previous versions are retained, without
+//!   instances, so a rollback is one more swap.
 //! * [`registry`] is the master side: every deployed version of every module, on disk under
 //!   `.firefly/registry/`, with which version each node should serve; nodes started (or
 //!   restarted) by the master load what the registry says, never the topology's original file.

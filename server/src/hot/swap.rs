@@ -3,11 +3,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use sha2::{Digest, Sha256};
-
 use crate::engine::{LoadError, ModuleVersion};
-use crate::node::NodeCore;
-use crate::router::{ModuleSlot, Router};
+use crate::routing::ModuleSlot;
 
 /// How many previous versions of each module a node keeps for instant rollback. Retained
 /// versions hold compiled code only (their instances are freed when they retire).
@@ -18,7 +15,7 @@ pub const RETAINED_VERSIONS: usize = 8;
 pub struct NodeUpdates {
     /// Held for the whole of a deploy: swaps on one node happen one at a time, so the router
     /// rebuilt after one always sees every slot's final version.
-    lock: tokio::sync::Mutex<()>,
+    pub(crate) lock: tokio::sync::Mutex<()>,
     /// Per module, versions that served before, oldest first.
     retained: Mutex<HashMap<String, Vec<Arc<ModuleVersion>>>>,
 }
@@ -113,7 +110,7 @@ pub fn check_table_changes(
 }
 
 impl NodeUpdates {
-    fn retained(&self, module: &str, version: u32) -> Option<Arc<ModuleVersion>> {
+    pub(crate) fn retained(&self, module: &str, version: u32) -> Option<Arc<ModuleVersion>> {
         let retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
         retained
             .get(module)?
@@ -123,7 +120,7 @@ impl NodeUpdates {
             .cloned()
     }
 
-    fn retain(&self, old: Arc<ModuleVersion>, current: u32) {
+    pub(crate) fn retain(&self, old: Arc<ModuleVersion>, current: u32) {
         let mut retained = self.retained.lock().unwrap_or_else(|p| p.into_inner());
         let list = retained.entry(old.name().to_owned()).or_default();
         list.retain(|v| v.version() != old.version() && v.version() != current);
@@ -140,81 +137,5 @@ impl NodeUpdates {
             .get(module)
             .map(|l| l.iter().map(|v| v.version()).collect())
             .unwrap_or_default()
-    }
-}
-
-impl NodeCore {
-    /// Makes `version` of `module` serve every request that starts from now on.
-    ///
-    /// A version retained here with the same content is swapped back in at once; otherwise
-    /// `wasm` is compiled (off the async workers), validated and described first. Nothing
-    /// changes unless every check passes.
-    pub async fn deploy(
-        &self,
-        module: &str,
-        version: u32,
-        wasm: Option<&[u8]>,
-    ) -> Result<Swapped, DeployError> {
-        let Some(slot) = self.slots.iter().find(|s| s.name() == module) else {
-            return Err(DeployError::NotHosted {
-                node: self.name.clone(),
-                module: module.to_owned(),
-            });
-        };
-        let _one_at_a_time = self.updates.lock.lock().await;
-        let current = slot.current();
-        let hash = wasm.map(|w| hex::encode(Sha256::digest(w)));
-        let same_content = |v: &ModuleVersion| hash.as_ref().is_none_or(|h| *h == v.hash);
-        if current.version() == version && same_content(&current) {
-            return Ok(Swapped {
-                from: version,
-                to: version,
-                unchanged: true,
-            });
-        }
-        let candidate = match self.updates.retained(module, version) {
-            Some(v) if same_content(&v) => v,
-            _ => {
-                let Some(wasm) = wasm else {
-                    return Err(DeployError::Missing {
-                        module: module.to_owned(),
-                        version,
-                    });
-                };
-                self.runtime
-                    .load(module, version, wasm, current.limits())
-                    .await?
-            }
-        };
-        if let Err(err) = check_compatible(slot, &candidate, &self.slots) {
-            tracing::warn!(
-                node = %self.name, module, version, "refused version {version}: {err}"
-            );
-            return Err(err);
-        }
-        candidate.reinstate();
-        let routes_changed = candidate.manifest.commands != current.manifest.commands
-            || candidate.manifest.events != current.manifest.events;
-        let old = slot.swap(candidate.clone());
-        if routes_changed {
-            // Commands were checked against every other slot above, so this cannot conflict;
-            // should it anyway, the previous table keeps serving.
-            match Router::build(&self.slots) {
-                Ok(router) => self.router.store(Arc::new(router)),
-                Err(err) => tracing::error!(node = %self.name, "routing not updated: {err}"),
-            }
-        }
-        old.retire();
-        let from = old.version();
-        self.updates.retain(old, version);
-        tracing::info!(
-            node = %self.name, module, from, to = version, hash = &candidate.hash[..12],
-            "module version swapped: new requests run v{version}, in-flight ones finish on v{from}"
-        );
-        Ok(Swapped {
-            from,
-            to: version,
-            unchanged: false,
-        })
     }
 }

@@ -10,27 +10,30 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::sync::watch;
 
-use crate::node::NodeCore;
+use super::Snapshot;
 
-async fn metrics(State(node): State<Arc<NodeCore>>) -> impl IntoResponse {
+/// What a scrape reads: the node's counters summed now (`None` once the node is gone).
+pub type SnapshotSource = Arc<dyn Fn() -> Option<Snapshot> + Send + Sync>;
+
+async fn metrics(State(source): State<SnapshotSource>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        node.metrics_snapshot().render(),
+        source().map(|s| s.render()).unwrap_or_default(),
     )
 }
 
 /// Serves `/metrics` on `listener` until `shutdown`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
-    node: Arc<NodeCore>,
+    source: SnapshotSource,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let app = axum::Router::new()
         .route("/metrics", get(metrics))
-        .with_state(node);
+        .with_state(source);
     let stop = async move {
         while !*shutdown.borrow_and_update() {
             if shutdown.changed().await.is_err() {

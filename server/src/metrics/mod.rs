@@ -2,7 +2,7 @@
 //! version; sessions and connections; node-to-node calls and failures per peer.
 //!
 //! Recording stays off shared cache lines: every module version keeps, per command, one
-//! cache-padded cell per stripe (threads are spread over the stripes as in [`crate::stats`]),
+//! cache-padded cell per stripe (threads are spread over the stripes as in [`crate::counter`]),
 //! so a worker thread only ever writes its own cell; a scrape sums the stripes. Served as
 //! plain text on `GET /metrics` by [`http`] when the node's topology entry has `metrics:`.
 
@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_utils::CachePadded;
 
-use crate::stats::{STRIPES, stripe};
+use crate::counter::{STRIPES, stripe};
 
 /// Upper bounds of the latency buckets, in microseconds (the last bucket is `+Inf`).
 pub const BUCKETS_US: [u64; 15] = [

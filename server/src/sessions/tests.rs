@@ -42,12 +42,11 @@ fn push_reaches_the_queue_and_is_bounded() {
 
 #[tokio::test]
 async fn groups_users_and_single_login() {
-    let sessions = Arc::new(Sessions::new());
     let ended = Arc::new(AtomicUsize::new(0));
     let e = ended.clone();
-    sessions.set_on_end(move |_| {
+    let sessions = Arc::new(Sessions::new().on_end(move |_| {
         e.fetch_add(1, Ordering::Relaxed);
-    });
+    }));
     let mut a = sessions.attach_new(SessionSettings::default());
     let mut b = sessions.attach_new(SessionSettings::default());
     sessions.join_local(a.id, "red", true).unwrap();
@@ -83,12 +82,11 @@ async fn groups_users_and_single_login() {
 
 #[tokio::test]
 async fn parked_sessions_buffer_then_resume_or_expire() {
-    let sessions = Arc::new(Sessions::new());
     let ended = Arc::new(AtomicUsize::new(0));
     let e = ended.clone();
-    sessions.set_on_end(move |_| {
+    let sessions = Arc::new(Sessions::new().on_end(move |_| {
         e.fetch_add(1, Ordering::Relaxed);
-    });
+    }));
     let settings = SessionSettings {
         single_login: true,
         resume: Some(ResumeSettings {

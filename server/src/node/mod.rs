@@ -3,6 +3,9 @@
 //! [`Node::start`] is the library entry point every caller uses: the `firefly` binary, the
 //! tests (on `127.0.0.1:0`) and the benchmarks.
 
+mod deploy;
+mod inbound;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,19 +13,16 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use arc_swap::ArcSwap;
-use bytes::Bytes;
 use firefly_abi::DispatchKind;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::cluster::{Cluster, RemoteRoute, wire};
+use crate::cluster::Cluster;
 use crate::config::{Limits, ListenerKind, ListenerSpec, RouteSpec, Topology};
-use crate::engine::{Lease, Runtime};
-use crate::gate::{self, GateStats};
-use crate::protocol::ErrorReply;
-use crate::router::{ModuleSlot, Router};
+use crate::engine::Runtime;
+use crate::gate;
+use crate::routing::{Dispatcher, GateStats, ModuleSlot, RemoteRoute, Router};
 use crate::sessions::Sessions;
 
 /// A module a node loads at start.
@@ -118,11 +118,10 @@ impl NodeConfig {
 pub(crate) struct NodeCore {
     pub name: String,
     pub started: std::time::Instant,
-    pub remote_routes: Vec<RemoteRoute>,
-    pub sessions: Arc<Sessions>,
-    pub router: ArcSwap<Router>,
+    /// The request path: routes, sessions, counters (shared with the gate and the inbound
+    /// side of the cluster links).
+    pub dispatch: Arc<Dispatcher>,
     pub slots: Vec<Arc<ModuleSlot>>,
-    pub gate_stats: GateStats,
     /// This node's links to the others (for metrics per peer).
     pub cluster: Option<Arc<Cluster>>,
     pub runtime: Runtime,
@@ -132,190 +131,32 @@ pub(crate) struct NodeCore {
     pub data: Option<Arc<crate::data::Data>>,
 }
 
-/// Which local module version serves a command, relative to a lease already held.
-pub(crate) enum LocalRoute {
-    /// No module on this node handles the command.
-    None,
-    /// The version the lease is on.
-    Same,
-    /// Another version (another module, or a newer version after a hot update).
-    Other(Arc<crate::engine::ModuleVersion>),
-}
-
 impl NodeCore {
-    /// The module version serving `command` now, compared with the one `lease` is on. When the
-    /// lease's version still serves it (the common case in a pipelined run) no router look-up
-    /// is made; otherwise a borrowed look-up that touches no reference count when it is the same.
-    pub(crate) fn local_route(&self, command: u32, lease: Option<&Lease>) -> LocalRoute {
-        if lease.is_some_and(|l| l.module().serves(command)) {
-            return LocalRoute::Same;
-        }
-        let router = self.router.load();
-        let Some(slot) = router.get(command) else {
-            return LocalRoute::None;
-        };
-        let current = slot.current_guard();
-        if lease.is_some_and(|l| Arc::ptr_eq(l.module(), &current)) {
-            LocalRoute::Same
-        } else {
-            LocalRoute::Other(arc_swap::Guard::into_inner(current))
-        }
-    }
-
-    /// The route that sends `command` to another node, if any.
-    pub fn remote_route(&self, command: u32) -> Option<&RemoteRoute> {
-        self.remote_routes.iter().find(|r| r.covers(command))
-    }
-
-    /// Makes every session end (a kick, a closed connection, an expired grace window) tell
-    /// the routed nodes and fire the modules' disconnect events.
-    fn watch_session_ends(self: &Arc<Self>) {
-        let core = Arc::downgrade(self);
-        self.sessions.set_on_end(move |session| {
-            let Some(core) = core.upgrade() else {
-                return;
-            };
-            core.announce(session, false);
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                rt.spawn(
+    /// Serves the ends of sessions (a kick, a closed connection, an expired grace window)
+    /// that `ended` reports: tells the routed nodes and fires the modules' disconnect events.
+    /// Holds the node weakly, so the task ends with it.
+    fn watch_session_ends(self: &Arc<Self>, mut ended: tokio::sync::mpsc::UnboundedReceiver<u64>) {
+        let dispatch = Arc::downgrade(&self.dispatch);
+        tokio::spawn(async move {
+            while let Some(session) = ended.recv().await {
+                let Some(core) = dispatch.upgrade() else {
+                    return;
+                };
+                core.announce(session, false);
+                tokio::spawn(
                     async move { core.session_event(DispatchKind::Disconnect, session).await },
                 );
             }
         });
     }
 
-    /// Tells every node this gate routes to that a session connected or ended.
-    pub fn announce(&self, session: u64, connect: bool) {
-        let mut told: Vec<&str> = Vec::new();
-        for route in &self.remote_routes {
-            for peer in route.peers() {
-                if !told.contains(&peer.name.as_str()) {
-                    told.push(&peer.name);
-                    peer.send(wire::Msg::Event { session, connect });
-                }
-            }
-        }
-    }
-
-    /// Runs a request another node forwarded here (for one of its sessions).
-    pub async fn serve_forward(
-        &self,
-        session: u64,
-        command: u32,
-        payload: Bytes,
-    ) -> (
-        Vec<wire::PushItem>,
-        Result<serde_bytes::ByteBuf, ErrorReply>,
-    ) {
-        let mut answer = None;
-        let mut jobs = vec![(0, command, payload)];
-        self.serve_forwards(session, &mut jobs, |_, pushes, result| {
-            answer = Some((pushes, result));
-        })
-        .await;
-        answer.unwrap_or_else(|| {
-            let err = ErrorReply::new(command, firefly_abi::codes::INTERNAL, "no answer");
-            (Vec::new(), Err(err))
-        })
-    }
-
-    /// Runs requests another node forwarded here for one session, `(id, command, payload)`,
-    /// one at a time in order, and hands each answer to `answer` with its id, in order.
-    /// Consecutive requests for one module version share one entry into the module (batched
-    /// dispatch), exactly as pipelined requests on a gate do. Drains `jobs`.
-    pub async fn serve_forwards(
-        &self,
-        session: u64,
-        jobs: &mut Vec<(u64, u32, Bytes)>,
-        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
-    ) {
-        let (mut requests, mut errors) = (0, 0);
-        let mut emit = |id, pushes, result: Result<serde_bytes::ByteBuf, ErrorReply>| {
-            requests += 1;
-            errors += u64::from(result.is_err());
-            answer(id, pushes, result);
-        };
-        let mut lease: Option<Lease> = None;
-        let mut batch = crate::engine::Batch::default();
-        let mut ids: Vec<u64> = Vec::new();
-        for (id, command, payload) in jobs.drain(..) {
-            let route = self.local_route(command, lease.as_ref());
-            if !matches!(route, LocalRoute::Same)
-                && let Some(l) = lease.as_mut()
-            {
-                // The queued requests run on the version they leased, before anything else.
-                self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
-                    .await;
-            }
-            match route {
-                LocalRoute::Same => {}
-                LocalRoute::Other(version) => lease = Some(Lease::new(version)),
-                LocalRoute::None => {
-                    emit(id, Vec::new(), Err(self.unknown_command(command)));
-                    continue;
-                }
-            }
-            batch.push(command, payload);
-            ids.push(id);
-        }
-        if let Some(l) = lease.as_mut() {
-            self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
-                .await;
-        }
-        self.gate_stats.requests.add(requests);
-        if errors > 0 {
-            self.gate_stats.errors.add(errors);
-        }
-    }
-
-    /// The error frame for a command no module on this node handles.
-    pub(crate) fn unknown_command(&self, command: u32) -> ErrorReply {
-        ErrorReply::new(
-            command,
-            firefly_abi::codes::UNKNOWN_COMMAND,
-            format!(
-                "no module on node `{}` handles command {command}",
-                self.name
-            ),
-        )
-    }
-
-    /// Serves the queued `batch` on `lease` and hands out each answer with its id (`ids`, in
-    /// the batch's order); leaves both empty.
-    async fn answer_batch(
-        &self,
-        session: u64,
-        lease: &mut Lease,
-        batch: &mut crate::engine::Batch,
-        ids: &mut Vec<u64>,
-        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
-    ) {
-        if batch.is_empty() {
-            return;
-        }
-        lease.call_batch(session, batch).await;
-        let module = lease.module();
-        for (a, id) in batch.answers().zip(ids.drain(..)) {
-            let pushes = a
-                .pushes
-                .iter()
-                .map(|(topic, p)| (*topic, serde_bytes::ByteBuf::from(p.to_vec())))
-                .collect();
-            let result = a
-                .reply(session, module)
-                .map(|reply| serde_bytes::ByteBuf::from(reply.to_vec()));
-            answer(id, pushes, result);
-        }
-        batch.clear();
-    }
-
     /// What a metrics scrape reports, summed now.
     pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
-        let stats = &self.gate_stats;
+        let stats = &self.dispatch.gate_stats;
         crate::metrics::Snapshot {
             node: self.name.clone(),
             connections: stats.connections.load(Ordering::Relaxed) as u64,
-            sessions: self.sessions.len() as u64,
+            sessions: self.dispatch.sessions.len() as u64,
             gate_requests: stats.requests.get(),
             gate_errors: stats.errors.get(),
             data: self.data.as_ref().and_then(|d| d.flush_stats()),
@@ -359,45 +200,19 @@ impl NodeCore {
                 })
             })
             .collect();
-        let stats = &self.gate_stats;
+        let stats = &self.dispatch.gate_stats;
         serde_json::json!({
             "node": self.name,
             "pid": std::process::id(),
             "uptime_secs": self.started.elapsed().as_secs(),
             "connections": stats.connections.load(Ordering::Relaxed),
-            "sessions": self.sessions.len(),
+            "sessions": self.dispatch.sessions.len(),
             "accepted": stats.accepted.load(Ordering::Relaxed),
             "requests": stats.requests.get(),
             "errors": stats.errors.get(),
             "modules": modules,
         })
         .to_string()
-    }
-
-    /// Delivers a session event to every module that asked for it. Failures are logged: there
-    /// is no client request to answer.
-    pub async fn session_event(&self, kind: DispatchKind, session: u64) {
-        let slots: Vec<Arc<ModuleSlot>> = {
-            let router = self.router.load();
-            match kind {
-                DispatchKind::Connect => router.on_connect().to_vec(),
-                _ => router.on_disconnect().to_vec(),
-            }
-        };
-        for slot in slots {
-            let module = slot.current();
-            let (outcome, _) = module.call_owned(kind, 0, session, Bytes::new()).await;
-            if let Err(err) = outcome.result {
-                tracing::warn!(
-                    session,
-                    module = module.name(),
-                    version = module.version(),
-                    "{kind:?} handler failed: {} ({})",
-                    err.message,
-                    err.code
-                );
-            }
-        }
     }
 }
 
@@ -450,23 +265,31 @@ impl Node {
         config: NodeConfig,
         listeners: Vec<(TcpListener, ListenerKind, crate::config::ProtocolSettings)>,
     ) -> anyhow::Result<Node> {
-        let sessions = Arc::new(Sessions::for_node(config.index));
+        let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
+        let mut sessions = Sessions::for_node(config.index).on_end(move |session| {
+            let _ = ends.send(session);
+        });
         if let Some(cluster) = &config.cluster {
-            sessions.set_remote(cluster.clone());
+            sessions = sessions.with_remote(cluster.clone());
         }
-        let runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
-        if let Some(cluster) = &config.cluster {
-            runtime.set_cluster(cluster.clone());
-        }
+        let sessions = Arc::new(sessions);
         let data = match &config.storage {
             Some(spec) => {
-                let data =
-                    crate::data::Data::open(spec, &config.name, config.cluster.as_ref()).await?;
-                runtime.set_data(data.clone());
-                Some(data)
+                let links = config
+                    .cluster
+                    .as_deref()
+                    .map(|c| c as &dyn crate::data::OwnerLinks);
+                Some(crate::data::Data::open(spec, &config.name, links).await?)
             }
             None => None,
         };
+        let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
+        if let Some(cluster) = &config.cluster {
+            runtime = runtime.with_calls(cluster.clone());
+        }
+        if let Some(data) = &data {
+            runtime = runtime.with_data(data.clone());
+        }
         let mut slots = Vec::new();
         for m in &config.modules {
             let wasm = std::fs::read(&m.wasm).with_context(|| {
@@ -512,17 +335,19 @@ impl Node {
         let core = Arc::new(NodeCore {
             name: config.name.clone(),
             started: std::time::Instant::now(),
-            remote_routes,
-            sessions,
-            router: ArcSwap::from_pointee(router),
+            dispatch: Arc::new(Dispatcher::new(
+                config.name.clone(),
+                router,
+                remote_routes,
+                sessions,
+            )),
             slots,
-            gate_stats: GateStats::default(),
             cluster: config.cluster.clone(),
             runtime,
             updates: crate::hot::NodeUpdates::default(),
             data,
         });
-        core.watch_session_ends();
+        core.watch_session_ends(ended);
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
@@ -543,9 +368,11 @@ impl Node {
             let addr = listener.local_addr()?;
             tracing::info!(node = %config.name, "metrics on http://{addr}/metrics");
             metrics_addr = Some(addr);
+            let node = Arc::downgrade(&core);
+            let snapshot = move || node.upgrade().map(|n| n.metrics_snapshot());
             tasks.spawn(crate::metrics::http::serve(
                 listener,
-                core.clone(),
+                Arc::new(snapshot),
                 rx.clone(),
             ));
         }
@@ -557,7 +384,7 @@ impl Node {
                 listener,
                 kind,
                 settings,
-                core.clone(),
+                core.dispatch.clone(),
                 rx.clone(),
             ));
         }
@@ -598,17 +425,21 @@ impl Node {
 
     /// Connections open now.
     pub fn connections(&self) -> usize {
-        self.core.gate_stats.connections.load(Ordering::Relaxed)
+        self.core
+            .dispatch
+            .gate_stats
+            .connections
+            .load(Ordering::Relaxed)
     }
 
     /// Sessions held here: connected, or parked waiting for their client to resume.
     pub fn sessions(&self) -> usize {
-        self.core.sessions.len()
+        self.core.dispatch.sessions.len()
     }
 
     /// The gate's counters.
     pub fn gate_stats(&self) -> &GateStats {
-        &self.core.gate_stats
+        &self.core.dispatch.gate_stats
     }
 
     /// Every hosted module with its current version and counters.
@@ -647,7 +478,7 @@ impl Node {
     pub async fn shutdown(mut self, grace: Duration) {
         let _ = self.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let stats = &self.core.gate_stats;
+        let stats = &self.core.dispatch.gate_stats;
         let drained = async {
             loop {
                 let idle = stats.idle.notified();

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::Peer;
+use crate::cluster::Peer;
 use crate::config::Policy;
 
 /// Commands `first..=last` go to one of `peers`.

@@ -19,7 +19,7 @@ pub mod resume;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -204,9 +204,10 @@ pub struct Sessions {
     generation: AtomicU64,
     // Written on connect/disconnect, joins and logins; read on every push.
     inner: RwLock<Inner>,
-    /// Where pushes to other nodes' sessions go (set once the cluster is up).
-    remote: OnceLock<Arc<dyn RemoteSessions>>,
-    on_end: OnceLock<OnEnd>,
+    /// Where pushes to other nodes' sessions go (`None`: a standalone node). Fixed at
+    /// construction, like `on_end`: no session exists before both are in place.
+    remote: Option<Arc<dyn RemoteSessions>>,
+    on_end: Option<OnEnd>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -242,23 +243,26 @@ impl Sessions {
         (id >> 48) as u16 == self.node_index
     }
 
-    /// Routes pushes to sessions of other nodes through `remote`.
-    pub fn set_remote(&self, remote: Arc<dyn RemoteSessions>) {
-        let _ = self.remote.set(remote);
+    /// This registry, routing pushes to sessions of other nodes through `remote`.
+    pub fn with_remote(mut self, remote: Arc<dyn RemoteSessions>) -> Self {
+        self.remote = Some(remote);
+        self
     }
 
-    /// Runs `hook` with the id of every session that ends for good (after its grace window,
-    /// for a resumable one).
-    pub fn set_on_end(&self, hook: impl Fn(u64) + Send + Sync + 'static) {
-        let _ = self.on_end.set(Box::new(hook));
+    /// This registry, running `hook` with the id of every session that ends for good (after
+    /// its grace window, for a resumable one). The hook runs on the thread that ended the
+    /// session: it must not block.
+    pub fn on_end(mut self, hook: impl Fn(u64) + Send + Sync + 'static) -> Self {
+        self.on_end = Some(Box::new(hook));
+        self
     }
 
     fn remote(&self) -> Option<&Arc<dyn RemoteSessions>> {
-        self.remote.get()
+        self.remote.as_ref()
     }
 
     fn ended(&self, id: u64) {
-        if let Some(hook) = self.on_end.get() {
+        if let Some(hook) = &self.on_end {
             hook(id);
         }
     }

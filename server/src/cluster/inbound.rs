@@ -1,0 +1,55 @@
+//! What a node does with the messages its peers send: the seam between the transport (which
+//! authenticates links, frames messages and keeps a session's forwarded requests in order) and
+//! the features that answer them. The node implements it; the transport knows no feature.
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+use super::wire::{Answer, PushItem};
+use crate::protocol::ErrorReply;
+use crate::sessions::{OpReply, SessionOp};
+
+/// The receiving side of a node's links.
+pub trait Inbound: Send + Sync + 'static {
+    /// Runs requests forwarded for one session, `(id, command, payload)`, one at a time in
+    /// order, handing each answer to `answer` with its id, in order. Drains `jobs`.
+    fn serve_run(
+        &self,
+        session: u64,
+        jobs: &mut Vec<(u64, u32, Bytes)>,
+        answer: impl FnMut(u64, Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>) + Send,
+    ) -> impl Future<Output = ()> + Send;
+
+    /// Runs one forwarded request that belongs to no session (a module's `call_node`).
+    fn serve_one(
+        &self,
+        session: u64,
+        command: u32,
+        payload: Bytes,
+    ) -> impl Future<Output = Answer> + Send;
+
+    /// Delivers a push to a session held here.
+    fn push(&self, session: u64, topic: u32, payload: Bytes);
+
+    /// A session of the sending gate connected (`connect`) or ended.
+    fn session_event(&self, session: u64, connect: bool) -> impl Future<Output = ()> + Send;
+
+    /// This node's status as JSON.
+    fn status_json(&self) -> String;
+
+    /// Makes `version` of `module` serve (its code in `wasm`, empty when the node retains
+    /// it); the version that served before, or why not.
+    fn deploy(
+        &self,
+        module: String,
+        version: u32,
+        wasm: Vec<u8>,
+    ) -> impl Future<Output = Result<u32, String>> + Send;
+
+    /// Serves a data request for the node that sent it: a `data_status` code and the body.
+    fn data_request(&self, body: Vec<u8>) -> impl Future<Output = (u32, Vec<u8>)> + Send;
+
+    /// Applies an operation on the sessions held here.
+    fn sessions_op(&self, op: SessionOp) -> OpReply;
+}

@@ -1,0 +1,68 @@
+//! What this node does with its peers' messages: the cluster transport's [`Inbound`], answered
+//! by the dispatcher (forwarded requests, session events), the sessions (pushes, session
+//! operations), hot update (deploys), the data store and the status.
+
+use bytes::Bytes;
+use firefly_abi::DispatchKind;
+
+use super::NodeCore;
+use crate::cluster::Inbound;
+use crate::cluster::wire::{Answer, PushItem};
+use crate::protocol::ErrorReply;
+use crate::sessions::{OpReply, SessionOp};
+
+impl Inbound for NodeCore {
+    async fn serve_run(
+        &self,
+        session: u64,
+        jobs: &mut Vec<(u64, u32, Bytes)>,
+        answer: impl FnMut(u64, Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>) + Send,
+    ) {
+        self.dispatch.serve_forwards(session, jobs, answer).await;
+    }
+
+    async fn serve_one(&self, session: u64, command: u32, payload: Bytes) -> Answer {
+        self.dispatch.serve_forward(session, command, payload).await
+    }
+
+    fn push(&self, session: u64, topic: u32, payload: Bytes) {
+        if let Err(err) = self.dispatch.sessions.push_local(session, topic, payload) {
+            tracing::debug!(session, "push from a peer not delivered: {err}");
+        }
+    }
+
+    async fn session_event(&self, session: u64, connect: bool) {
+        let kind = if connect {
+            DispatchKind::Connect
+        } else {
+            DispatchKind::Disconnect
+        };
+        self.dispatch.session_event(kind, session).await;
+    }
+
+    fn status_json(&self) -> String {
+        NodeCore::status_json(self)
+    }
+
+    async fn deploy(&self, module: String, version: u32, wasm: Vec<u8>) -> Result<u32, String> {
+        let wasm = (!wasm.is_empty()).then_some(&wasm[..]);
+        NodeCore::deploy(self, &module, version, wasm)
+            .await
+            .map(|swapped| swapped.from)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn data_request(&self, body: Vec<u8>) -> (u32, Vec<u8>) {
+        match &self.data {
+            Some(data) => data.serve_remote(&body).await,
+            None => (
+                firefly_abi::data::data_status::UNAVAILABLE,
+                format!("node `{}` has no storage", self.name).into_bytes(),
+            ),
+        }
+    }
+
+    fn sessions_op(&self, op: SessionOp) -> OpReply {
+        self.dispatch.sessions.apply(op)
+    }
+}
