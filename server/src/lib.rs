@@ -1,13 +1,20 @@
 //! Firefly: a distributed game server framework whose game logic runs as WebAssembly modules.
 //!
-//! The request path, top to bottom:
+//! The request path, top to bottom (each layer uses only the ones below it):
 //! * [`gate`] accepts client connections and reads [`protocol`] frames;
-//! * [`router`] picks the module that serves a command id;
+//! * [`routing`]'s dispatcher picks what serves each command id: a local module version
+//!   (its router) or another node (a remote route over [`cluster`] links);
 //! * [`engine`] runs it in a sandboxed, pooled wasmtime instance whose host functions
-//!   (`engine::host`) reach [`sessions`] for pushes;
-//! * [`node`] ties these together from a [`config::Topology`] entry.
+//!   (`engine::host`) reach [`sessions`] for pushes, [`data`] for cached database objects, and
+//!   other nodes through the `engine::NodeCalls` seam that [`cluster`] implements;
+//! * [`cluster`] carries forwarded requests, pushes and events between nodes and hands what
+//!   arrives to the node through its `Inbound` seam;
+//! * [`node`] wires these together from a [`config::Topology`] entry (it is the only place that
+//!   knows every layer), with [`metrics`] on the side and [`hot`] update rules for deploys;
+//! * [`master`] starts and supervises node processes and serves the admin API.
 //!
-//! [`client`] speaks the same protocol from the other side; [`builder`] compiles module crates.
+//! [`client`] speaks the same protocol (and the admin API) from the other side; [`builder`]
+//! compiles module crates; [`counter`] is the striped counter the request path bumps.
 
 pub mod builder;
 pub mod client;
