@@ -5,6 +5,9 @@
 
 mod deploy;
 mod inbound;
+mod status;
+
+pub use status::{ModuleStatus, NodeStatus};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -149,71 +152,6 @@ impl NodeCore {
             }
         });
     }
-
-    /// What a metrics scrape reports, summed now.
-    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
-        let stats = &self.dispatch.gate_stats;
-        crate::metrics::Snapshot {
-            node: self.name.clone(),
-            connections: stats.connections.load(Ordering::Relaxed) as u64,
-            sessions: self.dispatch.sessions.len() as u64,
-            gate_requests: stats.requests.get(),
-            gate_errors: stats.errors.get(),
-            data: self.data.as_ref().and_then(|d| d.flush_stats()),
-            modules: self
-                .slots
-                .iter()
-                .map(|slot| {
-                    let v = slot.current();
-                    (v.name().to_owned(), v.version(), v.metrics.totals())
-                })
-                .collect(),
-            peers: self
-                .cluster
-                .iter()
-                .flat_map(|c| c.peers())
-                .map(|p| crate::metrics::PeerTotals {
-                    peer: p.name.clone(),
-                    calls: p.calls.get(),
-                    failures: p.failures.get(),
-                })
-                .collect(),
-        }
-    }
-
-    /// This node's status as JSON (for the master's `firefly status`).
-    pub fn status_json(&self) -> String {
-        let modules: Vec<serde_json::Value> = self
-            .slots
-            .iter()
-            .map(|slot| {
-                let v = slot.current();
-                serde_json::json!({
-                    "name": v.name(),
-                    "version": v.version(),
-                    "hash": v.hash,
-                    "commands": v.manifest.commands,
-                    "calls": v.stats.calls.get(),
-                    "errors": v.stats.errors.get(),
-                    "traps": v.stats.traps.get(),
-                    "timeouts": v.stats.timeouts.get(),
-                })
-            })
-            .collect();
-        let stats = &self.dispatch.gate_stats;
-        serde_json::json!({
-            "node": self.name,
-            "pid": std::process::id(),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "connections": stats.connections.load(Ordering::Relaxed),
-            "sessions": self.dispatch.sessions.len(),
-            "accepted": stats.accepted.load(Ordering::Relaxed),
-            "requests": stats.requests.get(),
-            "errors": stats.errors.get(),
-            "modules": modules,
-        })
-        .to_string()
-    }
 }
 
 /// A running node.
@@ -224,26 +162,6 @@ pub struct Node {
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     tasks: JoinSet<()>,
-}
-
-/// A snapshot of one hosted module, for status output.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModuleStatus {
-    /// Module name.
-    pub name: String,
-    /// Version serving new requests.
-    pub version: u32,
-    /// Content hash of that version.
-    pub hash: String,
-    /// Commands it handles.
-    pub commands: Vec<u32>,
-    /// Calls served by that version.
-    pub calls: u64,
-    /// Of which failed.
-    pub errors: u64,
-    /// Entries into the module that served a batch of pipelined requests (0 for modules built
-    /// without batched dispatch, which get one call per request).
-    pub batches: u64,
 }
 
 impl Node {
@@ -444,22 +362,12 @@ impl Node {
 
     /// Every hosted module with its current version and counters.
     pub fn modules(&self) -> Vec<ModuleStatus> {
-        self.core
-            .slots
-            .iter()
-            .map(|slot| {
-                let v = slot.current();
-                ModuleStatus {
-                    name: v.name().to_owned(),
-                    version: v.version(),
-                    hash: v.hash.clone(),
-                    commands: v.manifest.commands.clone(),
-                    calls: v.stats.calls.get(),
-                    errors: v.stats.errors.get(),
-                    batches: v.stats.batches.get(),
-                }
-            })
-            .collect()
+        self.core.status().modules
+    }
+
+    /// The node's status now (what `firefly status` shows for it).
+    pub fn status(&self) -> NodeStatus {
+        self.core.status()
     }
 
     /// Hot update: makes `version` of `module` serve every request that starts from now on

@@ -1,0 +1,128 @@
+//! One status of a node, read once from its counters: `firefly status` (through the master's
+//! `/status`), [`Node::modules`](super::Node::modules) and the `/metrics` scrape all project
+//! this same value, so the three can never disagree on what a counter means.
+
+use std::sync::atomic::Ordering;
+
+use serde::Serialize;
+
+use super::NodeCore;
+
+/// A node's status.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeStatus {
+    /// The node's name.
+    pub node: String,
+    /// Its process id.
+    pub pid: u32,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// Client connections open now.
+    pub connections: usize,
+    /// Sessions held: connected, or parked waiting for their client to resume.
+    pub sessions: usize,
+    /// Connections accepted since start.
+    pub accepted: u64,
+    /// Requests served (client frames and forwarded requests).
+    pub requests: u64,
+    /// Of which answered with an error.
+    pub errors: u64,
+    /// Every hosted module, on the version serving new requests.
+    pub modules: Vec<ModuleStatus>,
+}
+
+/// One hosted module, on the version serving new requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModuleStatus {
+    /// Module name.
+    pub name: String,
+    /// Version serving new requests.
+    pub version: u32,
+    /// Content hash of that version.
+    pub hash: String,
+    /// Commands it handles.
+    pub commands: Vec<u32>,
+    /// Calls served by that version.
+    pub calls: u64,
+    /// Of which failed.
+    pub errors: u64,
+    /// Of which trapped.
+    pub traps: u64,
+    /// Of which ran out of time or CPU budget.
+    pub timeouts: u64,
+    /// Entries into the module that served a batch of pipelined requests (0 for modules built
+    /// without batched dispatch, which get one call per request).
+    pub batches: u64,
+}
+
+impl NodeCore {
+    /// The node's status now.
+    pub fn status(&self) -> NodeStatus {
+        let stats = &self.dispatch.gate_stats;
+        NodeStatus {
+            node: self.name.clone(),
+            pid: std::process::id(),
+            uptime_secs: self.started.elapsed().as_secs(),
+            connections: stats.connections.load(Ordering::Relaxed),
+            sessions: self.dispatch.sessions.len(),
+            accepted: stats.accepted.load(Ordering::Relaxed),
+            requests: stats.requests.get(),
+            errors: stats.errors.get(),
+            modules: self
+                .slots
+                .iter()
+                .map(|slot| {
+                    let v = slot.current();
+                    ModuleStatus {
+                        name: v.name().to_owned(),
+                        version: v.version(),
+                        hash: v.hash.clone(),
+                        commands: v.manifest.commands.clone(),
+                        calls: v.stats.calls.get(),
+                        errors: v.stats.errors.get(),
+                        traps: v.stats.traps.get(),
+                        timeouts: v.stats.timeouts.get(),
+                        batches: v.stats.batches.get(),
+                    }
+                })
+                .collect(),
+        }
+    }
+
+    /// What a metrics scrape reports: the status's counters, plus the per-command totals of
+    /// every module version, the links to peers and the write-behind counters.
+    pub fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        let status = self.status();
+        crate::metrics::Snapshot {
+            node: status.node,
+            connections: status.connections as u64,
+            sessions: status.sessions as u64,
+            gate_requests: status.requests,
+            gate_errors: status.errors,
+            data: self.data.as_ref().and_then(|d| d.flush_stats()),
+            modules: self
+                .slots
+                .iter()
+                .map(|slot| {
+                    let v = slot.current();
+                    (v.name().to_owned(), v.version(), v.metrics.totals())
+                })
+                .collect(),
+            peers: self
+                .cluster
+                .iter()
+                .flat_map(|c| c.peers())
+                .map(|p| crate::metrics::PeerTotals {
+                    peer: p.name.clone(),
+                    calls: p.calls.get(),
+                    failures: p.failures.get(),
+                })
+                .collect(),
+        }
+    }
+
+    /// The node's status as JSON (for the master's `firefly status`).
+    pub fn status_json(&self) -> String {
+        serde_json::to_string(&self.status()).unwrap_or_default()
+    }
+}
