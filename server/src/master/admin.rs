@@ -1,7 +1,6 @@
 //! The master's admin HTTP API: `GET /status`, `POST /stop`, bearer-token authenticated.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -12,53 +11,8 @@ use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::supervise::Supervised;
-use crate::cluster::Cluster;
+use super::state::{AdminState, authorized, unauthorized};
 use crate::cluster::wire::Msg;
-
-/// The environment variable holding the admin token.
-pub const ADMIN_TOKEN_ENV: &str = "FIREFLY_ADMIN_TOKEN";
-
-#[derive(Clone)]
-pub(crate) struct AdminState {
-    pub cluster: String,
-    pub token: String,
-    pub nodes: Vec<Arc<Supervised>>,
-    pub peers: Arc<Cluster>,
-    pub stop: watch::Sender<bool>,
-    // Hot update (master/deploy.rs).
-    pub topology: crate::config::Topology,
-    pub registry: Arc<crate::hot::Registry>,
-    /// Compiles and describes uploaded modules before anything is stored or sent.
-    pub validator: Arc<crate::engine::Runtime>,
-    /// Links to the nodes with a timeout long enough for a compile.
-    pub deployer: Arc<Cluster>,
-    /// Links for the background checks (catch-up, automatic rollback): their reconnect
-    /// backoff while nodes start must not make `/status` report nodes unreachable.
-    pub watcher: Arc<Cluster>,
-    /// One deploy, rollback or catch-up at a time.
-    pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-pub(crate) fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(token) = value.strip_prefix("Bearer ") else {
-        return false;
-    };
-    // Constant-time comparison: the token is a secret.
-    let (a, b) = (token.as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-    )
-        .into_response()
-}
 
 async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if !authorized(&state, &headers) {

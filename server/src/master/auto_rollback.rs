@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::admin::AdminState;
 use super::deploy::activate;
+use super::state::AdminState;
 use crate::cluster::wire::Msg;
 use crate::config::{AutoRollback, FailureKind};
 use crate::hot::registry::RolledBack;

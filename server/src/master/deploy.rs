@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::admin::{AdminState, authorized, unauthorized};
+use super::state::{AdminState, authorized, unauthorized};
 use crate::cluster::wire::Msg;
 use crate::hot::registry::{Failure, utc_string};
 use crate::hot::swap::check_table_changes;

@@ -7,6 +7,7 @@ mod admin;
 mod auto_rollback;
 mod deploy;
 mod secrets;
+mod state;
 mod supervise;
 
 use std::collections::HashMap;
@@ -18,8 +19,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-pub use admin::{ADMIN_TOKEN_ENV, http_request, http_request_with_body};
+pub use admin::{http_request, http_request_with_body};
 pub use secrets::{admin_token, cluster_secret};
+pub use state::ADMIN_TOKEN_ENV;
 pub use supervise::NodeState;
 
 use crate::cluster::{Cluster, Identity};
@@ -118,7 +120,7 @@ impl Master {
             tracing::info!("admin API on http://{}", listener.local_addr()?);
             let sessions = Arc::new(crate::sessions::Sessions::for_node(0));
             let cache = config.topology.cache_dir();
-            let state = admin::AdminState {
+            let state = state::AdminState {
                 cluster: config.topology.cluster.clone(),
                 token,
                 nodes: nodes.clone(),

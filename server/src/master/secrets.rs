@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::state::ADMIN_TOKEN_ENV;
 use crate::cluster::auth;
 use crate::config::Topology;
 
@@ -59,7 +60,7 @@ pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
 /// The admin token: `FIREFLY_ADMIN_TOKEN`, else `master.token_file` (created when missing
 /// and `create` is true).
 pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> {
-    if let Ok(token) = std::env::var(super::ADMIN_TOKEN_ENV) {
+    if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
         return Ok(token);
     }
     let path = &topology.master.token_file;
@@ -71,7 +72,7 @@ pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> 
         .with_context(|| {
             format!(
                 "no admin token: set {} or start the cluster first (it creates {})",
-                super::ADMIN_TOKEN_ENV,
+                ADMIN_TOKEN_ENV,
                 path.display()
             )
         })
