@@ -3,9 +3,11 @@
 //!
 //! The master is not on the request path: clients talk to gates, gates to nodes.
 
+mod activate;
 mod admin;
 mod auto_rollback;
 mod deploy;
+mod reconcile;
 mod secrets;
 mod state;
 mod supervise;
@@ -74,7 +76,7 @@ impl Master {
             .collect();
         let deployer = Arc::new(Cluster::new(
             Identity {
-                rpc_timeout: deploy::DEPLOY_TIMEOUT,
+                rpc_timeout: activate::DEPLOY_TIMEOUT,
                 ..identity.clone()
             },
             0,
@@ -133,7 +135,7 @@ impl Master {
                 watcher,
                 deploy_lock: Arc::default(),
             };
-            let reconcile = tokio::spawn(deploy::reconcile(state.clone()));
+            let reconcile = tokio::spawn(reconcile::reconcile(state.clone()));
             let mut stopped = stop_rx.clone();
             tasks.spawn(async move {
                 let _ = stopped.wait_for(|s| *s).await;
