@@ -19,7 +19,7 @@ use serde::Deserialize;
 use super::activate::activate;
 use super::state::{AdminState, authorized, unauthorized};
 use crate::cluster::wire::Msg;
-use crate::hot::registry::utc_string;
+use crate::hot::registry::{ModuleIndex, utc_string};
 use crate::hot::swap::check_table_changes;
 
 /// Which nodes a deploy or rollback is for, and (rollback) which version.
@@ -31,6 +31,7 @@ pub(crate) struct Targets {
     to: Option<u32>,
 }
 
+/// An error answer: `code` with `{"error": message}`.
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -132,6 +133,9 @@ async fn validate(
     Ok(())
 }
 
+/// `POST /modules/{module}/deploy[?nodes=a,b]`: validates the body, stores it as the next
+/// version and activates it on the target nodes; a full deploy over an earlier version is
+/// then watched when the module has an `auto_rollback` policy.
 pub(crate) async fn deploy(
     State(state): State<AdminState>,
     Path(module): Path<String>,
@@ -182,22 +186,8 @@ pub(crate) async fn deploy(
     .await
     {
         Ok(result) => {
-            let policy = state
-                .topology
-                .module(&module)
-                .and_then(|m| m.auto_rollback.clone());
-            if let Some(policy) = policy
-                && q.nodes.is_none()
-                && previous != 0
-            {
-                super::auto_rollback::watch(
-                    state.clone(),
-                    module.clone(),
-                    info.version,
-                    previous,
-                    targets,
-                    policy,
-                );
+            if q.nodes.is_none() {
+                watch_if_asked(&state, &module, info.version, previous, targets);
             }
             Json(result).into_response()
         }
@@ -205,6 +195,34 @@ pub(crate) async fn deploy(
     }
 }
 
+/// Starts the automatic-rollback watch of `version` (deployed over `previous` on `targets`)
+/// when the module has a policy and there is a version to go back to.
+fn watch_if_asked(
+    state: &AdminState,
+    module: &str,
+    version: u32,
+    previous: u32,
+    targets: Vec<String>,
+) {
+    let policy = state
+        .topology
+        .module(module)
+        .and_then(|m| m.auto_rollback.clone());
+    if let Some(policy) = policy
+        && previous != 0
+    {
+        super::auto_rollback::watch(
+            state.clone(),
+            module.to_owned(),
+            version,
+            previous,
+            targets,
+            policy,
+        );
+    }
+}
+
+/// `POST /modules/{module}/rollback[?to=N][&nodes=a,b]`: activates a stored version again.
 pub(crate) async fn rollback(
     State(state): State<AdminState>,
     Path(module): Path<String>,
@@ -229,40 +247,9 @@ pub(crate) async fn rollback(
         }
         Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
     };
-    let version = match q.to {
-        Some(to) if index.get(to).is_some() => to,
-        Some(to) => {
-            let known: Vec<String> = index
-                .versions
-                .iter()
-                .map(|v| v.version.to_string())
-                .collect();
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "module `{module}` has no version {to} (versions: {})",
-                    known.join(", ")
-                ),
-            );
-        }
-        None => match index
-            .versions
-            .iter()
-            .map(|v| v.version)
-            .filter(|v| *v < index.active)
-            .max()
-        {
-            Some(v) => v,
-            None => {
-                return error(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "module `{module}` is at its first version (v{}): nothing to roll back to",
-                        index.active
-                    ),
-                );
-            }
-        },
+    let version = match rollback_target(&module, &index, q.to) {
+        Ok(v) => v,
+        Err((code, message)) => return error(code, message),
     };
     let wasm = match state.registry.wasm(&module, version) {
         Ok(w) => w,
@@ -275,6 +262,49 @@ pub(crate) async fn rollback(
     }
 }
 
+/// The version a rollback of `module` goes to: `to`, else the newest one before the active
+/// one; or the status and message of the answer when there is none.
+fn rollback_target(
+    module: &str,
+    index: &ModuleIndex,
+    to: Option<u32>,
+) -> Result<u32, (StatusCode, String)> {
+    match to {
+        Some(to) if index.get(to).is_some() => Ok(to),
+        Some(to) => {
+            let known: Vec<String> = index
+                .versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect();
+            Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "module `{module}` has no version {to} (versions: {})",
+                    known.join(", ")
+                ),
+            ))
+        }
+        None => match index
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| *v < index.active)
+            .max()
+        {
+            Some(v) => Ok(v),
+            None => Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "module `{module}` is at its first version (v{}): nothing to roll back to",
+                    index.active
+                ),
+            )),
+        },
+    }
+}
+
+/// `GET /modules/{module}/versions`: the registry's index of the module.
 pub(crate) async fn versions(
     State(state): State<AdminState>,
     Path(module): Path<String>,
