@@ -1,75 +1,31 @@
-//! The master's admin HTTP API: `GET /status`, `POST /stop`, bearer-token authenticated.
+//! The master's admin HTTP API, bearer-token authenticated: the routes, and serving them.
+//!
+//! * `GET /status`, `POST /stop`: `status.rs`;
+//! * `POST /modules/{module}/deploy`, `POST /modules/{module}/rollback`,
+//!   `GET /modules/{module}/versions`: `deploy.rs`.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::state::{AdminState, authorized, unauthorized};
-use crate::cluster::wire::Msg;
+use super::state::AdminState;
+use super::{deploy, status};
 
-async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
-    let mut nodes = Vec::new();
-    for node in &state.nodes {
-        let process = node.state();
-        let live = match state.peers.peer(&process.name) {
-            Some(peer) => match peer.request(|id| Msg::Status { id }).await {
-                Ok(Msg::StatusReply { json, .. }) => {
-                    serde_json::from_str::<serde_json::Value>(&json)
-                        .unwrap_or(serde_json::Value::Null)
-                }
-                Ok(_) => serde_json::Value::Null,
-                Err(err) => serde_json::json!({ "unreachable": err.to_string() }),
-            },
-            None => serde_json::Value::Null,
-        };
-        let healthy = process.pid.is_some() && live.get("node").is_some();
-        nodes.push(serde_json::json!({
-            "name": process.name,
-            "pid": process.pid,
-            "uptime_secs": process.uptime_secs,
-            "restarts": process.restarts,
-            "last_exit": process.last_exit,
-            "healthy": healthy,
-            "live": live,
-            "deploy_failures": super::deploy::failures_of(&state, &process.name),
-        }));
-    }
-    Json(serde_json::json!({ "cluster": state.cluster, "nodes": nodes })).into_response()
-}
-
-async fn stop_cluster(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
-    let _ = state.stop.send(true);
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"stopping": true})),
-    )
-        .into_response()
-}
-
+/// Serves the admin API on `listener` until `stop` turns `true`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     mut stop: watch::Receiver<bool>,
 ) {
     let app = axum::Router::new()
-        .route("/status", get(status))
-        .route("/stop", post(stop_cluster))
-        .route("/modules/{module}/deploy", post(super::deploy::deploy))
-        .route("/modules/{module}/rollback", post(super::deploy::rollback))
-        .route("/modules/{module}/versions", get(super::deploy::versions))
+        .route("/status", get(status::status))
+        .route("/stop", post(status::stop_cluster))
+        .route("/modules/{module}/deploy", post(deploy::deploy))
+        .route("/modules/{module}/rollback", post(deploy::rollback))
+        .route("/modules/{module}/versions", get(deploy::versions))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::cluster::wire::MAX_FRAME,
         ))

@@ -349,19 +349,3 @@ pub(crate) async fn versions(
     }))
     .into_response()
 }
-
-/// Per module, this node's last deploy failure (for `/status`).
-pub(crate) fn failures_of(state: &AdminState, node: &str) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for module in state.topology.modules.keys() {
-        if let Ok(index) = state.registry.index(module)
-            && let Some(f) = index.failures.get(node)
-        {
-            out.insert(
-                module.clone(),
-                serde_json::json!({ "version": f.version, "error": f.message }),
-            );
-        }
-    }
-    serde_json::Value::Object(out)
-}

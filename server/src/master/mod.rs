@@ -10,6 +10,7 @@ mod deploy;
 mod reconcile;
 mod secrets;
 mod state;
+mod status;
 mod supervise;
 
 use std::collections::HashMap;
