@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use firefly::builder;
+use firefly::client::admin::http_request_with_body;
 use firefly::config::{ModuleSource, Topology};
 use firefly::hot::registry::utc_string;
 use firefly::master;
@@ -79,10 +80,9 @@ pub(super) async fn admin(
         bail!("{} has no `master.admin` address", config.display());
     };
     let token = master::admin_token(&topology, false)?;
-    let (code, text) =
-        master::http_request_with_body(addr, method, path, &token, body, DEPLOY_WAIT)
-            .await
-            .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
+    let (code, text) = http_request_with_body(addr, method, path, &token, body, DEPLOY_WAIT)
+        .await
+        .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
     match code {
         200..=299 => Ok(json),

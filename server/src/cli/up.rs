@@ -8,6 +8,7 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use firefly::builder;
+use firefly::client::admin;
 use firefly::config::{ModuleSource, Topology};
 use firefly::master::{self, Master, MasterConfig};
 use firefly::{Node, NodeConfig};
@@ -264,7 +265,7 @@ pub(super) async fn admin_call(
         bail!("{} has no `master.admin` address", config.display());
     };
     let token = master::admin_token(&topology, false)?;
-    let (code, body) = master::http_request(addr, method, path, &token)
+    let (code, body) = admin::http_request(addr, method, path, &token)
         .await
         .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
     match code {

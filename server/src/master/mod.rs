@@ -22,7 +22,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-pub use admin::{http_request, http_request_with_body};
+/// The admin API's HTTP client, re-exported where the tests first found it; it lives in
+/// [`crate::client::admin`] now, next to the protocol client. New code should use that path.
+pub use crate::client::admin::{http_request, http_request_with_body};
 pub use secrets::{admin_token, cluster_secret};
 pub use state::ADMIN_TOKEN_ENV;
 pub use supervise::NodeState;
