@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::activate::activate;
+use super::auto_rollback;
 use super::state::{AdminState, authorized, unauthorized};
 use crate::cluster::wire::Msg;
 use crate::hot::registry::{ModuleIndex, utc_string};
@@ -211,7 +212,7 @@ fn watch_if_asked(
     if let Some(policy) = policy
         && previous != 0
     {
-        super::auto_rollback::watch(
+        auto_rollback::watch(
             state.clone(),
             module.to_owned(),
             version,

@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::MasterConfig;
+use super::config::MasterConfig;
 use crate::cluster::auth::SECRET_ENV;
 
 /// Restart delays grow from this...
