@@ -8,10 +8,10 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use firefly::builder;
-use firefly::client::admin::http_request_with_body;
 use firefly::config::{ModuleSource, Topology};
 use firefly::hot::registry::utc_string;
-use firefly::master;
+
+use super::admin;
 
 /// How long the master may take to validate a module and have every node swap it in.
 const DEPLOY_WAIT: Duration = Duration::from_secs(300);
@@ -68,32 +68,6 @@ pub struct VersionsArgs {
     pub json: bool,
 }
 
-/// Sends one admin request with `body`; returns the JSON answer, or the master's error.
-pub(super) async fn admin(
-    config: &Path,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<serde_json::Value> {
-    let topology = Topology::load(config)?;
-    let Some(addr) = topology.master.admin else {
-        bail!("{} has no `master.admin` address", config.display());
-    };
-    let token = master::admin_token(&topology, false)?;
-    let (code, text) = http_request_with_body(addr, method, path, &token, body, DEPLOY_WAIT)
-        .await
-        .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    match code {
-        200..=299 => Ok(json),
-        401 => bail!("the admin API refused the token (401)"),
-        _ => match json["error"].as_str() {
-            Some(message) => bail!("{message}"),
-            None => bail!("the admin API answered {code}: {text}"),
-        },
-    }
-}
-
 /// The module name `path` deploys as.
 fn module_name(topology: Option<&Topology>, path: &Path, wasm: &Path) -> anyhow::Result<String> {
     if let (Some(topology), Ok(dir)) = (topology, path.canonicalize()) {
@@ -142,7 +116,7 @@ pub(super) async fn deploy_once(args: &DeployArgs) -> anyhow::Result<serde_json:
     if !args.nodes.is_empty() {
         url.push_str(&format!("?nodes={}", args.nodes.join(",")));
     }
-    admin(&args.config, "POST", &url, &bytes)
+    admin::call_json(&args.config, "POST", &url, &bytes, DEPLOY_WAIT)
         .await
         .with_context(|| format!("deploying `{module}` ({})", wasm.display()))
 }
@@ -211,13 +185,13 @@ pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
         url.push('?');
         url.push_str(&query.join("&"));
     }
-    let answer = admin(&args.config, "POST", &url, &[]).await?;
+    let answer = admin::call_json(&args.config, "POST", &url, &[], DEPLOY_WAIT).await?;
     report(&answer, args.json)
 }
 
 pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
     let url = format!("/modules/{}/versions", args.module);
-    let answer = admin(&args.config, "GET", &url, &[]).await?;
+    let answer = admin::call_json(&args.config, "GET", &url, &[], DEPLOY_WAIT).await?;
     if args.json {
         println!("{answer}");
         return Ok(());

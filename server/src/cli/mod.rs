@@ -1,8 +1,14 @@
 //! Subcommands of the `firefly` binary.
 
+mod admin;
+mod build;
 mod call;
 mod deploy;
 mod new;
+mod node;
+mod signal;
+mod status;
+mod stop;
 mod up;
 mod watch;
 
@@ -27,14 +33,14 @@ enum Command {
     /// as its own process, restarts nodes that die, serves the admin API.
     Up(up::UpArgs),
     /// Run one node of a topology in this process (what `up` starts for each node).
-    Node(up::NodeArgs),
+    Node(node::NodeArgs),
     /// Show the running cluster: nodes, pids, uptime, restarts, connections, requests, errors,
     /// module versions.
-    Status(up::AdminArgs),
+    Status(admin::AdminArgs),
     /// Stop the running cluster gracefully.
-    Stop(up::AdminArgs),
+    Stop(admin::AdminArgs),
     /// Build module crates to wasm (all modules of the topology when no crate is named).
-    Build(up::BuildArgs),
+    Build(build::BuildArgs),
     /// Scaffold a new module crate that builds and answers a command out of the box.
     New(new::NewArgs),
     /// Send one request to a running gate and print the reply (or error frame) as JSON.
@@ -69,10 +75,10 @@ pub fn init_logging(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::up(args).await,
-        Command::Node(args) => up::node(args).await,
-        Command::Status(args) => up::status(args).await,
-        Command::Stop(args) => up::stop(args).await,
-        Command::Build(args) => up::build(args),
+        Command::Node(args) => node::node(args).await,
+        Command::Status(args) => status::status(args).await,
+        Command::Stop(args) => stop::stop(args).await,
+        Command::Build(args) => build::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,
         Command::Deploy(args) => deploy::deploy(args).await,
