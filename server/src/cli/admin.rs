@@ -12,6 +12,10 @@ use firefly::client::admin::{http_request, http_request_with_body};
 use firefly::config::Topology;
 use firefly::master;
 
+/// How long the master may take to validate a module and have every node swap it in (the
+/// wait of `deploy`, `rollback` and `versions`).
+pub(super) const DEPLOY_WAIT: Duration = Duration::from_secs(300);
+
 /// Arguments of `firefly status` and `firefly stop`.
 #[derive(Debug, Args)]
 pub struct AdminArgs {

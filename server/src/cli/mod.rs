@@ -6,10 +6,12 @@ mod call;
 mod deploy;
 mod new;
 mod node;
+mod rollback;
 mod signal;
 mod status;
 mod stop;
 mod up;
+mod versions;
 mod watch;
 
 use std::path::PathBuf;
@@ -50,9 +52,9 @@ enum Command {
     /// swap to it without failing a request. `--watch` redeploys on every source change.
     Deploy(deploy::DeployArgs),
     /// Go back to an earlier version of a module (the previous one unless `--to N`).
-    Rollback(deploy::RollbackArgs),
+    Rollback(rollback::RollbackArgs),
     /// List a module's deployed versions: number, time, hash, size, which is active.
-    Versions(deploy::VersionsArgs),
+    Versions(versions::VersionsArgs),
 }
 
 /// Sets up `tracing` output on stderr.
@@ -81,9 +83,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,
+        Command::Deploy(args) if args.watch => watch::watch(args).await,
         Command::Deploy(args) => deploy::deploy(args).await,
-        Command::Rollback(args) => deploy::rollback(args).await,
-        Command::Versions(args) => deploy::versions(args).await,
+        Command::Rollback(args) => rollback::rollback(args).await,
+        Command::Versions(args) => versions::versions(args).await,
     }
 }
 
