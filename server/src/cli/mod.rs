@@ -29,6 +29,7 @@ pub struct Cli {
     command: Command,
 }
 
+/// The subcommands; each one's arguments and function live in the file of its name.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cluster described by a topology file: builds its modules, starts every node
@@ -90,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The topology file a subcommand reads unless `-c` says otherwise.
 fn default_topology() -> PathBuf {
     PathBuf::from("topology.yaml")
 }

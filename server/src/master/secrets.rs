@@ -9,6 +9,7 @@ use super::state::ADMIN_TOKEN_ENV;
 use crate::cluster::auth;
 use crate::config::Topology;
 
+/// The secret in `path`, or a new one written there (owner-only) when the file is missing.
 fn read_or_create(path: &Path) -> anyhow::Result<String> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let text = text.trim().to_owned();
@@ -29,6 +30,7 @@ fn read_or_create(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Creates `path` readable by its owner only and writes `text` to it.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
