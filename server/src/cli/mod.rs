@@ -1,4 +1,8 @@
-//! Subcommands of the `firefly` binary.
+//! Subcommands of the `firefly` binary: this file is the clap definition and the dispatch;
+//! each subcommand has the file of its name (`up.rs`, `node.rs`, `status.rs`, ...), and what
+//! several share has its own: `admin.rs` (requests to the master's admin API), `build.rs`'s
+//! `module_files` (the `.wasm` of a topology's modules), `signal.rs` (waiting for Ctrl-C or
+//! SIGTERM).
 
 mod admin;
 mod build;
