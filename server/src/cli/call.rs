@@ -8,6 +8,7 @@ use clap::Args;
 use firefly::client::{Client, ClientError, msgpack_to_json};
 use firefly::config::{ProtocolSettings, parse_duration};
 
+/// Arguments of `firefly call`.
 #[derive(Debug, Args)]
 pub struct CallArgs {
     /// The gate's address, e.g. 127.0.0.1:11009.
@@ -34,6 +35,8 @@ pub struct CallArgs {
     timeout: Duration,
 }
 
+/// Connects to the gate, sends one request and prints the reply; an error frame is printed
+/// as JSON and fails the command.
 pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     let magic: [u8; 4] = args
         .magic
@@ -73,6 +76,8 @@ pub async fn call(args: CallArgs) -> anyhow::Result<()> {
     }
 }
 
+/// The reply as text: pretty JSON when it is one MessagePack value (unless `raw`), else
+/// UTF-8, else hex.
 fn render(reply: &[u8], raw: bool) -> String {
     if !raw {
         let mut cursor = reply;

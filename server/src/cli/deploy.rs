@@ -1,20 +1,17 @@
-//! `firefly deploy`, `firefly rollback`, `firefly versions`: hot update through the master's
-//! admin API.
+//! `firefly deploy`: hot update through the master's admin API; and the deploy step and the
+//! printing of its answer that `deploy --watch` (`watch.rs`) and `rollback` share.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
 
 use firefly::builder;
 use firefly::config::{ModuleSource, Topology};
-use firefly::hot::registry::utc_string;
-use firefly::master;
 
-/// How long the master may take to validate a module and have every node swap it in.
-const DEPLOY_WAIT: Duration = Duration::from_secs(300);
+use super::admin::{self, DEPLOY_WAIT};
 
+/// Arguments of `firefly deploy`.
 #[derive(Debug, Args)]
 pub struct DeployArgs {
     /// A module crate directory (built first) or a `.wasm` file.
@@ -37,63 +34,6 @@ pub struct DeployArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct RollbackArgs {
-    /// The module to roll back.
-    pub module: String,
-    /// The version to go back to (default: the one before the active version).
-    #[arg(long)]
-    pub to: Option<u32>,
-    /// Roll back only these nodes (comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    pub nodes: Vec<String>,
-    /// The topology file (for the admin address and token).
-    #[arg(short = 'c', long = "config", default_value_os_t = super::default_topology())]
-    pub config: PathBuf,
-    /// Print the master's JSON answer.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct VersionsArgs {
-    /// The module.
-    pub module: String,
-    /// The topology file (for the admin address and token).
-    #[arg(short = 'c', long = "config", default_value_os_t = super::default_topology())]
-    pub config: PathBuf,
-    /// Print the master's JSON answer.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// Sends one admin request with `body`; returns the JSON answer, or the master's error.
-pub(super) async fn admin(
-    config: &Path,
-    method: &str,
-    path: &str,
-    body: &[u8],
-) -> anyhow::Result<serde_json::Value> {
-    let topology = Topology::load(config)?;
-    let Some(addr) = topology.master.admin else {
-        bail!("{} has no `master.admin` address", config.display());
-    };
-    let token = master::admin_token(&topology, false)?;
-    let (code, text) =
-        master::http_request_with_body(addr, method, path, &token, body, DEPLOY_WAIT)
-            .await
-            .with_context(|| format!("is the cluster running? (admin API {addr})"))?;
-    let json: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-    match code {
-        200..=299 => Ok(json),
-        401 => bail!("the admin API refused the token (401)"),
-        _ => match json["error"].as_str() {
-            Some(message) => bail!("{message}"),
-            None => bail!("the admin API answered {code}: {text}"),
-        },
-    }
-}
-
 /// The module name `path` deploys as.
 fn module_name(topology: Option<&Topology>, path: &Path, wasm: &Path) -> anyhow::Result<String> {
     if let (Some(topology), Ok(dir)) = (topology, path.canonicalize()) {
@@ -112,7 +52,7 @@ fn module_name(topology: Option<&Topology>, path: &Path, wasm: &Path) -> anyhow:
 }
 
 /// Builds `path` if it is a crate; returns the wasm file.
-pub(super) fn wasm_of(path: &Path) -> anyhow::Result<PathBuf> {
+fn wasm_of(path: &Path) -> anyhow::Result<PathBuf> {
     if path.is_dir() {
         builder::build_module(path)
     } else if path.extension().is_some_and(|e| e == "wasm") {
@@ -142,7 +82,7 @@ pub(super) async fn deploy_once(args: &DeployArgs) -> anyhow::Result<serde_json:
     if !args.nodes.is_empty() {
         url.push_str(&format!("?nodes={}", args.nodes.join(",")));
     }
-    admin(&args.config, "POST", &url, &bytes)
+    admin::call_json(&args.config, "POST", &url, &bytes, DEPLOY_WAIT)
         .await
         .with_context(|| format!("deploying `{module}` ({})", wasm.display()))
 }
@@ -190,70 +130,9 @@ pub(super) fn report(answer: &serde_json::Value, json: bool) -> anyhow::Result<(
     Ok(())
 }
 
+/// Builds (if needed) and deploys once, printing each node's result (`--watch` is
+/// `watch.rs`'s, which the dispatch sends it to).
 pub async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
-    if args.watch {
-        return super::watch::watch(args).await;
-    }
     let answer = deploy_once(&args).await?;
     report(&answer, args.json)
-}
-
-pub async fn rollback(args: RollbackArgs) -> anyhow::Result<()> {
-    let mut query = Vec::new();
-    if let Some(to) = args.to {
-        query.push(format!("to={to}"));
-    }
-    if !args.nodes.is_empty() {
-        query.push(format!("nodes={}", args.nodes.join(",")));
-    }
-    let mut url = format!("/modules/{}/rollback", args.module);
-    if !query.is_empty() {
-        url.push('?');
-        url.push_str(&query.join("&"));
-    }
-    let answer = admin(&args.config, "POST", &url, &[]).await?;
-    report(&answer, args.json)
-}
-
-pub async fn versions(args: VersionsArgs) -> anyhow::Result<()> {
-    let url = format!("/modules/{}/versions", args.module);
-    let answer = admin(&args.config, "GET", &url, &[]).await?;
-    if args.json {
-        println!("{answer}");
-        return Ok(());
-    }
-    println!(
-        "module {} (registry {})",
-        args.module,
-        answer["registry"].as_str().unwrap_or("?")
-    );
-    println!(
-        "{:>7}  {:<19}  {:<12}  {:>9}  ACTIVE",
-        "VERSION", "TIME (UTC)", "SHA256", "SIZE"
-    );
-    for v in answer["versions"].as_array().into_iter().flatten() {
-        let sha = v["sha256"].as_str().unwrap_or("?");
-        let mut active = if v["active"] == true { "*" } else { "" }.to_owned();
-        if let Some(nodes) = v["pinned_on"].as_array().filter(|n| !n.is_empty()) {
-            let names: Vec<&str> = nodes.iter().filter_map(|n| n.as_str()).collect();
-            active.push_str(&format!(" (on {})", names.join(", ")));
-        }
-        println!(
-            "{:>7}  {:<19}  {:<12}  {:>9}  {active}",
-            v["version"],
-            utc_string(v["time"].as_u64().unwrap_or(0)),
-            sha.get(..12).unwrap_or(sha),
-            v["size"],
-        );
-    }
-    for r in answer["rolled_back"].as_array().into_iter().flatten() {
-        println!(
-            "v{} was rolled back to v{} automatically at {}: {}",
-            r["version"],
-            r["to"],
-            utc_string(r["time"].as_u64().unwrap_or(0)),
-            r["reason"].as_str().unwrap_or("?")
-        );
-    }
-    Ok(())
 }

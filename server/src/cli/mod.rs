@@ -1,9 +1,21 @@
-//! Subcommands of the `firefly` binary.
+//! Subcommands of the `firefly` binary: this file is the clap definition and the dispatch;
+//! each subcommand has the file of its name (`up.rs`, `node.rs`, `status.rs`, ...), and what
+//! several share has its own: `admin.rs` (requests to the master's admin API), `build.rs`'s
+//! `module_files` (the `.wasm` of a topology's modules), `signal.rs` (waiting for Ctrl-C or
+//! SIGTERM).
 
+mod admin;
+mod build;
 mod call;
 mod deploy;
 mod new;
+mod node;
+mod rollback;
+mod signal;
+mod status;
+mod stop;
 mod up;
+mod versions;
 mod watch;
 
 use std::path::PathBuf;
@@ -21,20 +33,21 @@ pub struct Cli {
     command: Command,
 }
 
+/// The subcommands; each one's arguments and function live in the file of its name.
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the cluster described by a topology file: builds its modules, starts every node
     /// as its own process, restarts nodes that die, serves the admin API.
     Up(up::UpArgs),
     /// Run one node of a topology in this process (what `up` starts for each node).
-    Node(up::NodeArgs),
+    Node(node::NodeArgs),
     /// Show the running cluster: nodes, pids, uptime, restarts, connections, requests, errors,
     /// module versions.
-    Status(up::AdminArgs),
+    Status(admin::AdminArgs),
     /// Stop the running cluster gracefully.
-    Stop(up::AdminArgs),
+    Stop(admin::AdminArgs),
     /// Build module crates to wasm (all modules of the topology when no crate is named).
-    Build(up::BuildArgs),
+    Build(build::BuildArgs),
     /// Scaffold a new module crate that builds and answers a command out of the box.
     New(new::NewArgs),
     /// Send one request to a running gate and print the reply (or error frame) as JSON.
@@ -44,9 +57,9 @@ enum Command {
     /// swap to it without failing a request. `--watch` redeploys on every source change.
     Deploy(deploy::DeployArgs),
     /// Go back to an earlier version of a module (the previous one unless `--to N`).
-    Rollback(deploy::RollbackArgs),
+    Rollback(rollback::RollbackArgs),
     /// List a module's deployed versions: number, time, hash, size, which is active.
-    Versions(deploy::VersionsArgs),
+    Versions(versions::VersionsArgs),
 }
 
 /// Sets up `tracing` output on stderr.
@@ -69,18 +82,20 @@ pub fn init_logging(verbose: u8) {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up(args) => up::up(args).await,
-        Command::Node(args) => up::node(args).await,
-        Command::Status(args) => up::status(args).await,
-        Command::Stop(args) => up::stop(args).await,
-        Command::Build(args) => up::build(args),
+        Command::Node(args) => node::node(args).await,
+        Command::Status(args) => status::status(args).await,
+        Command::Stop(args) => stop::stop(args).await,
+        Command::Build(args) => build::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,
+        Command::Deploy(args) if args.watch => watch::watch(args).await,
         Command::Deploy(args) => deploy::deploy(args).await,
-        Command::Rollback(args) => deploy::rollback(args).await,
-        Command::Versions(args) => deploy::versions(args).await,
+        Command::Rollback(args) => rollback::rollback(args).await,
+        Command::Versions(args) => versions::versions(args).await,
     }
 }
 
+/// The topology file a subcommand reads unless `-c` says otherwise.
 fn default_topology() -> PathBuf {
     PathBuf::from("topology.yaml")
 }

@@ -5,6 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use anyhow::{Context as _, bail};
 use clap::Args;
 
+/// Arguments of `firefly new`.
 #[derive(Debug, Args)]
 pub struct NewArgs {
     /// The module's name: lowercase letters, digits and underscores, starting with a letter.
@@ -17,6 +18,8 @@ pub struct NewArgs {
     command: u32,
 }
 
+/// Writes a new module crate (`Cargo.toml` and `src/lib.rs` with one example handler) under
+/// `--dir`, pointing at the project's guest SDK.
 pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let name = &args.name;
     let valid = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())

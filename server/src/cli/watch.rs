@@ -36,6 +36,8 @@ fn newest(dir: &Path) -> Option<SystemTime> {
     newest
 }
 
+/// Deploys the crate now and again after every change of its sources, until Ctrl-C; a
+/// failed build or deploy is printed and the watch goes on.
 pub async fn watch(args: DeployArgs) -> anyhow::Result<()> {
     let dir: PathBuf = args.path.clone();
     if !dir.join("Cargo.toml").exists() {

@@ -1,121 +1,27 @@
-//! The master's admin HTTP API: `GET /status`, `POST /stop`, bearer-token authenticated.
+//! The master's admin HTTP API, bearer-token authenticated: the routes, and serving them.
+//!
+//! * `GET /status`, `POST /stop`: `status.rs`;
+//! * `POST /modules/{module}/deploy`, `POST /modules/{module}/rollback`,
+//!   `GET /modules/{module}/versions`: `deploy.rs`.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
-
-use axum::Json;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use super::supervise::Supervised;
-use crate::cluster::Cluster;
-use crate::cluster::wire::Msg;
+use super::state::AdminState;
+use super::{deploy, status};
 
-/// The environment variable holding the admin token.
-pub const ADMIN_TOKEN_ENV: &str = "FIREFLY_ADMIN_TOKEN";
-
-#[derive(Clone)]
-pub(crate) struct AdminState {
-    pub cluster: String,
-    pub token: String,
-    pub nodes: Vec<Arc<Supervised>>,
-    pub peers: Arc<Cluster>,
-    pub stop: watch::Sender<bool>,
-    // Hot update (master/deploy.rs).
-    pub topology: crate::config::Topology,
-    pub registry: Arc<crate::hot::Registry>,
-    /// Compiles and describes uploaded modules before anything is stored or sent.
-    pub validator: Arc<crate::engine::Runtime>,
-    /// Links to the nodes with a timeout long enough for a compile.
-    pub deployer: Arc<Cluster>,
-    /// Links for the background checks (catch-up, automatic rollback): their reconnect
-    /// backoff while nodes start must not make `/status` report nodes unreachable.
-    pub watcher: Arc<Cluster>,
-    /// One deploy, rollback or catch-up at a time.
-    pub deploy_lock: Arc<tokio::sync::Mutex<()>>,
-}
-
-pub(crate) fn authorized(state: &AdminState, headers: &HeaderMap) -> bool {
-    let Some(value) = headers.get("authorization").and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let Some(token) = value.strip_prefix("Bearer ") else {
-        return false;
-    };
-    // Constant-time comparison: the token is a secret.
-    let (a, b) = (token.as_bytes(), state.token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-pub(crate) fn unauthorized() -> Response {
-    (
-        StatusCode::UNAUTHORIZED,
-        Json(serde_json::json!({"error": "missing or wrong bearer token"})),
-    )
-        .into_response()
-}
-
-async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
-    let mut nodes = Vec::new();
-    for node in &state.nodes {
-        let process = node.state();
-        let live = match state.peers.peer(&process.name) {
-            Some(peer) => match peer.request(|id| Msg::Status { id }).await {
-                Ok(Msg::StatusReply { json, .. }) => {
-                    serde_json::from_str::<serde_json::Value>(&json)
-                        .unwrap_or(serde_json::Value::Null)
-                }
-                Ok(_) => serde_json::Value::Null,
-                Err(err) => serde_json::json!({ "unreachable": err.to_string() }),
-            },
-            None => serde_json::Value::Null,
-        };
-        let healthy = process.pid.is_some() && live.get("node").is_some();
-        nodes.push(serde_json::json!({
-            "name": process.name,
-            "pid": process.pid,
-            "uptime_secs": process.uptime_secs,
-            "restarts": process.restarts,
-            "last_exit": process.last_exit,
-            "healthy": healthy,
-            "live": live,
-            "deploy_failures": super::deploy::failures_of(&state, &process.name),
-        }));
-    }
-    Json(serde_json::json!({ "cluster": state.cluster, "nodes": nodes })).into_response()
-}
-
-async fn stop_cluster(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return unauthorized();
-    }
-    let _ = state.stop.send(true);
-    (
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({"stopping": true})),
-    )
-        .into_response()
-}
-
+/// Serves the admin API on `listener` until `stop` turns `true`.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     mut stop: watch::Receiver<bool>,
 ) {
     let app = axum::Router::new()
-        .route("/status", get(status))
-        .route("/stop", post(stop_cluster))
-        .route("/modules/{module}/deploy", post(super::deploy::deploy))
-        .route("/modules/{module}/rollback", post(super::deploy::rollback))
-        .route("/modules/{module}/versions", get(super::deploy::versions))
+        .route("/status", get(status::status))
+        .route("/stop", post(status::stop_cluster))
+        .route("/modules/{module}/deploy", post(deploy::deploy))
+        .route("/modules/{module}/rollback", post(deploy::rollback))
+        .route("/modules/{module}/versions", get(deploy::versions))
         .layer(axum::extract::DefaultBodyLimit::max(
             crate::cluster::wire::MAX_FRAME,
         ))
@@ -133,50 +39,4 @@ pub(crate) async fn serve(
     {
         tracing::error!("admin API failed: {err}");
     }
-}
-
-/// A minimal HTTP/1.1 client for the admin API (`firefly status`, `firefly stop`): returns
-/// the status code and body.
-pub async fn http_request(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-) -> anyhow::Result<(u16, String)> {
-    http_request_with_body(addr, method, path, token, &[], Duration::from_secs(10)).await
-}
-
-/// Like [`http_request`], sending `body` (`firefly deploy` uploads a module) and waiting up to
-/// `timeout` for the answer.
-pub async fn http_request_with_body(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    token: &str,
-    body: &[u8],
-    timeout: Duration,
-) -> anyhow::Result<(u16, String)> {
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await?;
-        let request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/wasm\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await?;
-        stream.write_all(body).await?;
-        let mut raw = Vec::new();
-        stream.read_to_end(&mut raw).await?;
-        anyhow::Ok(raw)
-    };
-    let raw = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| anyhow::anyhow!("the admin API at {addr} did not answer"))??;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("not an HTTP response from {addr}"))?;
-    Ok((code, body.to_owned()))
 }

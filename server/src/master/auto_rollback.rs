@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use super::admin::AdminState;
-use super::deploy::activate;
+use super::activate::activate;
+use super::state::AdminState;
 use crate::cluster::wire::Msg;
 use crate::config::{AutoRollback, FailureKind};
 use crate::hot::registry::RolledBack;
@@ -45,7 +45,8 @@ async fn sample(
     (calls, failures)
 }
 
-/// Watches `version` of `module` (deployed over `previous` on `nodes`) for `policy.window`.
+/// Watches `version` of `module` (deployed over `previous` on `nodes`) for `policy.window`,
+/// in a task of its own.
 pub(crate) fn watch(
     state: AdminState,
     module: String,
@@ -83,38 +84,50 @@ pub(crate) fn watch(
                 "{failures} of {calls} calls failed (more than {}%) within {:?} of the deploy",
                 policy.max_failure_percent, policy.window
             );
-            tracing::warn!(
-                module,
-                version,
-                to = previous,
-                "automatic rollback: {reason}"
-            );
-            let Ok(wasm) = state.registry.wasm(&module, previous) else {
-                return;
-            };
-            // Recorded before the swap, so whoever sees the old version serving again also
-            // finds why in the registry; taken back if the rollback itself fails.
-            let record = RolledBack {
-                version,
-                to: previous,
-                time: crate::hot::registry::now(),
-                reason: reason.clone(),
-            };
-            let _ = state.registry.update(&module, |index| {
-                index.rolled_back.push(record.clone());
-                Ok(())
-            });
-            if let Err(err) = activate(&state, &module, previous, &wasm, &nodes, false).await {
-                tracing::error!(module, "automatic rollback failed: {err}");
-                let _ = state.registry.update(&module, |index| {
-                    index
-                        .rolled_back
-                        .retain(|r| r.time != record.time || r.version != version);
-                    Ok(())
-                });
-                return;
-            }
+            roll_back(&state, &module, version, previous, &nodes, reason).await;
             return;
         }
     });
+}
+
+/// Goes back from `version` of `module` to `previous` on `nodes`, recording why in the
+/// registry. The caller holds the deploy lock.
+async fn roll_back(
+    state: &AdminState,
+    module: &str,
+    version: u32,
+    previous: u32,
+    nodes: &[String],
+    reason: String,
+) {
+    tracing::warn!(
+        module,
+        version,
+        to = previous,
+        "automatic rollback: {reason}"
+    );
+    let Ok(wasm) = state.registry.wasm(module, previous) else {
+        return;
+    };
+    // Recorded before the swap, so whoever sees the old version serving again also finds why
+    // in the registry; taken back if the rollback itself fails.
+    let record = RolledBack {
+        version,
+        to: previous,
+        time: crate::hot::registry::now(),
+        reason,
+    };
+    let _ = state.registry.update(module, |index| {
+        index.rolled_back.push(record.clone());
+        Ok(())
+    });
+    if let Err(err) = activate(state, module, previous, &wasm, nodes, false).await {
+        tracing::error!(module, "automatic rollback failed: {err}");
+        let _ = state.registry.update(module, |index| {
+            index
+                .rolled_back
+                .retain(|r| r.time != record.time || r.version != version);
+            Ok(())
+        });
+    }
 }

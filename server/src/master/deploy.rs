@@ -1,5 +1,4 @@
-//! Hot update through the admin API: deploy, rollback, versions; and keeping every node on the
-//! version the registry says it should serve.
+//! Hot update through the admin API: deploy, rollback, versions.
 //!
 //! * `POST /modules/{module}/deploy[?nodes=a,b]` with the wasm as the body: validate, store the
 //!   next version, send it to every node hosting the module (or the listed ones), answer with
@@ -9,10 +8,7 @@
 //! * `GET /modules/{module}/versions`: the registry's index of the module.
 //!
 //! A node that is down during a deploy is started by the supervisor with the registry's
-//! version; a node that was starting (not yet reachable) is caught up by [`reconcile`].
-
-use std::collections::HashMap;
-use std::time::Duration;
+//! version; a node that was starting (not yet reachable) is caught up by `reconcile.rs`.
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -20,16 +16,12 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::admin::{AdminState, authorized, unauthorized};
+use super::activate::activate;
+use super::auto_rollback;
+use super::state::{AdminState, authorized, unauthorized};
 use crate::cluster::wire::Msg;
-use crate::hot::registry::{Failure, utc_string};
+use crate::hot::registry::{ModuleIndex, utc_string};
 use crate::hot::swap::check_table_changes;
-
-/// How long a node may take to compile and swap in a version.
-pub(crate) const DEPLOY_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How often the master compares each node's versions with the registry.
-const RECONCILE_EVERY: Duration = Duration::from_millis(500);
 
 /// Which nodes a deploy or rollback is for, and (rollback) which version.
 #[derive(Debug, Default, Deserialize)]
@@ -40,6 +32,7 @@ pub(crate) struct Targets {
     to: Option<u32>,
 }
 
+/// An error answer: `code` with `{"error": message}`.
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(serde_json::json!({ "error": message.into() }))).into_response()
 }
@@ -141,141 +134,9 @@ async fn validate(
     Ok(())
 }
 
-/// One node's answer to a deploy.
-enum NodeResult {
-    Ok { previous: u32 },
-    Failed(String),
-    Down(String),
-}
-
-/// Sends `version` to every node of `targets` at once and collects their answers.
-async fn roll_out(
-    state: &AdminState,
-    module: &str,
-    version: u32,
-    wasm: &[u8],
-    targets: &[String],
-) -> Vec<(String, NodeResult)> {
-    let mut tasks = tokio::task::JoinSet::new();
-    for node in targets {
-        let Some(peer) = state.deployer.peer(node).cloned() else {
-            continue;
-        };
-        let (node, module, wasm) = (node.clone(), module.to_owned(), wasm.to_vec());
-        tasks.spawn(async move {
-            let answer = peer
-                .request(|id| Msg::Deploy {
-                    id,
-                    module,
-                    version,
-                    wasm: serde_bytes::ByteBuf::from(wasm),
-                })
-                .await;
-            let result = match answer {
-                Ok(Msg::DeployReply {
-                    result: Ok(previous),
-                    ..
-                }) => NodeResult::Ok { previous },
-                Ok(Msg::DeployReply {
-                    result: Err(err), ..
-                }) => NodeResult::Failed(err),
-                Ok(other) => NodeResult::Failed(format!("unexpected answer {other:?}")),
-                Err(err) => NodeResult::Down(err.to_string()),
-            };
-            (node, result)
-        });
-    }
-    let mut results = Vec::new();
-    while let Some(joined) = tasks.join_next().await {
-        if let Ok(result) = joined {
-            results.push(result);
-        }
-    }
-    results.sort_by(|a, b| a.0.cmp(&b.0));
-    results
-}
-
-/// Rolls `version` out to `targets` and records the outcome in the registry: the active
-/// version (or, for a `--nodes` deploy, the listed nodes' pins), and each failed node's pin on
-/// the version it keeps serving.
-pub(crate) async fn activate(
-    state: &AdminState,
-    module: &str,
-    version: u32,
-    wasm: &[u8],
-    targets: &[String],
-    listed: bool,
-) -> Result<serde_json::Value, String> {
-    let before = state.registry.index(module).map_err(|e| format!("{e:#}"))?;
-    let results = roll_out(state, module, version, wasm, targets).await;
-    state
-        .registry
-        .update(module, |index| {
-            if !listed {
-                index.active = version;
-                index.pins.clear();
-            }
-            for (node, result) in &results {
-                match result {
-                    NodeResult::Ok { .. } => {
-                        index.failures.remove(node);
-                        index.good.insert(node.clone(), version);
-                        if listed {
-                            index.pins.insert(node.clone(), version);
-                        }
-                    }
-                    NodeResult::Down(_) => {
-                        index.failures.remove(node);
-                        if listed {
-                            index.pins.insert(node.clone(), version);
-                        }
-                    }
-                    NodeResult::Failed(message) => {
-                        index.pins.insert(node.clone(), before.serving(node));
-                        index.failures.insert(
-                            node.clone(),
-                            Failure {
-                                version,
-                                message: message.clone(),
-                            },
-                        );
-                    }
-                }
-            }
-            index.pins.retain(|_, v| *v != index.active);
-            Ok(())
-        })
-        .map_err(|e| format!("{e:#}"))?;
-    let nodes: Vec<serde_json::Value> = results
-        .iter()
-        .map(|(node, result)| match result {
-            NodeResult::Ok { previous } => serde_json::json!({
-                "node": node, "result": "ok", "serving": version, "previous": previous,
-            }),
-            NodeResult::Failed(message) => serde_json::json!({
-                "node": node, "result": "failed", "serving": before.serving(node),
-                "error": message,
-            }),
-            NodeResult::Down(message) => serde_json::json!({
-                "node": node, "result": "down", "serving": null, "error": message,
-                "note": format!("it serves v{version} when it starts"),
-            }),
-        })
-        .collect();
-    let info = state
-        .registry
-        .index(module)
-        .ok()
-        .and_then(|i| i.get(version).cloned());
-    Ok(serde_json::json!({
-        "module": module,
-        "version": version,
-        "sha256": info.as_ref().map(|i| i.sha256.clone()),
-        "size": info.as_ref().map(|i| i.size),
-        "nodes": nodes,
-    }))
-}
-
+/// `POST /modules/{module}/deploy[?nodes=a,b]`: validates the body, stores it as the next
+/// version and activates it on the target nodes; a full deploy over an earlier version is
+/// then watched when the module has an `auto_rollback` policy.
 pub(crate) async fn deploy(
     State(state): State<AdminState>,
     Path(module): Path<String>,
@@ -326,22 +187,8 @@ pub(crate) async fn deploy(
     .await
     {
         Ok(result) => {
-            let policy = state
-                .topology
-                .module(&module)
-                .and_then(|m| m.auto_rollback.clone());
-            if let Some(policy) = policy
-                && q.nodes.is_none()
-                && previous != 0
-            {
-                super::auto_rollback::watch(
-                    state.clone(),
-                    module.clone(),
-                    info.version,
-                    previous,
-                    targets,
-                    policy,
-                );
+            if q.nodes.is_none() {
+                watch_if_asked(&state, &module, info.version, previous, targets);
             }
             Json(result).into_response()
         }
@@ -349,6 +196,34 @@ pub(crate) async fn deploy(
     }
 }
 
+/// Starts the automatic-rollback watch of `version` (deployed over `previous` on `targets`)
+/// when the module has a policy and there is a version to go back to.
+fn watch_if_asked(
+    state: &AdminState,
+    module: &str,
+    version: u32,
+    previous: u32,
+    targets: Vec<String>,
+) {
+    let policy = state
+        .topology
+        .module(module)
+        .and_then(|m| m.auto_rollback.clone());
+    if let Some(policy) = policy
+        && previous != 0
+    {
+        auto_rollback::watch(
+            state.clone(),
+            module.to_owned(),
+            version,
+            previous,
+            targets,
+            policy,
+        );
+    }
+}
+
+/// `POST /modules/{module}/rollback[?to=N][&nodes=a,b]`: activates a stored version again.
 pub(crate) async fn rollback(
     State(state): State<AdminState>,
     Path(module): Path<String>,
@@ -373,40 +248,9 @@ pub(crate) async fn rollback(
         }
         Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("{err:#}")),
     };
-    let version = match q.to {
-        Some(to) if index.get(to).is_some() => to,
-        Some(to) => {
-            let known: Vec<String> = index
-                .versions
-                .iter()
-                .map(|v| v.version.to_string())
-                .collect();
-            return error(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "module `{module}` has no version {to} (versions: {})",
-                    known.join(", ")
-                ),
-            );
-        }
-        None => match index
-            .versions
-            .iter()
-            .map(|v| v.version)
-            .filter(|v| *v < index.active)
-            .max()
-        {
-            Some(v) => v,
-            None => {
-                return error(
-                    StatusCode::CONFLICT,
-                    format!(
-                        "module `{module}` is at its first version (v{}): nothing to roll back to",
-                        index.active
-                    ),
-                );
-            }
-        },
+    let version = match rollback_target(&module, &index, q.to) {
+        Ok(v) => v,
+        Err((code, message)) => return error(code, message),
     };
     let wasm = match state.registry.wasm(&module, version) {
         Ok(w) => w,
@@ -419,6 +263,49 @@ pub(crate) async fn rollback(
     }
 }
 
+/// The version a rollback of `module` goes to: `to`, else the newest one before the active
+/// one; or the status and message of the answer when there is none.
+fn rollback_target(
+    module: &str,
+    index: &ModuleIndex,
+    to: Option<u32>,
+) -> Result<u32, (StatusCode, String)> {
+    match to {
+        Some(to) if index.get(to).is_some() => Ok(to),
+        Some(to) => {
+            let known: Vec<String> = index
+                .versions
+                .iter()
+                .map(|v| v.version.to_string())
+                .collect();
+            Err((
+                StatusCode::NOT_FOUND,
+                format!(
+                    "module `{module}` has no version {to} (versions: {})",
+                    known.join(", ")
+                ),
+            ))
+        }
+        None => match index
+            .versions
+            .iter()
+            .map(|v| v.version)
+            .filter(|v| *v < index.active)
+            .max()
+        {
+            Some(v) => Ok(v),
+            None => Err((
+                StatusCode::CONFLICT,
+                format!(
+                    "module `{module}` is at its first version (v{}): nothing to roll back to",
+                    index.active
+                ),
+            )),
+        },
+    }
+}
+
+/// `GET /modules/{module}/versions`: the registry's index of the module.
 pub(crate) async fn versions(
     State(state): State<AdminState>,
     Path(module): Path<String>,
@@ -462,87 +349,4 @@ pub(crate) async fn versions(
         "rolled_back": index.rolled_back,
     }))
     .into_response()
-}
-
-/// Per module, this node's last deploy failure (for `/status`).
-pub(crate) fn failures_of(state: &AdminState, node: &str) -> serde_json::Value {
-    let mut out = serde_json::Map::new();
-    for module in state.topology.modules.keys() {
-        if let Ok(index) = state.registry.index(module)
-            && let Some(f) = index.failures.get(node)
-        {
-            out.insert(
-                module.clone(),
-                serde_json::json!({ "version": f.version, "error": f.message }),
-            );
-        }
-    }
-    serde_json::Value::Object(out)
-}
-
-/// Forever: every [`RECONCILE_EVERY`], asks each node which versions it serves and sends the
-/// registry's version to any node serving another (a node that was starting during a deploy).
-pub(crate) async fn reconcile(state: AdminState) {
-    // Every node of the topology, also those another `firefly up --host` supervises.
-    let names: Vec<String> = state.topology.nodes.keys().cloned().collect();
-    loop {
-        tokio::time::sleep(RECONCILE_EVERY).await;
-        for name in &names {
-            let name = name.clone();
-            let Some(peer) = state.watcher.peer(&name) else {
-                continue;
-            };
-            let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await
-            else {
-                continue;
-            };
-            let live: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-            let serving: HashMap<String, u64> = live["modules"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["version"].as_u64()?)))
-                .collect();
-            for (module, version) in serving {
-                let _one_at_a_time = state.deploy_lock.lock().await;
-                let Ok(index) = state.registry.index(&module) else {
-                    continue;
-                };
-                let wanted = index.serving(&name);
-                if wanted == 0 {
-                    continue;
-                }
-                if u64::from(wanted) == version {
-                    if index.good.get(&name) != Some(&wanted) {
-                        let _ = state.registry.update(&module, |index| {
-                            index.good.insert(name.clone(), wanted);
-                            Ok(())
-                        });
-                    }
-                    continue;
-                }
-                let Ok(wasm) = state.registry.wasm(&module, wanted) else {
-                    continue;
-                };
-                tracing::info!(node = %name, module, from = version, to = wanted, "catching a node up");
-                let results =
-                    roll_out(&state, &module, wanted, &wasm, std::slice::from_ref(&name)).await;
-                if let Some((_, NodeResult::Failed(message))) = results.first() {
-                    tracing::warn!(node = %name, module, "cannot catch up to v{wanted}: {message}");
-                    let keep = u32::try_from(version).unwrap_or(0);
-                    let _ = state.registry.update(&module, |index| {
-                        index.pins.insert(name.clone(), keep);
-                        index.failures.insert(
-                            name.clone(),
-                            Failure {
-                                version: wanted,
-                                message: message.clone(),
-                            },
-                        );
-                        Ok(())
-                    });
-                }
-            }
-        }
-    }
 }

@@ -2,55 +2,57 @@
 //! (with backoff), serves the admin API, and stops everything gracefully.
 //!
 //! The master is not on the request path: clients talk to gates, gates to nodes.
+//!
+//! Its files, each depending only on those listed before it:
+//! * `config.rs`: [`MasterConfig`];
+//! * `supervise.rs`: one node process, restarted when it dies;
+//! * `state.rs`: the admin API's shared state, its bearer-token check and the token's
+//!   variable; `secrets.rs`: the cluster secret and the admin token;
+//! * `activate.rs`: sending a version of a module to nodes and recording the outcome;
+//! * `auto_rollback.rs`: watching a new version and going back when it fails too often;
+//!   `reconcile.rs`: catching up nodes that missed a deploy;
+//! * `status.rs` (`/status`, `/stop`) and `deploy.rs` (`/modules/..`): the handlers;
+//! * `admin.rs`: the routes, served.
 
+mod activate;
 mod admin;
 mod auto_rollback;
+mod config;
 mod deploy;
+mod reconcile;
 mod secrets;
+mod state;
+mod status;
 mod supervise;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-pub use admin::{ADMIN_TOKEN_ENV, http_request, http_request_with_body};
+/// The admin API's HTTP client, re-exported where the tests first found it; it lives in
+/// [`crate::client::admin`] now, next to the protocol client. New code should use that path.
+pub use crate::client::admin::{http_request, http_request_with_body};
+pub use config::MasterConfig;
 pub use secrets::{admin_token, cluster_secret};
+pub use state::ADMIN_TOKEN_ENV;
 pub use supervise::NodeState;
 
 use crate::cluster::{Cluster, Identity};
-use crate::config::Topology;
-
-/// What the master runs.
-#[derive(Debug, Clone)]
-pub struct MasterConfig {
-    /// The topology.
-    pub topology: Topology,
-    /// Its file (passed to node processes).
-    pub topology_path: PathBuf,
-    /// The nodes to run here.
-    pub nodes: Vec<String>,
-    /// Each module's `.wasm` file.
-    pub wasm: HashMap<String, PathBuf>,
-    /// The `firefly` executable to start nodes with.
-    pub exe: PathBuf,
-    /// The cluster secret (given to the nodes through their environment).
-    pub secret: String,
-    /// The admin bearer token (`None`: no admin API).
-    pub admin_token: Option<String>,
-    /// How long nodes get to finish in-flight requests when stopping.
-    pub grace: Duration,
-}
+use crate::hot::Registry;
+use state::AdminState;
 
 /// A running master.
 pub struct Master {
+    /// The nodes this master supervises.
     nodes: Vec<Arc<supervise::Supervised>>,
+    /// Set to `true` to stop (by [`Master::shutdown`] or `POST /stop`); every task watches it.
     stop: watch::Sender<bool>,
+    /// Where the admin API listens, if it is served.
     admin_addr: Option<SocketAddr>,
+    /// The supervisors and the admin API; [`Master::shutdown`] waits for all of them.
     tasks: tokio::task::JoinSet<()>,
 }
 
@@ -58,47 +60,8 @@ impl Master {
     /// Starts every node and the admin API.
     pub async fn start(config: MasterConfig) -> anyhow::Result<Master> {
         let (stop, stop_rx) = watch::channel(false);
-        let identity = Identity {
-            cluster: config.topology.cluster.clone(),
-            node: "master".into(),
-            secret: config.secret.clone().into_bytes(),
-            rpc_timeout: Duration::from_secs(1),
-        };
-        let peers: Vec<_> = config
-            .topology
-            .nodes
-            .values()
-            .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
-            .collect();
-        let deployer = Arc::new(Cluster::new(
-            Identity {
-                rpc_timeout: deploy::DEPLOY_TIMEOUT,
-                ..identity.clone()
-            },
-            0,
-            peers.clone(),
-        ));
-        let watcher = Arc::new(Cluster::new(
-            Identity {
-                rpc_timeout: Duration::from_secs(2),
-                ..identity.clone()
-            },
-            0,
-            peers.clone(),
-        ));
-        let cluster = Arc::new(Cluster::new(identity, 0, peers));
-        // The registry, not the topology's build, says what every node serves; the build
-        // becomes version 1 of a module the registry does not know yet.
-        let registry = Arc::new(crate::hot::Registry::for_topology(
-            &config.topology.base_dir,
-        ));
-        let mut modules: Vec<_> = config.wasm.iter().collect();
-        modules.sort();
-        for (module, path) in modules {
-            registry
-                .ensure_initial(module, path)
-                .with_context(|| format!("module registry {}", registry.dir().display()))?;
-        }
+        let links = Links::new(&config);
+        let registry = open_registry(&config)?;
         let mut tasks = tokio::task::JoinSet::new();
         let mut nodes = Vec::new();
         for name in &config.nodes {
@@ -118,26 +81,20 @@ impl Master {
             tracing::info!("admin API on http://{}", listener.local_addr()?);
             let sessions = Arc::new(crate::sessions::Sessions::for_node(0));
             let cache = config.topology.cache_dir();
-            let state = admin::AdminState {
+            let state = AdminState {
                 cluster: config.topology.cluster.clone(),
                 token,
                 nodes: nodes.clone(),
-                peers: cluster,
+                peers: links.status,
                 stop: stop.clone(),
                 topology: config.topology.clone(),
                 registry,
                 validator: Arc::new(crate::engine::Runtime::validator(sessions, Some(cache))),
-                deployer,
-                watcher,
+                deployer: links.deployer,
+                watcher: links.watcher,
                 deploy_lock: Arc::default(),
             };
-            let reconcile = tokio::spawn(deploy::reconcile(state.clone()));
-            let mut stopped = stop_rx.clone();
-            tasks.spawn(async move {
-                let _ = stopped.wait_for(|s| *s).await;
-                reconcile.abort();
-            });
-            tasks.spawn(admin::serve(listener, state, stop_rx.clone()));
+            serve_admin(&mut tasks, listener, state, &stop_rx);
         }
         Ok(Master {
             nodes,
@@ -172,4 +129,83 @@ impl Master {
         let _ = self.stop.send(true);
         while self.tasks.join_next().await.is_some() {}
     }
+}
+
+/// The master's links to the nodes: one set per use, each with its own timeout and its own
+/// reconnect backoff.
+struct Links {
+    /// For `/status` and a deploy's checks (short timeout).
+    status: Arc<Cluster>,
+    /// For deploys, with a timeout long enough for a node to compile a module.
+    deployer: Arc<Cluster>,
+    /// For the background checks (catch-up, automatic rollback).
+    watcher: Arc<Cluster>,
+}
+
+impl Links {
+    /// Links from the master to every node of `config`'s topology with an RPC address.
+    fn new(config: &MasterConfig) -> Links {
+        let identity = Identity {
+            cluster: config.topology.cluster.clone(),
+            node: "master".into(),
+            secret: config.secret.clone().into_bytes(),
+            rpc_timeout: Duration::from_secs(1),
+        };
+        let peers: Vec<_> = config
+            .topology
+            .nodes
+            .values()
+            .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
+            .collect();
+        let with_timeout = |rpc_timeout| {
+            Arc::new(Cluster::new(
+                Identity {
+                    rpc_timeout,
+                    ..identity.clone()
+                },
+                0,
+                peers.clone(),
+            ))
+        };
+        let deployer = with_timeout(activate::DEPLOY_TIMEOUT);
+        let watcher = with_timeout(Duration::from_secs(2));
+        let status = Arc::new(Cluster::new(identity, 0, peers));
+        Links {
+            status,
+            deployer,
+            watcher,
+        }
+    }
+}
+
+/// The module registry next to the topology, with the topology's build of every module as
+/// its version 1 when the registry does not know the module yet.
+fn open_registry(config: &MasterConfig) -> anyhow::Result<Arc<Registry>> {
+    // The registry, not the topology's build, says what every node serves.
+    let registry = Arc::new(Registry::for_topology(&config.topology.base_dir));
+    let mut modules: Vec<_> = config.wasm.iter().collect();
+    modules.sort();
+    for (module, path) in modules {
+        registry
+            .ensure_initial(module, path)
+            .with_context(|| format!("module registry {}", registry.dir().display()))?;
+    }
+    Ok(registry)
+}
+
+/// Spawns the admin API on `listener` and the catch-up of nodes into `tasks`; both end when
+/// `stop` turns `true`.
+fn serve_admin(
+    tasks: &mut tokio::task::JoinSet<()>,
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    stop: &watch::Receiver<bool>,
+) {
+    let reconcile = tokio::spawn(reconcile::reconcile(state.clone()));
+    let mut stopped = stop.clone();
+    tasks.spawn(async move {
+        let _ = stopped.wait_for(|s| *s).await;
+        reconcile.abort();
+    });
+    tasks.spawn(admin::serve(listener, state, stop.clone()));
 }

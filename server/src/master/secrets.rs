@@ -5,9 +5,11 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::state::ADMIN_TOKEN_ENV;
 use crate::cluster::auth;
 use crate::config::Topology;
 
+/// The secret in `path`, or a new one written there (owner-only) when the file is missing.
 fn read_or_create(path: &Path) -> anyhow::Result<String> {
     if let Ok(text) = std::fs::read_to_string(path) {
         let text = text.trim().to_owned();
@@ -28,6 +30,7 @@ fn read_or_create(path: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
+/// Creates `path` readable by its owner only and writes `text` to it.
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write as _;
     let mut options = std::fs::OpenOptions::new();
@@ -59,7 +62,7 @@ pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
 /// The admin token: `FIREFLY_ADMIN_TOKEN`, else `master.token_file` (created when missing
 /// and `create` is true).
 pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> {
-    if let Ok(token) = std::env::var(super::ADMIN_TOKEN_ENV) {
+    if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
         return Ok(token);
     }
     let path = &topology.master.token_file;
@@ -71,7 +74,7 @@ pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> 
         .with_context(|| {
             format!(
                 "no admin token: set {} or start the cluster first (it creates {})",
-                super::ADMIN_TOKEN_ENV,
+                ADMIN_TOKEN_ENV,
                 path.display()
             )
         })

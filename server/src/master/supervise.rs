@@ -9,7 +9,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
-use super::MasterConfig;
+use super::config::MasterConfig;
 use crate::cluster::auth::SECRET_ENV;
 
 /// Restart delays grow from this...
@@ -37,12 +37,14 @@ pub struct NodeState {
 /// (pid, started at, restarts, last exit) of one supervised node.
 type ProcessState = (Option<u32>, Option<Instant>, u32, Option<String>);
 
+/// One node the master keeps running, and what it knows of its current process.
 pub(crate) struct Supervised {
     name: String,
     state: Mutex<ProcessState>,
 }
 
 impl Supervised {
+    /// A node not started yet.
     pub fn new(name: String) -> Self {
         Self {
             name,
@@ -50,6 +52,7 @@ impl Supervised {
         }
     }
 
+    /// A snapshot of the node's process state.
     pub fn state(&self) -> NodeState {
         let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
         NodeState {
@@ -109,6 +112,7 @@ impl NodeCommand {
     }
 }
 
+/// How to start `node` of `config`, on the versions `registry` says at each start.
 pub(crate) fn command(
     config: &MasterConfig,
     node: &str,
@@ -130,6 +134,7 @@ pub(crate) fn command(
     }
 }
 
+/// Starts one process of `node`, its output prefixed with the node's name.
 fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
     let mut command = Command::new(&cmd.exe);
     command
@@ -174,6 +179,7 @@ fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
     Ok(child)
 }
 
+/// Asks `child` to stop gracefully (SIGTERM).
 fn terminate(child: &Child) {
     #[cfg(unix)]
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {

@@ -11,6 +11,10 @@
 //! assert_eq!(&echoed[..], b"asdfe");
 //! # Ok(()) }
 //! ```
+//!
+//! [`admin`] is the other client of the project: the HTTP one of the master's admin API.
+
+pub mod admin;
 
 use std::collections::VecDeque;
 use std::time::Duration;
