@@ -6,74 +6,43 @@
     reason = "tests, benches and their kit fail loudly on purpose"
 )]
 
-use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 mod common;
 
-use common::{stop, workspace};
+use common::{Running, Up, free_addr, workspace};
 
-/// A running `firefly up`, killed on drop.
-struct Up {
-    child: Child,
+/// A running `firefly up` of one node (stopped on drop), and its client listener.
+struct Node {
+    up: Running,
     addr: String,
-    lines: mpsc::Receiver<String>,
 }
 
-impl Drop for Up {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
-}
-
-fn topology(dir: &Path) -> PathBuf {
+/// A topology of one node, `game`, hosting `echo` and `lobby`, and its client listener (a
+/// fixed free port: the test must know it to see the node serve, with no admin API to ask).
+fn topology(dir: &Path) -> (PathBuf, SocketAddr) {
     let modules = workspace().join("modules");
+    let listen = free_addr();
     let text = format!(
-        "version: 1\ncluster: clitest\nmodules:\n  echo:\n    crate: {m}/echo\n  lobby:\n    crate: {m}/lobby\nnodes:\n  game:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [echo, lobby]\n",
+        "version: 1\ncluster: clitest\nmodules:\n  echo:\n    crate: {m}/echo\n  lobby:\n    crate: {m}/lobby\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [echo, lobby]\n",
         m = modules.display()
     );
     let path = dir.join("topology.yaml");
     std::fs::write(&path, text).unwrap();
-    path
+    (path, listen)
 }
 
-/// Starts `firefly up -c <topology>` and waits for its listener address in the log.
-fn up(topology: &Path) -> Up {
-    let (tx, rx) = mpsc::channel();
-    let mut up = Up {
-        child: common::firefly()
-            .args(["up", "-c"])
-            .arg(topology)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
-        addr: String::new(),
-        lines: rx,
-    };
-    let stderr = up.child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[firefly up] {line}");
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = up
-            .lines
-            .recv_timeout(left)
-            .expect("firefly up never listened");
-        if let Some(rest) = line.split("listening on tcp://").nth(1) {
-            up.addr = rest.split_whitespace().next().unwrap().to_owned();
-            return up;
-        }
+/// Starts `firefly up -c <topology>` and waits until its node at `listen` answers.
+fn up(topology: &Path, listen: SocketAddr) -> Node {
+    Node {
+        up: Up::new(topology)
+            .tag("firefly up")
+            .ready_on_gate(&[listen])
+            .start(),
+        addr: listen.to_string(),
     }
 }
 
@@ -93,7 +62,8 @@ fn call(addr: &str, args: &[&str]) -> (bool, String) {
 #[test]
 fn up_then_call_prints_replies_and_error_frames_as_json() {
     let dir = tempfile::tempdir().unwrap();
-    let mut node = up(&topology(dir.path()));
+    let (topology, listen) = topology(dir.path());
+    let mut node = up(&topology, listen);
 
     let (ok, out) = call(&node.addr, &["1", r#""asdfe""#]);
     assert!(ok, "{out}");
@@ -118,7 +88,7 @@ fn up_then_call_prints_replies_and_error_frames_as_json() {
     assert!(!ok);
 
     // SIGTERM: a graceful stop, exit status 0.
-    let pid = node.child.id().to_string();
+    let pid = node.up.pid().to_string();
     assert!(
         Command::new("kill")
             .args(["-TERM", &pid])
@@ -126,17 +96,10 @@ fn up_then_call_prints_replies_and_error_frames_as_json() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = node.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "firefly up did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = node
+        .up
+        .wait_exit(Duration::from_secs(30))
+        .expect("firefly up did not stop on SIGTERM");
     assert!(status.success(), "{status}");
 }
 
@@ -192,15 +155,16 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     assert!(wasm.exists(), "{}", wasm.display());
 
     let topo = dir.path().join("topology.yaml");
+    let listen = free_addr();
     std::fs::write(
         &topo,
         format!(
-            "version: 1\ncluster: scaffold\nmodules:\n  hello_mod:\n    wasm: {}\nnodes:\n  game:\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [hello_mod]\n",
+            "version: 1\ncluster: scaffold\nmodules:\n  hello_mod:\n    wasm: {}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [hello_mod]\n",
             wasm.display()
         ),
     )
     .unwrap();
-    let node = up(&topo);
+    let node = up(&topo, listen);
     let (ok, out) = call(&node.addr, &["1234", r#"{"text": "hi"}"#]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

@@ -7,11 +7,9 @@
     reason = "tests fail loudly on purpose"
 )]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
@@ -19,22 +17,17 @@ use firefly::master::http_request;
 
 mod common;
 
-use common::{free_addr, free_addr_on, stop, workspace};
+use common::{Running, Up, alive, free_addr, free_addr_on, node, workspace};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
+/// A `firefly up` of this file's cluster (dropping it stops it).
 struct Cluster {
-    master: Child,
+    master: Running,
     gate: SocketAddr,
     admin: SocketAddr,
     topology: PathBuf,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        stop(&mut self.master);
-    }
 }
 
 fn up() -> Cluster {
@@ -53,7 +46,9 @@ fn up() -> Cluster {
     );
     let topology = dir.path().join("topology.yaml");
     std::fs::write(&topology, yaml).unwrap();
-    let master = spawn_up(&topology, &[], 3);
+    let master = up_with_secrets(&topology)
+        .ready_on_status(admin, TOKEN, 3)
+        .start();
     Cluster {
         master,
         gate: client,
@@ -63,19 +58,15 @@ fn up() -> Cluster {
     }
 }
 
-async fn status(admin: SocketAddr) -> serde_json::Value {
-    let (code, body) = http_request(admin, "GET", "/status", TOKEN).await.unwrap();
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
+/// `firefly up` of `topology` with this file's admin token and cluster secret.
+fn up_with_secrets(topology: &Path) -> Up {
+    Up::new(topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", "process-test-secret-0123456789")
 }
 
-fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap()
+async fn status(admin: SocketAddr) -> serde_json::Value {
+    common::status(admin, TOKEN).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,59 +174,11 @@ async fn a_killed_logic_node_is_restarted_and_clients_stay_connected() {
         .unwrap();
     assert_eq!(code, 202);
     let mut cluster = cluster;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(status) = cluster.master.try_wait().unwrap() {
-            assert!(status.success(), "{status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "master did not stop");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Starts `firefly up` with extra arguments and waits for `ready` "listening for nodes" lines.
-fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
-    let mut child = common::firefly()
-        .args(["up", "-c"])
-        .arg(topology)
-        .args(extra)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", "process-test-secret-0123456789")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let tag = extra.join(" ");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[up {tag}] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut seen = 0;
-    while seen < ready {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("nodes never came up");
-        if line.contains("listening for nodes on") {
-            seen += 1;
-        }
-    }
-    std::mem::forget(rx);
-    child
-}
-
-struct Reaper(Vec<Child>);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            stop(child);
-        }
-    }
+    let status = cluster
+        .master
+        .wait_exit(Duration::from_secs(30))
+        .expect("master did not stop");
+    assert!(status.success(), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -252,10 +195,17 @@ async fn two_hosts_form_one_cluster() {
     );
     let topology = dir.path().join("topology.yaml");
     std::fs::write(&topology, yaml).unwrap();
-    let _procs = Reaper(vec![
-        spawn_up(&topology, &["--host", "127.0.0.2", "--no-admin"], 1),
-        spawn_up(&topology, &["--host", "127.0.0.1"], 1),
-    ]);
+    // No admin API on 127.0.0.2: its node is up once its node-to-node port serves.
+    let _procs = [
+        up_with_secrets(&topology)
+            .args(["--host", "127.0.0.2", "--no-admin"])
+            .ready_on_rpc(&[logic_rpc])
+            .start(),
+        up_with_secrets(&topology)
+            .args(["--host", "127.0.0.1"])
+            .ready_on_status(admin, TOKEN, 1)
+            .start(),
+    ];
     let mut client = Client::connect(client).await.unwrap();
     let hello: serde_json::Value = client
         .call(101, &serde_json::json!({"name": "across hosts"}))
@@ -275,16 +225,7 @@ async fn nodes_do_not_outlive_a_killed_master() {
         .iter()
         .map(|n| node(&before, n)["pid"].as_u64().unwrap())
         .collect();
-    let _ = cluster.master.kill();
-    let _ = cluster.master.wait();
-    let alive = |pid: u64| {
-        Command::new("kill")
-            .args(["-0", &pid.to_string()])
-            .stderr(Stdio::null())
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
+    cluster.master.kill();
     let deadline = Instant::now() + Duration::from_secs(20);
     while pids.iter().any(|&p| alive(p)) {
         assert!(

@@ -14,7 +14,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
@@ -24,24 +24,19 @@ use serde_json::{Value, json};
 mod common;
 
 use common::services::{drop_redis_keys, service_url};
-use common::{free_addr, stop, up_and_wait, workspace};
+use common::{Running, Up, alive, free_addr, node, workspace};
 
 const TOKEN: &str = "data-test-admin-token-0123456789";
 
+/// A `firefly up` of this file's cluster (dropping it stops it), and where its data lives.
 struct Cluster {
-    master: Child,
+    master: Running,
     gate: SocketAddr,
     admin: SocketAddr,
     topology: PathBuf,
     dir: tempfile::TempDir,
     backend: Backend,
     prefix: String,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        stop(&mut self.master);
-    }
 }
 
 /// Where a test cluster keeps its objects.
@@ -93,7 +88,7 @@ fn up(backend: &Backend) -> Cluster {
     );
     let topology = dir.path().join("topology.yaml");
     std::fs::write(&topology, yaml).unwrap();
-    let master = spawn_up(&topology);
+    let master = spawn_up(&topology, admin);
     Cluster {
         master,
         gate: client,
@@ -105,16 +100,13 @@ fn up(backend: &Backend) -> Cluster {
     }
 }
 
-/// Starts `firefly up` and waits until its three nodes listen.
-fn spawn_up(topology: &std::path::Path) -> Child {
-    up_and_wait(
-        topology,
-        &[
-            ("FIREFLY_ADMIN_TOKEN", TOKEN),
-            ("FIREFLY_CLUSTER_SECRET", "data-test-secret-0123456789"),
-        ],
-        3,
-    )
+/// Starts `firefly up` and waits until the master at `admin` reports its three nodes healthy.
+fn spawn_up(topology: &std::path::Path, admin: SocketAddr) -> Running {
+    Up::new(topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", "data-test-secret-0123456789")
+        .ready_on_status(admin, TOKEN, 3)
+        .start()
 }
 
 /// Forgets the hot copy of every object: the journal (embedded) or this cluster's Redis keys,
@@ -134,18 +126,7 @@ async fn drop_cache(cluster: &Cluster) {
 }
 
 async fn status(admin: SocketAddr) -> Value {
-    let (code, body) = http_request(admin, "GET", "/status", TOKEN).await.unwrap();
-    assert_eq!(code, 200, "{body}");
-    serde_json::from_str(&body).unwrap()
-}
-
-fn node<'a>(status: &'a Value, name: &str) -> &'a Value {
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == name)
-        .unwrap()
+    common::status(admin, TOKEN).await
 }
 
 /// Kills node `name` with SIGKILL and waits until the master has restarted it.
@@ -232,11 +213,24 @@ async fn acknowledged_writes_survive_every_kill_and_restart(backend: Backend) {
     // kill -9 of the master takes its nodes down; a new `firefly up` replays the journal.
     expected += 1;
     assert_eq!(incr(gate, id).await, expected);
-    let _ = cluster.master.kill();
-    let _ = cluster.master.wait();
+    let before = status(cluster.admin).await;
+    let pids: Vec<u64> = ["gate", "logic-1", "logic-2"]
+        .iter()
+        .map(|n| node(&before, n)["pid"].as_u64().unwrap())
+        .collect();
+    cluster.master.kill();
     let s = status_gone(cluster.admin).await;
     assert!(s, "the admin API outlived the master");
-    cluster.master = spawn_up(&cluster.topology);
+    // Its nodes exit with it; the new ones need their ports.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "nodes outlived their master: {pids:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cluster.master = spawn_up(&cluster.topology, cluster.admin);
     assert_eq!(
         count(gate, id).await,
         expected,
@@ -253,9 +247,9 @@ async fn acknowledged_writes_survive_every_kill_and_restart(backend: Backend) {
 
     // A graceful stop flushes to SQL: with the journal or Redis keys gone, the database
     // alone has it all (ids included).
-    stop(&mut cluster.master);
+    cluster.master.stop();
     drop_cache(&cluster).await;
-    cluster.master = spawn_up(&cluster.topology);
+    cluster.master = spawn_up(&cluster.topology, cluster.admin);
     assert_eq!(count(gate, id).await, expected, "after a graceful stop");
     let after = call_until_ok(gate, 307, &json!(null))
         .await
@@ -318,8 +312,6 @@ async fn status_gone(admin: SocketAddr) -> bool {
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
         if http_request(admin, "GET", "/status", TOKEN).await.is_err() {
-            // Its nodes exit with it; wait for their ports to be free again.
-            tokio::time::sleep(Duration::from_millis(200)).await;
             return true;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -11,18 +11,18 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
-use firefly::master::{http_request, http_request_with_body};
+use firefly::master::http_request_with_body;
 
 mod common;
 
-use common::{free_addr, stop, workspace};
+use common::{Running, Up, free_addr, node, status, workspace};
 
 const TOKEN: &str = "hot-admin-token-0123456789";
 const SECRET: &str = "hot-test-secret-0123456789";
@@ -30,19 +30,13 @@ const SECRET: &str = "hot-test-secret-0123456789";
 /// A cluster: a gate routing 301-302 round-robin to two logic nodes that host `echo` and
 /// `versioned`. Dropping it stops every `firefly up` it started.
 struct Cluster {
-    ups: Vec<Child>,
+    ups: Vec<Running>,
     gate: SocketAddr,
     admin: SocketAddr,
+    /// The node-to-node port of logic-2, which one test starts on its own.
+    logic2_rpc: SocketAddr,
     topology: PathBuf,
     dir: tempfile::TempDir,
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for up in &mut self.ups {
-            stop(up);
-        }
-    }
 }
 
 impl Cluster {
@@ -72,14 +66,40 @@ impl Cluster {
             ups: Vec::new(),
             gate,
             admin,
+            logic2_rpc: b,
             topology,
             dir,
         }
     }
 
-    /// Starts `firefly up` with `extra` arguments and waits for `ready` nodes.
-    fn up(&mut self, extra: &[&str], ready: usize) {
-        self.ups.push(spawn_up(&self.topology, extra, ready));
+    /// `firefly up` with `extra` arguments and this file's token and secret.
+    fn up_command(&self, extra: &[&str]) -> Up {
+        Up::new(&self.topology)
+            .args(extra)
+            .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+            .env("FIREFLY_CLUSTER_SECRET", SECRET)
+    }
+
+    /// Starts `firefly up` with `extra` arguments and waits until the master reports its
+    /// `nodes` nodes healthy.
+    fn up(&mut self, extra: &[&str], nodes: usize) {
+        let up = self.up_command(extra);
+        self.ups
+            .push(up.ready_on_status(self.admin, TOKEN, nodes).start());
+    }
+
+    /// Starts logic-2 alone, with no admin API, and waits until its node-to-node port serves.
+    fn up_logic2_without_admin(&mut self) {
+        let up = self.up_command(&["--only", "logic-2", "--no-admin"]);
+        self.ups.push(up.ready_on_rpc(&[self.logic2_rpc]).start());
+    }
+
+    /// Stops every `firefly up` it started.
+    fn stop(&mut self) {
+        for up in &mut self.ups {
+            up.stop();
+        }
+        self.ups.clear();
     }
 
     fn firefly(&self, args: &[&str]) -> Output {
@@ -108,11 +128,7 @@ impl Cluster {
 
     /// Each node's version of `versioned`, from `/status`.
     async fn versions(&self) -> Vec<(String, Option<u64>)> {
-        let (code, body) = http_request(self.admin, "GET", "/status", TOKEN)
-            .await
-            .unwrap();
-        assert_eq!(code, 200, "{body}");
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let status = status(self.admin, TOKEN).await;
         let mut out = Vec::new();
         for n in status["nodes"].as_array().unwrap() {
             let name = n["name"].as_str().unwrap().to_owned();
@@ -127,39 +143,6 @@ impl Cluster {
         }
         out
     }
-}
-
-fn spawn_up(topology: &Path, extra: &[&str], ready: usize) -> Child {
-    let mut child = common::firefly()
-        .args(["up", "-c"])
-        .arg(topology)
-        .args(extra)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", SECRET)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let tag = extra.join(" ");
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[up {tag}] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut seen = 0;
-    while seen < ready {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).expect("nodes never came up");
-        if line.contains("listening for nodes on") {
-            seen += 1;
-        }
-    }
-    std::mem::forget(rx);
-    child
 }
 
 fn text(out: &Output) -> String {
@@ -303,10 +286,7 @@ async fn deploy_rollback_refusals_and_restart_through_the_cli() {
     drop(client);
 
     // A restarted cluster serves the registry's active version, not the topology's crate.
-    for up in &mut cluster.ups {
-        stop(up);
-    }
-    cluster.ups.clear();
+    cluster.stop();
     cluster.up(&[], 3);
     let mut client = Client::connect(cluster.gate).await.unwrap();
     for _ in 0..2 {
@@ -332,7 +312,7 @@ async fn nodes_down_during_a_deploy_catch_up() {
     assert_eq!(nodes[1]["note"], "it serves v2 when it starts", "{answer}");
 
     // It comes back (started by another `firefly up` reading the same registry): v2.
-    cluster.up(&["--only", "logic-2", "--no-admin"], 1);
+    cluster.up_logic2_without_admin();
     let mut client = Client::connect(cluster.gate).await.unwrap();
     for _ in 0..4 {
         assert_eq!(whoami(&mut client).await, "v2:hi");
@@ -343,16 +323,7 @@ async fn nodes_down_during_a_deploy_catch_up() {
         .api("POST", "/modules/versioned/rollback", &[])
         .await;
     assert_eq!(code, 200, "{answer}");
-    let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
-        .await
-        .unwrap();
-    let status: serde_json::Value = serde_json::from_str(&body).unwrap();
-    let pid = status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "logic-1")
-        .unwrap()["pid"]
+    let pid = node(&status(cluster.admin, TOKEN).await, "logic-1")["pid"]
         .as_u64()
         .unwrap();
     assert!(
@@ -363,10 +334,7 @@ async fn nodes_down_during_a_deploy_catch_up() {
             .success()
     );
     eventually("logic-1 restarted", || async {
-        let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
-            .await
-            .unwrap();
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let status = status(cluster.admin, TOKEN).await;
         status["nodes"].as_array().unwrap().iter().any(|n| {
             n["name"] == "logic-1"
                 && n["healthy"] == true
@@ -454,17 +422,11 @@ async fn a_node_that_cannot_load_a_version_keeps_the_old_one_and_says_so() {
 
     // The whole cluster restarts, logic-2 with it: v2 does not load there, so it starts on v1
     // and the master records why.
-    for up in &mut cluster.ups {
-        stop(up);
-    }
-    cluster.ups.clear();
+    cluster.stop();
     cluster.up(&[], 3);
     let expected = "command 1 is already handled by module `echo` on this node";
     eventually("logic-2's failure is reported", || async {
-        let (_, body) = http_request(cluster.admin, "GET", "/status", TOKEN)
-            .await
-            .unwrap();
-        let status: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let status = status(cluster.admin, TOKEN).await;
         status["nodes"].as_array().unwrap().iter().any(|n| {
             n["name"] == "logic-2" && n["deploy_failures"]["versioned"]["error"] == expected
         })

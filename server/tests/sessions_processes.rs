@@ -22,30 +22,13 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{free_addr, stop, up_and_wait, workspace};
+use common::{Up, free_addr, node, status, workspace};
 
 const TOKEN: &str = "sessions-admin-token-0123456789";
 
-struct Up(std::process::Child);
-
-impl Drop for Up {
-    fn drop(&mut self) {
-        stop(&mut self.0);
-    }
-}
-
 /// The gate's live status as the master reports it.
 async fn gate_status(admin: SocketAddr) -> Value {
-    let (code, body) = http_request(admin, "GET", "/status", TOKEN).await.unwrap();
-    assert_eq!(code, 200, "{body}");
-    let status: Value = serde_json::from_str(&body).unwrap();
-    status["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == "gate")
-        .unwrap()["live"]
-        .clone()
+    node(&status(admin, TOKEN).await, "gate")["live"].clone()
 }
 
 async fn ws_frame(
@@ -92,17 +75,14 @@ async fn broadcasts_and_resume_across_processes() {
     );
     let topology = dir.path().join("topology.yaml");
     std::fs::write(&topology, yaml).unwrap();
-    let _up = Up(up_and_wait(
-        &topology,
-        &[
-            ("FIREFLY_ADMIN_TOKEN", TOKEN),
-            (
-                "FIREFLY_CLUSTER_SECRET",
-                "sessions-process-secret-0123456789",
-            ),
-        ],
-        2,
-    ));
+    let _up = Up::new(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env(
+            "FIREFLY_CLUSTER_SECRET",
+            "sessions-process-secret-0123456789",
+        )
+        .ready_on_status(admin, TOKEN, 2)
+        .start();
 
     let codec = Codec::new(&ProtocolSettings::default());
     let encode = |command: u32, body: &Value| {

@@ -1,17 +1,22 @@
-//! What the `firefly` binary's tests share: the binary, the workspace, stopping a cluster,
-//! free ports. (These tests cannot use `firefly_testkit`, which depends on this crate.)
+//! What the `firefly` binary's tests share: the binary, the workspace, starting and stopping
+//! `firefly up` ([`Up`]), the master's status, free ports. (These tests cannot use
+//! `firefly_testkit`, which depends on this crate.)
 #![allow(
     dead_code,
+    unused_imports,
     clippy::unwrap_used,
+    clippy::panic,
     reason = "each test binary uses part of this; tests fail loudly on purpose"
 )]
 
 pub mod services;
+pub mod up;
+
+pub use up::{Running, Up};
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 /// The `firefly` binary under test.
 pub const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
@@ -35,23 +40,6 @@ pub fn workspace() -> PathBuf {
         .unwrap()
 }
 
-/// Stops a `firefly up` the way an operator would (SIGTERM: it stops its nodes), killing it
-/// only if it has not exited after a while.
-pub fn stop(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline {
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
 /// A free port on `ip`, drawn from 20000-31999, below the kernel's ephemeral range, so parallel
 /// tests binding port 0 can never be handed it (as `firefly_testkit::free_addr_on`).
 pub fn free_addr_on(ip: &str) -> SocketAddr {
@@ -71,37 +59,31 @@ pub fn free_addr() -> SocketAddr {
     free_addr_on("127.0.0.1")
 }
 
-/// Starts `firefly up -c topology` with `envs` and waits until `ready` nodes have logged
-/// "listening for nodes on" (their client listeners are bound by then). Its log lines are
-/// echoed to the test's stderr, prefixed `[up]`.
-pub fn up_and_wait(topology: &Path, envs: &[(&str, &str)], ready: usize) -> Child {
-    use std::io::{BufRead, BufReader};
-    let mut child = firefly()
-        .args(["up", "-c"])
-        .arg(topology)
-        .envs(envs.iter().copied())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+/// The master's `GET /status` at `admin` (asserting it answers 200), as JSON.
+pub async fn status(admin: SocketAddr, token: &str) -> serde_json::Value {
+    let (code, body) = firefly::master::http_request(admin, "GET", "/status", token)
+        .await
         .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[up] {line}");
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut seen = 0;
-    while seen < ready {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = rx.recv_timeout(left).unwrap();
-        if line.contains("listening for nodes on") {
-            seen += 1;
-        }
-    }
-    // Keep the reader thread's channel open so it keeps echoing.
-    std::mem::forget(rx);
-    child
+    assert_eq!(code, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Node `name`'s entry in a [`status`] answer.
+pub fn node<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no node `{name}` in {status}"))
+}
+
+/// Whether process `pid` still exists (`kill -0`).
+pub fn alive(pid: u64) -> bool {
+    Command::new("kill")
+        .args(["-0", &pid.to_string()])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
 }
