@@ -504,6 +504,13 @@ async fn a_version_that_traps_too_often_is_rolled_back_automatically() {
             }
         }
     }
+    // One node serving v1 again does not mean the registry has recorded the rollback yet:
+    // that happens once every node has answered the swap.
+    eventually("the registry records the automatic rollback", || async {
+        let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
+        listed["active"] == 1
+    })
+    .await;
     let (_, listed) = cluster.api("GET", "/modules/versioned/versions", &[]).await;
     assert_eq!(listed["active"], 1, "{listed}");
     assert_eq!(listed["rolled_back"][0]["version"], 2, "{listed}");
