@@ -1,8 +1,9 @@
 //! Cached database objects through real modules (`modules/counters`, `modules/accounts`) on
 //! nodes in this process: CRUD, conflicts, index listing, ids, bad input, schema evolution,
 //! concurrent writers on two nodes. On SQLite with the embedded cache always; on PostgreSQL,
-//! MariaDB and the Redis cache when `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
-//! `FIREFLY_TEST_REDIS_URL` are set (required under `CI`).
+//! MariaDB and the Redis cache (tests named `..._on_postgres`, `..._on_mariadb`,
+//! `..._on_redis_and_<database>`: skipped by the default nextest profile, run by `.ci/run`; they
+//! fail without `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` / `FIREFLY_TEST_REDIS_URL`).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -329,17 +330,13 @@ async fn crud_conflicts_index_ids_and_bad_input_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_postgres() {
-    let Some(url) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
-        return;
-    };
+    let url = service_url("FIREFLY_TEST_POSTGRES_URL");
     crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_mariadb() {
-    let Some(url) = service_url("FIREFLY_TEST_MYSQL_URL") else {
-        return;
-    };
+    let url = service_url("FIREFLY_TEST_MYSQL_URL");
     crud_suite(&url, Cache::Embedded("solo")).await;
 }
 
@@ -460,78 +457,62 @@ async fn two_nodes_updating_one_object_lose_no_update() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_on_postgres_lose_no_update() {
-    let Some(pg) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
-        return;
-    };
+async fn two_nodes_updating_one_object_lose_no_update_on_postgres() {
+    let pg = service_url("FIREFLY_TEST_POSTGRES_URL");
     two_nodes_updating_one_object(&pg, Cache::Embedded("l1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_on_mariadb_lose_no_update() {
-    let Some(my) = service_url("FIREFLY_TEST_MYSQL_URL") else {
-        return;
-    };
+async fn two_nodes_updating_one_object_lose_no_update_on_mariadb() {
+    let my = service_url("FIREFLY_TEST_MYSQL_URL");
     two_nodes_updating_one_object(&my, Cache::Embedded("l1")).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_through_redis_lose_no_update() {
-    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
-        return;
-    };
+async fn two_nodes_updating_one_object_lose_no_update_on_redis_and_sqlite() {
+    let url = service_url("FIREFLY_TEST_REDIS_URL");
     two_nodes_updating_one_object("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_through_redis_on_postgres_lose_no_update() {
-    let (Some(redis), Some(pg)) = (
+async fn two_nodes_updating_one_object_lose_no_update_on_redis_and_postgres() {
+    let (redis, pg) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_POSTGRES_URL"),
-    ) else {
-        return;
-    };
+    );
     two_nodes_updating_one_object(&pg, Cache::Redis(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_updating_one_object_through_redis_on_mariadb_lose_no_update() {
-    let (Some(redis), Some(my)) = (
+async fn two_nodes_updating_one_object_lose_no_update_on_redis_and_mariadb() {
+    let (redis, my) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_MYSQL_URL"),
-    ) else {
-        return;
-    };
+    );
     two_nodes_updating_one_object(&my, Cache::Redis(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_sqlite() {
-    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
-        return;
-    };
+    let url = service_url("FIREFLY_TEST_REDIS_URL");
     crud_suite("sqlite://{dir}/data.db", Cache::Redis(&url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_postgres() {
-    let (Some(redis), Some(pg)) = (
+    let (redis, pg) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_POSTGRES_URL"),
-    ) else {
-        return;
-    };
+    );
     crud_suite(&pg, Cache::Redis(&redis)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crud_conflicts_index_ids_and_bad_input_on_redis_and_mariadb() {
-    let (Some(redis), Some(my)) = (
+    let (redis, my) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_MYSQL_URL"),
-    ) else {
-        return;
-    };
+    );
     crud_suite(&my, Cache::Redis(&redis)).await;
 }
 
@@ -614,10 +595,8 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
 /// The Redis cache is only a cache: with every key of the cluster gone (a Redis restarted
 /// without persistence, after a flush), objects come back from SQL and ids never repeat.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_redis_cache_is_rebuilt_from_sql() {
-    let Some(url) = service_url("FIREFLY_TEST_REDIS_URL") else {
-        return;
-    };
+async fn a_lost_redis_cache_is_rebuilt_from_sql_on_redis_and_sqlite() {
+    let url = service_url("FIREFLY_TEST_REDIS_URL");
     let dir = tempfile::tempdir().unwrap();
     let yaml = solo(&storage(
         "sqlite://{dir}/data.db",

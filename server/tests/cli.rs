@@ -197,3 +197,27 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+/// The harness (`common::Up`) fails at once, saying so, when `firefly up` exits before it is
+/// ready, instead of waiting out its deadline.
+#[test]
+fn the_harness_reports_an_up_that_exits_before_it_is_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("topology.yaml");
+    std::fs::write(
+        &path,
+        "version: 1\ncluster: x\nmodules: {}\nnodes: {}\nbogus: 1\n",
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let failed = std::panic::catch_unwind(|| {
+        drop(Up::new(&path).ready_on_gate(&[free_addr()]).start());
+    })
+    .unwrap_err();
+    let message = failed.downcast_ref::<String>().unwrap();
+    assert!(
+        message.contains("never became ready: it exited"),
+        "{message}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

@@ -2,9 +2,11 @@
 //! survive `kill -9` of a logic node, of the node holding the data, of the gate and of the
 //! master, a restart of the whole cluster, and a graceful stop; the accounts example works
 //! through a default-style cluster with no external service. The durability test runs on every
-//! backend: the embedded cache over SQLite always, and over PostgreSQL and MariaDB, and the
-//! Redis cache over both, when `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
-//! `FIREFLY_TEST_REDIS_URL` are set (required under `CI`).
+//! backend: the embedded cache over SQLite, PostgreSQL and MariaDB, and the Redis cache over
+//! the last two. The service tests (named `..._on_postgres`, `..._on_mariadb`,
+//! `..._on_redis_and_<database>`) are skipped by the default nextest profile and run by
+//! `.ci/run`; they fail without `FIREFLY_TEST_POSTGRES_URL` / `FIREFLY_TEST_MYSQL_URL` /
+//! `FIREFLY_TEST_REDIS_URL`.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -271,39 +273,31 @@ async fn acknowledged_writes_survive_every_kill_and_restart_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_every_kill_and_restart_on_postgres() {
-    let Some(url) = service_url("FIREFLY_TEST_POSTGRES_URL") else {
-        return;
-    };
+    let url = service_url("FIREFLY_TEST_POSTGRES_URL");
     acknowledged_writes_survive_every_kill_and_restart(Backend::Embedded(url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_every_kill_and_restart_on_mariadb() {
-    let Some(url) = service_url("FIREFLY_TEST_MYSQL_URL") else {
-        return;
-    };
+    let url = service_url("FIREFLY_TEST_MYSQL_URL");
     acknowledged_writes_survive_every_kill_and_restart(Backend::Embedded(url)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_every_kill_and_restart_on_redis_and_postgres() {
-    let (Some(redis), Some(database)) = (
+    let (redis, database) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_POSTGRES_URL"),
-    ) else {
-        return;
-    };
+    );
     acknowledged_writes_survive_every_kill_and_restart(Backend::Redis { redis, database }).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_every_kill_and_restart_on_redis_and_mariadb() {
-    let (Some(redis), Some(database)) = (
+    let (redis, database) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_MYSQL_URL"),
-    ) else {
-        return;
-    };
+    );
     acknowledged_writes_survive_every_kill_and_restart(Backend::Redis { redis, database }).await;
 }
 
@@ -327,12 +321,10 @@ async fn accounts_register_login_and_inventory_through_the_cluster() {
 /// The same module, unchanged, on PostgreSQL behind Redis: only `storage:` differs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_register_login_and_inventory_on_redis_and_postgres() {
-    let (Some(redis), Some(database)) = (
+    let (redis, database) = (
         service_url("FIREFLY_TEST_REDIS_URL"),
         service_url("FIREFLY_TEST_POSTGRES_URL"),
-    ) else {
-        return;
-    };
+    );
     accounts_through_the_cluster(Backend::Redis { redis, database }).await;
 }
 

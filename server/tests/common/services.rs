@@ -1,19 +1,23 @@
 //! The external services some tests use (PostgreSQL, MariaDB, Redis): their URLs, and cleaning
 //! up after a test. Shared by `server/tests` and the workspace test kit (`tests/support`).
 
-/// The URL in `var`, or `None` (printing that the test is skipped). Under `CI` a missing
-/// variable fails the test: CI must exercise every backend.
-pub fn service_url(var: &str) -> Option<String> {
+/// The URL in `var`. A test that needs a service fails loudly without it, in every profile and
+/// under plain `cargo test`: it never passes having tested nothing.
+///
+/// Such tests are named after their services, ending `_on_postgres`, `_on_mariadb` or
+/// `_on_redis_and_<database>`; the default nextest profile (`.config/nextest.toml`) leaves
+/// them out, so its summary counts them as skipped, and the `ci` profile (`.ci/run`, which
+/// starts the services and sets the variables) runs them.
+pub fn service_url(var: &str) -> String {
     match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set"
-            );
-            eprintln!("skipped: {var} is not set");
-            None
-        }
+        Ok(url) if !url.is_empty() => url,
+        _ => panic!(
+            "{var} is not set, and this test needs that service. Run `.ci/run` (it starts \
+             PostgreSQL, MariaDB and Redis and sets FIREFLY_TEST_POSTGRES_URL, \
+             FIREFLY_TEST_MYSQL_URL and FIREFLY_TEST_REDIS_URL), or set {var} and run with \
+             NEXTEST_PROFILE=ci. The default nextest profile skips tests named `..._on_postgres`, \
+             `..._on_mariadb` and `..._on_redis_and_<database>`; name a new service test that way."
+        ),
     }
 }
 
