@@ -32,7 +32,7 @@ pub mod protocol;
 pub mod routing;
 pub mod sessions;
 
-pub use node::{Node, NodeConfig};
+pub use node::{Node, NodeConfig, Sockets};
 
 /// The allocator Firefly's processes run on (the `firefly` binary, and the tests and benches
 /// through their kit): mimalloc, whose per-thread heaps avoid the arena lock waits and

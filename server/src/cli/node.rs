@@ -117,8 +117,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         }
         Err(err) => return Err(err),
     };
-    wait_for_signal().await;
-    tracing::info!(node = %args.name, "stopping: finishing in-flight requests");
-    node.shutdown(Duration::from_secs(10)).await;
+    node.serve_until(wait_for_signal(), Duration::from_secs(10))
+        .await;
     Ok(())
 }

@@ -23,18 +23,18 @@
 
 mod batch;
 mod calls;
+mod clock;
 mod host;
-mod host_data;
-mod host_sessions;
+mod instance;
 mod module;
+mod outcome;
+mod pipeline;
 mod pool;
 mod wasi;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, Linker, PoolingAllocationConfig};
 
@@ -43,12 +43,11 @@ use crate::sessions::Sessions;
 
 pub use batch::{Answer, Batch};
 pub use calls::{CallAnswer, NodeCalls};
-pub use host::GuestError;
-pub use module::{LoadError, ModuleVersion};
-pub use pool::{CallError, CallOutcome, Lease, ModuleStats};
-
-/// How often every engine's epoch advances. CPU budgets are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub use clock::EPOCH_TICK;
+use clock::EpochTicker;
+pub use module::{LoadError, ModuleStats, ModuleVersion};
+pub use outcome::{CallError, CallOutcome, GuestError};
+pub use pool::Lease;
 
 /// An instance is recycled after this many calls, so slow leaks in a guest's allocator or
 /// statics cannot accumulate forever.
@@ -174,87 +173,5 @@ fn new_engine(limits: &Limits) -> anyhow::Result<Engine> {
             cfg.allocation_strategy(InstanceAllocationStrategy::OnDemand);
             Ok(Engine::new(&cfg)?)
         }
-    }
-}
-
-/// A millisecond clock advanced by the epoch ticker: reading it is one load of a cache line
-/// that changes only every tick, where `Instant::now()` is a clock read on every request.
-/// Precise to one [`EPOCH_TICK`], which is plenty for request deadlines.
-#[derive(Debug)]
-pub(crate) struct CoarseClock {
-    base: std::time::Instant,
-    ms: std::sync::atomic::AtomicU64,
-}
-
-impl CoarseClock {
-    fn new() -> Self {
-        Self {
-            base: std::time::Instant::now(),
-            ms: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    #[cfg(test)]
-    pub(crate) fn new_for_tests() -> Self {
-        Self::new()
-    }
-
-    fn tick(&self) {
-        let ms = u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.ms.store(ms, Ordering::Relaxed);
-    }
-
-    /// Milliseconds since the clock started, as of the last tick.
-    pub(crate) fn now_ms(&self) -> u64 {
-        self.ms.load(Ordering::Relaxed)
-    }
-}
-
-/// One thread that advances the epoch of every registered engine each [`EPOCH_TICK`].
-struct EpochTicker {
-    engines: Arc<Mutex<Vec<Engine>>>,
-    clock: Arc<CoarseClock>,
-    stop: Arc<AtomicBool>,
-}
-
-impl EpochTicker {
-    fn start() -> Self {
-        let engines: Arc<Mutex<Vec<Engine>>> = Arc::default();
-        let clock = Arc::new(CoarseClock::new());
-        let stop = Arc::new(AtomicBool::new(false));
-        let (e, s, c) = (engines.clone(), stop.clone(), clock.clone());
-        let spawned = std::thread::Builder::new()
-            .name("firefly-epoch".into())
-            .spawn(move || {
-                while !s.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    c.tick();
-                    for engine in e.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-                        engine.increment_epoch();
-                    }
-                }
-            });
-        if let Err(err) = spawned {
-            // Without the ticker, CPU budgets never fire, but wall-clock timeouts still do.
-            tracing::error!("cannot start the epoch ticker thread: {err}");
-        }
-        Self {
-            engines,
-            clock,
-            stop,
-        }
-    }
-
-    fn add(&self, engine: Engine) {
-        self.engines
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(engine);
-    }
-}
-
-impl Drop for EpochTicker {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }

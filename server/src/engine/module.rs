@@ -19,10 +19,11 @@ use std::sync::atomic::AtomicUsize;
 use tokio::sync::Notify;
 use wasmtime::{Engine, ExternType, Module, ValType};
 
-use super::host::ModuleEnv;
-use super::pool::ModuleStats;
-use super::{Runtime, pool};
+use super::Runtime;
+use super::host::{HostState, ModuleEnv};
+use super::instance::Warm;
 use crate::config::Limits;
+use crate::counter::Counter;
 
 /// Why a module version was refused.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,23 @@ pub enum LoadError {
     Tables(String),
 }
 
+/// Counters of one module version, read by status and metrics.
+#[derive(Debug, Default)]
+pub struct ModuleStats {
+    /// Calls started.
+    pub calls: Counter,
+    /// Calls that ended in an error reply of any kind.
+    pub errors: Counter,
+    /// Calls that trapped (panic, stack overflow, memory limit...).
+    pub traps: Counter,
+    /// Calls that ran out of time or CPU budget.
+    pub timeouts: Counter,
+    /// Instances created.
+    pub instances: Counter,
+    /// Guest entries that served a batch of pipelined requests (`__firefly_dispatch_batch`).
+    pub batches: Counter,
+}
+
 /// One loaded, validated version of a module, with its pool of warm instances.
 pub struct ModuleVersion {
     pub(crate) env: Arc<ModuleEnv>,
@@ -58,8 +76,8 @@ pub struct ModuleVersion {
     /// What the module declared about itself.
     pub manifest: Manifest,
     pub(crate) limits: Limits,
-    pub(crate) pre: wasmtime::InstancePre<super::host::HostState>,
-    pub(crate) idle: ArrayQueue<pool::Warm>,
+    pub(crate) pre: wasmtime::InstancePre<HostState>,
+    pub(crate) idle: ArrayQueue<Warm>,
     /// Instances in existence (idle or busy); never above `limits.instances`, the pooling
     /// allocator's slot count. Touched only when an instance is created or discarded.
     pub(crate) live: AtomicUsize,

@@ -5,69 +5,16 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use firefly_abi::{
-    DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, EXPORT_DISPATCH_BATCH, Manifest, Status, codes,
+    DispatchKind, EXPORT_DESCRIBE, EXPORT_DISPATCH, EXPORT_DISPATCH_BATCH, Manifest, codes,
 };
-use wasmtime::{Instance, Store, Trap, TypedFunc, UpdateDeadline};
+use wasmtime::{Store, Trap, UpdateDeadline};
 
+use super::clock::EPOCH_TICK;
 use super::host::{CallState, HostState, MemoryLimiter};
+use super::instance::Warm;
 use super::module::{LoadError, ModuleVersion};
-use super::{EPOCH_TICK, MAX_USES, wasi};
-use crate::counter::Counter;
-
-/// A warm instance: its store and its dispatch function, ready for the next call.
-pub(crate) struct Warm {
-    pub(super) store: Store<HostState>,
-    instance: Instance,
-    dispatch: TypedFunc<(u32, u32, u64, u32), u32>,
-    /// The batch entry, when the module exports one (modules from older SDKs do not).
-    pub(super) batch: Option<TypedFunc<u64, u32>>,
-    /// Requests served (a batch counts each of its requests).
-    pub(super) uses: u32,
-}
-
-/// Counters of one module version, read by status and metrics.
-#[derive(Debug, Default)]
-pub struct ModuleStats {
-    /// Calls started.
-    pub calls: Counter,
-    /// Calls that ended in an error reply of any kind.
-    pub errors: Counter,
-    /// Calls that trapped (panic, stack overflow, memory limit...).
-    pub traps: Counter,
-    /// Calls that ran out of time or CPU budget.
-    pub timeouts: Counter,
-    /// Instances created.
-    pub instances: Counter,
-    /// Guest entries that served a batch of pipelined requests (`__firefly_dispatch_batch`).
-    pub batches: Counter,
-}
-
-/// Why a call produced no successful reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CallError {
-    /// An error code (`firefly_abi::codes` or the module's own).
-    pub code: String,
-    /// What happened.
-    pub message: String,
-}
-
-impl CallError {
-    fn new(code: &str, message: impl Into<String>) -> Self {
-        Self {
-            code: code.to_owned(),
-            message: message.into(),
-        }
-    }
-}
-
-/// Everything a call produced besides its reply bytes.
-#[derive(Debug)]
-pub struct CallOutcome {
-    /// Pushes the call made to its own session, in order; deliver them before the reply.
-    pub own_pushes: Vec<(u32, Bytes)>,
-    /// `Ok` when the reply buffer holds the reply, or why there is none.
-    pub result: Result<(), CallError>,
-}
+use super::outcome::{CallError, CallOutcome, status_result};
+use super::{MAX_USES, wasi};
 
 /// A warm instance held for a run of calls to one module version.
 ///
@@ -139,7 +86,7 @@ impl Lease {
         state.call.input = Bytes::new();
         let result = match result {
             Ok(status) => {
-                let result = status_result(status, &mut state.call, module.name(), id);
+                let result = status_result(status, &mut state.call.error, module.name(), id);
                 if result.is_ok() {
                     std::mem::swap(reply, &mut state.call.output);
                 }
@@ -163,34 +110,6 @@ impl Lease {
             module.metrics.record_since(id, started, result.is_err());
         }
         CallOutcome { own_pushes, result }
-    }
-}
-
-/// What a dispatch's [`Status`] means: `Ok` when the output buffer holds the reply, else the
-/// error to answer with.
-pub(super) fn status_result(
-    status: u32,
-    call: &mut CallState,
-    module: &str,
-    id: u32,
-) -> Result<(), CallError> {
-    match Status::from_u32(status) {
-        Some(Status::Ok) => Ok(()),
-        Some(Status::Error) => Err(match call.error.take() {
-            Some(e) => CallError {
-                code: e.code,
-                message: e.message,
-            },
-            None => CallError::new(codes::HANDLER_FAILED, "handler failed without a message"),
-        }),
-        Some(Status::Unknown) => Err(CallError::new(
-            codes::UNKNOWN_COMMAND,
-            format!("module `{module}` has no handler for command {id}"),
-        )),
-        None => Err(CallError::new(
-            codes::INTERNAL,
-            format!("module returned an unknown status {status}"),
-        )),
     }
 }
 

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
-use crate::config::{Limits, ListenerKind, ListenerSpec, RouteSpec, Topology};
+use crate::config::{Limits, ListenerSpec, RouteSpec, Topology};
 use crate::engine::Runtime;
 use crate::gate;
 use crate::routing::{Dispatcher, GateStats, ModuleSlot, RemoteRoute, Router};
@@ -154,6 +154,54 @@ impl NodeCore {
     }
 }
 
+/// Sockets bound before a node starts, for a caller that must know the addresses first or
+/// hands sockets down (tests on port 0, a supervisor). Every field left empty is bound from
+/// the [`NodeConfig`]; a field given is used whatever address the configuration names.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// The client listeners, one per entry of [`NodeConfig::listeners`] and in its order (whose
+    /// kinds and protocol settings apply); empty: bind them all.
+    pub clients: Vec<TcpListener>,
+    /// Where other nodes connect (used only by a node with cluster links).
+    pub rpc: Option<TcpListener>,
+    /// Where `/metrics` is served.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds what is missing, from `config`.
+    async fn complete(mut self, config: &NodeConfig) -> anyhow::Result<Self> {
+        let name = &config.name;
+        if self.clients.is_empty() {
+            for spec in &config.listeners {
+                let listener = TcpListener::bind(spec.addr)
+                    .await
+                    .with_context(|| format!("node `{name}`: cannot listen on {}", spec.addr))?;
+                self.clients.push(listener);
+            }
+        } else if self.clients.len() != config.listeners.len() {
+            anyhow::bail!(
+                "node `{name}`: {} client sockets given for {} configured listeners",
+                self.clients.len(),
+                config.listeners.len()
+            );
+        }
+        if let (None, Some(addr)) = (&self.rpc, config.rpc) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("node `{name}`: cannot listen for nodes on {addr}"))?;
+            self.rpc = Some(listener);
+        }
+        if let (None, Some(addr)) = (&self.metrics, config.metrics) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("node `{name}`: cannot serve metrics on {addr}"))?;
+            self.metrics = Some(listener);
+        }
+        Ok(self)
+    }
+}
+
 /// A running node.
 pub struct Node {
     core: Arc<NodeCore>,
@@ -167,22 +215,13 @@ pub struct Node {
 impl Node {
     /// Loads every module, binds every listener and starts serving.
     pub async fn start(config: NodeConfig) -> anyhow::Result<Node> {
-        let mut listeners = Vec::new();
-        for spec in &config.listeners {
-            let listener = TcpListener::bind(spec.addr).await.with_context(|| {
-                format!("node `{}`: cannot listen on {}", config.name, spec.addr)
-            })?;
-            listeners.push((listener, spec.kind, spec.protocol.clone()));
-        }
-        Self::start_with_listeners(config, listeners).await
+        Self::start_on(config, Sockets::default()).await
     }
 
-    /// Like [`Node::start`], on listeners the caller already bound (their specs' addresses are
-    /// ignored).
-    pub async fn start_with_listeners(
-        config: NodeConfig,
-        listeners: Vec<(TcpListener, ListenerKind, crate::config::ProtocolSettings)>,
-    ) -> anyhow::Result<Node> {
+    /// Like [`Node::start`], serving on the sockets the caller already bound (see [`Sockets`]);
+    /// what the caller did not bind is bound from the configuration.
+    pub async fn start_on(config: NodeConfig, sockets: Sockets) -> anyhow::Result<Node> {
+        let sockets = sockets.complete(&config).await?;
         let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
         let mut sessions = Sessions::for_node(config.index).on_end(move |session| {
             let _ = ends.send(session);
@@ -238,18 +277,6 @@ impl Node {
             }
             remote_routes.push(RemoteRoute::new(r.first, r.last, peers, r.policy));
         }
-        let metrics_listener = match config.metrics {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("node `{}`: cannot serve metrics on {addr}", config.name)
-            })?),
-            None => None,
-        };
-        let rpc_listener = match config.rpc {
-            Some(addr) => Some(TcpListener::bind(addr).await.with_context(|| {
-                format!("node `{}`: cannot listen for nodes on {addr}", config.name)
-            })?),
-            None => None,
-        };
         let core = Arc::new(NodeCore {
             name: config.name.clone(),
             started: std::time::Instant::now(),
@@ -270,7 +297,7 @@ impl Node {
         let mut tasks = JoinSet::new();
         let mut addrs = Vec::new();
         let mut rpc_addr = None;
-        if let (Some(listener), Some(cluster)) = (rpc_listener, &config.cluster) {
+        if let (Some(listener), Some(cluster)) = (sockets.rpc, &config.cluster) {
             let addr = listener.local_addr()?;
             tracing::info!(node = %config.name, "listening for nodes on {addr}");
             rpc_addr = Some(addr);
@@ -282,7 +309,7 @@ impl Node {
             ));
         }
         let mut metrics_addr = None;
-        if let Some(listener) = metrics_listener {
+        if let Some(listener) = sockets.metrics {
             let addr = listener.local_addr()?;
             tracing::info!(node = %config.name, "metrics on http://{addr}/metrics");
             metrics_addr = Some(addr);
@@ -294,7 +321,8 @@ impl Node {
                 rx.clone(),
             ));
         }
-        for (listener, kind, settings) in listeners {
+        for (listener, spec) in sockets.clients.into_iter().zip(&config.listeners) {
+            let (kind, settings) = (spec.kind, spec.protocol.clone());
             let addr = listener.local_addr()?;
             tracing::info!(node = %config.name, "listening on {}", gate::describe(kind, &addr));
             addrs.push(addr);
@@ -379,6 +407,14 @@ impl Node {
         wasm: Option<&[u8]>,
     ) -> Result<crate::hot::Swapped, crate::hot::DeployError> {
         self.core.deploy(module, version, wasm).await
+    }
+
+    /// Serves until `stop` completes (a signal, a cancelled token, a test's oneshot), then
+    /// shuts down as [`Node::shutdown`] does.
+    pub async fn serve_until(self, stop: impl std::future::Future<Output = ()>, grace: Duration) {
+        stop.await;
+        tracing::info!(node = %self.core.name, "stopping: finishing in-flight requests");
+        self.shutdown(grace).await;
     }
 
     /// Stops accepting, lets every connection finish the request it is running, closes them,

@@ -1,15 +1,15 @@
-//! The session imports of `firefly_v1`: broadcasts to a list of sessions, a group, a user or
+//! The session imports of `firefly_v1`: pushes to one session, broadcasts to a list of sessions, a group, a user or
 //! everyone; groups; binding users; kicks. All reach sessions on every gate (see
 //! `sessions::ops`): pushes are one-way, single-session operations wait for the session's
 //! gate to answer.
 
 use bytes::Bytes;
-use firefly_abi::{IMPORT_MODULE, session_status};
+use firefly_abi::{IMPORT_MODULE, host_status, session_status};
 use wasmtime::{Caller, Linker};
 
-use super::host::{HostState, guest_str, memory, range};
-use crate::sessions::SessionOp;
+use super::state::{HostState, guest_str, memory, range};
 use crate::sessions::ops::MAX_NAME;
+use crate::sessions::{PushError, SessionOp};
 
 /// A group name or user id from guest memory; `None` when empty or too long.
 fn name(mem: &[u8], ptr: u32, len: u32, what: &str) -> wasmtime::Result<Option<String>> {
@@ -26,8 +26,40 @@ async fn on_session(caller: &mut Caller<'_, HostState>, session: u64, op: Sessio
 }
 
 /// Defines the session imports in `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    add_pushes(linker)?;
+    add_broadcasts(linker)?;
+    add_session_ops(linker)
+}
+
+/// `push` (one session; pushes to the caller's own session wait for its reply) and
+/// `push_sessions` (a list of sessions): one-way.
+fn add_pushes(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     let m = IMPORT_MODULE;
+
+    linker.func_wrap(
+        m,
+        "push",
+        |mut caller: Caller<'_, HostState>,
+         session: u64,
+         topic: u32,
+         ptr: u32,
+         len: u32|
+         -> wasmtime::Result<u32> {
+            let (mem, state) = memory(&mut caller)?;
+            let r = range(mem.len(), ptr, len, "push")?;
+            let payload = Bytes::copy_from_slice(&mem[r]);
+            if session != 0 && session == state.call.session {
+                state.call.own_pushes.push((topic, payload));
+                return Ok(host_status::OK);
+            }
+            Ok(match state.env.sessions.push(session, topic, payload) {
+                Ok(()) => host_status::OK,
+                Err(PushError::NoSuchSession) => host_status::NO_SUCH_SESSION,
+                Err(PushError::Backpressure) => host_status::BACKPRESSURE,
+            })
+        },
+    )?;
 
     linker.func_wrap(
         m,
@@ -53,6 +85,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         },
     )?;
 
+    Ok(())
+}
+
+/// `push_group`, `push_all`, `push_user`: broadcasts, one-way.
+fn add_broadcasts(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    let m = IMPORT_MODULE;
     linker.func_wrap(
         m,
         "push_group",
@@ -110,6 +148,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
             Ok(session_status::OK)
         },
     )?;
+    Ok(())
+}
+
+/// `group_join`, `user_bind`, `user_of`, `session_kick`: each waits for the session's gate.
+fn add_session_ops(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+    let m = IMPORT_MODULE;
 
     linker.func_wrap_async(
         m,

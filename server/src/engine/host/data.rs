@@ -8,13 +8,13 @@ use firefly_abi::IMPORT_MODULE;
 use firefly_abi::data::data_status;
 use wasmtime::{Caller, Linker};
 
-use super::host::{HostState, memory, range};
+use super::state::{HostState, memory, range};
 
 /// How long one data operation may take before the module is told the storage is unavailable.
 const DATA_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Defines the data functions of `firefly_v1` in `linker`.
-pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
+pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
     let m = IMPORT_MODULE;
     linker.func_wrap_async(
         m,
