@@ -107,7 +107,32 @@ pub(super) fn validate(
         .database
         .as_deref()
         .unwrap_or("sqlite://.firefly/data.db");
-    let database = if let Some(path) = url.strip_prefix("sqlite://") {
+    let database = database(url, base_dir)?;
+    let cache = raw.cache.as_deref().unwrap_or("embedded");
+    let cache = if cache == "embedded" {
+        embedded(raw, base_dir, nodes)?
+    } else if cache.starts_with("redis://") || cache.starts_with("rediss://") {
+        redis_cache(raw, cache)?
+    } else {
+        return Err(invalid(
+            "cache",
+            format!(
+                "`{}` is not a cache (`embedded` or redis://host:port)",
+                redact(cache)
+            ),
+        ));
+    };
+    Ok(StorageSpec {
+        database,
+        cache,
+        flush_interval: flush_interval(raw.flush_interval.as_deref())?,
+        table_prefix: table_prefix(raw.table_prefix.as_deref())?,
+        max_object: max_object(raw.max_object.as_ref())?,
+    })
+}
+
+fn database(url: &str, base_dir: &Path) -> Result<DatabaseSpec, ConfigError> {
+    Ok(if let Some(path) = url.strip_prefix("sqlite://") {
         if path.is_empty() || path.contains('?') {
             return Err(invalid(
                 "database",
@@ -127,94 +152,97 @@ pub(super) fn validate(
                 redact(url)
             ),
         ));
-    };
-    let cache_text = raw.cache.as_deref().unwrap_or("embedded");
-    let cache = if cache_text == "embedded" {
-        let owner = match &raw.owner {
-            Some(owner) => {
-                if !nodes.contains_key(owner) {
-                    let known: Vec<&str> = nodes.keys().map(String::as_str).collect();
-                    return Err(invalid(
-                        "owner",
-                        format!("unknown node `{owner}` (defined: {})", known.join(", ")),
-                    ));
-                }
-                owner.clone()
-            }
-            // The first node in name order: every node knows the same answer without talking.
-            None => nodes.keys().next().cloned().unwrap_or_default(),
-        };
-        let journal = match &raw.journal {
-            Some(path) if path.trim().is_empty() => {
-                return Err(invalid("journal", "is empty"));
-            }
-            Some(path) => base_dir.join(path),
-            None => base_dir
-                .join(".firefly")
-                .join(format!("journal-{owner}.db")),
-        };
-        for (key, value) in [
-            ("connect_timeout", &raw.connect_timeout),
-            ("command_timeout", &raw.command_timeout),
-        ] {
-            if value.is_some() {
+    })
+}
+
+/// `cache: embedded`: the owner node and its journal.
+fn embedded(
+    raw: &RawStorage,
+    base_dir: &Path,
+    nodes: &BTreeMap<String, NodeSpec>,
+) -> Result<CacheSpec, ConfigError> {
+    let owner = match &raw.owner {
+        Some(owner) => {
+            if !nodes.contains_key(owner) {
+                let known: Vec<&str> = nodes.keys().map(String::as_str).collect();
                 return Err(invalid(
-                    key,
-                    "only used with a Redis cache (`cache: redis://...`)",
+                    "owner",
+                    format!("unknown node `{owner}` (defined: {})", known.join(", ")),
                 ));
             }
+            owner.clone()
         }
-        CacheSpec::Embedded { owner, journal }
-    } else if cache_text.starts_with("redis://") || cache_text.starts_with("rediss://") {
-        if raw.journal.is_some() {
+        // The first node in name order: every node knows the same answer without talking.
+        None => nodes.keys().next().cloned().unwrap_or_default(),
+    };
+    let journal = match &raw.journal {
+        Some(path) if path.trim().is_empty() => {
+            return Err(invalid("journal", "is empty"));
+        }
+        Some(path) => base_dir.join(path),
+        None => base_dir
+            .join(".firefly")
+            .join(format!("journal-{owner}.db")),
+    };
+    for (key, value) in [
+        ("connect_timeout", &raw.connect_timeout),
+        ("command_timeout", &raw.command_timeout),
+    ] {
+        if value.is_some() {
             return Err(invalid(
-                "journal",
-                "only used with `cache: embedded` (with Redis the dirty set lives in Redis)",
+                key,
+                "only used with a Redis cache (`cache: redis://...`)",
             ));
         }
-        if raw.owner.is_some() {
-            return Err(invalid(
-                "owner",
-                "only used with `cache: embedded` (with Redis every node reaches the data)",
-            ));
-        }
-        if cache_text.starts_with("rediss://") {
-            return Err(invalid(
-                "cache",
-                "TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network, or a TLS tunnel such as stunnel",
-            ));
-        }
-        if let Err(e) = redis::Client::open(cache_text) {
-            return Err(invalid(
-                "cache",
-                format!("`{}` is not a valid Redis URL: {e}", redact(cache_text)),
-            ));
-        }
-        let timeout = |key: &str, value: &Option<String>| match value {
-            None => Ok(Duration::from_secs(2)),
-            Some(text) => {
-                let d = parse_duration(text).map_err(|m| invalid(key, m))?;
-                if d < Duration::from_millis(10) || d > Duration::from_secs(600) {
-                    return Err(invalid(key, format!("{d:?} is out of range (10ms to 10m)")));
-                }
-                Ok(d)
-            }
-        };
-        CacheSpec::Redis(RedisSpec {
-            url: cache_text.to_owned(),
-            connect_timeout: timeout("connect_timeout", &raw.connect_timeout)?,
-            command_timeout: timeout("command_timeout", &raw.command_timeout)?,
-        })
-    } else {
+    }
+    Ok(CacheSpec::Embedded { owner, journal })
+}
+
+/// `cache: redis://...`: the URL and the timeouts.
+fn redis_cache(raw: &RawStorage, cache_text: &str) -> Result<CacheSpec, ConfigError> {
+    if raw.journal.is_some() {
+        return Err(invalid(
+            "journal",
+            "only used with `cache: embedded` (with Redis the dirty set lives in Redis)",
+        ));
+    }
+    if raw.owner.is_some() {
+        return Err(invalid(
+            "owner",
+            "only used with `cache: embedded` (with Redis every node reaches the data)",
+        ));
+    }
+    if cache_text.starts_with("rediss://") {
         return Err(invalid(
             "cache",
-            format!(
-                "`{}` is not a cache (`embedded` or redis://host:port)",
-                redact(cache_text)
-            ),
+            "TLS to Redis (rediss://) is not supported by this build; use redis:// on a private network, or a TLS tunnel such as stunnel",
         ));
+    }
+    if let Err(e) = redis::Client::open(cache_text) {
+        return Err(invalid(
+            "cache",
+            format!("`{}` is not a valid Redis URL: {e}", redact(cache_text)),
+        ));
+    }
+    let timeout = |key: &str, value: &Option<String>| match value {
+        None => Ok(Duration::from_secs(2)),
+        Some(text) => {
+            let d = parse_duration(text).map_err(|m| invalid(key, m))?;
+            if d < Duration::from_millis(10) || d > Duration::from_secs(600) {
+                return Err(invalid(key, format!("{d:?} is out of range (10ms to 10m)")));
+            }
+            Ok(d)
+        }
     };
-    let flush_interval = match &raw.flush_interval {
+    Ok(CacheSpec::Redis(RedisSpec {
+        url: cache_text.to_owned(),
+        connect_timeout: timeout("connect_timeout", &raw.connect_timeout)?,
+        command_timeout: timeout("command_timeout", &raw.command_timeout)?,
+    }))
+}
+
+fn flush_interval(text: Option<&str>) -> Result<Duration, ConfigError> {
+    Ok(match text {
         Some(text) => {
             let d = parse_duration(text).map_err(|m| invalid("flush_interval", m))?;
             if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
@@ -226,8 +254,11 @@ pub(super) fn validate(
             d
         }
         None => Duration::from_secs(1),
-    };
-    let table_prefix = raw.table_prefix.clone().unwrap_or_default();
+    })
+}
+
+fn table_prefix(text: Option<&str>) -> Result<String, ConfigError> {
+    let table_prefix = text.unwrap_or_default().to_owned();
     let prefix_ok = table_prefix.len() <= 32
         && table_prefix
             .chars()
@@ -240,7 +271,11 @@ pub(super) fn validate(
             ),
         ));
     }
-    let max_object = match &raw.max_object {
+    Ok(table_prefix)
+}
+
+fn max_object(value: Option<&SizeValue>) -> Result<usize, ConfigError> {
+    Ok(match value {
         Some(v) => {
             let bytes = match v {
                 SizeValue::Bytes(n) => *n,
@@ -260,12 +295,5 @@ pub(super) fn validate(
             usize::try_from(bytes).unwrap_or(usize::MAX)
         }
         None => 64 << 10,
-    };
-    Ok(StorageSpec {
-        database,
-        cache,
-        flush_interval,
-        table_prefix,
-        max_object,
     })
 }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::raw::{
-    CommandsValue, RawLimits, RawListener, RawMaster, RawRoute, RawTopology, SizeValue,
-    TargetsValue,
+    CommandsValue, RawLimits, RawListener, RawMaster, RawModule, RawNode, RawRoute, RawTopology,
+    SizeValue, TargetsValue,
 };
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
@@ -302,7 +302,38 @@ fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<Ro
 }
 
 pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
-    let version = raw.version.ok_or_else(|| {
+    let version = version(raw.version)?;
+    let cluster = raw
+        .cluster
+        .ok_or_else(|| ConfigError::invalid("cluster", "missing: name the cluster"))?;
+    check_name("cluster", &cluster)?;
+    let defaults = match &raw.defaults {
+        Some(d) => limits("defaults.limits", &d.limits, &Limits::default())?,
+        None => Limits::default(),
+    };
+    let master = master(raw.master.as_ref(), base_dir)?;
+    let modules = modules(
+        raw.modules.unwrap_or_default(),
+        base_dir,
+        &defaults,
+        &master,
+    )?;
+    let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master)?;
+    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &nodes)?;
+    Ok(Topology {
+        version,
+        cluster,
+        modules,
+        nodes,
+        master,
+        storage,
+        path: None,
+        base_dir: base_dir.to_owned(),
+    })
+}
+
+fn version(version: Option<u32>) -> Result<u32> {
+    let version = version.ok_or_else(|| {
         ConfigError::invalid(
             "version",
             format!("missing; this build reads version {SUPPORTED_VERSION}"),
@@ -316,18 +347,17 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             ),
         ));
     }
-    let cluster = raw
-        .cluster
-        .ok_or_else(|| ConfigError::invalid("cluster", "missing: name the cluster"))?;
-    check_name("cluster", &cluster)?;
-    let defaults = match &raw.defaults {
-        Some(d) => limits("defaults.limits", &d.limits, &Limits::default())?,
-        None => Limits::default(),
-    };
+    Ok(version)
+}
 
-    let master = master(raw.master.as_ref(), base_dir)?;
+fn modules(
+    raw: BTreeMap<String, RawModule>,
+    base_dir: &Path,
+    defaults: &Limits,
+    master: &MasterSpec,
+) -> Result<BTreeMap<String, ModuleSpec>> {
     let mut modules = BTreeMap::new();
-    for (name, m) in raw.modules.unwrap_or_default() {
+    for (name, m) in raw {
         let path = format!("modules.{name}");
         check_name(&path, &name)?;
         let source = match (&m.krate, &m.wasm) {
@@ -340,7 +370,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
                 ));
             }
         };
-        let limits = limits(&format!("{path}.limits"), &m.limits, &defaults)?;
+        let limits = limits(&format!("{path}.limits"), &m.limits, defaults)?;
         let auto_rollback = match &m.auto_rollback {
             Some(a) => super::auto_rollback::parse(
                 &format!("{path}.auto_rollback"),
@@ -359,141 +389,188 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             },
         );
     }
+    Ok(modules)
+}
 
-    let raw_nodes = raw.nodes.unwrap_or_default();
-    if raw_nodes.is_empty() {
-        return Err(ConfigError::invalid("nodes", "at least one node is needed"));
-    }
-    if raw_nodes.len() > usize::from(u16::MAX) {
-        return Err(ConfigError::invalid("nodes", "too many nodes"));
-    }
-    let names: Vec<&String> = raw_nodes.keys().collect();
-    let names: Vec<String> = names.into_iter().cloned().collect();
-    let name_refs: Vec<&String> = names.iter().collect();
-    let mut nodes = BTreeMap::new();
-    let mut addresses = HashSet::new();
-    if let Some(admin) = master.admin {
-        addresses.insert(admin);
-    }
-    let several = raw_nodes.len() > 1;
-    for (position, (name, n)) in raw_nodes.into_iter().enumerate() {
-        let path = format!("nodes.{name}");
-        check_name(&path, &name)?;
-        let rpc = match &n.rpc {
-            Some(text) => {
-                let addr = socket(&format!("{path}.rpc"), text)?;
-                if addr.port() != 0 && !addresses.insert(addr) {
-                    return Err(ConfigError::invalid(
-                        format!("{path}.rpc"),
-                        format!("{addr} is already used by another listener"),
-                    ));
-                }
-                Some(addr)
-            }
-            None if several => {
-                return Err(ConfigError::invalid(
-                    format!("{path}.rpc"),
-                    "missing: in a cluster of several nodes every node needs an address the others can reach (e.g. rpc: 127.0.0.1:12001)",
-                ));
-            }
-            None => None,
-        };
-        let host = n.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
-        if host.trim().is_empty() {
-            return Err(ConfigError::invalid(format!("{path}.host"), "is empty"));
-        }
-        if !n.routes.is_empty() && n.listen.is_empty() {
-            return Err(ConfigError::invalid(
-                format!("{path}.routes"),
-                "only a gate (a node with `listen`) routes client commands",
-            ));
-        }
-        let mut routes: Vec<RouteSpec> = Vec::new();
-        for (i, r) in n.routes.iter().enumerate() {
-            let p = format!("{path}.routes[{i}]");
-            let spec = route(&p, r, &name, &name_refs)?;
-            if let Some(other) = routes
-                .iter()
-                .position(|o| o.first <= spec.last && spec.first <= o.last)
-            {
-                return Err(ConfigError::invalid(
-                    format!("{p}.commands"),
-                    format!(
-                        "overlaps routes[{other}] ({}-{})",
-                        routes[other].first, routes[other].last
-                    ),
-                ));
-            }
-            routes.push(spec);
-        }
-        if n.listen.is_empty() && n.modules.is_empty() {
+/// The fixed addresses of a topology's listeners, each of which may be used once (port 0, "any
+/// free port", never clashes).
+#[derive(Default)]
+struct Addresses(HashSet<std::net::SocketAddr>);
+
+impl Addresses {
+    fn claim(&mut self, path: impl Into<String>, addr: std::net::SocketAddr) -> Result<()> {
+        if addr.port() != 0 && !self.0.insert(addr) {
             return Err(ConfigError::invalid(
                 path,
-                "a node needs client listeners (`listen`), modules (`modules`), or both",
+                format!("{addr} is already used by another listener"),
             ));
         }
-        let mut listen = Vec::new();
-        for (i, l) in n.listen.iter().enumerate() {
-            let spec = listener(&format!("{path}.listen[{i}]"), l)?;
-            if spec.addr.port() != 0 && !addresses.insert(spec.addr) {
-                let key = match spec.kind {
-                    ListenerKind::Tcp => "tcp",
-                    ListenerKind::Ws => "ws",
-                };
-                return Err(ConfigError::invalid(
-                    format!("{path}.listen[{i}].{key}"),
-                    format!("{} is already used by another listener", spec.addr),
-                ));
-            }
-            listen.push(spec);
-        }
-        let mut seen = HashSet::new();
-        for (i, m) in n.modules.iter().enumerate() {
-            let p = format!("{path}.modules[{i}]");
-            if !modules.contains_key(m) {
-                let known: Vec<&str> = modules.keys().map(String::as_str).collect();
-                return Err(ConfigError::invalid(
-                    p,
-                    format!("unknown module `{m}` (defined: {})", known.join(", ")),
-                ));
-            }
-            if !seen.insert(m) {
-                return Err(ConfigError::invalid(
-                    p,
-                    format!("module `{m}` is listed twice"),
-                ));
-            }
-        }
-        let metrics = match &n.metrics {
-            Some(text) => {
-                let p = format!("{path}.metrics");
-                let addr = socket(&p, text)?;
-                if addr.port() != 0 && !addresses.insert(addr) {
-                    return Err(ConfigError::invalid(
-                        p,
-                        format!("{addr} is already used by another listener"),
-                    ));
-                }
-                Some(addr)
-            }
-            None => None,
-        };
-        let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
-        nodes.insert(
-            name.clone(),
-            NodeSpec {
-                name,
-                index,
-                host,
-                rpc,
-                listen,
-                modules: n.modules,
-                routes,
-                metrics,
-            },
-        );
+        Ok(())
     }
-    // Route targets must be reachable.
+}
+
+fn nodes(
+    raw: BTreeMap<String, RawNode>,
+    modules: &BTreeMap<String, ModuleSpec>,
+    master: &MasterSpec,
+) -> Result<BTreeMap<String, NodeSpec>> {
+    if raw.is_empty() {
+        return Err(ConfigError::invalid("nodes", "at least one node is needed"));
+    }
+    if raw.len() > usize::from(u16::MAX) {
+        return Err(ConfigError::invalid("nodes", "too many nodes"));
+    }
+    let names: Vec<String> = raw.keys().cloned().collect();
+    let name_refs: Vec<&String> = names.iter().collect();
+    let mut addresses = Addresses::default();
+    if let Some(admin) = master.admin {
+        addresses.claim("master.admin", admin)?;
+    }
+    let several = raw.len() > 1;
+    let mut nodes = BTreeMap::new();
+    for (position, (name, n)) in raw.into_iter().enumerate() {
+        let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
+        let spec = node(
+            &name,
+            n,
+            index,
+            several,
+            &name_refs,
+            modules,
+            &mut addresses,
+        )?;
+        nodes.insert(name, spec);
+    }
+    check_route_targets(&nodes)?;
+    Ok(nodes)
+}
+
+fn node(
+    name: &str,
+    n: RawNode,
+    index: u16,
+    several: bool,
+    names: &[&String],
+    modules: &BTreeMap<String, ModuleSpec>,
+    addresses: &mut Addresses,
+) -> Result<NodeSpec> {
+    let path = format!("nodes.{name}");
+    check_name(&path, name)?;
+    let rpc = match &n.rpc {
+        Some(text) => {
+            let p = format!("{path}.rpc");
+            let addr = socket(&p, text)?;
+            addresses.claim(p, addr)?;
+            Some(addr)
+        }
+        None if several => {
+            return Err(ConfigError::invalid(
+                format!("{path}.rpc"),
+                "missing: in a cluster of several nodes every node needs an address the others can reach (e.g. rpc: 127.0.0.1:12001)",
+            ));
+        }
+        None => None,
+    };
+    let host = n.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+    if host.trim().is_empty() {
+        return Err(ConfigError::invalid(format!("{path}.host"), "is empty"));
+    }
+    if !n.routes.is_empty() && n.listen.is_empty() {
+        return Err(ConfigError::invalid(
+            format!("{path}.routes"),
+            "only a gate (a node with `listen`) routes client commands",
+        ));
+    }
+    let routes = routes(&path, &n.routes, name, names)?;
+    if n.listen.is_empty() && n.modules.is_empty() {
+        return Err(ConfigError::invalid(
+            path,
+            "a node needs client listeners (`listen`), modules (`modules`), or both",
+        ));
+    }
+    let mut listen = Vec::new();
+    for (i, l) in n.listen.iter().enumerate() {
+        let spec = listener(&format!("{path}.listen[{i}]"), l)?;
+        let key = match spec.kind {
+            ListenerKind::Tcp => "tcp",
+            ListenerKind::Ws => "ws",
+        };
+        addresses.claim(format!("{path}.listen[{i}].{key}"), spec.addr)?;
+        listen.push(spec);
+    }
+    check_hosted(&path, &n.modules, modules)?;
+    let metrics = match &n.metrics {
+        Some(text) => {
+            let p = format!("{path}.metrics");
+            let addr = socket(&p, text)?;
+            addresses.claim(p, addr)?;
+            Some(addr)
+        }
+        None => None,
+    };
+    Ok(NodeSpec {
+        name: name.to_owned(),
+        index,
+        host,
+        rpc,
+        listen,
+        modules: n.modules,
+        routes,
+        metrics,
+    })
+}
+
+/// A gate's routes, none overlapping another.
+fn routes(path: &str, raw: &[RawRoute], node: &str, names: &[&String]) -> Result<Vec<RouteSpec>> {
+    let mut routes: Vec<RouteSpec> = Vec::new();
+    for (i, r) in raw.iter().enumerate() {
+        let p = format!("{path}.routes[{i}]");
+        let spec = route(&p, r, node, names)?;
+        if let Some(other) = routes
+            .iter()
+            .position(|o| o.first <= spec.last && spec.first <= o.last)
+        {
+            return Err(ConfigError::invalid(
+                format!("{p}.commands"),
+                format!(
+                    "overlaps routes[{other}] ({}-{})",
+                    routes[other].first, routes[other].last
+                ),
+            ));
+        }
+        routes.push(spec);
+    }
+    Ok(routes)
+}
+
+/// A node's modules: each defined, none listed twice.
+fn check_hosted(
+    path: &str,
+    hosted: &[String],
+    modules: &BTreeMap<String, ModuleSpec>,
+) -> Result<()> {
+    let mut seen = HashSet::new();
+    for (i, m) in hosted.iter().enumerate() {
+        let p = format!("{path}.modules[{i}]");
+        if !modules.contains_key(m) {
+            let known: Vec<&str> = modules.keys().map(String::as_str).collect();
+            return Err(ConfigError::invalid(
+                p,
+                format!("unknown module `{m}` (defined: {})", known.join(", ")),
+            ));
+        }
+        if !seen.insert(m) {
+            return Err(ConfigError::invalid(
+                p,
+                format!("module `{m}` is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Route targets must be reachable: every node a route names has an `rpc` address.
+fn check_route_targets(nodes: &BTreeMap<String, NodeSpec>) -> Result<()> {
     for node in nodes.values() {
         for (i, r) in node.routes.iter().enumerate() {
             for (j, target) in r.to.iter().enumerate() {
@@ -506,15 +583,5 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
             }
         }
     }
-    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &nodes)?;
-    Ok(Topology {
-        version,
-        cluster,
-        modules,
-        nodes,
-        master,
-        storage,
-        path: None,
-        base_dir: base_dir.to_owned(),
-    })
+    Ok(())
 }

@@ -230,161 +230,171 @@ fn escape(value: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// A counter family drawn from totals of type `T`: its name, its help, and its value.
+type Series<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// Writes a metric family's `# HELP` and `# TYPE` lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
 impl Snapshot {
     /// The Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::new();
         let node = escape(&self.node);
-        let gauge = |out: &mut String, name: &str, help: &str, kind: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        self.render_node(&mut out, &node);
+        self.render_commands(&mut out, &node);
+        self.render_latency(&mut out, &node);
+        self.render_peers(&mut out, &node);
+        out
+    }
+
+    /// The node-wide gauges and counters: connections, sessions, the gate, the data store.
+    fn render_node(&self, out: &mut String, node: &str) {
+        let mut one = |name: &str, kind: &str, help: &str, v: u64| {
+            family(out, name, kind, help);
             let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
         };
-        gauge(
-            &mut out,
+        let gauge = "gauge";
+        let counter = "counter";
+        one(
             "firefly_connections",
+            gauge,
             "Open client connections.",
-            "gauge",
             self.connections,
         );
-        gauge(
-            &mut out,
+        one(
             "firefly_sessions",
+            gauge,
             "Sessions held: connected, or parked waiting for their client to resume.",
-            "gauge",
             self.sessions,
         );
-        gauge(
-            &mut out,
+        one(
             "firefly_gate_requests_total",
+            counter,
             "Requests this node's gate served (locally or forwarded).",
-            "counter",
             self.gate_requests,
         );
-        gauge(
-            &mut out,
+        one(
             "firefly_gate_errors_total",
+            counter,
             "Requests this node's gate answered with an error frame.",
-            "counter",
             self.gate_errors,
         );
-        if let Some(d) = &self.data {
-            gauge(
-                &mut out,
-                "firefly_data_flushed_rows_total",
-                "Objects this node wrote behind to SQL.",
-                "counter",
-                d.flushed_rows,
-            );
-            gauge(
-                &mut out,
-                "firefly_data_flush_failures_total",
-                "Flushes to SQL that failed (the objects stayed dirty and were retried).",
-                "counter",
-                d.flush_failures,
-            );
-            gauge(
-                &mut out,
-                "firefly_data_journal_failures_total",
-                "Journal commits that failed and were retried (embedded cache).",
-                "counter",
-                d.journal_failures,
-            );
-            gauge(
-                &mut out,
-                "firefly_data_dirty_objects",
-                "Objects not yet in SQL (with Redis: as this node's last flush saw them).",
-                "gauge",
-                d.dirty,
-            );
-        }
+        let Some(d) = &self.data else {
+            return;
+        };
+        one(
+            "firefly_data_flushed_rows_total",
+            counter,
+            "Objects this node wrote behind to SQL.",
+            d.flushed_rows,
+        );
+        one(
+            "firefly_data_flush_failures_total",
+            counter,
+            "Flushes to SQL that failed (the objects stayed dirty and were retried).",
+            d.flush_failures,
+        );
+        one(
+            "firefly_data_journal_failures_total",
+            counter,
+            "Journal commits that failed and were retried (embedded cache).",
+            d.journal_failures,
+        );
+        one(
+            "firefly_data_dirty_objects",
+            gauge,
+            "Objects not yet in SQL (with Redis: as this node's last flush saw them).",
+            d.dirty,
+        );
+    }
 
-        let _ = writeln!(
-            out,
-            "# HELP firefly_requests_total Requests served by a module version, per command.\n# TYPE firefly_requests_total counter"
-        );
-        for (module, version, commands) in &self.modules {
-            let m = escape(module);
-            for (command, t) in commands {
-                let _ = writeln!(
-                    out,
-                    "firefly_requests_total{{node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\"}} {}",
-                    t.requests
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP firefly_request_errors_total Requests that failed, per command and module version.\n# TYPE firefly_request_errors_total counter"
-        );
-        for (module, version, commands) in &self.modules {
-            let m = escape(module);
-            for (command, t) in commands {
-                let _ = writeln!(
-                    out,
-                    "firefly_request_errors_total{{node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\"}} {}",
-                    t.errors
-                );
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP firefly_request_duration_seconds Time a module version took to serve a request, per command.\n# TYPE firefly_request_duration_seconds histogram"
-        );
+    /// Calls `each` with the labels and totals of every command of every module version.
+    fn each_command(&self, node: &str, mut each: impl FnMut(&str, &CommandTotals)) {
         for (module, version, commands) in &self.modules {
             let m = escape(module);
             for (command, t) in commands {
                 let labels = format!(
                     "node=\"{node}\",module=\"{m}\",version=\"{version}\",command=\"{command}\""
                 );
-                let mut cumulative = 0;
-                for (i, count) in t.buckets.iter().enumerate() {
-                    cumulative += count;
-                    let le = match BUCKETS_US.get(i) {
-                        Some(us) => format!("{}", *us as f64 / 1e6),
-                        None => "+Inf".to_owned(),
-                    };
-                    let _ = writeln!(
-                        out,
-                        "firefly_request_duration_seconds_bucket{{{labels},le=\"{le}\"}} {cumulative}"
-                    );
-                }
+                each(&labels, t);
+            }
+        }
+    }
+
+    /// Requests and errors per command and module version.
+    fn render_commands(&self, out: &mut String, node: &str) {
+        let counters: [Series<CommandTotals>; 2] = [
+            (
+                "firefly_requests_total",
+                "Requests served by a module version, per command.",
+                |t| t.requests,
+            ),
+            (
+                "firefly_request_errors_total",
+                "Requests that failed, per command and module version.",
+                |t| t.errors,
+            ),
+        ];
+        for (name, help, value) in counters {
+            family(out, name, "counter", help);
+            self.each_command(node, |labels, t| {
+                let _ = writeln!(out, "{name}{{{labels}}} {}", value(t));
+            });
+        }
+    }
+
+    /// The latency histogram per command and module version.
+    fn render_latency(&self, out: &mut String, node: &str) {
+        let name = "firefly_request_duration_seconds";
+        family(
+            out,
+            name,
+            "histogram",
+            "Time a module version took to serve a request, per command.",
+        );
+        self.each_command(node, |labels, t| {
+            let mut cumulative = 0;
+            for (i, count) in t.buckets.iter().enumerate() {
+                cumulative += count;
+                let le = match BUCKETS_US.get(i) {
+                    Some(us) => format!("{}", *us as f64 / 1e6),
+                    None => "+Inf".to_owned(),
+                };
+                let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {cumulative}");
+            }
+            let _ = writeln!(out, "{name}_sum{{{labels}}} {}", t.sum_us as f64 / 1e6);
+            let _ = writeln!(out, "{name}_count{{{labels}}} {}", t.requests);
+        });
+    }
+
+    /// Calls and failures per peer.
+    fn render_peers(&self, out: &mut String, node: &str) {
+        let counters: [Series<PeerTotals>; 2] = [
+            (
+                "firefly_rpc_calls_total",
+                "Requests sent to another node.",
+                |p| p.calls,
+            ),
+            (
+                "firefly_rpc_failures_total",
+                "Requests to another node that failed (unreachable, lost or timed out).",
+                |p| p.failures,
+            ),
+        ];
+        for (name, help, value) in counters {
+            family(out, name, "counter", help);
+            for p in &self.peers {
+                let peer = escape(&p.peer);
                 let _ = writeln!(
                     out,
-                    "firefly_request_duration_seconds_sum{{{labels}}} {}",
-                    t.sum_us as f64 / 1e6
-                );
-                let _ = writeln!(
-                    out,
-                    "firefly_request_duration_seconds_count{{{labels}}} {}",
-                    t.requests
+                    "{name}{{node=\"{node}\",peer=\"{peer}\"}} {}",
+                    value(p)
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP firefly_rpc_calls_total Requests sent to another node.\n# TYPE firefly_rpc_calls_total counter"
-        );
-        for p in &self.peers {
-            let _ = writeln!(
-                out,
-                "firefly_rpc_calls_total{{node=\"{node}\",peer=\"{}\"}} {}",
-                escape(&p.peer),
-                p.calls
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP firefly_rpc_failures_total Requests to another node that failed (unreachable, lost or timed out).\n# TYPE firefly_rpc_failures_total counter"
-        );
-        for p in &self.peers {
-            let _ = writeln!(
-                out,
-                "firefly_rpc_failures_total{{node=\"{node}\",peer=\"{}\"}} {}",
-                escape(&p.peer),
-                p.failures
-            );
-        }
-        out
     }
 }
 

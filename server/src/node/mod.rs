@@ -5,8 +5,10 @@
 
 mod deploy;
 mod inbound;
+mod start;
 mod status;
 
+pub use start::Sockets;
 pub use status::{ModuleStatus, NodeStatus};
 
 use std::net::SocketAddr;
@@ -15,18 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use firefly_abi::DispatchKind;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::cluster::Cluster;
 use crate::config::{Limits, ListenerSpec, RouteSpec, Topology};
 use crate::engine::Runtime;
-use crate::gate;
-use crate::routing::{Dispatcher, GateStats, ModuleSlot, RemoteRoute, Router};
-use crate::sessions::Sessions;
+use crate::routing::{Dispatcher, GateStats, ModuleSlot};
 
 /// A module a node loads at start.
 #[derive(Debug, Clone)]
@@ -154,54 +152,6 @@ impl NodeCore {
     }
 }
 
-/// Sockets bound before a node starts, for a caller that must know the addresses first or
-/// hands sockets down (tests on port 0, a supervisor). Every field left empty is bound from
-/// the [`NodeConfig`]; a field given is used whatever address the configuration names.
-#[derive(Debug, Default)]
-pub struct Sockets {
-    /// The client listeners, one per entry of [`NodeConfig::listeners`] and in its order (whose
-    /// kinds and protocol settings apply); empty: bind them all.
-    pub clients: Vec<TcpListener>,
-    /// Where other nodes connect (used only by a node with cluster links).
-    pub rpc: Option<TcpListener>,
-    /// Where `/metrics` is served.
-    pub metrics: Option<TcpListener>,
-}
-
-impl Sockets {
-    /// Binds what is missing, from `config`.
-    async fn complete(mut self, config: &NodeConfig) -> anyhow::Result<Self> {
-        let name = &config.name;
-        if self.clients.is_empty() {
-            for spec in &config.listeners {
-                let listener = TcpListener::bind(spec.addr)
-                    .await
-                    .with_context(|| format!("node `{name}`: cannot listen on {}", spec.addr))?;
-                self.clients.push(listener);
-            }
-        } else if self.clients.len() != config.listeners.len() {
-            anyhow::bail!(
-                "node `{name}`: {} client sockets given for {} configured listeners",
-                self.clients.len(),
-                config.listeners.len()
-            );
-        }
-        if let (None, Some(addr)) = (&self.rpc, config.rpc) {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("node `{name}`: cannot listen for nodes on {addr}"))?;
-            self.rpc = Some(listener);
-        }
-        if let (None, Some(addr)) = (&self.metrics, config.metrics) {
-            let listener = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("node `{name}`: cannot serve metrics on {addr}"))?;
-            self.metrics = Some(listener);
-        }
-        Ok(self)
-    }
-}
-
 /// A running node.
 pub struct Node {
     core: Arc<NodeCore>,
@@ -222,123 +172,15 @@ impl Node {
     /// what the caller did not bind is bound from the configuration.
     pub async fn start_on(config: NodeConfig, sockets: Sockets) -> anyhow::Result<Node> {
         let sockets = sockets.complete(&config).await?;
-        let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
-        let mut sessions = Sessions::for_node(config.index).on_end(move |session| {
-            let _ = ends.send(session);
-        });
-        if let Some(cluster) = &config.cluster {
-            sessions = sessions.with_remote(cluster.clone());
-        }
-        let sessions = Arc::new(sessions);
-        let data = match &config.storage {
-            Some(spec) => {
-                let links = config
-                    .cluster
-                    .as_deref()
-                    .map(|c| c as &dyn crate::data::OwnerLinks);
-                Some(crate::data::Data::open(spec, &config.name, links).await?)
-            }
-            None => None,
-        };
-        let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
-        if let Some(cluster) = &config.cluster {
-            runtime = runtime.with_calls(cluster.clone());
-        }
-        if let Some(data) = &data {
-            runtime = runtime.with_data(data.clone());
-        }
-        let mut slots = Vec::new();
-        for m in &config.modules {
-            let wasm = std::fs::read(&m.wasm).with_context(|| {
-                format!("module `{}`: cannot read {}", m.name, m.wasm.display())
-            })?;
-            let version = runtime
-                .load(&m.name, m.version, &wasm, &m.limits)
-                .await
-                .with_context(|| format!("module `{}` ({}) refused", m.name, m.wasm.display()))?;
-            tracing::info!(
-                node = %config.name, module = %m.name, version = m.version, hash = &version.hash[..12],
-                commands = ?version.manifest.commands, "module loaded"
-            );
-            slots.push(Arc::new(ModuleSlot::new(version)));
-        }
-        let router = Router::build(&slots).with_context(|| format!("node `{}`", config.name))?;
-        let mut remote_routes = Vec::new();
-        for r in &config.routes {
-            let Some(cluster) = &config.cluster else {
-                anyhow::bail!("node `{}` has routes but no cluster links", config.name);
-            };
-            let mut peers = Vec::new();
-            for target in &r.to {
-                let peer = cluster
-                    .peer(target)
-                    .with_context(|| format!("route to `{target}`: no such peer"))?;
-                peers.push(peer.clone());
-            }
-            remote_routes.push(RemoteRoute::new(r.first, r.last, peers, r.policy));
-        }
-        let core = Arc::new(NodeCore {
-            name: config.name.clone(),
-            started: std::time::Instant::now(),
-            dispatch: Arc::new(Dispatcher::new(
-                config.name.clone(),
-                router,
-                remote_routes,
-                sessions,
-            )),
-            slots,
-            cluster: config.cluster.clone(),
-            runtime,
-            updates: crate::hot::NodeUpdates::default(),
-            data,
-        });
-        core.watch_session_ends(ended);
-        let (shutdown, rx) = watch::channel(false);
+        let core = start::build_core(&config).await?;
+        let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
-        let mut addrs = Vec::new();
-        let mut rpc_addr = None;
-        if let (Some(listener), Some(cluster)) = (sockets.rpc, &config.cluster) {
-            let addr = listener.local_addr()?;
-            tracing::info!(node = %config.name, "listening for nodes on {addr}");
-            rpc_addr = Some(addr);
-            tasks.spawn(crate::cluster::server::serve(
-                listener,
-                cluster.clone(),
-                core.clone(),
-                rx.clone(),
-            ));
-        }
-        let mut metrics_addr = None;
-        if let Some(listener) = sockets.metrics {
-            let addr = listener.local_addr()?;
-            tracing::info!(node = %config.name, "metrics on http://{addr}/metrics");
-            metrics_addr = Some(addr);
-            let node = Arc::downgrade(&core);
-            let snapshot = move || node.upgrade().map(|n| n.metrics_snapshot());
-            tasks.spawn(crate::metrics::http::serve(
-                listener,
-                Arc::new(snapshot),
-                rx.clone(),
-            ));
-        }
-        for (listener, spec) in sockets.clients.into_iter().zip(&config.listeners) {
-            let (kind, settings) = (spec.kind, spec.protocol.clone());
-            let addr = listener.local_addr()?;
-            tracing::info!(node = %config.name, "listening on {}", gate::describe(kind, &addr));
-            addrs.push(addr);
-            tasks.spawn(gate::serve(
-                listener,
-                kind,
-                settings,
-                core.dispatch.clone(),
-                rx.clone(),
-            ));
-        }
+        let bound = start::serve(&core, &config, sockets, &mut tasks, &stop)?;
         Ok(Node {
             core,
-            addrs,
-            rpc_addr,
-            metrics_addr,
+            addrs: bound.clients,
+            rpc_addr: bound.rpc,
+            metrics_addr: bound.metrics,
             shutdown,
             tasks,
         })

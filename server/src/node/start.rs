@@ -1,0 +1,214 @@
+//! Starting a node: its sockets, its layers wired together (sessions, data, the runtime and its
+//! modules, the dispatcher), and the tasks that serve each socket.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::{NodeConfig, NodeCore};
+use crate::engine::Runtime;
+use crate::gate;
+use crate::routing::{Dispatcher, ModuleSlot, RemoteRoute, Router};
+use crate::sessions::Sessions;
+
+/// Sockets bound before a node starts, for a caller that must know the addresses first or
+/// hands sockets down (tests on port 0, a supervisor). Every field left empty is bound from
+/// the [`NodeConfig`]; a field given is used whatever address the configuration names.
+#[derive(Debug, Default)]
+pub struct Sockets {
+    /// The client listeners, one per entry of [`NodeConfig::listeners`] and in its order (whose
+    /// kinds and protocol settings apply); empty: bind them all.
+    pub clients: Vec<TcpListener>,
+    /// Where other nodes connect (used only by a node with cluster links).
+    pub rpc: Option<TcpListener>,
+    /// Where `/metrics` is served.
+    pub metrics: Option<TcpListener>,
+}
+
+impl Sockets {
+    /// Binds what is missing, from `config`.
+    pub(super) async fn complete(mut self, config: &NodeConfig) -> anyhow::Result<Self> {
+        let name = &config.name;
+        if self.clients.is_empty() {
+            for spec in &config.listeners {
+                let listener = TcpListener::bind(spec.addr)
+                    .await
+                    .with_context(|| format!("node `{name}`: cannot listen on {}", spec.addr))?;
+                self.clients.push(listener);
+            }
+        } else if self.clients.len() != config.listeners.len() {
+            anyhow::bail!(
+                "node `{name}`: {} client sockets given for {} configured listeners",
+                self.clients.len(),
+                config.listeners.len()
+            );
+        }
+        if let (None, Some(addr)) = (&self.rpc, config.rpc) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("node `{name}`: cannot listen for nodes on {addr}"))?;
+            self.rpc = Some(listener);
+        }
+        if let (None, Some(addr)) = (&self.metrics, config.metrics) {
+            let listener = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("node `{name}`: cannot serve metrics on {addr}"))?;
+            self.metrics = Some(listener);
+        }
+        Ok(self)
+    }
+}
+
+/// The addresses a node serves on, once its sockets are bound.
+pub(super) struct Bound {
+    pub clients: Vec<SocketAddr>,
+    pub rpc: Option<SocketAddr>,
+    pub metrics: Option<SocketAddr>,
+}
+
+/// Every layer of the node, built from `config` and wired together; the node serves nothing yet.
+pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCore>> {
+    let (ends, ended) = tokio::sync::mpsc::unbounded_channel();
+    let mut sessions = Sessions::for_node(config.index).on_end(move |session| {
+        let _ = ends.send(session);
+    });
+    if let Some(cluster) = &config.cluster {
+        sessions = sessions.with_remote(cluster.clone());
+    }
+    let sessions = Arc::new(sessions);
+    let data = match &config.storage {
+        Some(spec) => {
+            let links = config
+                .cluster
+                .as_deref()
+                .map(|c| c as &dyn crate::data::OwnerLinks);
+            Some(crate::data::Data::open(spec, &config.name, links).await?)
+        }
+        None => None,
+    };
+    let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
+    if let Some(cluster) = &config.cluster {
+        runtime = runtime.with_calls(cluster.clone());
+    }
+    if let Some(data) = &data {
+        runtime = runtime.with_data(data.clone());
+    }
+    let slots = load_modules(&runtime, config).await?;
+    let router = Router::build(&slots).with_context(|| format!("node `{}`", config.name))?;
+    let dispatch = Dispatcher::new(
+        config.name.clone(),
+        router,
+        remote_routes(config)?,
+        sessions,
+    );
+    let core = Arc::new(NodeCore {
+        name: config.name.clone(),
+        started: std::time::Instant::now(),
+        dispatch: Arc::new(dispatch),
+        slots,
+        cluster: config.cluster.clone(),
+        runtime,
+        updates: crate::hot::NodeUpdates::default(),
+        data,
+    });
+    core.watch_session_ends(ended);
+    Ok(core)
+}
+
+/// Loads every module the node hosts, each into a slot of its own.
+async fn load_modules(
+    runtime: &Runtime,
+    config: &NodeConfig,
+) -> anyhow::Result<Vec<Arc<ModuleSlot>>> {
+    let mut slots = Vec::new();
+    for m in &config.modules {
+        let wasm = std::fs::read(&m.wasm)
+            .with_context(|| format!("module `{}`: cannot read {}", m.name, m.wasm.display()))?;
+        let version = runtime
+            .load(&m.name, m.version, &wasm, &m.limits)
+            .await
+            .with_context(|| format!("module `{}` ({}) refused", m.name, m.wasm.display()))?;
+        tracing::info!(
+            node = %config.name, module = %m.name, version = m.version, hash = &version.hash[..12],
+            commands = ?version.manifest.commands, "module loaded"
+        );
+        slots.push(Arc::new(ModuleSlot::new(version)));
+    }
+    Ok(slots)
+}
+
+/// The gate's routes to other nodes, over the node's cluster links.
+fn remote_routes(config: &NodeConfig) -> anyhow::Result<Vec<RemoteRoute>> {
+    let mut routes = Vec::new();
+    for r in &config.routes {
+        let Some(cluster) = &config.cluster else {
+            anyhow::bail!("node `{}` has routes but no cluster links", config.name);
+        };
+        let mut peers = Vec::new();
+        for target in &r.to {
+            let peer = cluster
+                .peer(target)
+                .with_context(|| format!("route to `{target}`: no such peer"))?;
+            peers.push(peer.clone());
+        }
+        routes.push(RemoteRoute::new(r.first, r.last, peers, r.policy));
+    }
+    Ok(routes)
+}
+
+/// Starts one task per socket in `tasks`: the node-link server, `/metrics`, the client
+/// listeners. Each stops when `stop` turns true.
+pub(super) fn serve(
+    core: &Arc<NodeCore>,
+    config: &NodeConfig,
+    sockets: Sockets,
+    tasks: &mut JoinSet<()>,
+    stop: &watch::Receiver<bool>,
+) -> anyhow::Result<Bound> {
+    let name = &config.name;
+    let mut bound = Bound {
+        clients: Vec::new(),
+        rpc: None,
+        metrics: None,
+    };
+    if let (Some(listener), Some(cluster)) = (sockets.rpc, &config.cluster) {
+        let addr = listener.local_addr()?;
+        tracing::info!(node = %name, "listening for nodes on {addr}");
+        bound.rpc = Some(addr);
+        tasks.spawn(crate::cluster::server::serve(
+            listener,
+            cluster.clone(),
+            core.clone(),
+            stop.clone(),
+        ));
+    }
+    if let Some(listener) = sockets.metrics {
+        let addr = listener.local_addr()?;
+        tracing::info!(node = %name, "metrics on http://{addr}/metrics");
+        bound.metrics = Some(addr);
+        let node = Arc::downgrade(core);
+        let snapshot = move || node.upgrade().map(|n| n.metrics_snapshot());
+        tasks.spawn(crate::metrics::http::serve(
+            listener,
+            Arc::new(snapshot),
+            stop.clone(),
+        ));
+    }
+    for (listener, spec) in sockets.clients.into_iter().zip(&config.listeners) {
+        let addr = listener.local_addr()?;
+        tracing::info!(node = %name, "listening on {}", gate::describe(spec.kind, &addr));
+        bound.clients.push(addr);
+        tasks.spawn(gate::serve(
+            listener,
+            spec.kind,
+            spec.protocol.clone(),
+            core.dispatch.clone(),
+            stop.clone(),
+        ));
+    }
+    Ok(bound)
+}
