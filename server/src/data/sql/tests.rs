@@ -7,6 +7,13 @@ use firefly_abi::data::{FieldSchema, FieldType, Key, TableSchema};
 use super::{RowWrite, Sql, SqlValue};
 use crate::config::DatabaseSpec;
 
+#[allow(
+    dead_code,
+    reason = "shared with the integration tests; this file uses only `service_url`"
+)]
+#[path = "../../../tests/common/services.rs"]
+mod services;
+
 fn row(version: u64, gold: i64) -> RowWrite {
     RowWrite {
         key: Key::Int(1),
@@ -15,68 +22,68 @@ fn row(version: u64, gold: i64) -> RowWrite {
     }
 }
 
-/// Two flushers racing (any node may flush with Redis) can never put an older state of
-/// an object over a newer one, nor delete a newer one: on SQLite, and on PostgreSQL and MariaDB when their test
-/// URLs are set (as in CI).
-#[tokio::test]
-async fn a_stale_write_never_replaces_a_newer_version() {
-    let dir = tempfile::tempdir().unwrap();
-    let databases = databases(dir.path());
-    for db in databases {
-        stale_write_is_ignored(&db).await;
-    }
+/// Each check runs on SQLite everywhere, and on PostgreSQL and MariaDB as service tests (named
+/// `_on_postgres` / `_on_mariadb`: the default nextest profile skips them, and they fail
+/// without their URL; `.ci/run` sets it).
+macro_rules! on_every_database {
+    ($($check:ident => $sqlite:ident, $postgres:ident, $mariadb:ident;)*) => {$(
+        #[tokio::test]
+        async fn $sqlite() {
+            let dir = tempfile::tempdir().unwrap();
+            $check(&DatabaseSpec::Sqlite(dir.path().join("t.db"))).await;
+        }
+
+        #[tokio::test]
+        async fn $postgres() {
+            let url = services::service_url("FIREFLY_TEST_POSTGRES_URL");
+            $check(&DatabaseSpec::Postgres(url)).await;
+        }
+
+        #[tokio::test]
+        async fn $mariadb() {
+            let url = services::service_url("FIREFLY_TEST_MYSQL_URL");
+            $check(&DatabaseSpec::Mysql(url)).await;
+        }
+    )*};
+}
+
+on_every_database! {
+    stale_write_is_ignored =>
+        a_stale_write_never_replaces_a_newer_version_on_sqlite,
+        a_stale_write_never_replaces_a_newer_version_on_postgres,
+        a_stale_write_never_replaces_a_newer_version_on_mariadb;
+    superseded_term_writes_nothing =>
+        a_superseded_flush_term_writes_nothing_on_sqlite,
+        a_superseded_flush_term_writes_nothing_on_postgres,
+        a_superseded_flush_term_writes_nothing_on_mariadb;
 }
 
 /// A flusher that stalled past its lease (another node took over and began a newer term)
 /// writes nothing, and the newer term's flush goes through.
-#[tokio::test]
-async fn a_superseded_flush_term_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let databases = databases(dir.path());
-    for db in databases {
-        let prefix = fresh_prefix("f");
-        let (sql, t) = heroes(&db, &prefix).await;
-        let stale = sql.begin_flush_term(&prefix).await.unwrap();
-        let newer = sql.begin_flush_term(&prefix).await.unwrap();
-        assert!(newer > stale, "{db:?}");
-        let err = sql
-            .write_batch(&prefix, &[(t.clone(), vec![row(1, 10)])], &[], Some(stale))
-            .await
-            .unwrap_err();
-        let superseded = err.downcast_ref::<super::Superseded>();
-        assert!(
-            superseded.is_some_and(|s| s.newest == newer),
-            "{db:?}: {err:#}"
-        );
-        assert!(
-            sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().is_none(),
-            "{db:?}: the stale flush wrote"
-        );
-        sql.write_batch(&prefix, &[(t.clone(), vec![row(2, 20)])], &[], Some(newer))
-            .await
-            .unwrap();
-        let (version, _) = sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().unwrap();
-        assert_eq!(version, 2, "{db:?}");
-    }
-}
-
-/// SQLite in `dir`, and PostgreSQL and MariaDB when their test URLs are set; under `CI`
-/// a missing URL fails the test (CI must exercise every database).
-fn databases(dir: &std::path::Path) -> Vec<DatabaseSpec> {
-    let url = |var: &str| match std::env::var(var) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{var} must be set when CI is set"
-            );
-            None
-        }
-    };
-    let mut databases = vec![DatabaseSpec::Sqlite(dir.join("t.db"))];
-    databases.extend(url("FIREFLY_TEST_POSTGRES_URL").map(DatabaseSpec::Postgres));
-    databases.extend(url("FIREFLY_TEST_MYSQL_URL").map(DatabaseSpec::Mysql));
-    databases
+async fn superseded_term_writes_nothing(db: &DatabaseSpec) {
+    let prefix = fresh_prefix("f");
+    let (sql, t) = heroes(db, &prefix).await;
+    let stale = sql.begin_flush_term(&prefix).await.unwrap();
+    let newer = sql.begin_flush_term(&prefix).await.unwrap();
+    assert!(newer > stale, "{db:?}");
+    let err = sql
+        .write_batch(&prefix, &[(t.clone(), vec![row(1, 10)])], &[], Some(stale))
+        .await
+        .unwrap_err();
+    let superseded = err.downcast_ref::<super::Superseded>();
+    assert!(
+        superseded.is_some_and(|s| s.newest == newer),
+        "{db:?}: {err:#}"
+    );
+    assert!(
+        sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().is_none(),
+        "{db:?}: the stale flush wrote"
+    );
+    sql.write_batch(&prefix, &[(t.clone(), vec![row(2, 20)])], &[], Some(newer))
+        .await
+        .unwrap();
+    let (version, _) = sql.load(&prefix, &t, &Key::Int(1)).await.unwrap().unwrap();
+    assert_eq!(version, 2, "{db:?}");
 }
 
 /// A table prefix no earlier run used.
@@ -108,6 +115,8 @@ async fn heroes(db: &DatabaseSpec, prefix: &str) -> (Sql, Arc<TableSchema>) {
     (sql, t)
 }
 
+/// Two flushers racing (any node may flush with Redis) can never put an older state of an
+/// object over a newer one, nor delete a newer one.
 async fn stale_write_is_ignored(db: &DatabaseSpec) {
     let prefix = fresh_prefix("u");
     let (sql, t) = heroes(db, &prefix).await;
