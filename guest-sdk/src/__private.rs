@@ -53,17 +53,29 @@ pub fn handle<Req: FromPayload, Resp: IntoPayload>(
     handler(ctx, request)?.into_payload()
 }
 
-/// Writes the module manifest.
-pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
-    describe_with_tables(name, commands, events, &[]);
+/// Runs one `#[timer]` handler: decode the firing, call.
+pub fn handle_timer<T: FromPayload>(
+    ctx: &mut Ctx,
+    input: &[u8],
+    handler: impl FnOnce(&mut Ctx, crate::timers::Fired<T>) -> Result<()>,
+) -> Result<Vec<u8>> {
+    handler(ctx, crate::timers::decode(input)?)?;
+    Ok(Vec::new())
 }
 
-/// Writes the module manifest, with the schemas of the tables the module declares.
+/// Writes the module manifest.
+pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
+    describe_with_tables(name, commands, events, &[], &[]);
+}
+
+/// Writes the module manifest, with the schemas of the tables the module declares and the tags
+/// of its timer handlers (sorted: a firing's id is its tag's index).
 pub fn describe_with_tables(
     name: &str,
     commands: &[u32],
     events: &[&str],
     tables: &[fn() -> crate::data::TableSchema],
+    timers: &[&str],
 ) {
     let manifest = Manifest {
         abi: ABI_VERSION,
@@ -72,6 +84,7 @@ pub fn describe_with_tables(
         commands: commands.to_vec(),
         events: events.iter().map(|e| (*e).to_owned()).collect(),
         tables: tables.iter().map(|schema| schema()).collect(),
+        timers: timers.iter().map(|t| (*t).to_owned()).collect(),
     };
     match rmp_serde::to_vec_named(&manifest) {
         Ok(bytes) => write_output(&bytes),
@@ -79,35 +92,32 @@ pub fn describe_with_tables(
     }
 }
 
+/// A generated router: `(ctx, id, input)` to the handler of `id`, `None` when there is none.
+pub type RouteFn = fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>;
+
+/// Where a module's calls go: its request router, its session event handlers and its timer
+/// router (by tag index).
+pub struct Routes {
+    /// Client requests and node calls, by command id.
+    pub requests: RouteFn,
+    /// `#[on_connect]`.
+    pub on_connect: Option<EventFn>,
+    /// `#[on_disconnect]`.
+    pub on_disconnect: Option<EventFn>,
+    /// `#[timer]` handlers, by the index of their tag in the manifest.
+    pub timers: RouteFn,
+}
+
 /// Routes one call and reports its outcome to the host.
-pub fn dispatch(
-    kind: u32,
-    id: u32,
-    session: u64,
-    input_len: u32,
-    route: impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
-    on_connect: Option<EventFn>,
-    on_disconnect: Option<EventFn>,
-) -> u32 {
+pub fn dispatch(kind: u32, id: u32, session: u64, input_len: u32, routes: &Routes) -> u32 {
     install_panic_hook();
-    run_one(
-        kind,
-        id,
-        session,
-        input_len,
-        &route,
-        on_connect,
-        on_disconnect,
-    )
+    run_one(kind, id, session, input_len, routes)
 }
 
 /// Serves every request of a batch (the `__firefly_dispatch_batch` export): one entry into the
 /// module for several pipelined requests, each pulled with `request_next` and reported with
 /// `request_done`, exactly as if each were its own `dispatch` call.
-pub fn dispatch_batch(
-    session: u64,
-    route: impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
-) -> u32 {
+pub fn dispatch_batch(session: u64, routes: &Routes) -> u32 {
     install_panic_hook();
     loop {
         // SAFETY: no pointers cross; the host starts the next request of the batch.
@@ -117,21 +127,13 @@ pub fn dispatch_batch(
         }
         let (id, input_len) = ((next >> 32) as u32, next as u32);
         let kind = DispatchKind::Request as u32;
-        let status = run_one(kind, id, session, input_len, &route, None, None);
+        let status = run_one(kind, id, session, input_len, routes);
         // SAFETY: no pointers cross; the host ends the request it started.
         unsafe { raw::request_done(status) };
     }
 }
 
-fn run_one(
-    kind: u32,
-    id: u32,
-    session: u64,
-    input_len: u32,
-    route: &impl Fn(&mut Ctx, u32, &[u8]) -> Option<Result<Vec<u8>>>,
-    on_connect: Option<EventFn>,
-    on_disconnect: Option<EventFn>,
-) -> u32 {
+fn run_one(kind: u32, id: u32, session: u64, input_len: u32, routes: &Routes) -> u32 {
     let mut ctx = Ctx {
         session,
         command: id,
@@ -143,11 +145,14 @@ fn run_one(
         // SAFETY: `input` is exactly `input_len` bytes long; the host writes within it.
         unsafe { raw::input_read(input.as_mut_ptr() as u32, input_len) };
         match DispatchKind::from_u32(kind) {
-            Some(DispatchKind::Request) => route(&mut ctx, id, &input),
-            Some(DispatchKind::Connect) => on_connect.map(|f| f(&mut ctx).map(|()| Vec::new())),
-            Some(DispatchKind::Disconnect) => {
-                on_disconnect.map(|f| f(&mut ctx).map(|()| Vec::new()))
+            Some(DispatchKind::Request) => (routes.requests)(&mut ctx, id, &input),
+            Some(DispatchKind::Connect) => {
+                routes.on_connect.map(|f| f(&mut ctx).map(|()| Vec::new()))
             }
+            Some(DispatchKind::Disconnect) => routes
+                .on_disconnect
+                .map(|f| f(&mut ctx).map(|()| Vec::new())),
+            Some(DispatchKind::Timer) => (routes.timers)(&mut ctx, id, &input),
             None => None,
         }
     });

@@ -36,6 +36,7 @@ pub mod data;
 mod error;
 mod payload;
 mod raw;
+pub mod timers;
 
 #[doc(hidden)]
 pub mod __private;
@@ -53,6 +54,7 @@ pub use serde;
 /// What most modules need: `use firefly_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::data::{DataError, Key, Table, Versioned};
+    pub use crate::timers::{Fired, Timer, TimerId};
     pub use crate::{Ctx, Error, Raw, Result, bail, debug, ensure, error, info, trace, warn};
 }
 

@@ -31,6 +31,7 @@ pub mod node;
 pub mod protocol;
 pub mod routing;
 pub mod sessions;
+pub mod timers;
 
 pub use node::{Node, NodeConfig, Sockets};
 

@@ -54,6 +54,7 @@ pub fn test_limits() -> Limits {
         timeout: Duration::from_secs(5),
         cpu: Duration::from_millis(500),
         instances: 64,
+        timers: 10_000,
     }
 }
 

@@ -76,6 +76,9 @@ pub enum DispatchKind {
     Connect = 1,
     /// A session ended (`id` is 0).
     Disconnect = 2,
+    /// A timer fired: `id` is the index of its tag in [`Manifest::timers`], `session` is 0 and
+    /// the input is a MessagePack [`TimerFiring`].
+    Timer = 3,
 }
 
 impl DispatchKind {
@@ -85,6 +88,7 @@ impl DispatchKind {
             0 => Some(Self::Request),
             1 => Some(Self::Connect),
             2 => Some(Self::Disconnect),
+            3 => Some(Self::Timer),
             _ => None,
         }
     }
@@ -211,7 +215,53 @@ pub struct Manifest {
     /// tables existed, which therefore still load.
     #[serde(default)]
     pub tables: Vec<data::TableSchema>,
+    /// Timer tags the module handles (`#[timer("tag")]`), sorted; a firing's dispatch `id` is
+    /// the tag's index here. Absent in modules built before timers existed.
+    #[serde(default)]
+    pub timers: Vec<String>,
 }
+
+/// The input of a [`DispatchKind::Timer`] call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerFiring {
+    /// The timer's id (what `timer_start` returned).
+    pub timer: u64,
+    /// Its tag.
+    pub tag: String,
+    /// The session that started it (0: none). It may have ended since.
+    pub session: u64,
+    /// Which firing this is: 1 for the first, +1 per period.
+    pub firing: u64,
+    /// How late this firing runs, in milliseconds past its scheduled time (a node that was
+    /// down or overloaded fires late, never twice).
+    pub late_ms: u64,
+    /// Whether the timer fires again (a periodic timer not cancelled).
+    pub repeats: bool,
+    /// The payload given when the timer started.
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+}
+
+/// Flags of `timer_start`.
+pub mod timer_flags {
+    /// Persist the timer through the data layer: it fires after a node restart.
+    pub const DURABLE: u32 = 1;
+}
+
+/// Status codes in the top 16 bits of `timer_start`'s result.
+pub mod timer_status {
+    /// Started; the low 48 bits are the timer's id.
+    pub const OK: u64 = 0;
+    /// The module has as many pending timers as its limit allows.
+    pub const LIMIT: u64 = 1;
+    /// A bad tag, delay, period or payload size.
+    pub const INVALID: u64 = 2;
+    /// A durable timer could not be stored (no storage on this node, or it is unreachable).
+    pub const UNAVAILABLE: u64 = 3;
+}
+
+/// Timer ids are below this (they fill the low 48 bits of `timer_start`'s result).
+pub const TIMER_ID_BITS: u32 = 48;
 
 pub mod data;
 
@@ -299,6 +349,13 @@ macro_rules! for_each_import {
             /// Ends `session`: its client gets a `kicked` error frame, its connection closes
             /// and its disconnect event fires. Returns a `session_status`.
             fn session_kick(session: u64) -> u32;
+            // --- Timers, owned by the host (see `DispatchKind::Timer`). ---
+            /// Starts a timer firing the module's `#[timer]` handler for tag `tag` (UTF-8) after
+            /// `delay_ms`, then every `period_ms` if that is not 0, with the `len` bytes at `ptr`
+            /// as its payload; `flags` are `timer_flags`. Returns `(timer_status << 48) | id`.
+            fn timer_start(tag_ptr: u32, tag_len: u32, delay_ms: u64, period_ms: u64, flags: u32, ptr: u32, len: u32) -> u64;
+            /// Cancels timer `id` of this module. Returns 1 if it was pending, 0 otherwise.
+            fn timer_cancel(id: u64) -> u32;
             // --- Batched dispatch (see `EXPORT_DISPATCH_BATCH`). ---
             /// Starts the next request of the current batch: `(command << 32) | input_len`, or
             /// `BATCH_END` when none is left. Resets the per-request state (input, output,

@@ -1,6 +1,6 @@
 //! Procedural macros of the Firefly guest SDK. Use them through `firefly_sdk`:
-//! `#[firefly_sdk::module]` on an inline module, `#[handler(N)]`, `#[on_connect]` and
-//! `#[on_disconnect]` on functions inside it.
+//! `#[firefly_sdk::module]` on an inline module, `#[handler(N)]`, `#[timer("tag")]`,
+//! `#[on_connect]` and `#[on_disconnect]` on functions inside it.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -13,8 +13,9 @@ use syn::{Expr, ExprLit, Ident, Item, ItemFn, ItemMod, Lit, LitInt, Meta, Token}
 /// Turns an inline module into a Firefly module.
 ///
 /// Scans the module for functions marked `#[handler(N)]` (a client command, `fn(&mut Ctx,
-/// Req) -> Result<Resp>`), `#[on_connect]` and `#[on_disconnect]` (`fn(&mut Ctx) ->
-/// Result<()>`), and generates the module's exports: the manifest (`__firefly_describe`), the
+/// Req) -> Result<Resp>`), `#[timer("tag")]` (a timer firing, `fn(&mut Ctx, Fired<T>) ->
+/// Result<()>`), `#[on_connect]` and `#[on_disconnect]` (`fn(&mut Ctx) -> Result<()>`), and
+/// generates the module's exports: the manifest (`__firefly_describe`), the
 /// dispatcher (`__firefly_dispatch`) and the batch dispatcher (`__firefly_dispatch_batch`). `#[firefly_sdk::module(name = "x")]` overrides
 /// the module name, which defaults to the crate name.
 #[proc_macro_attribute]
@@ -30,6 +31,20 @@ struct Handler {
     ident: Ident,
 }
 
+struct TimerHandler {
+    tag: String,
+    ident: Ident,
+}
+
+/// What a module's functions declare.
+#[derive(Default)]
+struct Declared {
+    handlers: Vec<Handler>,
+    timers: Vec<TimerHandler>,
+    on_connect: Option<Ident>,
+    on_disconnect: Option<Ident>,
+}
+
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let name = module_name(attr)?;
     let mut module: ItemMod = syn::parse2(item)?;
@@ -39,59 +54,103 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             "#[firefly_sdk::module] needs an inline module: `mod game { ... }`",
         ));
     };
-    let mut handlers: Vec<Handler> = Vec::new();
     let tables = table_structs(items);
-    let mut on_connect: Option<Ident> = None;
-    let mut on_disconnect: Option<Ident> = None;
+    let mut declared = Declared::default();
     for item in items.iter_mut() {
-        let Item::Fn(func) = item else { continue };
-        let mut kept = Vec::new();
-        for attr in std::mem::take(&mut func.attrs) {
-            let path = attr.path();
-            if path.is_ident("handler") {
-                let id = handler_id(&attr)?;
-                check_arity(func, 2, "a handler takes `(ctx: &mut Ctx, request: Req)`")?;
-                if let Some(prev) = handlers.iter().find(|h| h.id == id) {
-                    return Err(syn::Error::new(
-                        attr.span(),
-                        format!("command {id} is already handled by `{}`", prev.ident),
-                    ));
-                }
-                handlers.push(Handler {
-                    id,
-                    ident: func.sig.ident.clone(),
-                });
-            } else if path.is_ident("on_connect") || path.is_ident("on_disconnect") {
-                check_arity(func, 1, "a session event handler takes `(ctx: &mut Ctx)`")?;
-                let slot = if path.is_ident("on_connect") {
-                    &mut on_connect
-                } else {
-                    &mut on_disconnect
-                };
-                if slot.is_some() {
-                    return Err(syn::Error::new(
-                        attr.span(),
-                        "only one function per session event",
-                    ));
-                }
-                *slot = Some(func.sig.ident.clone());
-            } else {
-                kept.push(attr);
-            }
+        if let Item::Fn(func) = item {
+            scan(func, &mut declared)?;
         }
-        func.attrs = kept;
     }
-    if handlers.is_empty() && on_connect.is_none() && on_disconnect.is_none() && tables.is_empty() {
+    let d = &declared;
+    if d.handlers.is_empty()
+        && d.timers.is_empty()
+        && d.on_connect.is_none()
+        && d.on_disconnect.is_none()
+        && tables.is_empty()
+    {
         return Err(syn::Error::new(
             module.ident.span(),
-            "this module has no `#[handler(N)]`, `#[on_connect]` or `#[on_disconnect]` function",
+            "this module has no `#[handler(N)]`, `#[timer(\"tag\")]`, `#[on_connect]` or `#[on_disconnect]` function",
         ));
     }
-    handlers.sort_by_key(|h| h.id);
-    let ids: Vec<u32> = handlers.iter().map(|h| h.id).collect();
-    let arms = handlers.iter().map(|h| {
+    declared.handlers.sort_by_key(|h| h.id);
+    declared.timers.sort_by(|a, b| a.tag.cmp(&b.tag));
+    let name = match name {
+        Some(n) => quote! { #n },
+        None => quote! { ::core::env!("CARGO_PKG_NAME") },
+    };
+    items.extend(generate(&declared, &tables, &name));
+    Ok(quote! { #module })
+}
+
+/// Takes the Firefly attributes off `func`, recording what they declare.
+fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
+    let mut kept = Vec::new();
+    for attr in std::mem::take(&mut func.attrs) {
+        let path = attr.path();
+        if path.is_ident("handler") {
+            let id = handler_id(&attr)?;
+            check_arity(func, 2, "a handler takes `(ctx: &mut Ctx, request: Req)`")?;
+            if let Some(prev) = declared.handlers.iter().find(|h| h.id == id) {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    format!("command {id} is already handled by `{}`", prev.ident),
+                ));
+            }
+            declared.handlers.push(Handler {
+                id,
+                ident: func.sig.ident.clone(),
+            });
+        } else if path.is_ident("timer") {
+            let tag = timer_tag(&attr)?;
+            check_arity(
+                func,
+                2,
+                "a timer handler takes `(ctx: &mut Ctx, fired: Fired<T>)`",
+            )?;
+            if let Some(prev) = declared.timers.iter().find(|t| t.tag == tag) {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    format!("timer `{tag}` is already handled by `{}`", prev.ident),
+                ));
+            }
+            declared.timers.push(TimerHandler {
+                tag,
+                ident: func.sig.ident.clone(),
+            });
+        } else if path.is_ident("on_connect") || path.is_ident("on_disconnect") {
+            check_arity(func, 1, "a session event handler takes `(ctx: &mut Ctx)`")?;
+            let slot = if path.is_ident("on_connect") {
+                &mut declared.on_connect
+            } else {
+                &mut declared.on_disconnect
+            };
+            if slot.is_some() {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    "only one function per session event",
+                ));
+            }
+            *slot = Some(func.sig.ident.clone());
+        } else {
+            kept.push(attr);
+        }
+    }
+    func.attrs = kept;
+    Ok(())
+}
+
+/// The module's exports: the manifest, the routers and the two dispatch entries.
+fn generate(d: &Declared, tables: &[Ident], name: &TokenStream2) -> Vec<Item> {
+    let ids: Vec<u32> = d.handlers.iter().map(|h| h.id).collect();
+    let arms = d.handlers.iter().map(|h| {
         let (id, ident) = (h.id, &h.ident);
         quote! { #id => ::core::option::Option::Some(::firefly_sdk::__private::handle(ctx, input, #ident)), }
+    });
+    let tags: Vec<&str> = d.timers.iter().map(|t| t.tag.as_str()).collect();
+    let timer_arms = d.timers.iter().enumerate().map(|(i, t)| {
+        let (index, ident) = (i as u32, &t.ident);
+        quote! { #index => ::core::option::Option::Some(::firefly_sdk::__private::handle_timer(ctx, input, #ident)), }
     });
     let event = |f: &Option<Ident>| match f {
         Some(ident) => {
@@ -99,19 +158,15 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         None => quote! { ::core::option::Option::None },
     };
-    let (connect, disconnect) = (event(&on_connect), event(&on_disconnect));
+    let (connect, disconnect) = (event(&d.on_connect), event(&d.on_disconnect));
     let mut events = Vec::new();
-    if on_connect.is_some() {
+    if d.on_connect.is_some() {
         events.push("connect");
     }
-    if on_disconnect.is_some() {
+    if d.on_disconnect.is_some() {
         events.push("disconnect");
     }
-    let name = match name {
-        Some(n) => quote! { #n },
-        None => quote! { ::core::env!("CARGO_PKG_NAME") },
-    };
-    let generated: Vec<Item> = vec![
+    vec![
         syn::parse_quote! {
             /// Writes this module's manifest (generated by `#[firefly_sdk::module]`).
             #[doc(hidden)]
@@ -122,37 +177,32 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                     &[#(#ids),*],
                     &[#(#events),*],
                     &[#(<#tables as ::firefly_sdk::data::Table>::schema),*],
+                    &[#(#tags),*],
                 );
             }
         },
         syn::parse_quote! {
-            /// Routes a request to its handler (generated by `#[firefly_sdk::module]`).
+            /// Where this module's calls go (generated by `#[firefly_sdk::module]`).
             #[doc(hidden)]
-            fn __firefly_route(
-                ctx: &mut ::firefly_sdk::Ctx,
-                id: u32,
-                input: &[u8],
-            ) -> ::core::option::Option<::firefly_sdk::Result<::std::vec::Vec<u8>>> {
-                match id {
+            const __FIREFLY_ROUTES: ::firefly_sdk::__private::Routes = ::firefly_sdk::__private::Routes {
+                requests: |ctx, id, input| match id {
                     #(#arms)*
                     _ => ::core::option::Option::None,
-                }
-            }
+                },
+                on_connect: #connect,
+                on_disconnect: #disconnect,
+                timers: |ctx, id, input| match id {
+                    #(#timer_arms)*
+                    _ => ::core::option::Option::None,
+                },
+            };
         },
         syn::parse_quote! {
             /// Routes a call to its handler (generated by `#[firefly_sdk::module]`).
             #[doc(hidden)]
             #[unsafe(no_mangle)]
             pub extern "C" fn __firefly_dispatch(kind: u32, id: u32, session: u64, input_len: u32) -> u32 {
-                ::firefly_sdk::__private::dispatch(
-                    kind,
-                    id,
-                    session,
-                    input_len,
-                    __firefly_route,
-                    #connect,
-                    #disconnect,
-                )
+                ::firefly_sdk::__private::dispatch(kind, id, session, input_len, &__FIREFLY_ROUTES)
             }
         },
         syn::parse_quote! {
@@ -161,12 +211,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
             #[doc(hidden)]
             #[unsafe(no_mangle)]
             pub extern "C" fn __firefly_dispatch_batch(session: u64) -> u32 {
-                ::firefly_sdk::__private::dispatch_batch(session, __firefly_route)
+                ::firefly_sdk::__private::dispatch_batch(session, &__FIREFLY_ROUTES)
             }
         },
-    ];
-    items.extend(generated);
-    Ok(quote! { #module })
+    ]
 }
 
 /// Structs of the module that derive `Table`: their schemas go into the manifest.
@@ -237,6 +285,20 @@ fn handler_id(attr: &syn::Attribute) -> syn::Result<u32> {
     })?;
     lit.base10_parse::<u32>()
         .map_err(|_| syn::Error::new(lit.span(), "a command id is a u32 literal"))
+}
+
+fn timer_tag(attr: &syn::Attribute) -> syn::Result<String> {
+    let lit: syn::LitStr = attr.parse_args().map_err(|_| {
+        syn::Error::new(
+            attr.span(),
+            "a timer handler needs its tag: `#[timer(\"respawn\")]`",
+        )
+    })?;
+    let tag = lit.value();
+    if tag.is_empty() || tag.len() > 64 {
+        return Err(syn::Error::new(lit.span(), "a timer tag is 1 to 64 bytes"));
+    }
+    Ok(tag)
 }
 
 fn check_arity(func: &ItemFn, n: usize, what: &str) -> syn::Result<()> {

@@ -11,6 +11,17 @@ fn echo(_ctx: &mut firefly_sdk::Ctx, payload: Raw) -> Result<Raw> {
     Ok(payload)
 }
 
+fn route(ctx: &mut firefly_sdk::Ctx, id: u32, input: &[u8]) -> Option<Result<Vec<u8>>> {
+    match id {
+        21 => Some(__private::handle(ctx, input, echo)),
+        _ => None,
+    }
+}
+
+fn no_timers(_: &mut firefly_sdk::Ctx, _: u32, _: &[u8]) -> Option<Result<Vec<u8>>> {
+    None
+}
+
 /// The manifest: one command, 21.
 #[unsafe(no_mangle)]
 pub extern "C" fn __firefly_describe() {
@@ -20,16 +31,11 @@ pub extern "C" fn __firefly_describe() {
 /// The single-call entry point, as older SDKs generated it.
 #[unsafe(no_mangle)]
 pub extern "C" fn __firefly_dispatch(kind: u32, id: u32, session: u64, input_len: u32) -> u32 {
-    __private::dispatch(
-        kind,
-        id,
-        session,
-        input_len,
-        |ctx, id, input| match id {
-            21 => Some(__private::handle(ctx, input, echo)),
-            _ => None,
-        },
-        None,
-        None,
-    )
+    let routes = __private::Routes {
+        requests: route,
+        on_connect: None,
+        on_disconnect: None,
+        timers: no_timers,
+    };
+    __private::dispatch(kind, id, session, input_len, &routes)
 }

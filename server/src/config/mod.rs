@@ -124,6 +124,8 @@ pub struct Limits {
     pub cpu: Duration,
     /// Maximum concurrent instances on one node.
     pub instances: u32,
+    /// Maximum pending timers of the module on one node (0: the module may not start timers).
+    pub timers: u32,
 }
 
 impl Default for Limits {
@@ -134,6 +136,7 @@ impl Default for Limits {
             timeout: Duration::from_secs(5),
             cpu: Duration::from_secs(1),
             instances: 256,
+            timers: 100_000,
         }
     }
 }

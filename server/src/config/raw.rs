@@ -77,6 +77,7 @@ pub(super) struct RawLimits {
     pub timeout: Option<String>,
     pub cpu: Option<String>,
     pub instances: Option<u32>,
+    pub timers: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

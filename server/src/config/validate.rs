@@ -101,6 +101,11 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
             n.to_string()
         })?;
     }
+    if let Some(v) = raw.timers {
+        l.timers = in_range(&format!("{path}.timers"), v, 0, 1_000_000, |n| {
+            n.to_string()
+        })?;
+    }
     if l.cpu > l.timeout {
         return Err(ConfigError::invalid(
             format!("{path}.cpu"),

@@ -30,6 +30,7 @@ mod module;
 mod outcome;
 mod pipeline;
 mod pool;
+mod timers;
 mod wasi;
 
 use std::collections::HashMap;
@@ -48,6 +49,7 @@ use clock::EpochTicker;
 pub use module::{LoadError, ModuleStats, ModuleVersion};
 pub use outcome::{CallError, CallOutcome, GuestError};
 pub use pool::Lease;
+pub use timers::{NewTimer, Started, TimerHost, TimerRefused, timer_limits};
 
 /// An instance is recycled after this many calls, so slow leaks in a guest's allocator or
 /// statics cannot accumulate forever.
@@ -63,6 +65,8 @@ pub struct Runtime {
     calls: Option<Arc<dyn NodeCalls>>,
     /// Cached database objects (`None`: modules declaring tables are refused).
     data: Option<Arc<crate::data::Data>>,
+    /// The node's timers (`None`: modules cannot start timers).
+    timers: Option<Arc<dyn TimerHost>>,
     /// Set for the master's deploy validator, which has no storage: a module's table
     /// declarations are then checked for validity but not registered anywhere.
     validate_only: bool,
@@ -104,6 +108,7 @@ impl Runtime {
             sessions,
             calls: None,
             data: None,
+            timers: None,
         }
     }
 
@@ -117,6 +122,12 @@ impl Runtime {
     /// This runtime, whose modules keep cached database objects in `data`.
     pub fn with_data(mut self, data: Arc<crate::data::Data>) -> Self {
         self.data = Some(data);
+        self
+    }
+
+    /// This runtime, whose modules start timers in `timers`.
+    pub fn with_timers(mut self, timers: Arc<dyn TimerHost>) -> Self {
+        self.timers = Some(timers);
         self
     }
 

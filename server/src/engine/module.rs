@@ -198,6 +198,8 @@ impl Runtime {
             calls: self.calls.clone(),
             clock: self.ticker.clock.clone(),
             data: self.data.clone(),
+            timers: self.timers.clone(),
+            timer_cap: limits.timers,
         });
         let mut loaded = ModuleVersion {
             env,
@@ -209,6 +211,7 @@ impl Runtime {
                 commands: Vec::new(),
                 events: Vec::new(),
                 tables: Vec::new(),
+                timers: Vec::new(),
             },
             limits: limits.clone(),
             pre,

@@ -199,6 +199,21 @@ pub struct PeerTotals {
     pub failures: u64,
 }
 
+/// One module's timers on a node.
+#[derive(Debug, Clone, Default)]
+pub struct TimerCounts {
+    /// The module.
+    pub module: String,
+    /// Timers waiting to fire.
+    pub pending: u64,
+    /// Firings handed to the module.
+    pub fired: u64,
+    /// Firings whose handler failed.
+    pub failed: u64,
+    /// Firings that ran 100 ms or more late.
+    pub late: u64,
+}
+
 /// One module version's per-command totals: (module, version, per command).
 pub type ModuleTotals = (String, u32, Vec<(u32, CommandTotals)>);
 
@@ -221,6 +236,8 @@ pub struct Snapshot {
     pub peers: Vec<PeerTotals>,
     /// Write-behind counters, when this node opened a data store.
     pub data: Option<crate::data::FlushStats>,
+    /// Per module that started timers.
+    pub timers: Vec<TimerCounts>,
 }
 
 fn escape(value: &str) -> String {
@@ -232,6 +249,9 @@ fn escape(value: &str) -> String {
 
 /// A counter family drawn from totals of type `T`: its name, its help, and its value.
 type Series<T> = (&'static str, &'static str, fn(&T) -> u64);
+
+/// A family of any kind drawn from totals of type `T`: its name, its kind, its help, its value.
+type Kinded<T> = (&'static str, &'static str, &'static str, fn(&T) -> u64);
 
 /// Writes a metric family's `# HELP` and `# TYPE` lines.
 fn family(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -247,6 +267,7 @@ impl Snapshot {
         self.render_commands(&mut out, &node);
         self.render_latency(&mut out, &node);
         self.render_peers(&mut out, &node);
+        self.render_timers(&mut out, &node);
         out
     }
 
@@ -368,6 +389,43 @@ impl Snapshot {
             let _ = writeln!(out, "{name}_sum{{{labels}}} {}", t.sum_us as f64 / 1e6);
             let _ = writeln!(out, "{name}_count{{{labels}}} {}", t.requests);
         });
+    }
+
+    /// Pending timers and firings per module.
+    fn render_timers(&self, out: &mut String, node: &str) {
+        let series: [Kinded<TimerCounts>; 4] = [
+            (
+                "firefly_timers_pending",
+                "gauge",
+                "Timers waiting to fire, per module.",
+                |t| t.pending,
+            ),
+            (
+                "firefly_timer_firings_total",
+                "counter",
+                "Timer firings handed to a module.",
+                |t| t.fired,
+            ),
+            (
+                "firefly_timer_failures_total",
+                "counter",
+                "Timer firings whose handler failed (error, trap, timeout, no handler).",
+                |t| t.failed,
+            ),
+            (
+                "firefly_timer_late_firings_total",
+                "counter",
+                "Timer firings that ran 100 ms or more after their scheduled time.",
+                |t| t.late,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            family(out, name, kind, help);
+            for t in &self.timers {
+                let m = escape(&t.module);
+                let _ = writeln!(out, "{name}{{node=\"{node}\",module=\"{m}\"}} {}", value(t));
+            }
+        }
     }
 
     /// Calls and failures per peer.

@@ -7,6 +7,7 @@ mod deploy;
 mod inbound;
 mod start;
 mod status;
+mod timers;
 
 pub use start::Sockets;
 pub use status::{ModuleStatus, NodeStatus};
@@ -130,6 +131,8 @@ pub(crate) struct NodeCore {
     pub updates: crate::hot::NodeUpdates,
     /// Cached database objects (serves other nodes' requests when this node owns the data).
     pub data: Option<Arc<crate::data::Data>>,
+    /// The modules' timers.
+    pub timers: Arc<crate::timers::Scheduler>,
 }
 
 impl NodeCore {

@@ -90,7 +90,12 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         }
         None => None,
     };
-    let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone());
+    let durable = data
+        .as_ref()
+        .map(|d| crate::timers::Durable::new(d.clone(), &config.name));
+    let (timers, due) = crate::timers::Scheduler::start(durable);
+    let mut runtime =
+        Runtime::new(sessions.clone(), config.cache_dir.clone()).with_timers(timers.clone());
     if let Some(cluster) = &config.cluster {
         runtime = runtime.with_calls(cluster.clone());
     }
@@ -114,8 +119,10 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         runtime,
         updates: crate::hot::NodeUpdates::default(),
         data,
+        timers,
     });
     core.watch_session_ends(ended);
+    core.fire_timers(due);
     Ok(core)
 }
 

@@ -100,6 +100,18 @@ impl NodeCore {
             gate_requests: status.requests,
             gate_errors: status.errors,
             data: self.data.as_ref().and_then(|d| d.flush_stats()),
+            timers: self
+                .timers
+                .totals()
+                .into_iter()
+                .map(|t| crate::metrics::TimerCounts {
+                    module: t.module,
+                    pending: t.pending,
+                    fired: t.fired,
+                    failed: t.failed,
+                    late: t.late,
+                })
+                .collect(),
             modules: self
                 .slots
                 .iter()

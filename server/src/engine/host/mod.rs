@@ -1,7 +1,7 @@
 //! The host side of the ABI: the state each instance carries ([`state`]) and the `firefly_v1`
 //! functions, one file per family: request input and output, logging, time and randomness
 //! ([`io`]); node calls ([`calls`]); pushes, broadcasts and session operations ([`sessions`]);
-//! cached database objects ([`data`]); batched dispatch ([`batch`]).
+//! cached database objects ([`data`]); batched dispatch ([`batch`]); timers ([`timers`]).
 //!
 //! Every function here is listed in `firefly_abi::IMPORTS`; `tests::linker_matches_abi_table`
 //! checks the linker against that table so the two can never drift apart.
@@ -12,6 +12,7 @@ mod data;
 mod io;
 mod sessions;
 mod state;
+mod timers;
 
 use wasmtime::Linker;
 
@@ -25,6 +26,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     sessions::add_to_linker(linker)?;
     data::add_to_linker(linker)?;
     batch::add_to_linker(linker)?;
+    timers::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -73,6 +75,8 @@ mod tests {
                 calls: None,
                 clock: Arc::new(CoarseClock::new_for_tests()),
                 data: None,
+                timers: None,
+                timer_cap: 0,
             }),
         };
         let mut store = wasmtime::Store::new(&engine, state);

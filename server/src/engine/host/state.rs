@@ -11,6 +11,7 @@ use crate::engine::batch::BatchState;
 use crate::engine::calls::NodeCalls;
 use crate::engine::clock::CoarseClock;
 use crate::engine::outcome::GuestError;
+use crate::engine::timers::TimerHost;
 use crate::sessions::Sessions;
 
 /// What an instance knows about the module version it belongs to.
@@ -27,6 +28,10 @@ pub(crate) struct ModuleEnv {
     pub clock: Arc<CoarseClock>,
     /// Cached database objects (`None`: this node has no storage).
     pub data: Option<Arc<crate::data::Data>>,
+    /// The node's timers (`None`: modules cannot start timers here).
+    pub timers: Option<Arc<dyn TimerHost>>,
+    /// How many pending timers the module may have (`limits.timers`).
+    pub timer_cap: u32,
 }
 
 /// The store data of one instance.

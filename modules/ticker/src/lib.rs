@@ -1,0 +1,9 @@
+//! `ticker`: timers for tests and benchmarks. Commands 451-453: start a timer (once or
+//! repeating, optionally durable), cancel it, list the recorded firings of a tag. Timer tags
+//! `tick` and `once` record each firing in the `ticker_firings` table and push it (topic 4501)
+//! to the session that started the timer; `boom` traps.
+
+/// Which build this is (`ticker-v2` says 2).
+const GENERATION: u32 = 1;
+
+include!("module.rs");

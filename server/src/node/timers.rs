@@ -1,0 +1,71 @@
+//! Firing timers: each due firing from the node's [`Scheduler`] runs the `#[timer]` handler of
+//! its module's current version, so a hot update takes effect at the next firing.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use firefly_abi::DispatchKind;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use super::NodeCore;
+use crate::engine::TimerHost as _;
+use crate::timers::Due;
+
+impl NodeCore {
+    /// Serves the firings `due` delivers, each in a task of its own (a slow handler delays
+    /// only itself). Holds the node weakly, so the task ends with it.
+    pub(super) fn fire_timers(self: &Arc<Self>, mut due: UnboundedReceiver<Due>) {
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(firing) = due.recv().await {
+                let Some(core) = node.upgrade() else {
+                    return;
+                };
+                tokio::spawn(async move { core.fire(firing).await });
+            }
+        });
+    }
+
+    async fn fire(&self, due: Due) {
+        let Due { module, firing } = due;
+        let (timer, repeats) = (firing.timer, firing.repeats);
+        let Some(slot) = self.slots.iter().find(|s| s.name() == &*module) else {
+            tracing::warn!(%module, timer, "timer of a module this node no longer hosts: cancelled");
+            self.timers.record(&module, false);
+            self.timers.cancel(&module, timer);
+            return;
+        };
+        let version = slot.current();
+        let Ok(index) = version.manifest.timers.binary_search(&firing.tag) else {
+            tracing::warn!(
+                %module, version = version.version(), timer, tag = %firing.tag,
+                "the module has no #[timer] handler for this tag: the firing fails{}",
+                if repeats { " and the timer is cancelled" } else { "" }
+            );
+            self.timers.record(&module, false);
+            if repeats {
+                self.timers.cancel(&module, timer);
+            }
+            return;
+        };
+        let input = match rmp_serde::to_vec_named(&firing) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(%module, timer, "cannot encode a timer firing: {e}");
+                self.timers.record(&module, false);
+                return;
+            }
+        };
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        let (outcome, _) = version
+            .call_owned(DispatchKind::Timer, index, 0, input)
+            .await;
+        if let Err(err) = &outcome.result {
+            tracing::debug!(
+                %module, version = version.version(), timer, tag = %firing.tag,
+                code = %err.code, "timer firing failed: {}", err.message
+            );
+        }
+        self.timers.record(&module, outcome.result.is_ok());
+    }
+}

@@ -1,0 +1,242 @@
+//! Durable timers, stored through the data layer as objects of the host's own table
+//! `firefly_timers` (one object per timer, keyed by its id, indexed by node), so they live
+//! wherever the cluster's cached objects live: the embedded store or Redis, flushed to SQL.
+//!
+//! Ids of durable timers come from the table's id allocator (unique forever, across restarts
+//! and nodes) with bit 47 set, so they never meet the in-memory counter's ids.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, Stored, TableSchema};
+use serde::{Deserialize, Serialize};
+
+use super::Entry;
+use crate::data::{Data, DataError};
+use crate::engine::TimerRefused;
+
+/// The host's table of durable timers.
+pub const TABLE: &str = "firefly_timers";
+
+/// Bit set in every durable timer's id.
+const DURABLE_BIT: u64 = 1 << 47;
+
+/// One stored timer.
+#[derive(Serialize, Deserialize)]
+struct Row {
+    timer: i64,
+    node: String,
+    module: String,
+    tag: String,
+    due_ms: i64,
+    period_ms: i64,
+    session: i64,
+    firing: i64,
+    #[serde(with = "serde_bytes")]
+    payload: Vec<u8>,
+}
+
+/// A node's durable timers in the data layer.
+#[derive(Clone)]
+pub struct Durable {
+    data: Arc<Data>,
+    node: String,
+    registered: Arc<tokio::sync::OnceCell<()>>,
+}
+
+fn schema() -> TableSchema {
+    let field = |name: &str, ty: FieldType, indexed: bool| FieldSchema {
+        name: name.into(),
+        ty,
+        nullable: false,
+        defaulted: false,
+        indexed,
+    };
+    TableSchema {
+        name: TABLE.into(),
+        key: "timer".into(),
+        fields: vec![
+            field("timer", FieldType::Int, false),
+            field("node", FieldType::Text, true),
+            field("module", FieldType::Text, false),
+            field("tag", FieldType::Text, false),
+            field("due_ms", FieldType::Int, false),
+            field("period_ms", FieldType::Int, false),
+            field("session", FieldType::Int, false),
+            field("firing", FieldType::Int, false),
+            field("payload", FieldType::Bytes, false),
+        ],
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> TimerRefused {
+    TimerRefused::Unavailable(format!("durable timers: {e}"))
+}
+
+fn int(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+impl Durable {
+    /// Node `node`'s durable timers in `data`.
+    pub fn new(data: Arc<Data>, node: &str) -> Self {
+        Self {
+            data,
+            node: node.to_owned(),
+            registered: Arc::default(),
+        }
+    }
+
+    fn key(id: u64) -> Key {
+        Key::Int(int(id))
+    }
+
+    async fn op<T: serde::de::DeserializeOwned>(&self, op: &DataOp) -> Result<T, TimerRefused> {
+        self.try_op(op).await?.map_err(unavailable)
+    }
+
+    /// Runs `op` and decodes its answer; the outer error is the storage's, the inner one the
+    /// operation's.
+    async fn try_op<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &DataOp,
+    ) -> Result<Result<T, DataError>, TimerRefused> {
+        Ok(self.raw_op(op).await?.and_then(|answer| {
+            rmp_serde::from_slice(&answer)
+                .map_err(|e| DataError::Invalid(format!("unreadable answer: {e}")))
+        }))
+    }
+
+    /// Runs `op`; its answer's bytes.
+    async fn raw_op(&self, op: &DataOp) -> Result<Result<Vec<u8>, DataError>, TimerRefused> {
+        self.registered
+            .get_or_try_init(|| async {
+                self.data.register(&[schema()]).await.map_err(unavailable)
+            })
+            .await?;
+        let bytes = rmp_serde::to_vec_named(op).map_err(unavailable)?;
+        match self.data.call(&bytes).await {
+            Err(DataError::Unavailable(e)) => Err(unavailable(e)),
+            answer => Ok(answer),
+        }
+    }
+
+    /// Reads one stored timer (`None`: gone).
+    async fn get(&self, key: Key) -> Result<Option<Stored>, TimerRefused> {
+        let op = DataOp::Get {
+            table: TABLE.into(),
+            key,
+        };
+        match self.try_op(&op).await? {
+            Ok(stored) => Ok(Some(stored)),
+            Err(DataError::NotFound(_)) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// A fresh durable timer id.
+    pub(super) async fn alloc_id(&self) -> Result<u64, TimerRefused> {
+        let id: u64 = self
+            .op(&DataOp::AllocId {
+                table: TABLE.into(),
+            })
+            .await?;
+        Ok(DURABLE_BIT | id)
+    }
+
+    /// Stores timer `id`; answers the stored version.
+    pub(super) async fn insert(&self, id: u64, e: &Entry) -> Result<u64, TimerRefused> {
+        let row = Row {
+            timer: int(id),
+            node: self.node.clone(),
+            module: e.module.to_string(),
+            tag: e.tag.clone(),
+            due_ms: int(e.due_ms),
+            period_ms: int(e.period_ms),
+            session: int(e.session),
+            firing: int(e.firing),
+            payload: e.payload.to_vec(),
+        };
+        let object = rmp_serde::to_vec_named(&row).map_err(unavailable)?;
+        self.op(&DataOp::Insert {
+            table: TABLE.into(),
+            object,
+        })
+        .await
+    }
+
+    /// Records that timer `id` fired: deletes it (`next_due` 0) or moves
+    /// it to its next due time. Answers the new version of a repeating timer.
+    pub(super) async fn advance(
+        &self,
+        id: u64,
+        next_due: u64,
+    ) -> Result<Option<u64>, TimerRefused> {
+        let key = Self::key(id);
+        if next_due == 0 {
+            self.delete(id).await;
+            return Ok(None);
+        }
+        let Some(stored) = self.get(key).await? else {
+            return Ok(None);
+        };
+        let mut row: Row = rmp_serde::from_slice(&stored.object).map_err(unavailable)?;
+        row.due_ms = int(next_due);
+        row.firing += 1;
+        let object = rmp_serde::to_vec_named(&row).map_err(unavailable)?;
+        let v = self
+            .op(&DataOp::Update {
+                table: TABLE.into(),
+                version: stored.version,
+                object,
+            })
+            .await?;
+        Ok(Some(v))
+    }
+
+    /// Deletes timer `id` (cancelled or done); a failure is logged.
+    pub(super) async fn delete(&self, id: u64) {
+        let op = DataOp::Delete {
+            table: TABLE.into(),
+            key: Self::key(id),
+            version: None,
+        };
+        match self.raw_op(&op).await {
+            Ok(Ok(_) | Err(DataError::NotFound(_))) => {}
+            Ok(Err(e)) => tracing::warn!(timer = id, "cannot delete a durable timer: {e}"),
+            Err(e) => tracing::warn!(timer = id, "cannot delete a durable timer: {e}"),
+        }
+    }
+
+    /// Every stored timer of this node.
+    pub(super) async fn load(&self) -> Result<Vec<(u64, Entry)>, TimerRefused> {
+        let value = rmp_serde::to_vec(&self.node).map_err(unavailable)?;
+        let keys: Vec<Key> = self
+            .op(&DataOp::ListBy {
+                table: TABLE.into(),
+                field: "node".into(),
+                value,
+            })
+            .await?;
+        let mut timers = Vec::new();
+        for key in keys {
+            let Some(stored) = self.get(key).await? else {
+                continue;
+            };
+            let row: Row = rmp_serde::from_slice(&stored.object).map_err(unavailable)?;
+            let id = u64::try_from(row.timer).unwrap_or(0);
+            let entry = Entry {
+                module: Arc::from(row.module.as_str()),
+                tag: row.tag,
+                period_ms: u64::try_from(row.period_ms).unwrap_or(0),
+                session: u64::try_from(row.session).unwrap_or(0),
+                payload: Bytes::from(row.payload),
+                due_ms: u64::try_from(row.due_ms).unwrap_or(0),
+                firing: u64::try_from(row.firing).unwrap_or(0),
+                stored: Some(stored.version),
+            };
+            timers.push((id, entry));
+        }
+        Ok(timers)
+    }
+}
