@@ -63,6 +63,22 @@ pub fn handle_timer<T: FromPayload>(
     Ok(Vec::new())
 }
 
+/// The signature of the generated room tick entry.
+pub type RoomTickFn = fn(&mut Ctx, &[u8]) -> Result<Vec<u8>>;
+
+/// Runs a `#[room_tick]` handler: decode the tick, call, encode the new state (nothing when
+/// the handler keeps the old one).
+pub fn handle_room_tick<S: FromPayload + serde::Serialize>(
+    ctx: &mut Ctx,
+    input: &[u8],
+    handler: impl FnOnce(&mut Ctx, crate::rooms::Tick<S>) -> Result<Option<S>>,
+) -> Result<Vec<u8>> {
+    match handler(ctx, crate::rooms::decode(input)?)? {
+        Some(state) => state.into_payload(),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Writes the module manifest.
 pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
     describe_with_tables(name, commands, events, &[], &[]);
@@ -106,6 +122,8 @@ pub struct Routes {
     pub on_disconnect: Option<EventFn>,
     /// `#[timer]` handlers, by the index of their tag in the manifest.
     pub timers: RouteFn,
+    /// `#[room_tick]`.
+    pub room_tick: Option<RoomTickFn>,
 }
 
 /// Routes one call and reports its outcome to the host.
@@ -153,6 +171,7 @@ fn run_one(kind: u32, id: u32, session: u64, input_len: u32, routes: &Routes) ->
                 .on_disconnect
                 .map(|f| f(&mut ctx).map(|()| Vec::new())),
             Some(DispatchKind::Timer) => (routes.timers)(&mut ctx, id, &input),
+            Some(DispatchKind::RoomTick) => routes.room_tick.map(|f| f(&mut ctx, &input)),
             None => None,
         }
     });

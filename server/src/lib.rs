@@ -29,6 +29,7 @@ pub mod master;
 pub mod metrics;
 pub mod node;
 pub mod protocol;
+pub mod rooms;
 pub mod routing;
 pub mod sessions;
 pub mod timers;

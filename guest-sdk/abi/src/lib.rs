@@ -79,6 +79,9 @@ pub enum DispatchKind {
     /// A timer fired: `id` is the index of its tag in [`Manifest::timers`], `session` is 0 and
     /// the input is a MessagePack [`TimerFiring`].
     Timer = 3,
+    /// A room ticked: `id` is 0, `session` 0, the input a MessagePack [`rooms::RoomTick`];
+    /// the output (if any) is the room's new state.
+    RoomTick = 4,
 }
 
 impl DispatchKind {
@@ -89,6 +92,7 @@ impl DispatchKind {
             1 => Some(Self::Connect),
             2 => Some(Self::Disconnect),
             3 => Some(Self::Timer),
+            4 => Some(Self::RoomTick),
             _ => None,
         }
     }
@@ -208,7 +212,7 @@ pub struct Manifest {
     pub name: String,
     /// Command ids the module handles, sorted.
     pub commands: Vec<u32>,
-    /// Session events the module wants: `"connect"`, `"disconnect"`.
+    /// Events the module wants: `"connect"`, `"disconnect"`, `"room_tick"`.
     #[serde(default)]
     pub events: Vec<String>,
     /// Tables the module declares (cached database objects). Absent in modules built before
@@ -264,6 +268,7 @@ pub mod timer_status {
 pub const TIMER_ID_BITS: u32 = 48;
 
 pub mod data;
+pub mod rooms;
 
 /// The value type of an ABI function parameter or result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +361,11 @@ macro_rules! for_each_import {
             fn timer_start(tag_ptr: u32, tag_len: u32, delay_ms: u64, period_ms: u64, flags: u32, ptr: u32, len: u32) -> u64;
             /// Cancels timer `id` of this module. Returns 1 if it was pending, 0 otherwise.
             fn timer_cancel(id: u64) -> u32;
+            // --- Rooms, held by the host (see `rooms`). ---
+            /// Runs one room operation: `len` bytes at `ptr` are a MessagePack
+            /// [`rooms::RoomOp`]. Returns `(room_status << 32) | answer_len`; the answer is
+            /// fetched with `call_reply_read`.
+            fn room_call(ptr: u32, len: u32) -> u64;
             // --- Batched dispatch (see `EXPORT_DISPATCH_BATCH`). ---
             /// Starts the next request of the current batch: `(command << 32) | input_len`, or
             /// `BATCH_END` when none is left. Resets the per-request state (input, output,

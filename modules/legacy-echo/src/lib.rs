@@ -36,6 +36,7 @@ pub extern "C" fn __firefly_dispatch(kind: u32, id: u32, session: u64, input_len
         on_connect: None,
         on_disconnect: None,
         timers: no_timers,
+        room_tick: None,
     };
     __private::dispatch(kind, id, session, input_len, &routes)
 }

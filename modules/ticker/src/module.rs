@@ -12,6 +12,8 @@ mod ticker {
 
     /// Pushed to the session that started a timer, at each firing.
     pub const FIRED_TOPIC: u32 = 4501;
+    /// Pushed by `stamp` firings: how late the handler ran, in microseconds.
+    pub const LATENESS_TOPIC: u32 = 4502;
 
     /// One recorded firing.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
@@ -39,6 +41,10 @@ mod ticker {
         pub durable: bool,
         #[serde(default)]
         pub note: String,
+        /// When set: fire at this wall-clock time (microseconds since the epoch) instead of
+        /// after `delay_ms`; the note becomes that time (what `stamp` measures against).
+        #[serde(default)]
+        pub at_micros: u64,
     }
 
     #[derive(Deserialize)]
@@ -53,7 +59,12 @@ mod ticker {
 
     /// Command 451: starts a timer; replies with its id.
     #[handler(451)]
-    fn start(ctx: &mut Ctx, req: Start) -> Result<u64> {
+    fn start(ctx: &mut Ctx, mut req: Start) -> Result<u64> {
+        if req.at_micros > 0 {
+            let ahead = req.at_micros.saturating_sub(ctx.now_micros());
+            req.delay_ms = ahead.div_ceil(1000);
+            req.note = req.at_micros.to_string();
+        }
         let mut timer = if req.period_ms > 0 {
             Timer::every(Duration::from_millis(req.period_ms), &req.tag)
                 .first_after(Duration::from_millis(req.delay_ms))
@@ -86,6 +97,12 @@ mod ticker {
         Ok(all)
     }
 
+    /// Command 454: the calling session's id.
+    #[handler(454)]
+    fn session(ctx: &mut Ctx, _: ()) -> Result<u64> {
+        Ok(ctx.session())
+    }
+
     fn record(ctx: &mut Ctx, tag: &str, fired: &Fired<String>) -> Result<()> {
         let firing = Firing {
             id: ctx.alloc_id::<Firing>()?,
@@ -114,6 +131,16 @@ mod ticker {
     #[timer("once")]
     fn once(ctx: &mut Ctx, fired: Fired<String>) -> Result<()> {
         record(ctx, "once", &fired)
+    }
+
+    /// Measures how late it runs against the time in its payload, and pushes that (in
+    /// microseconds) to the starter: the timer benchmark's probe.
+    #[timer("stamp")]
+    fn stamp(ctx: &mut Ctx, fired: Fired<String>) -> Result<()> {
+        let at: u64 = fired.payload.parse().unwrap_or(0);
+        let late = ctx.now_micros().saturating_sub(at);
+        let _ = ctx.push_sessions(&[fired.session], LATENESS_TOPIC, &late);
+        Ok(())
     }
 
     /// A handler that traps on every firing: the timer keeps its schedule.

@@ -30,6 +30,7 @@ mod module;
 mod outcome;
 mod pipeline;
 mod pool;
+mod rooms;
 mod timers;
 mod wasi;
 
@@ -49,6 +50,7 @@ use clock::EpochTicker;
 pub use module::{LoadError, ModuleStats, ModuleVersion};
 pub use outcome::{CallError, CallOutcome, GuestError};
 pub use pool::Lease;
+pub use rooms::{RoomAnswer, RoomHost};
 pub use timers::{NewTimer, Started, TimerHost, TimerRefused, timer_limits};
 
 /// An instance is recycled after this many calls, so slow leaks in a guest's allocator or
@@ -67,6 +69,8 @@ pub struct Runtime {
     data: Option<Arc<crate::data::Data>>,
     /// The node's timers (`None`: modules cannot start timers).
     timers: Option<Arc<dyn TimerHost>>,
+    /// The node's rooms (`None`: modules cannot open rooms).
+    rooms: Option<Arc<dyn RoomHost>>,
     /// Set for the master's deploy validator, which has no storage: a module's table
     /// declarations are then checked for validity but not registered anywhere.
     validate_only: bool,
@@ -109,6 +113,7 @@ impl Runtime {
             calls: None,
             data: None,
             timers: None,
+            rooms: None,
         }
     }
 
@@ -128,6 +133,12 @@ impl Runtime {
     /// This runtime, whose modules start timers in `timers`.
     pub fn with_timers(mut self, timers: Arc<dyn TimerHost>) -> Self {
         self.timers = Some(timers);
+        self
+    }
+
+    /// This runtime, whose modules open rooms in `rooms`.
+    pub fn with_rooms(mut self, rooms: Arc<dyn RoomHost>) -> Self {
+        self.rooms = Some(rooms);
         self
     }
 

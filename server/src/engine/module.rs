@@ -200,6 +200,7 @@ impl Runtime {
             data: self.data.clone(),
             timers: self.timers.clone(),
             timer_cap: limits.timers,
+            rooms: self.rooms.clone(),
         });
         let mut loaded = ModuleVersion {
             env,

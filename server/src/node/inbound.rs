@@ -37,6 +37,9 @@ impl Inbound for NodeCore {
         } else {
             DispatchKind::Disconnect
         };
+        if !connect {
+            self.rooms.session_ended(session);
+        }
         self.dispatch.session_event(kind, session).await;
     }
 

@@ -133,6 +133,8 @@ pub(crate) struct NodeCore {
     pub data: Option<Arc<crate::data::Data>>,
     /// The modules' timers.
     pub timers: Arc<crate::timers::Scheduler>,
+    /// The modules' rooms.
+    pub rooms: Arc<crate::rooms::Rooms>,
 }
 
 impl NodeCore {
@@ -141,12 +143,14 @@ impl NodeCore {
     /// Holds the node weakly, so the task ends with it.
     fn watch_session_ends(self: &Arc<Self>, mut ended: tokio::sync::mpsc::UnboundedReceiver<u64>) {
         let dispatch = Arc::downgrade(&self.dispatch);
+        let rooms = self.rooms.clone();
         tokio::spawn(async move {
             while let Some(session) = ended.recv().await {
                 let Some(core) = dispatch.upgrade() else {
                     return;
                 };
                 core.announce(session, false);
+                rooms.session_ended(session);
                 tokio::spawn(
                     async move { core.session_event(DispatchKind::Disconnect, session).await },
                 );
@@ -236,6 +240,15 @@ impl Node {
     /// Every hosted module with its current version and counters.
     pub fn modules(&self) -> Vec<ModuleStatus> {
         self.core.status().modules
+    }
+
+    /// The version of `module` serving new requests, if this node hosts it.
+    pub fn module(&self, module: &str) -> Option<Arc<crate::engine::ModuleVersion>> {
+        self.core
+            .slots
+            .iter()
+            .find(|s| s.name() == module)
+            .map(|s| s.current())
     }
 
     /// The node's status now (what `firefly status` shows for it).

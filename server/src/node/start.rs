@@ -94,8 +94,10 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         .as_ref()
         .map(|d| crate::timers::Durable::new(d.clone(), &config.name));
     let (timers, due) = crate::timers::Scheduler::start(durable);
-    let mut runtime =
-        Runtime::new(sessions.clone(), config.cache_dir.clone()).with_timers(timers.clone());
+    let rooms = Arc::new(crate::rooms::Rooms::new(sessions.clone(), timers.clone()));
+    let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone())
+        .with_timers(timers.clone())
+        .with_rooms(rooms.clone());
     if let Some(cluster) = &config.cluster {
         runtime = runtime.with_calls(cluster.clone());
     }
@@ -120,6 +122,7 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         updates: crate::hot::NodeUpdates::default(),
         data,
         timers,
+        rooms,
     });
     core.watch_session_ends(ended);
     core.fire_timers(due);

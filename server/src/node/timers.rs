@@ -27,6 +27,9 @@ impl NodeCore {
     }
 
     async fn fire(&self, due: Due) {
+        if due.firing.tag == crate::rooms::TICK_TAG {
+            return self.tick_room(due).await;
+        }
         let Due { module, firing } = due;
         let (timer, repeats) = (firing.timer, firing.repeats);
         let Some(slot) = self.slots.iter().find(|s| s.name() == &*module) else {
@@ -67,5 +70,43 @@ impl NodeCore {
             );
         }
         self.timers.record(&module, outcome.result.is_ok());
+    }
+
+    /// Runs one tick of a room: the module's room tick handler gets the room's members and
+    /// state, and what it returns becomes the new state.
+    async fn tick_room(&self, due: Due) {
+        let Due { module, firing } = due;
+        let key = String::from_utf8_lossy(&firing.payload).into_owned();
+        let Some(tick) = self.rooms.tick(&module, &key) else {
+            // The room closed: its tick stops.
+            self.timers.cancel(&module, firing.timer);
+            return;
+        };
+        let Some(slot) = self.slots.iter().find(|s| s.name() == &*module) else {
+            self.timers.cancel(&module, firing.timer);
+            return;
+        };
+        let version = slot.current();
+        let input = match rmp_serde::to_vec_named(&tick) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(%module, room = %key, "cannot encode a room tick: {e}");
+                return;
+            }
+        };
+        let (outcome, state) = version
+            .call_owned(DispatchKind::RoomTick, 0, 0, input)
+            .await;
+        match outcome.result {
+            Ok(()) if !state.is_empty() => self.rooms.set_state(&module, &key, state),
+            Ok(()) => {}
+            Err(err) => {
+                self.timers.record(&module, false);
+                tracing::debug!(
+                    %module, version = version.version(), room = %key, code = %err.code,
+                    "room tick failed: {}", err.message
+                );
+            }
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The host side of the ABI: the state each instance carries ([`state`]) and the `firefly_v1`
 //! functions, one file per family: request input and output, logging, time and randomness
 //! ([`io`]); node calls ([`calls`]); pushes, broadcasts and session operations ([`sessions`]);
-//! cached database objects ([`data`]); batched dispatch ([`batch`]); timers ([`timers`]).
+//! cached database objects ([`data`]); batched dispatch ([`batch`]); timers ([`timers`]); rooms ([`rooms`]).
 //!
 //! Every function here is listed in `firefly_abi::IMPORTS`; `tests::linker_matches_abi_table`
 //! checks the linker against that table so the two can never drift apart.
@@ -10,6 +10,7 @@ mod batch;
 mod calls;
 mod data;
 mod io;
+mod rooms;
 mod sessions;
 mod state;
 mod timers;
@@ -27,6 +28,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
     data::add_to_linker(linker)?;
     batch::add_to_linker(linker)?;
     timers::add_to_linker(linker)?;
+    rooms::add_to_linker(linker)?;
     Ok(())
 }
 
@@ -77,6 +79,7 @@ mod tests {
                 data: None,
                 timers: None,
                 timer_cap: 0,
+                rooms: None,
             }),
         };
         let mut store = wasmtime::Store::new(&engine, state);

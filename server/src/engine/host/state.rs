@@ -11,6 +11,7 @@ use crate::engine::batch::BatchState;
 use crate::engine::calls::NodeCalls;
 use crate::engine::clock::CoarseClock;
 use crate::engine::outcome::GuestError;
+use crate::engine::rooms::RoomHost;
 use crate::engine::timers::TimerHost;
 use crate::sessions::Sessions;
 
@@ -32,6 +33,8 @@ pub(crate) struct ModuleEnv {
     pub timers: Option<Arc<dyn TimerHost>>,
     /// How many pending timers the module may have (`limits.timers`).
     pub timer_cap: u32,
+    /// The node's rooms (`None`: modules cannot open rooms here).
+    pub rooms: Option<Arc<dyn RoomHost>>,
 }
 
 /// The store data of one instance.

@@ -34,6 +34,10 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                         return status(timer_status::INVALID);
                     }
                     let tag = guest_str(mem, tag_ptr, tag_len, "timer_start")?;
+                    if tag.starts_with("__") {
+                        // Reserved for the host's own timers (room ticks).
+                        return status(timer_status::INVALID);
+                    }
                     let r = range(mem.len(), ptr, len, "timer_start")?;
                     let timer = NewTimer {
                         module: state.env.name.clone(),

@@ -1,0 +1,113 @@
+//! Rooms: keyed units of game state with members (sessions), held by the host of the node they
+//! live on. An operation crosses the ABI as one MessagePack [`RoomOp`] through `room_call`;
+//! the answer is fetched with `call_reply_read` and its meaning depends on the [`room_status`].
+//!
+//! The host keeps each room's members and its state (opaque MessagePack bytes the module
+//! sets), so a hot update or an instance recycle keeps both. A room with a tick calls the
+//! module's room tick handler ([`crate::DispatchKind::RoomTick`]) at its fixed rate with a
+//! [`RoomTick`]; the bytes the handler writes become the room's new state (none: unchanged).
+//! Members are also in the session group `room:<key>`, so a broadcast reaches them on every
+//! gate; a member whose session ends leaves the room.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use serde::{Deserialize, Serialize};
+
+/// One room operation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RoomOp {
+    /// Opens room `key` with `state`; `tick_ms` 0 for none. Answer: nothing. `EXISTS` when open.
+    Create {
+        /// The room's key (1 to 64 bytes).
+        key: String,
+        /// Milliseconds between ticks (0: the room does not tick; else at least 10).
+        tick_ms: u64,
+        /// Most members at once (1 to 1000).
+        max_members: u32,
+        /// The initial state.
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
+    /// Adds `session` to room `key`. Answer: nothing. `FULL` past `max_members`.
+    Join {
+        /// The room.
+        key: String,
+        /// The session.
+        session: u64,
+    },
+    /// Removes `session` from room `key`. Answer: MessagePack bool, whether it was a member.
+    Leave {
+        /// The room.
+        key: String,
+        /// The session.
+        session: u64,
+    },
+    /// Replaces room `key`'s state. Answer: nothing.
+    SetState {
+        /// The room.
+        key: String,
+        /// The new state.
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
+    /// Reads room `key`. Answer: a [`RoomInfo`].
+    Get {
+        /// The room.
+        key: String,
+    },
+    /// Closes room `key`: its tick stops and its members leave. Answer: nothing.
+    Close {
+        /// The room.
+        key: String,
+    },
+}
+
+/// A room as [`RoomOp::Get`] answers it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomInfo {
+    /// The room's key.
+    pub key: String,
+    /// Its members, in the order they joined.
+    pub members: Vec<u64>,
+    /// Its state.
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+    /// Milliseconds between ticks (0: none).
+    pub tick_ms: u64,
+    /// Ticks so far.
+    pub ticks: u64,
+}
+
+/// The input of a room tick call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomTick {
+    /// The room's key.
+    pub key: String,
+    /// 1 for the first tick, +1 per tick.
+    pub tick: u64,
+    /// Milliseconds since the previous tick ran (since the room opened, for the first).
+    pub elapsed_ms: u64,
+    /// Its members.
+    pub members: Vec<u64>,
+    /// Its state.
+    #[serde(with = "serde_bytes")]
+    pub state: Vec<u8>,
+}
+
+/// Outcomes of `room_call`.
+pub mod room_status {
+    /// Done; the answer is the operation's result.
+    pub const OK: u32 = 0;
+    /// No open room has that key.
+    pub const NOT_FOUND: u32 = 1;
+    /// A room with that key is already open.
+    pub const EXISTS: u32 = 2;
+    /// The room has `max_members` members.
+    pub const FULL: u32 = 3;
+    /// A bad key, tick, size or an undecodable operation (the answer says which).
+    pub const INVALID: u32 = 4;
+    /// The module has as many open rooms on this node as it may.
+    pub const LIMIT: u32 = 5;
+    /// Rooms are not available here, or a member's gate cannot be reached.
+    pub const UNAVAILABLE: u32 = 6;
+}

@@ -1,0 +1,339 @@
+//! Rooms: keyed units of game state with members, held by the node they live on.
+//!
+//! The node keeps each room's members and state here, outside every module instance, so a hot
+//! update or an instance recycle keeps both; a room's tick is a repeating host timer (tag
+//! [`TICK_TAG`], the key as payload), so it too survives a hot update. Members are put in the
+//! session group `room:<key>` (on whichever gate holds them), which is what a broadcast to the
+//! room reaches; a member whose session ends is taken out ([`Rooms::session_ended`]).
+//!
+//! Bounds: keys are 1 to 64 bytes; a module has at most [`MAX_ROOMS`] open rooms per node; a
+//! room has at most 1000 members and 64 KiB of state; ticks are at least 10 ms apart.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::Bytes;
+use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
+use firefly_abi::session_status;
+
+use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
+use crate::sessions::{SessionOp, Sessions};
+use crate::timers::Scheduler;
+
+/// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
+pub const TICK_TAG: &str = "__room_tick";
+/// Most open rooms of one module on one node.
+pub const MAX_ROOMS: usize = 10_000;
+/// Most members of a room.
+pub const MAX_MEMBERS: u32 = 1000;
+/// Largest room state.
+pub const MAX_STATE: usize = 64 * 1024;
+/// Longest key.
+pub const MAX_KEY: usize = 64;
+
+struct Room {
+    members: Vec<u64>,
+    max_members: u32,
+    state: Vec<u8>,
+    tick_ms: u64,
+    ticks: u64,
+    last_tick: Instant,
+    timer: Option<u64>,
+}
+
+type RoomKey = (Arc<str>, String);
+
+/// The node's rooms.
+pub struct Rooms {
+    rooms: Mutex<HashMap<RoomKey, Room>>,
+    sessions: Arc<Sessions>,
+    timers: Arc<Scheduler>,
+}
+
+fn answer(status: u32, text: impl Into<String>) -> RoomAnswer {
+    (status, text.into().into_bytes())
+}
+
+fn ok(body: Vec<u8>) -> RoomAnswer {
+    (room_status::OK, body)
+}
+
+/// The session group of room `key`'s members.
+pub fn group(key: &str) -> String {
+    format!("room:{key}")
+}
+
+impl Rooms {
+    /// Rooms whose members are `sessions` and whose ticks are `timers`.
+    pub fn new(sessions: Arc<Sessions>, timers: Arc<Scheduler>) -> Self {
+        Self {
+            rooms: Mutex::default(),
+            sessions,
+            timers,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomKey, Room>> {
+        self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Rooms open now, per module.
+    pub fn open(&self) -> usize {
+        self.lock().len()
+    }
+
+    async fn run(&self, module: &str, op: RoomOp) -> RoomAnswer {
+        let module: Arc<str> = Arc::from(module);
+        match op {
+            RoomOp::Create {
+                key,
+                tick_ms,
+                max_members,
+                state,
+            } => self.create(module, key, tick_ms, max_members, state).await,
+            RoomOp::Join { key, session } => self.join(module, key, session).await,
+            RoomOp::Leave { key, session } => self.leave(module, key, session).await,
+            RoomOp::SetState { key, state } => {
+                if state.len() > MAX_STATE {
+                    return answer(
+                        room_status::INVALID,
+                        format!("room state is at most {MAX_STATE} bytes"),
+                    );
+                }
+                match self.lock().get_mut(&(module, key)) {
+                    Some(room) => {
+                        room.state = state;
+                        ok(Vec::new())
+                    }
+                    None => answer(room_status::NOT_FOUND, "no such room"),
+                }
+            }
+            RoomOp::Get { key } => match self.lock().get(&(module, key.clone())) {
+                Some(room) => {
+                    let info = RoomInfo {
+                        key,
+                        members: room.members.clone(),
+                        state: room.state.clone(),
+                        tick_ms: room.tick_ms,
+                        ticks: room.ticks,
+                    };
+                    ok(rmp_serde::to_vec_named(&info).unwrap_or_default())
+                }
+                None => answer(room_status::NOT_FOUND, "no such room"),
+            },
+            RoomOp::Close { key } => self.close(&module, &key).await,
+        }
+    }
+
+    async fn create(
+        &self,
+        module: Arc<str>,
+        key: String,
+        tick_ms: u64,
+        max_members: u32,
+        state: Vec<u8>,
+    ) -> RoomAnswer {
+        if key.is_empty() || key.len() > MAX_KEY {
+            return answer(
+                room_status::INVALID,
+                format!("a room key is 1 to {MAX_KEY} bytes"),
+            );
+        }
+        if max_members == 0 || max_members > MAX_MEMBERS {
+            return answer(
+                room_status::INVALID,
+                format!("a room has 1 to {MAX_MEMBERS} members"),
+            );
+        }
+        if tick_ms != 0 && !(10..=3_600_000).contains(&tick_ms) {
+            return answer(
+                room_status::INVALID,
+                "a room ticks every 10 ms to 1 hour (or 0: never)",
+            );
+        }
+        if state.len() > MAX_STATE {
+            return answer(
+                room_status::INVALID,
+                format!("room state is at most {MAX_STATE} bytes"),
+            );
+        }
+        {
+            let mut rooms = self.lock();
+            if rooms.contains_key(&(module.clone(), key.clone())) {
+                return answer(room_status::EXISTS, format!("room `{key}` is already open"));
+            }
+            if rooms.keys().filter(|(m, _)| *m == module).count() >= MAX_ROOMS {
+                return answer(
+                    room_status::LIMIT,
+                    format!("at most {MAX_ROOMS} open rooms per module and node"),
+                );
+            }
+            rooms.insert(
+                (module.clone(), key.clone()),
+                Room {
+                    members: Vec::new(),
+                    max_members,
+                    state,
+                    tick_ms,
+                    ticks: 0,
+                    last_tick: Instant::now(),
+                    timer: None,
+                },
+            );
+        }
+        if tick_ms > 0 {
+            let timer = NewTimer {
+                module: module.clone(),
+                tag: TICK_TAG.to_owned(),
+                delay_ms: tick_ms,
+                period_ms: tick_ms,
+                durable: false,
+                session: 0,
+                payload: Bytes::from(key.clone().into_bytes()),
+            };
+            // Ticks are bounded by the room cap, not by the module's own timer limit.
+            match self.timers.start(timer, u32::MAX).await {
+                Ok(id) => {
+                    if let Some(room) = self.lock().get_mut(&(module, key)) {
+                        room.timer = Some(id);
+                    }
+                }
+                Err(e) => {
+                    self.lock().remove(&(module, key));
+                    return answer(
+                        room_status::UNAVAILABLE,
+                        format!("cannot start the room's tick: {e}"),
+                    );
+                }
+            }
+        }
+        ok(Vec::new())
+    }
+
+    async fn join(&self, module: Arc<str>, key: String, session: u64) -> RoomAnswer {
+        {
+            let mut rooms = self.lock();
+            let Some(room) = rooms.get_mut(&(module.clone(), key.clone())) else {
+                return answer(room_status::NOT_FOUND, "no such room");
+            };
+            if room.members.contains(&session) {
+                return ok(Vec::new());
+            }
+            if room.members.len() >= room.max_members as usize {
+                return answer(
+                    room_status::FULL,
+                    format!("room `{key}` is full ({} members)", room.max_members),
+                );
+            }
+            room.members.push(session);
+        }
+        let op = SessionOp::Join {
+            session,
+            group: group(&key),
+        };
+        let reply = self.sessions.on_session(session, op).await;
+        if reply.status != session_status::OK {
+            if let Some(room) = self.lock().get_mut(&(module, key)) {
+                room.members.retain(|m| *m != session);
+            }
+            return answer(
+                room_status::UNAVAILABLE,
+                format!(
+                    "session {session} cannot join (session status {})",
+                    reply.status
+                ),
+            );
+        }
+        ok(Vec::new())
+    }
+
+    async fn leave(&self, module: Arc<str>, key: String, session: u64) -> RoomAnswer {
+        let was = {
+            let mut rooms = self.lock();
+            let Some(room) = rooms.get_mut(&(module, key.clone())) else {
+                return answer(room_status::NOT_FOUND, "no such room");
+            };
+            let before = room.members.len();
+            room.members.retain(|m| *m != session);
+            before != room.members.len()
+        };
+        if was {
+            let op = SessionOp::Leave {
+                session,
+                group: group(&key),
+            };
+            let _ = self.sessions.on_session(session, op).await;
+        }
+        ok(rmp_serde::to_vec(&was).unwrap_or_default())
+    }
+
+    async fn close(&self, module: &Arc<str>, key: &str) -> RoomAnswer {
+        let Some(room) = self.lock().remove(&(module.clone(), key.to_owned())) else {
+            return answer(room_status::NOT_FOUND, "no such room");
+        };
+        if let Some(timer) = room.timer {
+            self.timers.cancel(module, timer);
+        }
+        for session in room.members {
+            let op = SessionOp::Leave {
+                session,
+                group: group(key),
+            };
+            let _ = self.sessions.on_session(session, op).await;
+        }
+        ok(Vec::new())
+    }
+
+    /// The input of room `key`'s next tick, counted as run now; `None` when the room is gone
+    /// (its tick timer should then stop).
+    pub fn tick(&self, module: &str, key: &str) -> Option<RoomTick> {
+        let mut rooms = self.lock();
+        let room = rooms.get_mut(&(Arc::from(module), key.to_owned()))?;
+        room.ticks += 1;
+        let now = Instant::now();
+        let elapsed = now.duration_since(room.last_tick);
+        room.last_tick = now;
+        Some(RoomTick {
+            key: key.to_owned(),
+            tick: room.ticks,
+            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+            members: room.members.clone(),
+            state: room.state.clone(),
+        })
+    }
+
+    /// Stores the state a tick handler returned (if the room is still open).
+    pub fn set_state(&self, module: &str, key: &str, state: Vec<u8>) {
+        if state.len() > MAX_STATE {
+            tracing::warn!(
+                module,
+                room = key,
+                "a room tick returned more than {MAX_STATE} bytes of state: kept the old one"
+            );
+            return;
+        }
+        if let Some(room) = self.lock().get_mut(&(Arc::from(module), key.to_owned())) {
+            room.state = state;
+        }
+    }
+
+    /// Takes `session` out of every room (its session ended).
+    pub fn session_ended(&self, session: u64) {
+        for room in self.lock().values_mut() {
+            room.members.retain(|m| *m != session);
+        }
+    }
+}
+
+impl RoomHost for Rooms {
+    fn call<'a>(
+        &'a self,
+        module: &'a str,
+        op: RoomOp,
+    ) -> Pin<Box<dyn Future<Output = RoomAnswer> + Send + 'a>> {
+        Box::pin(self.run(module, op))
+    }
+}

@@ -1,0 +1,192 @@
+//! Rooms held by the host, through a real module (`modules/countdown`) on a node in this
+//! process: members and broadcasts, the fixed-rate tick with host-held state, a hot update in
+//! the middle of a room's life, disconnects, and bad input.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::time::Duration;
+
+use firefly::client::{Client, ClientError};
+use firefly::node::Node;
+use serde::Deserialize;
+use serde_json::json;
+
+const TOCK: u32 = 4701;
+
+#[derive(Debug, Deserialize)]
+struct Tock {
+    room: String,
+    tick: u64,
+    left: u32,
+    elapsed_ms: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Info {
+    members: Vec<u64>,
+    left: u32,
+    ticks: u64,
+}
+
+async fn node() -> Node {
+    firefly_testkit::start_node(&["countdown"]).await
+}
+
+async fn client(node: &Node) -> Client {
+    Client::connect(node.client_addrs()[0]).await.unwrap()
+}
+
+async fn tock(c: &mut Client) -> Tock {
+    let frame = tokio::time::timeout(Duration::from_secs(5), c.next_push())
+        .await
+        .expect("no tick was broadcast in time")
+        .unwrap();
+    assert_eq!(frame.command, TOCK);
+    rmp_serde::from_slice(&frame.payload).unwrap()
+}
+
+async fn info(c: &mut Client, room: &str) -> Option<Info> {
+    c.call(474, &json!({ "room": room })).await.unwrap()
+}
+
+fn code(r: Result<(), ClientError>) -> String {
+    r.expect_err("accepted")
+        .server()
+        .expect("an error frame")
+        .code
+        .clone()
+}
+
+#[tokio::test]
+async fn a_room_ticks_with_host_held_state_and_broadcasts_to_its_members() {
+    let node = node().await;
+    let (mut ada, mut bob) = (client(&node).await, client(&node).await);
+    let () = ada
+        .call(471, &json!({ "room": "r1", "from": 5, "tick_ms": 50 }))
+        .await
+        .unwrap();
+    let () = bob.call(472, &json!({ "room": "r1" })).await.unwrap();
+    let mut last = None;
+    for c in [&mut ada, &mut bob] {
+        let mut seen = Vec::new();
+        loop {
+            let t = tock(c).await;
+            assert_eq!(t.room, "r1");
+            seen.push((t.tick, t.left));
+            if t.left == 0 {
+                last = Some(t);
+                break;
+            }
+        }
+        // Bob may have joined after the first tick; every tick he saw counts down by one.
+        assert!(
+            seen.windows(2)
+                .all(|w| w[1].0 == w[0].0 + 1 && w[1].1 + 1 == w[0].1),
+            "{seen:?}"
+        );
+        assert_eq!(seen.last(), Some(&(5, 0)));
+    }
+    let last = last.unwrap();
+    assert!(last.elapsed_ms >= 4 * 40, "ticks ran too fast: {last:?}");
+    assert!(
+        info(&mut ada, "r1").await.is_none(),
+        "the room closed itself at 0"
+    );
+}
+
+#[tokio::test]
+async fn a_room_keeps_its_state_and_tick_across_a_hot_update() {
+    let node = node().await;
+    let mut ada = client(&node).await;
+    let () = ada
+        .call(471, &json!({ "room": "hot", "from": 40, "tick_ms": 30 }))
+        .await
+        .unwrap();
+    let before = tock(&mut ada).await;
+    let again = std::fs::read(firefly_testkit::module_wasm("countdown")).unwrap();
+    node.deploy("countdown", 2, Some(&again)).await.unwrap();
+    let after = tock(&mut ada).await;
+    let after = if after.tick == before.tick {
+        tock(&mut ada).await
+    } else {
+        after
+    };
+    assert!(after.tick > before.tick, "{before:?} then {after:?}");
+    assert_eq!(
+        u64::from(before.left - after.left),
+        after.tick - before.tick,
+        "the count went on from the host-held state, not from the start"
+    );
+    let info = info(&mut ada, "hot").await.unwrap();
+    assert_eq!(info.members.len(), 1);
+    assert!(info.ticks >= after.tick);
+}
+
+#[tokio::test]
+async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
+    let node = node().await;
+    let (mut ada, mut bob, mut cy) = (
+        client(&node).await,
+        client(&node).await,
+        client(&node).await,
+    );
+    let () = ada
+        .call(
+            471,
+            &json!({ "room": "duel", "from": 1000, "tick_ms": 1000 }),
+        )
+        .await
+        .unwrap();
+    let () = bob.call(472, &json!({ "room": "duel" })).await.unwrap();
+    assert_eq!(
+        code(cy.call(472, &json!({ "room": "duel" })).await),
+        "room_full"
+    );
+    assert_eq!(
+        code(
+            cy.call(471, &json!({ "room": "duel", "from": 3, "tick_ms": 50 }))
+                .await
+        ),
+        "room_exists"
+    );
+    assert_eq!(
+        code(
+            cy.call(471, &json!({ "room": "", "from": 3, "tick_ms": 50 }))
+                .await
+        ),
+        "invalid_room"
+    );
+    assert_eq!(
+        code(
+            cy.call(471, &json!({ "room": "fast", "from": 3, "tick_ms": 1 }))
+                .await
+        ),
+        "invalid_room"
+    );
+    assert_eq!(
+        code(cy.call(472, &json!({ "room": "nowhere" })).await),
+        "no_such_room"
+    );
+    assert_eq!(info(&mut ada, "duel").await.unwrap().members.len(), 2);
+
+    drop(bob);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while info(&mut ada, "duel").await.unwrap().members.len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a disconnected member stayed in the room"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Its place is free again.
+    let () = cy.call(472, &json!({ "room": "duel" })).await.unwrap();
+    let left: bool = cy.call(473, &json!({ "room": "duel" })).await.unwrap();
+    assert!(left);
+    let again: bool = cy.call(473, &json!({ "room": "duel" })).await.unwrap();
+    assert!(!again);
+    assert_eq!(info(&mut ada, "duel").await.unwrap().left, 1000);
+}
