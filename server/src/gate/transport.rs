@@ -124,6 +124,9 @@ impl Transport for Ws {
 
     async fn close(&mut self, why: Option<Close>) {
         let Some(why) = why else {
+            // The peer closed (or the connection broke): send what tungstenite queued, such
+            // as the answer to the peer's close frame.
+            let _ = self.0.flush().await;
             return;
         };
         let frame = CloseFrame {
