@@ -105,8 +105,14 @@ fn main() -> anyhow::Result<()> {
     let args = parse_args();
     let ts = root().join("clients/typescript");
     let py = root().join("clients/python");
-    require(&ts.join("node_modules/.bin/tsc"), "npm ci in clients/typescript");
-    require(&py.join(".venv/bin/python"), "the Python client's virtualenv");
+    require(
+        &ts.join("node_modules/.bin/tsc"),
+        "npm ci in clients/typescript",
+    );
+    require(
+        &py.join(".venv/bin/python"),
+        "the Python client's virtualenv",
+    );
     let built = Command::new(ts.join("node_modules/.bin/tsc"))
         .args(["-p", "."])
         .current_dir(&ts)

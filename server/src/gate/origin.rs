@@ -16,7 +16,7 @@ impl Callback for Check {
             return Ok(response);
         };
         let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
-        if allowed.iter().any(|a| *a == origin) {
+        if allowed.contains(&origin) {
             return Ok(response);
         }
         tracing::debug!(origin, "websocket upgrade refused: origin not allowed");
