@@ -26,40 +26,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use firefly::config::ProtocolSettings;
+use firefly_testkit::bench::{self, LoadArgs};
 use firefly_testkit::loadgen::{self, LoadConfig};
 use firefly_testkit::{root, start_cluster};
-
-struct Args {
-    connections: usize,
-    depths: Vec<usize>,
-    duration: Duration,
-    payload: usize,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        connections: 10,
-        depths: vec![1, 16],
-        duration: Duration::from_secs(5),
-        payload: 64,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_default();
-        match flag.as_str() {
-            "--connections" => args.connections = value().parse().unwrap_or(args.connections),
-            "--depth" => {
-                args.depths = value().split(',').filter_map(|d| d.parse().ok()).collect();
-            }
-            "--duration" => {
-                args.duration = Duration::from_secs_f64(value().parse().unwrap_or(5.0));
-            }
-            "--payload" => args.payload = value().parse().unwrap_or(args.payload),
-            _ => {} // `cargo bench` passes `--bench`; ignore what we do not know.
-        }
-    }
-    args
-}
 
 /// One client's figures, as its load script prints them.
 struct Figures {
@@ -102,7 +71,7 @@ fn require(path: &Path, how: &str) {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = parse_args();
+    let args = LoadArgs::from_env(10);
     let ts = root().join("clients/typescript");
     let py = root().join("clients/python");
     require(
@@ -119,14 +88,7 @@ fn main() -> anyhow::Result<()> {
         .status()?;
     assert!(built.success(), "tsc failed");
 
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (server_rt, client_rt) = bench::runtimes()?;
     let yaml = "version: 1\ncluster: bench\nmodules:\n  echo: { crate: modules/echo }\nnodes:\n  gate:\n    listen: [{ tcp: 127.0.0.1:0 }, { ws: 127.0.0.1:0 }]\n    modules: [echo]\n";
     let (_, nodes) = server_rt.block_on(start_cluster(yaml, &["gate"]));
     let (tcp, ws) = (nodes[0].client_addrs()[0], nodes[0].client_addrs()[1]);
