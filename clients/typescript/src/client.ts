@@ -315,25 +315,34 @@ export class FireflyClient {
         return;
       }
       this.conn = conn;
-      // The resume goes out first, then what was queued meanwhile.
+      // The resume goes out first, then what was queued meanwhile. Its answer is handled as it
+      // is read, so `resumed` fires before the replayed pushes that follow it.
       this.state = "connected";
-      const resumed = this.sessionRequest({ resume: token });
+      const answered = new Promise<Error | undefined>((settled) => {
+        const pending: Pending = {
+          command: SESSION_COMMAND,
+          abandoned: false,
+          resolve: (payload) => {
+            const ticket = decode(payload) as SessionTicket;
+            this.ticket = ticket;
+            this.droppedAt = undefined;
+            this.emit("resumed", ticket);
+            settled(undefined);
+          },
+          reject: settled,
+        };
+        this.transmit(this.codec.encode(SESSION_COMMAND, encode({ resume: token })), pending);
+      });
       this.flushWaiting();
-      try {
-        const ticket = await resumed;
-        this.ticket = ticket;
+      const error = await answered;
+      if (error instanceof FireflyError) {
+        // Connected, but on a new session.
+        this.ticket = undefined;
         this.droppedAt = undefined;
-        this.emit("resumed", ticket);
-      } catch (error) {
-        if (error instanceof FireflyError) {
-          // Connected, but on a new session.
-          this.ticket = undefined;
-          this.droppedAt = undefined;
-          this.emit("lost", `${error.code}: ${error.message}`);
-          if (this.resumeWanted) await this.refreshTicket().catch(() => undefined);
-        }
-        // A ConnectionError: the new connection dropped too, and onClose starts over.
+        this.emit("lost", `${error.code}: ${error.message}`);
+        if (this.resumeWanted) await this.refreshTicket().catch(() => undefined);
       }
+      // A ConnectionError: the new connection dropped too, and onClose starts over.
       return;
     }
   }

@@ -41,11 +41,13 @@ class Reconnect:
 
 
 class _Pending:
-    __slots__ = ("command", "future")
+    __slots__ = ("command", "future", "on_reply")
 
-    def __init__(self, command: int, future: asyncio.Future):
+    def __init__(self, command: int, future: asyncio.Future, on_reply: Optional[Callable[[bytes], None]] = None):
         self.command = command
         self.future = future
+        # Run as the reply is read (before the frames after it), then the future is resolved.
+        self.on_reply = on_reply
 
 
 EVENTS = ("push", "disconnected", "resumed", "lost", "kicked", "closed")
@@ -132,7 +134,9 @@ class Client:
                 raise ConnectionLost("client is closed")
         future = asyncio.get_running_loop().create_future()
         self._inflight.append(_Pending(command, future))
-        assert self._conn is not None
+        if self._conn is None:
+            self._inflight.pop()
+            raise ConnectionLost("connection lost before the request was sent")
         await self._conn.send(self._codec.encode(command, payload))
         try:
             return await asyncio.wait_for(future, max(0.0, deadline - time.monotonic()))
@@ -211,8 +215,10 @@ class Client:
             return
         if error:
             head.future.set_exception(error)
-        else:
-            head.future.set_result(payload)
+            return
+        if head.on_reply:
+            head.on_reply(payload)
+        head.future.set_result(payload)
 
     def _fail_inflight(self, error: Exception) -> None:
         while self._inflight:
@@ -264,14 +270,20 @@ class Client:
                 await conn.close()
                 return
             self._conn = conn
-            # The resume goes out before any request that waited meanwhile.
+            # The resume goes out before any request that waited meanwhile. Its answer is
+            # handled as it is read, so `resumed` fires before the replayed pushes after it.
+            def resumed(payload: bytes) -> None:
+                self._ticket = SessionTicket(**msgpack.unpackb(payload, raw=False))
+                self._dropped_at = None
+                self._emit("resumed", self._ticket)
+
             future = asyncio.get_running_loop().create_future()
-            self._inflight.append(_Pending(SESSION_COMMAND, future))
+            self._inflight.append(_Pending(SESSION_COMMAND, future, resumed))
             await conn.send(self._codec.encode(SESSION_COMMAND, msgpack.packb({"resume": token})))
             self._state = "connected"
             self._connected.set()
             try:
-                ticket = SessionTicket(**msgpack.unpackb(await future, raw=False))
+                await future
             except FireflyError as error:
                 self._ticket = None
                 self._dropped_at = None
@@ -279,12 +291,8 @@ class Client:
                 if self._resume_wanted:
                     with contextlib.suppress(Exception):
                         await self._refresh_ticket()
-                return
             except ConnectionLost:
-                return  # the new connection dropped too; _on_close starts over
-            self._ticket = ticket
-            self._dropped_at = None
-            self._emit("resumed", ticket)
+                pass  # the new connection dropped too; _on_close starts over
             return
 
     async def _refresh_ticket(self) -> None:
