@@ -165,7 +165,9 @@ fn typescript_client_with_node() {
     let dir = build_typescript();
     let cluster = cluster("clients-ts", None);
     let mut command = node();
-    command.args(["--test", "test/"]).current_dir(&dir);
+    command
+        .args(["--test", "test/client.test.mjs"])
+        .current_dir(&dir);
     run("node --test (clients/typescript)", command, &cluster);
 }
 
@@ -201,7 +203,7 @@ fn browser_demo_in_chromium() {
     std::fs::create_dir_all(&screenshots).unwrap();
     let mut command = node();
     command
-        .args(["--test", "test/"])
+        .args(["--test", "test/demo.test.mjs"])
         .env("CHROMIUM", chromium)
         .env("DEMO_ADDR", page.to_string())
         .env("SCREENSHOT_DIR", &screenshots)
