@@ -43,6 +43,7 @@ class Proxy:
     async def _serve(self, reader, writer) -> None:
         if self.refusing:
             writer.transport.abort()
+            writer.close()
             return
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         pair = (writer, up_writer)
@@ -64,6 +65,7 @@ class Proxy:
     def _drop(self, pair) -> None:
         for w in pair:
             w.transport.abort()
+            w.close()
         self.pairs.discard(pair)
 
     def cut(self) -> None:

@@ -45,6 +45,9 @@ export interface ClientOptions extends FrameSettings {
   resume?: boolean;
   /** Reconnection backoff. */
   reconnect?: ReconnectOptions;
+  /** Decode 64-bit MessagePack integers as `bigint` and encode `bigint` values (numbers past
+   *  2^53, such as session ids of gates numbered 32 and up). Default false. */
+  useBigInt64?: boolean;
 }
 
 /** A session ticket: the session id and the token that resumes it. */
@@ -105,6 +108,7 @@ export class FireflyClient {
   private readonly timeoutMs: number;
   private readonly resumeWanted: boolean;
   private readonly backoff: Required<ReconnectOptions>;
+  private readonly msgpack: { useBigInt64: boolean };
   private conn?: Connection;
   private state: State = "connected";
   private inflight: Pending[] = [];
@@ -119,6 +123,7 @@ export class FireflyClient {
     this.codec = new Codec(options);
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.resumeWanted = options.resume ?? true;
+    this.msgpack = { useBigInt64: options.useBigInt64 ?? false };
     this.backoff = {
       initialDelayMs: options.reconnect?.initialDelayMs ?? 100,
       maxDelayMs: options.reconnect?.maxDelayMs ?? 2000,
@@ -142,9 +147,9 @@ export class FireflyClient {
   /** Sends `command` with `payload` encoded as MessagePack; resolves with the decoded reply,
    *  rejects with a `FireflyError` (error frame), `TimeoutError` or `ConnectionError`. */
   async request<T = unknown>(command: number, payload?: unknown, options?: RequestOptions): Promise<T> {
-    const bytes = payload === undefined ? new Uint8Array(0) : encode(payload);
+    const bytes = payload === undefined ? new Uint8Array(0) : encode(payload, this.msgpack);
     const reply = await this.requestRaw(command, bytes, options);
-    return (reply.length === 0 ? undefined : decode(reply)) as T;
+    return (reply.length === 0 ? undefined : decode(reply, this.msgpack)) as T;
   }
 
   /** Sends raw payload bytes; resolves with the raw reply bytes. */
@@ -240,7 +245,7 @@ export class FireflyClient {
       } else {
         let value: unknown;
         try {
-          value = frame.payload.length === 0 ? undefined : decode(frame.payload);
+          value = frame.payload.length === 0 ? undefined : decode(frame.payload, this.msgpack);
         } catch {
           value = undefined;
         }

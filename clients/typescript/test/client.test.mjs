@@ -53,6 +53,9 @@ for (const [name, connect] of Object.entries(transports)) {
         assert.equal(typeof error.version, "number");
         return true;
       });
+      const wide = track(await connect({ useBigInt64: true }));
+      await assert.rejects(wide.request(103, { a: 2n ** 62n, b: 2n ** 62n }), { code: "overflow" });
+      assert.equal((await wide.request(103, { a: 2n ** 60n, b: 1 })).sum, 2n ** 60n + 1n);
       await assert.rejects(client.request(9999, {}), { name: "FireflyError", code: "unknown_command" });
       await assert.rejects(client.request(101, { nom: 1 }), { code: "bad_request" });
       // The connection still serves.
