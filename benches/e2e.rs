@@ -23,60 +23,18 @@
 use std::time::Duration;
 
 use firefly::config::ProtocolSettings;
+use firefly_testkit::bench::{self, LoadArgs};
 use firefly_testkit::loadgen::{self, LoadConfig, LoadReport};
 use firefly_testkit::{bare_echo, free_addr, start_cluster, start_node};
 
-struct Args {
-    connections: usize,
-    depths: Vec<usize>,
-    duration: Duration,
-    payload: usize,
-    two_hop: bool,
-}
-
-fn parse_args() -> Args {
-    let mut args = Args {
-        connections: 100,
-        depths: vec![1, 16],
-        duration: Duration::from_secs(5),
-        payload: 64,
-        two_hop: false,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().unwrap_or_default();
-        match flag.as_str() {
-            "--connections" => args.connections = value().parse().unwrap_or(args.connections),
-            "--depth" => {
-                args.depths = value().split(',').filter_map(|d| d.parse().ok()).collect();
-            }
-            "--duration" => {
-                args.duration = Duration::from_secs_f64(value().parse().unwrap_or(5.0));
-            }
-            "--payload" => args.payload = value().parse().unwrap_or(args.payload),
-            "--two-hop" => args.two_hop = true,
-            _ => {} // `cargo bench` passes `--bench`; ignore what we do not know.
-        }
-    }
-    args
-}
-
 fn main() -> anyhow::Result<()> {
-    let args = parse_args();
-    // Server and load generator each get a 2-worker runtime: on a 2-core machine they share
-    // the cores, identically for the baseline and for Firefly.
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let args = LoadArgs::from_env(100);
+    let two_hop = args.has("--two-hop");
+    let (server_rt, client_rt) = bench::runtimes()?;
     let settings = ProtocolSettings::default();
     let bare = server_rt.block_on(bare_echo::spawn(settings.clone()))?;
     let mut nodes = Vec::new();
-    if args.two_hop {
+    if two_hop {
         let (g, l) = (free_addr(), free_addr());
         let yaml = format!(
             "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  gate:\n    rpc: {g}\n    listen: [{{ tcp: 127.0.0.1:0 }}]\n    routes: [{{ commands: 1, to: logic }}]\n  logic: {{ rpc: {l}, modules: [echo] }}\n"
@@ -90,7 +48,7 @@ fn main() -> anyhow::Result<()> {
 
     println!(
         "e2e{}: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up)",
-        if args.two_hop {
+        if two_hop {
             " two-hop (gate -> logic node)"
         } else {
             ""

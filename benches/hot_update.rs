@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use firefly::config::ProtocolSettings;
+use firefly_testkit::bench;
 use firefly_testkit::loadgen::{self, LoadConfig};
 use firefly_testkit::{free_addr, module_wasm, start_cluster, start_node};
 
@@ -66,14 +67,7 @@ fn parse_args() -> Args {
 
 fn main() -> anyhow::Result<()> {
     let args = parse_args();
-    let server_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let client_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let (server_rt, client_rt) = bench::runtimes()?;
     let (v1, v2) = (
         std::fs::read(module_wasm("versioned"))?,
         std::fs::read(module_wasm("versioned-v2"))?,

@@ -12,6 +12,7 @@
 static ALLOCATOR: firefly::Allocator = firefly::Allocator;
 
 pub mod bare_echo;
+pub mod bench;
 pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;

@@ -7,6 +7,7 @@
 //! must produce.
 
 mod auto_rollback;
+mod origins;
 mod raw;
 mod sessions_settings;
 mod storage;
@@ -238,6 +239,10 @@ pub struct ProtocolSettings {
     pub error_command: u32,
     /// What sessions of this listener may do beyond one connection (login, resume).
     pub sessions: SessionSettings,
+    /// WebSocket listeners: the browser origins allowed to connect (`None`: any). An upgrade
+    /// whose `Origin` is not listed is refused with 403; one without `Origin` (not a browser)
+    /// is accepted.
+    pub origins: Option<Vec<String>>,
 }
 
 /// Per-listener session behaviour: single login and resumable sessions.
@@ -286,6 +291,7 @@ impl Default for ProtocolSettings {
             idle_timeout: Duration::from_secs(300),
             error_command: u32::MAX,
             sessions: SessionSettings::default(),
+            origins: None,
         }
     }
 }

@@ -131,6 +131,7 @@ pub(super) struct RawListener {
     pub max_frame: Option<SizeValue>,
     pub idle_timeout: Option<String>,
     pub error_command: Option<u32>,
+    pub origins: Option<Vec<String>>,
 }
 
 /// `resume: { grace: 30s, buffer: 256 }` on a listener (`resume: {}` takes the defaults).

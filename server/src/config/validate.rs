@@ -182,6 +182,7 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
         protocol.error_command = v;
     }
     protocol.sessions = super::sessions_settings::session_settings(path, raw)?;
+    protocol.origins = super::origins::origins(path, kind, raw)?;
     Ok(ListenerSpec {
         kind,
         addr,

@@ -8,14 +8,14 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
-use super::transport::Transport;
+use super::transport::{Close, ReadError, Transport};
 use std::collections::VecDeque;
 
 use crate::cluster::wire::Msg;
 use crate::cluster::{Peer, Pending, RpcError};
 use crate::engine::{Batch, Lease};
 use crate::protocol::session::{self, SessionRequest, SessionTicket};
-use crate::protocol::{ErrorReply, FrameError};
+use crate::protocol::{ErrorReply, FrameError, HEADER_LEN};
 use crate::routing::LocalRoute;
 use crate::sessions::resume::ResumeError;
 use crate::sessions::{Attached, KickReason, Outbound};
@@ -66,8 +66,23 @@ pub(super) async fn run<T: Transport>(
             biased;
             read = stream.read(&mut rbuf) => {
                 match read {
-                    Ok(0) => break End::Lost("closed by peer"),
-                    Err(_) => break End::Lost("read error"),
+                    Ok(0) => break End::Lost(Why::ClosedByPeer),
+                    Err(ReadError::Io(err)) => {
+                        tracing::debug!(session = slot.id, %peer, "read failed: {err}");
+                        break End::Lost(Why::ReadError);
+                    }
+                    Err(ReadError::Text) => break End::Ended(Why::TextMessage),
+                    Err(ReadError::TooLarge { size, max }) => {
+                        // As an oversized frame: an error frame, then close.
+                        let payload = size.saturating_sub(HEADER_LEN);
+                        let max = max.saturating_sub(HEADER_LEN);
+                        let message = format!("message of {payload} payload bytes exceeds the maximum of {max}");
+                        let reply = ErrorReply::new(0, codes::FRAME_TOO_LARGE, message);
+                        shared.codec.encode(shared.settings.error_command, &reply.to_msgpack(), &mut wbuf);
+                        shared.node.gate_stats.errors.add(1);
+                        let _ = stream.write(&wbuf).await;
+                        break End::Ended(Why::FrameTooLarge);
+                    }
                     Ok(_) => {}
                 }
                 last_read = Instant::now();
@@ -75,7 +90,7 @@ pub(super) async fn run<T: Transport>(
                 scratch.flush_stats(shared);
                 let kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
                 if !wbuf.is_empty() && stream.write(&wbuf).await.is_err() {
-                    break End::Lost("write error");
+                    break End::Lost(Why::WriteError);
                 }
                 wbuf.clear();
                 if let Some(end) = kicked.or(close) {
@@ -94,7 +109,7 @@ pub(super) async fn run<T: Transport>(
                     }
                     Some(Outbound::Kick(reason)) => Some(kick_frame(shared, reason, &mut wbuf)),
                     // The session went to another connection (a resume), or was ended.
-                    None => break End::Lost("session taken over"),
+                    None => break End::Lost(Why::TakenOver),
                 };
                 if kicked.is_none() {
                     kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
@@ -105,33 +120,87 @@ pub(super) async fn run<T: Transport>(
                     break end;
                 }
                 if written.is_err() {
-                    break End::Lost("write error");
+                    break End::Lost(Why::WriteError);
                 }
             }
             () = &mut sleep => {
                 let deadline = last_read + idle;
                 if Instant::now() >= deadline {
-                    break End::Lost("idle timeout");
+                    break End::Lost(Why::IdleTimeout);
                 }
                 sleep.as_mut().reset(deadline);
             }
-            _ = shutdown.changed() => break End::Ended("node stopping"),
+            _ = shutdown.changed() => break End::Ended(Why::NodeStopping),
         }
     };
-    let (reason, ended) = match end {
-        End::Lost(r) => (r, false),
-        End::Ended(r) => (r, true),
+    let (why, ended) = match end {
+        End::Lost(w) => (w, false),
+        End::Ended(w) => (w, true),
     };
-    tracing::debug!(session = slot.id, %peer, reason, "disconnected");
+    tracing::debug!(session = slot.id, %peer, reason = why.text(), "disconnected");
+    stream.close(why.close()).await;
     node.sessions.detach(slot, ended);
 }
 
 /// How a connection ended.
 enum End {
     /// The connection went away; a resumable session is parked.
-    Lost(&'static str),
+    Lost(Why),
     /// The session ends with it (kicked, bad input, node stopping).
-    Ended(&'static str),
+    Ended(Why),
+}
+
+/// Why a connection ended: for the log and, on WebSocket, the close frame.
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    ClosedByPeer,
+    ReadError,
+    WriteError,
+    TakenOver,
+    IdleTimeout,
+    NodeStopping,
+    Kicked,
+    BadHeader,
+    BadFrame,
+    FrameTooLarge,
+    TextMessage,
+}
+
+impl Why {
+    fn text(self) -> &'static str {
+        match self {
+            Why::ClosedByPeer => "closed by peer",
+            Why::ReadError => "read error",
+            Why::WriteError => "write error",
+            Why::TakenOver => "session taken over",
+            Why::IdleTimeout => "idle timeout",
+            Why::NodeStopping => "node stopping",
+            Why::Kicked => "kicked",
+            Why::BadHeader => "bad header",
+            Why::BadFrame => "bad frame",
+            Why::FrameTooLarge => "frame too large",
+            Why::TextMessage => "text message",
+        }
+    }
+
+    /// The WebSocket close code and reason (README "WebSocket"); `None` when the peer is gone.
+    fn close(self) -> Option<Close> {
+        let (code, reason) = match self {
+            Why::ClosedByPeer | Why::ReadError | Why::WriteError => return None,
+            Why::TakenOver => (1000, "the session was resumed on another connection"),
+            Why::IdleTimeout => (1000, "idle timeout"),
+            Why::NodeStopping => (1001, "the node is stopping"),
+            Why::Kicked => (4000, "kicked"),
+            Why::BadHeader => (1002, "frame header does not match this listener"),
+            Why::BadFrame => (1002, "bad frame: length below 4"),
+            Why::FrameTooLarge => (1009, "frame too large"),
+            Why::TextMessage => (
+                1003,
+                "text messages are refused: Firefly frames are binary messages",
+            ),
+        };
+        Some(Close { code, reason })
+    }
 }
 
 /// Writes the `kicked` error frame.
@@ -140,7 +209,7 @@ fn kick_frame(shared: &Listener, reason: KickReason, wbuf: &mut BytesMut) -> End
     shared
         .codec
         .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-    End::Ended("kicked")
+    End::Ended(Why::Kicked)
 }
 
 /// Moves queued pushes into the write buffer. Returns how the connection ends when a kick
@@ -270,7 +339,7 @@ async fn process<T: Transport>(
                 let command = frame.command;
                 if command == session::SESSION_COMMAND {
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost("write error"));
+                        break Some(End::Lost(Why::WriteError));
                     }
                     drain(shared, session, &mut fwd, wbuf, scratch).await;
                     scratch.lease = None;
@@ -286,12 +355,12 @@ async fn process<T: Transport>(
                         drain(shared, session, &mut fwd, wbuf, scratch).await;
                     }
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost("write error"));
+                        break Some(End::Lost(Why::WriteError));
                     }
                     scratch.lease = Some(Lease::new(version));
                 } else if matches!(route, LocalRoute::None) {
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost("write error"));
+                        break Some(End::Lost(Why::WriteError));
                     }
                     if let Some(route) = node.remote_route(command) {
                         // Never hold a local instance while waiting on the network.
@@ -320,26 +389,26 @@ async fn process<T: Transport>(
                 if (scratch.batch.len() >= MAX_BATCH || scratch.batch.queued_bytes() >= FLUSH_AT)
                     && !serve_batch(shared, session, wbuf, stream, scratch).await
                 {
-                    break Some(End::Lost("write error"));
+                    break Some(End::Lost(Why::WriteError));
                 }
             }
             Ok(None) => break None,
-            Err(FrameError::BadHeader) => break Some(End::Ended("bad header")),
+            Err(FrameError::BadHeader) => break Some(End::Ended(Why::BadHeader)),
             Err(err) => {
                 if !serve_batch(shared, slot.id, wbuf, stream, scratch).await {
-                    break Some(End::Lost("write error"));
+                    break Some(End::Lost(Why::WriteError));
                 }
                 drain(shared, session, &mut fwd, wbuf, scratch).await;
-                let code = match err {
-                    FrameError::TooShort { .. } => codes::BAD_FRAME,
-                    _ => codes::FRAME_TOO_LARGE,
+                let (code, why) = match err {
+                    FrameError::TooShort { .. } => (codes::BAD_FRAME, Why::BadFrame),
+                    _ => (codes::FRAME_TOO_LARGE, Why::FrameTooLarge),
                 };
                 let reply = ErrorReply::new(0, code, err.to_string());
                 shared
                     .codec
                     .encode(error_command, &reply.to_msgpack(), wbuf);
                 scratch.errors += 1;
-                break Some(End::Ended("bad frame"));
+                break Some(End::Ended(why));
             }
         }
     };

@@ -5,6 +5,7 @@
 //! one write. Different connections run in parallel on tokio's worker threads.
 
 mod connection;
+mod origin;
 mod transport;
 
 use std::net::SocketAddr;
@@ -63,10 +64,13 @@ pub(crate) async fn serve(
                         match kind {
                             ListenerKind::Tcp => connection::run(stream, peer, &shared, shutdown).await,
                             ListenerKind::Ws => {
+                                let limit = shared.settings.max_frame as usize + HEADER_LEN;
                                 let config = WebSocketConfig::default()
                                     .read_buffer_size(8 * 1024)
-                                    .max_message_size(Some(shared.settings.max_frame as usize + HEADER_LEN));
-                                let upgrade = tokio_tungstenite::accept_async_with_config(stream, Some(config));
+                                    .max_message_size(Some(limit))
+                                    .max_frame_size(Some(limit));
+                                let check = origin::Check(shared.settings.origins.clone());
+                                let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
                                 match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, upgrade).await {
                                     Ok(Ok(ws)) => connection::run(transport::Ws(ws), peer, &shared, shutdown).await,
                                     Ok(Err(err)) => tracing::debug!(%peer, "websocket upgrade failed: {err}"),

@@ -4,47 +4,87 @@
 
 use std::future::Future;
 use std::io;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use crate::protocol::HEADER_LEN;
+
+/// Why a read failed.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// The connection broke.
+    Io(io::Error),
+    /// A WebSocket text message: Firefly frames are binary.
+    Text,
+    /// A WebSocket message larger than the listener's largest frame.
+    TooLarge {
+        /// Its size (or the size announced so far).
+        size: usize,
+        /// The largest message accepted: `max_frame` plus the header.
+        max: usize,
+    },
+}
+
+/// How the server ends a connection, for transports that can say so (a WebSocket close
+/// frame's code and reason; TCP just closes).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Close {
+    /// The WebSocket close code (RFC 6455 section 7.4).
+    pub code: u16,
+    /// The reason sent with it.
+    pub reason: &'static str,
+}
+
+/// How long a closing connection waits for the client to read the close and hang up.
+const LINGER: Duration = Duration::from_secs(1);
 
 /// A byte stream of Firefly frames, in both directions.
 pub(crate) trait Transport: Send {
     /// Appends whatever arrived to `buf`; `Ok(0)` when the client closed. Cancel-safe: it is
     /// raced against pushes and timers.
-    fn read(&mut self, buf: &mut BytesMut) -> impl Future<Output = io::Result<usize>> + Send;
+    fn read(&mut self, buf: &mut BytesMut)
+    -> impl Future<Output = Result<usize, ReadError>> + Send;
 
     /// Writes `frames` (whole encoded frames, back to back).
     fn write(&mut self, frames: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+
+    /// Ends the connection saying why (`None`: the peer is already gone).
+    fn close(&mut self, why: Option<Close>) -> impl Future<Output = ()> + Send;
 }
 
 impl Transport for TcpStream {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
-        self.read_buf(buf).await
+    async fn read(&mut self, buf: &mut BytesMut) -> Result<usize, ReadError> {
+        self.read_buf(buf).await.map_err(ReadError::Io)
     }
 
     async fn write(&mut self, frames: &[u8]) -> io::Result<()> {
         self.write_all(frames).await
     }
+
+    async fn close(&mut self, _why: Option<Close>) {}
 }
 
 /// A WebSocket connection: each binary message carries one frame.
 pub(crate) struct Ws(pub WebSocketStream<TcpStream>);
 
-fn ws_error(e: tokio_tungstenite::tungstenite::Error) -> io::Error {
+fn ws_error(e: WsError) -> io::Error {
     io::Error::other(e)
 }
 
 impl Transport for Ws {
-    async fn read(&mut self, buf: &mut BytesMut) -> io::Result<usize> {
+    async fn read(&mut self, buf: &mut BytesMut) -> Result<usize, ReadError> {
         loop {
-            // `next` is cancel-safe; everything after it is synchronous.
+            // `next` is cancel-safe; everything after it is synchronous. Fragmented messages
+            // arrive here reassembled.
             match self.0.next().await {
                 None | Some(Ok(Message::Close(_))) => return Ok(0),
                 Some(Ok(Message::Binary(data))) if data.is_empty() => continue,
@@ -52,15 +92,17 @@ impl Transport for Ws {
                     buf.extend_from_slice(&data);
                     return Ok(data.len());
                 }
-                // Pongs to pings are queued by tungstenite and go out with the next write.
+                // A ping's pong is queued by tungstenite and flushed by the next poll of the
+                // stream, which this loop makes at once.
                 Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
-                Some(Ok(Message::Text(_))) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "text message on a binary Firefly WebSocket",
-                    ));
+                Some(Ok(Message::Text(_))) => return Err(ReadError::Text),
+                Some(Err(WsError::Capacity(CapacityError::MessageTooLong { size, max_size }))) => {
+                    return Err(ReadError::TooLarge {
+                        size,
+                        max: max_size,
+                    });
                 }
-                Some(Err(e)) => return Err(ws_error(e)),
+                Some(Err(e)) => return Err(ReadError::Io(ws_error(e))),
             }
         }
     }
@@ -78,5 +120,30 @@ impl Transport for Ws {
             rest = tail;
         }
         self.0.flush().await.map_err(ws_error)
+    }
+
+    async fn close(&mut self, why: Option<Close>) {
+        let Some(why) = why else {
+            // The peer closed (or the connection broke): send what tungstenite queued, such
+            // as the answer to the peer's close frame.
+            let _ = self.0.flush().await;
+            return;
+        };
+        let frame = CloseFrame {
+            code: CloseCode::from(why.code),
+            reason: why.reason.into(),
+        };
+        if self.0.close(Some(frame)).await.is_err() {
+            return;
+        }
+        // A lingering close: stop sending, then read (and drop) what the client still sends
+        // until it hangs up, so the close frame is not lost to a reset.
+        let tcp = self.0.get_mut();
+        let _ = AsyncWriteExt::shutdown(tcp).await;
+        let mut sink = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while matches!(AsyncReadExt::read(tcp, &mut sink).await, Ok(n) if n > 0) {}
+        })
+        .await;
     }
 }
