@@ -1,6 +1,7 @@
-//! Rooms held by the host, through a real module (`modules/countdown`) on a node in this
+//! Rooms held by the host, through a real module (`modules/countdown`) on nodes in this
 //! process: members and broadcasts, the fixed-rate tick with host-held state, a hot update in
-//! the middle of a room's life, disconnects, and bad input.
+//! the middle of a room's life, disconnects, bad input, and a gate routing each room's commands
+//! to the one logic node that holds it (`policy: room`), a lost node reported to its room.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -189,4 +190,72 @@ async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
     let again: bool = cy.call(473, &json!({ "room": "duel" })).await.unwrap();
     assert!(!again);
     assert_eq!(info(&mut ada, "duel").await.unwrap().left, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_routes_every_command_of_a_room_to_the_node_holding_it() {
+    use firefly_testkit::{free_addr, start_cluster};
+    let (g, a, b) = (free_addr(), free_addr(), free_addr());
+    let yaml = format!(
+        "version: 1\ncluster: rooms\nmaster:\n  rpc_timeout: 2s\nmodules:\n  countdown: {{ crate: modules/countdown }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: 127.0.0.1:0\n    routes:\n      - {{ commands: \"471-474\", to: [l1, l2], policy: room }}\n  l1: {{ rpc: {a}, modules: [countdown] }}\n  l2: {{ rpc: {b}, modules: [countdown] }}\n"
+    );
+    let (_, mut nodes) = start_cluster(&yaml, &["gate", "l1", "l2"]).await;
+    let gate = nodes[0].client_addrs()[0];
+    let (mut ada, mut bob) = (
+        Client::connect(gate).await.unwrap(),
+        Client::connect(gate).await.unwrap(),
+    );
+    let rooms: Vec<String> = (0..16).map(|i| format!("arena-{i}")).collect();
+    for room in &rooms {
+        let () = ada
+            .call(471, &json!({ "room": room, "from": 1000, "tick_ms": 1000 }))
+            .await
+            .unwrap();
+        // Another player, another request: it reaches the same node, or the room is not found.
+        let () = bob.call(472, &json!({ "room": room })).await.unwrap();
+        assert_eq!(
+            info(&mut bob, room).await.unwrap().members.len(),
+            2,
+            "{room}"
+        );
+    }
+    let (on_1, on_2) = (nodes[1].open_rooms(), nodes[2].open_rooms());
+    assert_eq!(on_1 + on_2, rooms.len());
+    assert!(
+        on_1 > 0 && on_2 > 0,
+        "rooms spread over both nodes: {on_1} and {on_2}"
+    );
+
+    let err = ada
+        .call::<_, ()>(472, &json!({ "name": "x" }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.server().unwrap().code, "bad_request", "{err}");
+
+    // The node holding some rooms is lost: their players get an error frame, never a hang;
+    // the rooms on the other node carry on.
+    let lost = nodes.remove(2);
+    lost.shutdown(Duration::from_secs(1)).await;
+    let (mut gone, mut alive) = (0, 0);
+    for room in &rooms {
+        match tokio::time::timeout(
+            Duration::from_secs(10),
+            bob.call::<_, Option<serde_json::Value>>(474, &json!({ "room": room })),
+        )
+        .await
+        {
+            Ok(Ok(Some(_))) => alive += 1,
+            Ok(Err(e)) => {
+                assert_eq!(
+                    e.server().map(|r| r.code.as_str()),
+                    Some("node_unavailable"),
+                    "{e}"
+                );
+                gone += 1;
+            }
+            Ok(Ok(None)) => panic!("room {room} vanished from a live node"),
+            Err(_) => panic!("a request for room {room} hung"),
+        }
+    }
+    assert_eq!((alive, gone), (on_1, on_2));
 }

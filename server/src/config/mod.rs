@@ -187,6 +187,10 @@ pub enum Policy {
     RoundRobin,
     /// The node with the fewest requests in flight from this gate.
     LeastLoaded,
+    /// By the request's room: the payload is a MessagePack map whose `room` field (text) picks
+    /// the node, the same one on every gate (rendezvous hashing over the route's nodes), so
+    /// every command of a room reaches the node that holds it.
+    Room,
 }
 
 /// Commands `first..=last` go to one of `to`.

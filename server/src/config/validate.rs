@@ -292,10 +292,11 @@ fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<Ro
         None | Some("sticky") => Policy::Sticky,
         Some("round_robin") => Policy::RoundRobin,
         Some("least_loaded") => Policy::LeastLoaded,
+        Some("room") => Policy::Room,
         Some(other) => {
             return Err(ConfigError::invalid(
                 format!("{path}.policy"),
-                format!("unknown policy `{other}` (sticky, round_robin or least_loaded)"),
+                format!("unknown policy `{other}` (sticky, round_robin, least_loaded or room)"),
             ));
         }
     };

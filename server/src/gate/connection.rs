@@ -366,8 +366,13 @@ async fn process<T: Transport>(
                         // Never hold a local instance while waiting on the network.
                         scratch.lease = None;
                         scratch.requests += 1;
-                        let Some(peer) = route.pick(session) else {
-                            continue;
+                        let peer = match route.pick(session, &frame.payload) {
+                            Ok(peer) => peer,
+                            Err(why) => {
+                                drain(shared, session, &mut fwd, wbuf, scratch).await;
+                                refuse(shared, command, codes::BAD_REQUEST, why, wbuf, scratch);
+                                continue;
+                            }
                         };
                         if fwd.other_than(peer) {
                             drain(shared, session, &mut fwd, wbuf, scratch).await;
@@ -446,6 +451,23 @@ async fn drain(
 }
 
 /// Answers a request no module here (or on a routed node) handles.
+/// Answers `command` with an error frame the gate decides itself.
+fn refuse(
+    shared: &Listener,
+    command: u32,
+    code: &str,
+    why: String,
+    wbuf: &mut BytesMut,
+    scratch: &mut Scratch,
+) {
+    scratch.requests += 1;
+    scratch.errors += 1;
+    let reply = ErrorReply::new(command, code, why);
+    shared
+        .codec
+        .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+}
+
 fn unknown_command(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
     scratch.requests += 1;
     scratch.errors += 1;

@@ -251,6 +251,11 @@ impl Node {
             .map(|s| s.current())
     }
 
+    /// Rooms open on this node (every module's).
+    pub fn open_rooms(&self) -> usize {
+        self.core.rooms.open()
+    }
+
     /// The node's status now (what `firefly status` shows for it).
     pub fn status(&self) -> NodeStatus {
         self.core.status()

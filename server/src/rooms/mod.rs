@@ -80,7 +80,7 @@ impl Rooms {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rooms open now, per module.
+    /// Rooms open now (every module's).
     pub fn open(&self) -> usize {
         self.lock().len()
     }

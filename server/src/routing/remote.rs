@@ -40,13 +40,22 @@ impl RemoteRoute {
         &self.peers
     }
 
-    /// The node that serves `session`'s next request.
-    pub fn pick(&self, session: u64) -> Option<&Arc<Peer>> {
+    /// The node that serves `session`'s next request, whose payload is `payload`. `Err`
+    /// explains why a request routed by room names no room.
+    pub fn pick(&self, session: u64, payload: &[u8]) -> Result<&Arc<Peer>, String> {
         let n = self.peers.len();
         if n == 0 {
-            return None;
+            return Err("the route has no nodes".into());
         }
         let i = match self.policy {
+            Policy::Room => {
+                let room = room_of(payload)?;
+                // Rendezvous hashing: the node with the highest weight for this room. Every gate
+                // agrees without talking, and a node added or removed moves only its share.
+                (0..n)
+                    .max_by_key(|&i| mix(fnv(room.as_bytes()) ^ fnv(self.peers[i].name.as_bytes())))
+                    .unwrap_or(0)
+            }
             // The same session keeps its node while the set of nodes is unchanged.
             Policy::Sticky => (mix(session) % n as u64) as usize,
             Policy::RoundRobin => self.next.fetch_add(1, Ordering::Relaxed) % n,
@@ -59,8 +68,33 @@ impl RemoteRoute {
                     .unwrap_or(0)
             }
         };
-        self.peers.get(i)
+        self.peers
+            .get(i)
+            .ok_or_else(|| "the route has no nodes".to_owned())
     }
+}
+
+/// The `room` field of a MessagePack map payload.
+fn room_of(payload: &[u8]) -> Result<String, String> {
+    #[derive(serde::Deserialize)]
+    struct Keyed {
+        room: Option<String>,
+    }
+    let missing = || {
+        "this command is routed by room: its payload must be a MessagePack map with a `room` field (text)"
+            .to_owned()
+    };
+    match rmp_serde::from_slice::<Keyed>(payload) {
+        Ok(Keyed { room: Some(room) }) if !room.is_empty() => Ok(room),
+        _ => Err(missing()),
+    }
+}
+
+/// FNV-1a, 64-bit: a stable hash of a name (the same on every gate and every build).
+fn fnv(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// SplitMix64's finaliser: spreads consecutive session ids over the nodes.
