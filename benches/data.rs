@@ -17,7 +17,6 @@
 //!    `FIREFLY_TEST_REDIS_URL` is set.
 //!
 //! Run: `cargo bench --bench data -- [--requests 3000] [--rows 20000]`.
-#![recursion_limit = "256"]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -179,7 +179,9 @@ impl Node {
     /// what the caller did not bind is bound from the configuration.
     pub async fn start_on(config: NodeConfig, sockets: Sockets) -> anyhow::Result<Node> {
         let sockets = sockets.complete(&config).await?;
-        let core = start::build_core(&config).await?;
+        // Boxed: building every layer is a deep future, and callers that embed `Node::start`
+        // in their own async code should not inherit its size (nor the compiler its depth).
+        let core = Box::pin(start::build_core(&config)).await?;
         let (shutdown, stop) = watch::channel(false);
         let mut tasks = JoinSet::new();
         let bound = start::serve(&core, &config, sockets, &mut tasks, &stop)?;
