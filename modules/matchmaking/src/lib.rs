@@ -1,0 +1,211 @@
+//! `matchmaking`: queues that form matches. Commands 481-483, pushes on topic 4801.
+//!
+//! A player queues for a mode with a rating and a region (481); every 200 ms a repeating host
+//! timer forms matches per mode: players of the same region whose ratings lie within a window
+//! that widens the longer the earliest of them has waited (±100, +200 per second waited, at most
+//! ±2000), `size` players a match (2 to 16, given by the first to queue for the mode). Each
+//! match opens a room `match-<id>` with its players as members and pushes a [`Matched`] to each.
+//! Leaving the queue (482) and disconnecting both take the player out. One queue entry per
+//! session; at most 10,000 queued per mode.
+
+#[firefly_sdk::module]
+mod matchmaking {
+    use std::time::Duration;
+
+    use firefly_sdk::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// Pushed to every player of a new match.
+    pub const MATCHED_TOPIC: u32 = 4801;
+    /// How often matches are formed.
+    const EVERY: Duration = Duration::from_millis(200);
+    const MAX_QUEUED: usize = 10_000;
+
+    /// One queued player.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "mm_queue")]
+    pub struct Queued {
+        #[primary_key]
+        pub session: u64,
+        #[index]
+        pub mode: String,
+        pub region: String,
+        pub rating: i64,
+        pub size: u32,
+        pub since_micros: u64,
+    }
+
+    /// The mode's forming timer, started once.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "mm_modes")]
+    pub struct Mode {
+        #[primary_key]
+        pub mode: String,
+        pub timer: u64,
+    }
+
+    /// A match, as `match-<id>` rooms are keyed.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "mm_matches")]
+    pub struct MatchRow {
+        #[primary_key]
+        pub id: u64,
+        pub mode: String,
+        pub players: Vec<u64>,
+    }
+
+    /// Command 481.
+    #[derive(Deserialize)]
+    pub struct Queue {
+        pub mode: String,
+        pub rating: i64,
+        #[serde(default)]
+        pub region: String,
+        #[serde(default = "two")]
+        pub size: u32,
+    }
+
+    fn two() -> u32 {
+        2
+    }
+
+    /// Pushed when a match forms.
+    #[derive(Debug, Serialize)]
+    pub struct Matched {
+        pub id: u64,
+        pub mode: String,
+        pub room: String,
+        pub players: Vec<u64>,
+        pub ratings: Vec<i64>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct ModeName {
+        pub mode: String,
+    }
+
+    fn check_name(what: &str, name: &str) -> Result<()> {
+        ensure!(
+            !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            "invalid_name",
+            "a {what} is 1 to 32 letters, digits, `-` or `_`"
+        );
+        Ok(())
+    }
+
+    /// Command 481: queues the caller; replies how many are queued for the mode.
+    #[handler(481)]
+    fn queue(ctx: &mut Ctx, req: Queue) -> Result<usize> {
+        check_name("mode", &req.mode)?;
+        if !req.region.is_empty() {
+            check_name("region", &req.region)?;
+        }
+        ensure!((2..=16).contains(&req.size), "invalid_size", "a match has 2 to 16 players");
+        ensure!(req.rating.abs() <= 1_000_000, "invalid_rating", "ratings are within ±1,000,000");
+        let queued = ctx.list_by::<Queued, _>("mode", &req.mode)?.len();
+        ensure!(queued < MAX_QUEUED, "queue_full", "{MAX_QUEUED} players are queued for `{}`", req.mode);
+        let entry = Queued {
+            session: ctx.session(),
+            mode: req.mode.clone(),
+            region: req.region,
+            rating: req.rating,
+            size: req.size,
+            since_micros: ctx.now_micros(),
+        };
+        match ctx.insert(&entry) {
+            Ok(_) => {}
+            Err(e) if e.code() == "already_exists" => bail!("already_queued", "this session is already queued"),
+            Err(e) => return Err(e.into()),
+        }
+        if ctx.get::<Mode>(req.mode.clone())?.is_none() {
+            let timer = ctx.every(EVERY, "form", &req.mode)?;
+            if ctx.insert(&Mode { mode: req.mode.clone(), timer: timer.id() }).is_err() {
+                // Another request started the mode's timer first.
+                ctx.cancel_timer(timer);
+            }
+        }
+        Ok(queued + 1)
+    }
+
+    /// Command 482: takes the caller out of the queue; whether it was queued.
+    #[handler(482)]
+    fn leave(ctx: &mut Ctx, _: ()) -> Result<bool> {
+        let queued = ctx.get::<Queued>(ctx.session())?.is_some();
+        if queued {
+            ctx.delete::<Queued>(ctx.session())?;
+        }
+        Ok(queued)
+    }
+
+    /// Command 483: how many are queued for a mode.
+    #[handler(483)]
+    fn queued(ctx: &mut Ctx, req: ModeName) -> Result<usize> {
+        Ok(ctx.list_by::<Queued, _>("mode", &req.mode)?.len())
+    }
+
+    #[on_disconnect]
+    fn gone(ctx: &mut Ctx) -> Result<()> {
+        if ctx.get::<Queued>(ctx.session())?.is_some() {
+            ctx.delete::<Queued>(ctx.session())?;
+        }
+        Ok(())
+    }
+
+    /// The rating window of a group whose earliest member has waited `waited`.
+    fn window(waited: Duration) -> i64 {
+        (100 + (waited.as_millis() as i64) / 5).min(2000)
+    }
+
+    /// Forms every match it can for one mode.
+    #[timer("form")]
+    fn form(ctx: &mut Ctx, fired: Fired<String>) -> Result<()> {
+        let mode = fired.payload;
+        let mut queued = Vec::new();
+        for key in ctx.list_by::<Queued, _>("mode", &mode)? {
+            if let Some(q) = ctx.get::<Queued>(key)? {
+                queued.push(q.value);
+            }
+        }
+        queued.sort_by_key(|q| (q.region.clone(), q.rating));
+        let now = ctx.now_micros();
+        let mut i = 0;
+        while i < queued.len() {
+            let size = queued[i].size as usize;
+            let group = match queued.get(i..i + size) {
+                Some(g) => g,
+                None => break,
+            };
+            let earliest = group.iter().map(|q| q.since_micros).min().unwrap_or(now);
+            let spread = group[size - 1].rating - group[0].rating;
+            let same_region = group.iter().all(|q| q.region == group[0].region);
+            if same_region && spread <= window(Duration::from_micros(now.saturating_sub(earliest))) {
+                start_match(ctx, &mode, group)?;
+                i += size;
+            } else {
+                i += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_match(ctx: &mut Ctx, mode: &str, group: &[Queued]) -> Result<()> {
+        let id = ctx.alloc_id::<MatchRow>()?;
+        let players: Vec<u64> = group.iter().map(|q| q.session).collect();
+        let room = format!("match-{id}");
+        ctx.open_room(&room, RoomSpec::new().max_members(group.len() as u32))?;
+        for q in group {
+            ctx.delete::<Queued>(q.session)?;
+            // A player gone since it queued is simply not in the room.
+            let _ = ctx.join_room(&room, q.session);
+        }
+        ctx.insert(&MatchRow { id, mode: mode.to_owned(), players: players.clone() })?;
+        let matched = Matched {
+            id,
+            mode: mode.to_owned(),
+            room,
+            players: players.clone(),
+            ratings: group.iter().map(|q| q.rating).collect(),
+        };
+        ctx.push_sessions(&players, MATCHED_TOPIC, &matched)
+    }
+}
