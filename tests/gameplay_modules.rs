@@ -41,7 +41,7 @@ modules:
   chat: {{ crate: modules/chat }}
   friends: {{ crate: modules/friends }}
   mail: {{ crate: modules/mail }}
-
+  guild: {{ crate: modules/guild }}
 nodes:
   gate:
     rpc: {g}
@@ -59,7 +59,7 @@ nodes:
       - {{ commands: "360-379", to: logic }}
   logic:
     rpc: {l}
-    modules: [accounts, chat, friends, mail]
+    modules: [accounts, chat, friends, mail, guild]
 storage:
   database: sqlite://{d}/data.db
   owner: logic
@@ -576,4 +576,366 @@ async fn mail_expires_and_mailboxes_and_payloads_are_bounded() {
     let oldest = mailbox[99]["id"].clone();
     ok(&mut b.c, 364, json!({"id": oldest})).await;
     ok(c, 360, json!({"to": to, "subject": "now it fits"})).await;
+}
+
+// ---------------------------------------------------------------------------------------
+// friends
+
+/// The friends of a list reply, as `(user, online)`.
+fn friends_of(view: &Value) -> Vec<(String, bool)> {
+    view["friends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["user"].as_str().unwrap().to_owned(),
+                f["online"].as_bool().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_requests_accept_decline_and_presence_follow_sessions() {
+    let cl = cluster().await;
+    let mut a = login(cl.gate, "alice").await;
+    let mut b = login(cl.gate, "bob").await;
+    let mut c = login(cl.gate, "carol").await;
+    for p in [&mut a, &mut b, &mut c] {
+        assert_eq!(friends_of(&ok(&mut p.c, 340, json!(null)).await), vec![]);
+    }
+
+    // Alice asks Bob; he accepts; both see each other online.
+    let view = ok(&mut a.c, 341, json!({"user": b.id})).await;
+    assert_eq!(view["outgoing"], json!([b.id]));
+    assert_eq!(push(&mut b.c, 355).await["from"], json!(a.id));
+    assert_eq!(
+        ok(&mut b.c, 346, json!(null)).await["incoming"],
+        json!([a.id])
+    );
+    let view = ok(&mut b.c, 342, json!({"user": a.id})).await;
+    assert_eq!(friends_of(&view), vec![(a.id.clone(), true)]);
+    assert_eq!(view["incoming"], json!([]));
+    assert_eq!(push(&mut a.c, 356).await["user"], json!(b.id));
+    let view = ok(&mut a.c, 346, json!(null)).await;
+    assert_eq!(friends_of(&view), vec![(b.id.clone(), true)]);
+    assert_eq!(view["outgoing"], json!([]));
+    assert_eq!(
+        code(&mut a.c, 341, json!({"user": b.id})).await,
+        "already_friends"
+    );
+
+    // Carol asks Alice, who declines; Carol asks again and withdraws.
+    ok(&mut c.c, 341, json!({"user": a.id})).await;
+    assert_eq!(push(&mut a.c, 355).await["from"], json!(c.id));
+    let view = ok(&mut a.c, 343, json!({"user": c.id})).await;
+    assert_eq!(view["incoming"], json!([]));
+    assert_eq!(ok(&mut c.c, 346, json!(null)).await["outgoing"], json!([]));
+    ok(&mut c.c, 341, json!({"user": a.id})).await;
+    assert_eq!(push(&mut a.c, 355).await["from"], json!(c.id));
+    assert_eq!(
+        ok(&mut c.c, 344, json!({"user": a.id})).await["outgoing"],
+        json!([])
+    );
+    assert_eq!(ok(&mut a.c, 346, json!(null)).await["incoming"], json!([]));
+    assert_eq!(
+        code(&mut a.c, 342, json!({"user": c.id})).await,
+        "no_request"
+    );
+
+    // Bob's session ends: Alice is told, and her list shows him offline.
+    let bob = b.id.clone();
+    drop(b);
+    let gone = push(&mut a.c, 357).await;
+    assert_eq!(
+        (gone["user"].clone(), gone["online"].clone()),
+        (json!(bob), json!(false))
+    );
+    assert_eq!(
+        friends_of(&ok(&mut a.c, 346, json!(null)).await),
+        vec![(bob.clone(), false)]
+    );
+    // He comes back and announces himself.
+    let mut b = login(cl.gate, "bob").await;
+    let view = ok(&mut b.c, 340, json!(null)).await;
+    assert_eq!(friends_of(&view), vec![(a.id.clone(), true)]);
+    let back = push(&mut a.c, 357).await;
+    assert_eq!(
+        (back["user"].clone(), back["online"].clone()),
+        (json!(b.id), json!(true))
+    );
+    assert_eq!(
+        friends_of(&ok(&mut a.c, 346, json!(null)).await),
+        vec![(b.id.clone(), true)]
+    );
+
+    // Two requests the other way round make a friendship.
+    ok(&mut c.c, 341, json!({"user": b.id})).await;
+    assert_eq!(push(&mut b.c, 355).await["from"], json!(c.id));
+    let view = ok(&mut b.c, 341, json!({"user": c.id})).await;
+    assert_eq!(
+        friends_of(&view),
+        vec![(a.id.clone(), true), (c.id.clone(), true)]
+    );
+    assert_eq!(push(&mut c.c, 356).await["user"], json!(b.id));
+
+    // Alice blocks Bob: the friendship ends on both sides and his requests are refused.
+    let view = ok(&mut a.c, 347, json!({"user": b.id})).await;
+    assert_eq!(
+        (friends_of(&view), view["blocked"].clone()),
+        (vec![], json!([b.id]))
+    );
+    assert_eq!(
+        friends_of(&ok(&mut b.c, 346, json!(null)).await),
+        vec![(c.id.clone(), true)]
+    );
+    assert_eq!(code(&mut b.c, 341, json!({"user": a.id})).await, "blocked");
+    assert_eq!(
+        code(&mut a.c, 341, json!({"user": b.id})).await,
+        "blocked_by_you"
+    );
+    ok(&mut a.c, 348, json!({"user": b.id})).await;
+    assert_eq!(
+        ok(&mut b.c, 341, json!({"user": a.id})).await["outgoing"],
+        json!([a.id])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn friends_refuse_bad_input_and_bound_pending_requests() {
+    let cl = cluster().await;
+    let mut anon = Client::connect(cl.gate).await.unwrap();
+    assert_eq!(code(&mut anon, 346, json!(null)).await, "not_logged_in");
+    let mut a = login(cl.gate, "alice").await;
+    let me = a.id.clone();
+    let c = &mut a.c;
+    assert_eq!(code(c, 341, json!({"user": ""})).await, "invalid_user");
+    assert_eq!(
+        code(c, 341, json!({"user": "has space"})).await,
+        "invalid_user"
+    );
+    assert_eq!(code(c, 341, json!({"user": me})).await, "invalid_user");
+    assert_eq!(code(c, 341, json!({"who": "x"})).await, "bad_request");
+    assert_eq!(code(c, 345, json!({"user": "nobody"})).await, "not_friends");
+    assert_eq!(code(c, 343, json!({"user": "nobody"})).await, "no_request");
+    assert_eq!(code(c, 344, json!({"user": "nobody"})).await, "no_request");
+    for i in 0..50 {
+        ok(c, 341, json!({"user": format!("u{i}")})).await;
+    }
+    assert_eq!(
+        code(c, 341, json!({"user": "u50"})).await,
+        "too_many_requests"
+    );
+    assert_eq!(
+        ok(c, 346, json!(null)).await["outgoing"]
+            .as_array()
+            .unwrap()
+            .len(),
+        50
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// guild
+
+/// The next guild event (topic 395), which must be `kind` about `user`.
+async fn event(c: &mut Client, kind: &str, user: &str) -> Value {
+    let e = push(c, 395).await;
+    assert_eq!(
+        (e["kind"].as_str(), e["user"].as_str()),
+        (Some(kind), Some(user)),
+        "{e}"
+    );
+    e
+}
+
+/// A guild view's members as `(user, role)`.
+fn roster(view: &Value) -> Vec<(String, String)> {
+    view["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["user"].as_str().unwrap().to_owned(),
+                m["role"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guild_join_by_request_and_invite_roles_leave_and_disband() {
+    let cl = cluster().await;
+    let mut a = login(cl.gate, "alice").await;
+    let mut b = login(cl.gate, "bob").await;
+    let mut c = login(cl.gate, "carol").await;
+    let mut d = login(cl.gate, "dave").await;
+    let (ai, bi, ci, di) = (a.id.clone(), b.id.clone(), c.id.clone(), d.id.clone());
+    let r = |u: &str, role: &str| (u.to_owned(), role.to_owned());
+
+    let view = ok(&mut a.c, 380, json!({"name": "Knights"})).await;
+    let guild = view["id"].as_u64().unwrap();
+    assert_eq!(roster(&view), vec![r(&ai, "leader")]);
+    assert_eq!(
+        code(&mut b.c, 380, json!({"name": "knights"})).await,
+        "name_taken"
+    );
+    assert_eq!(
+        code(&mut a.c, 380, json!({"name": "Other"})).await,
+        "already_in_guild"
+    );
+
+    // By request: Bob asks, the leader is told and accepts.
+    ok(&mut b.c, 382, json!({"guild": guild})).await;
+    event(&mut a.c, "request", &bi).await;
+    assert_eq!(
+        code(&mut b.c, 383, json!({"user": bi})).await,
+        "not_in_guild"
+    );
+    let view = ok(&mut a.c, 383, json!({"user": bi})).await;
+    assert_eq!(roster(&view), vec![r(&ai, "leader"), r(&bi, "member")]);
+    assert_eq!(view["requests"], json!([]));
+    event(&mut a.c, "joined", &bi).await;
+    event(&mut b.c, "joined", &bi).await;
+    // Members see no pending lists, and may not invite.
+    let seen = ok(&mut b.c, 381, json!(null)).await;
+    assert_eq!(
+        (seen["id"].as_u64(), seen["requests"].clone()),
+        (Some(guild), json!([]))
+    );
+    assert_eq!(
+        code(&mut b.c, 385, json!({"user": ci})).await,
+        "not_allowed"
+    );
+
+    // Roles: the leader makes Bob an officer; now he invites Carol, who accepts.
+    let view = ok(&mut a.c, 390, json!({"user": bi, "role": "officer"})).await;
+    assert_eq!(roster(&view)[1], r(&bi, "officer"));
+    assert_eq!(event(&mut a.c, "role", &bi).await["role"], "officer");
+    event(&mut b.c, "role", &bi).await;
+    // Only the leader sets roles, and not their own.
+    assert_eq!(
+        code(&mut b.c, 390, json!({"user": bi, "role": "leader"})).await,
+        "not_allowed"
+    );
+    assert_eq!(
+        code(&mut a.c, 390, json!({"user": ai, "role": "member"})).await,
+        "invalid_user"
+    );
+    assert_eq!(
+        code(&mut b.c, 390, json!({"user": ai, "role": "member"})).await,
+        "not_allowed"
+    );
+    let view = ok(&mut b.c, 385, json!({"user": ci})).await;
+    assert_eq!(view["invites"], json!([ci]));
+    assert_eq!(event(&mut c.c, "invited", &ci).await["by"], json!(bi));
+    assert_eq!(
+        code(&mut d.c, 386, json!({"guild": guild})).await,
+        "no_invite"
+    );
+    let view = ok(&mut c.c, 386, json!({"guild": guild})).await;
+    assert_eq!(roster(&view).len(), 3);
+    for p in [&mut a, &mut b, &mut c] {
+        event(&mut p.c, "joined", &ci).await;
+    }
+
+    // Kicks go down the ranks only.
+    assert_eq!(
+        code(&mut c.c, 389, json!({"user": bi})).await,
+        "not_allowed"
+    );
+    assert_eq!(
+        code(&mut b.c, 389, json!({"user": ai})).await,
+        "not_allowed"
+    );
+    let view = ok(&mut b.c, 389, json!({"user": ci})).await;
+    assert_eq!(roster(&view), vec![r(&ai, "leader"), r(&bi, "officer")]);
+    for p in [&mut a, &mut b, &mut c] {
+        assert_eq!(event(&mut p.c, "kicked", &ci).await["by"], json!(bi));
+    }
+    assert_eq!(code(&mut c.c, 381, json!(null)).await, "not_in_guild");
+
+    // A declined request.
+    ok(&mut d.c, 382, json!({"guild": guild})).await;
+    event(&mut a.c, "request", &di).await;
+    event(&mut b.c, "request", &di).await;
+    assert_eq!(
+        ok(&mut b.c, 384, json!({"user": di})).await["requests"],
+        json!([])
+    );
+    assert_eq!(code(&mut b.c, 383, json!({"user": di})).await, "no_request");
+
+    // The leader hands over the lead before leaving.
+    assert_eq!(
+        code(&mut a.c, 388, json!(null)).await,
+        "leader_must_transfer"
+    );
+    let view = ok(&mut a.c, 390, json!({"user": bi, "role": "leader"})).await;
+    assert_eq!(roster(&view), vec![r(&ai, "officer"), r(&bi, "leader")]);
+    event(&mut a.c, "role", &bi).await;
+    event(&mut b.c, "role", &bi).await;
+    ok(&mut a.c, 388, json!(null)).await;
+    event(&mut a.c, "left", &ai).await;
+    event(&mut b.c, "left", &ai).await;
+    assert_eq!(code(&mut a.c, 381, json!(null)).await, "not_in_guild");
+    assert_eq!(
+        roster(&ok(&mut b.c, 381, json!({"guild": guild})).await),
+        vec![r(&bi, "leader")]
+    );
+
+    // Disbanded, the guild and its name are free.
+    assert_eq!(code(&mut a.c, 391, json!(null)).await, "not_in_guild");
+    ok(&mut b.c, 391, json!(null)).await;
+    event(&mut b.c, "disbanded", &bi).await;
+    assert_eq!(code(&mut b.c, 381, json!(null)).await, "not_in_guild");
+    assert_eq!(
+        code(&mut d.c, 381, json!({"guild": guild})).await,
+        "no_such_guild"
+    );
+    let view = ok(&mut d.c, 380, json!({"name": "Knights"})).await;
+    assert_eq!(roster(&view), vec![r(&di, "leader")]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guild_refuses_bad_input() {
+    let cl = cluster().await;
+    let mut anon = Client::connect(cl.gate).await.unwrap();
+    assert_eq!(
+        code(&mut anon, 380, json!({"name": "Knights"})).await,
+        "not_logged_in"
+    );
+    let mut a = login(cl.gate, "alice").await;
+    let c = &mut a.c;
+    assert_eq!(code(c, 380, json!({"name": "ab"})).await, "invalid_name");
+    assert_eq!(
+        code(c, 380, json!({"name": "x".repeat(25)})).await,
+        "invalid_name"
+    );
+    assert_eq!(
+        code(c, 380, json!({"name": "bad name!"})).await,
+        "invalid_name"
+    );
+    assert_eq!(
+        code(c, 380, json!({"title": "Knights"})).await,
+        "bad_request"
+    );
+    assert_eq!(
+        code(c, 382, json!({"guild": 999_999})).await,
+        "no_such_guild"
+    );
+    assert_eq!(code(c, 381, json!(null)).await, "not_in_guild");
+    ok(c, 380, json!({"name": "Knights"})).await;
+    assert_eq!(
+        code(c, 390, json!({"user": "x", "role": "king"})).await,
+        "bad_request"
+    );
+    assert_eq!(code(c, 389, json!({"user": ""})).await, "invalid_user");
+    assert_eq!(code(c, 389, json!({"user": "nobody"})).await, "not_member");
+    // Fifty invitations at most.
+    for i in 0..50 {
+        ok(c, 385, json!({"user": format!("u{i}")})).await;
+    }
+    assert_eq!(code(c, 385, json!({"user": "u50"})).await, "invites_full");
 }
