@@ -11,7 +11,8 @@ mod chat {
     use firefly_sdk::data::Table;
     use firefly_sdk::prelude::*;
     use gameplay_common::{
-        add_bounded, caller, check_name, check_text, check_user, get_or, remove, upsert,
+        Done, UserReq, add_bounded, caller, check_name, check_text, check_user, get_or, remove,
+        upsert,
     };
     use serde::{Deserialize, Serialize};
 
@@ -137,12 +138,6 @@ mod chat {
         pub members: usize,
         /// The channel's recent lines (without those of users the caller mutes or blocks).
         pub history: Vec<Line>,
-    }
-
-    /// Reply of the commands that only change something.
-    #[derive(Serialize)]
-    pub struct Done {
-        pub ok: bool,
     }
 
     /// Command 320: join a channel (created by its first member); replies with its history.
@@ -274,7 +269,7 @@ mod chat {
         let channel = ctx
             .modify::<Channel>(name.as_str(), |c| {
                 ensure!(
-                    c.members.iter().any(|m| *m == me),
+                    c.members.contains(&me),
                     "not_member",
                     "you are not in channel `{name}` (command 320)"
                 );
@@ -393,7 +388,7 @@ mod chat {
         let text = word_filter(&req.text)?;
         let theirs = get_or(ctx, req.to.as_str(), || Prefs::fresh(&req.to))?;
         ensure!(
-            !theirs.blocked.iter().any(|u| *u == me),
+            !theirs.blocked.contains(&me),
             "blocked",
             "`{}` does not accept your messages",
             req.to
@@ -413,12 +408,6 @@ mod chat {
             text,
             at_micros,
         })
-    }
-
-    /// Request of 326-329.
-    #[derive(Deserialize)]
-    pub struct UserReq {
-        pub user: String,
     }
 
     /// Which of the caller's lists a command edits.

@@ -6,12 +6,30 @@
 //! * **Input checks** that answer clear error frames: [`check_user`], [`check_name`],
 //!   [`check_text`].
 //! * **Bounded lists** kept inside one cached object: [`add_bounded`], [`remove`].
+//! * **Shared messages**: [`Done`] and [`UserReq`].
 //! * **Insert or modify** a per-player object that may not exist yet: [`upsert`].
 //!
 //! A plain library, not a module: tables stay declared inside each module (their schemas go
 //! into that module's manifest).
 
 use firefly_sdk::prelude::*;
+use firefly_sdk::serde::{Deserialize, Serialize};
+
+/// Reply of the commands that only change something: `{ok: true}`.
+#[derive(Debug, Serialize)]
+#[serde(crate = "firefly_sdk::serde")]
+pub struct Done {
+    /// Always `true` (a failure is an error frame).
+    pub ok: bool,
+}
+
+/// Request of the commands that name another user: `{user}`.
+#[derive(Debug, Deserialize)]
+#[serde(crate = "firefly_sdk::serde")]
+pub struct UserReq {
+    /// The user id.
+    pub user: String,
+}
 
 /// Longest user id the modules accept (the host allows 256 bytes; ids from `accounts` are
 /// decimal numbers).

@@ -18,7 +18,7 @@ mod friends {
     use firefly_sdk::data::Table;
     use firefly_sdk::prelude::*;
     use gameplay_common::{
-        add_bounded, caller, check_user, delete_if_there, get_or, remove, upsert,
+        UserReq, add_bounded, caller, check_user, delete_if_there, get_or, remove, upsert,
     };
     use serde::{Deserialize, Serialize};
 
@@ -78,12 +78,6 @@ mod friends {
     pub struct PresenceSession {
         #[primary_key]
         pub session: u64,
-        pub user: String,
-    }
-
-    /// Request of 341-345, 347 and 348.
-    #[derive(Deserialize)]
-    pub struct UserReq {
         pub user: String,
     }
 
@@ -321,32 +315,42 @@ mod friends {
         })
     }
 
+    /// Which end of a pending request the caller holds.
+    #[derive(Clone, Copy)]
+    enum End {
+        /// The caller received it (declining).
+        Received,
+        /// The caller sent it (withdrawing).
+        Sent,
+    }
+
+    /// Forgets a pending request between the caller and the user `req` names, on both sides.
+    fn forget_request(ctx: &Ctx, req: &UserReq, end: End) -> Result<View> {
+        let (me, them) = parties(ctx, req)?;
+        let mine = get_or(ctx, me.as_str(), || Friends::fresh(&me))?;
+        let (pending, to, from) = match end {
+            End::Received => (&mine.incoming, &me, &them),
+            End::Sent => (&mine.outgoing, &them, &me),
+        };
+        ensure!(
+            pending.contains(&them),
+            "no_request",
+            "there is no pending request between you and `{them}`"
+        );
+        drop_pending(ctx, to, from)?;
+        view(ctx, &me)
+    }
+
     /// Command 343: decline a user's request.
     #[handler(343)]
     fn decline(ctx: &mut Ctx, req: UserReq) -> Result<View> {
-        let (me, them) = parties(ctx, &req)?;
-        let mine = get_or(ctx, me.as_str(), || Friends::fresh(&me))?;
-        ensure!(
-            mine.incoming.contains(&them),
-            "no_request",
-            "`{them}` has not asked you"
-        );
-        drop_pending(ctx, &me, &them)?;
-        view(ctx, &me)
+        forget_request(ctx, &req, End::Received)
     }
 
     /// Command 344: withdraw a request the caller sent.
     #[handler(344)]
     fn cancel(ctx: &mut Ctx, req: UserReq) -> Result<View> {
-        let (me, them) = parties(ctx, &req)?;
-        let mine = get_or(ctx, me.as_str(), || Friends::fresh(&me))?;
-        ensure!(
-            mine.outgoing.contains(&them),
-            "no_request",
-            "you have not asked `{them}`"
-        );
-        drop_pending(ctx, &them, &me)?;
-        view(ctx, &me)
+        forget_request(ctx, &req, End::Sent)
     }
 
     /// Ends a friendship on both sides.

@@ -11,7 +11,9 @@
 mod guild {
     use firefly_sdk::data::Table;
     use firefly_sdk::prelude::*;
-    use gameplay_common::{add_bounded, caller, check_name, check_user, delete_if_there, remove};
+    use gameplay_common::{
+        Done, UserReq, add_bounded, caller, check_name, check_user, delete_if_there, remove,
+    };
     use serde::{Deserialize, Serialize};
 
     /// Members of one guild.
@@ -346,12 +348,6 @@ mod guild {
         Ok(view(g, &me))
     }
 
-    /// Request of 383, 384, 385 and 389.
-    #[derive(Deserialize)]
-    pub struct UserReq {
-        pub user: String,
-    }
-
     /// The caller's guild, checked for `needed`, and the user the request names.
     fn staff_action(ctx: &Ctx, req: &UserReq, needed: Role) -> Result<(String, Versioned<Guild>)> {
         let me = caller(ctx)?;
@@ -438,12 +434,6 @@ mod guild {
             g.name
         );
         Ok(view(enrol(ctx, req.guild, &me, None)?, &me))
-    }
-
-    /// Reply of 387, 388 and 391.
-    #[derive(Serialize)]
-    pub struct Done {
-        pub ok: bool,
     }
 
     /// Command 387: decline an invitation.

@@ -12,7 +12,7 @@ mod mail {
     use firefly_sdk::data::Table;
     use firefly_sdk::prelude::*;
     use gameplay_common::{
-        add_bounded, caller, check_name, check_text, check_user, secs_to_micros, upsert,
+        Done, add_bounded, caller, check_name, check_text, check_user, secs_to_micros, upsert,
     };
     use serde::{Deserialize, Serialize};
 
@@ -142,12 +142,6 @@ mod mail {
     pub struct Claimed {
         pub id: u64,
         pub attachments: Vec<Attachment>,
-    }
-
-    /// Reply of 364.
-    #[derive(Serialize)]
-    pub struct Done {
-        pub ok: bool,
     }
 
     /// What a sender asks for, checked.
