@@ -939,3 +939,77 @@ async fn guild_refuses_bad_input() {
     }
     assert_eq!(code(c, 385, json!({"user": "u50"})).await, "invites_full");
 }
+
+/// Two logic nodes serving `mail` (requests spread round-robin) and a listener that lets one
+/// user hold several sessions: concurrent claims of one mail, on both nodes, succeed once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_attachments_are_claimed_once_among_concurrent_claims_on_two_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, l1, l2) = (free_addr(), free_addr(), free_addr());
+    let yaml = format!(
+        r#"
+version: 1
+cluster: mailrace
+master:
+  rpc_timeout: 5s
+modules:
+  accounts: {{ crate: modules/accounts }}
+  mail: {{ crate: modules/mail }}
+nodes:
+  gate:
+    rpc: {g}
+    listen:
+      - tcp: 127.0.0.1:0
+        single_login: false
+    routes:
+      - {{ commands: "201-207", to: [l1, l2], policy: round_robin }}
+      # A back-office gate of its own here: 370 (system mail) is routed too.
+      - {{ commands: "360-379", to: [l1, l2], policy: round_robin }}
+  l1: {{ rpc: {l1}, modules: [accounts, mail] }}
+  l2: {{ rpc: {l2}, modules: [accounts, mail] }}
+storage:
+  database: sqlite://{d}/data.db
+  owner: l1
+  journal: {d}/journal.db
+  flush_interval: 50ms
+"#,
+        d = dir.path().display()
+    );
+    let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
+    let gate = nodes[2].client_addrs()[0];
+    let mut bobs = Vec::new();
+    for _ in 0..4 {
+        bobs.push(login(gate, "bob").await);
+    }
+    let bob = bobs[0].id.clone();
+    assert!(bobs.iter().all(|b| b.id == bob), "one user, four sessions");
+    let mut ops = Client::connect(gate).await.unwrap();
+    for round in 0..5 {
+        let id = ok(
+            &mut ops,
+            370,
+            json!({"to": bob, "from": "events", "subject": format!("reward {round}"),
+                   "attachments": [{"kind": "gold", "qty": 100}]}),
+        )
+        .await["id"]
+            .as_u64()
+            .unwrap();
+        // Every session sends its claim before any waits for its answer.
+        let claim = rmp_serde::to_vec_named(&json!({"id": id})).unwrap();
+        for b in &mut bobs {
+            b.c.send(363, &claim).await.unwrap();
+        }
+        let mut granted = 0;
+        for b in &mut bobs {
+            match b.c.reply_to(363).await {
+                Ok(reply) => {
+                    let reply: Value = rmp_serde::from_slice(&reply).unwrap();
+                    assert_eq!(reply["attachments"], json!([{"kind": "gold", "qty": 100}]));
+                    granted += 1;
+                }
+                Err(e) => assert_eq!(e.server().unwrap().code, "already_claimed", "{e}"),
+            }
+        }
+        assert_eq!(granted, 1, "round {round}: one claim wins");
+    }
+}
