@@ -565,17 +565,32 @@ async fn mail_expires_and_mailboxes_and_payloads_are_bounded() {
     let mut anon = Client::connect(cl.gate).await.unwrap();
     assert_eq!(code(&mut anon, 361, json!(null)).await, "not_logged_in");
 
-    // A mailbox holds 100 mails; the 101st is refused until one is deleted.
+    // A mailbox holds 100 mails, and a sender may have 100 mails waiting; past either, sending
+    // is refused until a mail is deleted.
     for i in 0..100 {
         ok(c, 360, json!({"to": to, "subject": format!("spam {i}")})).await;
     }
-    let (code_, message) = err(c, 360, json!({"to": to, "subject": "one more"})).await;
+    let mut carol = login(cl.gate, "carol").await;
+    let (code_, message) = err(c, 360, json!({"to": carol.id, "subject": "hi"})).await;
+    assert_eq!(code_, "outbox_full", "{message}");
+    let (code_, message) = err(&mut carol.c, 360, json!({"to": to, "subject": "hi"})).await;
     assert_eq!(code_, "mailbox_full", "{message}");
     let mailbox = ok(&mut b.c, 361, json!(null)).await;
     assert_eq!(mailbox.as_array().unwrap().len(), 100);
     let oldest = mailbox[99]["id"].clone();
     ok(&mut b.c, 364, json!({"id": oldest})).await;
-    ok(c, 360, json!({"to": to, "subject": "now it fits"})).await;
+    ok(
+        &mut carol.c,
+        360,
+        json!({"to": to, "subject": "now it fits"}),
+    )
+    .await;
+    // Bob's mailbox is full again, but Alice's deleted mail freed her a place.
+    ok(c, 360, json!({"to": carol.id, "subject": "room again"})).await;
+    assert_eq!(
+        code(c, 360, json!({"to": carol.id, "subject": "no more"})).await,
+        "outbox_full"
+    );
 }
 
 // ---------------------------------------------------------------------------------------

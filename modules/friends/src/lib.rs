@@ -179,6 +179,13 @@ mod friends {
         let session = ctx.session();
         // The session's user first: the disconnect event finds the user through it.
         delete_if_there::<PresenceSession>(ctx, session)?;
+        // The user's previous session no longer speaks for them: its end (if its event ever
+        // comes) must not report them offline, and its record goes now, so there is one a user.
+        if let Some(previous) = ctx.get::<Presence>(me.as_str())?
+            && previous.session != session
+        {
+            delete_if_there::<PresenceSession>(ctx, previous.session)?;
+        }
         ctx.insert(&PresenceSession {
             session,
             user: me.clone(),

@@ -3,8 +3,9 @@
 //! back-office gates and other nodes only), pushes on topic 375 (see `docs/modules.md`).
 //!
 //! Players are the user ids bound to their sessions (`accounts` login). State lives in cached
-//! objects only: `mails` (one object a mail) and `mailboxes` (per user, the ids of their mail,
-//! at most [`MAX_MAILS`]). Expiry is checked against the server clock whenever a mailbox or a
+//! objects only: `mails` (one object a mail), `mailboxes` (per user, the ids of their mail,
+//! at most [`MAX_MAILS`]) and `mail_outboxes` (per user, the player mail they sent that may
+//! still be waiting, at most [`MAX_SENT`]). Expiry is checked against the server clock whenever a mailbox or a
 //! mail is read: an expired mail is deleted then and is gone from every answer.
 
 #[firefly_sdk::module]
@@ -12,12 +13,17 @@ mod mail {
     use firefly_sdk::data::Table;
     use firefly_sdk::prelude::*;
     use gameplay_common::{
-        Done, add_bounded, caller, check_name, check_text, check_user, secs_to_micros, upsert,
+        Done, add_bounded, caller, check_name, check_text, check_user, remove, secs_to_micros,
+        upsert,
     };
     use serde::{Deserialize, Serialize};
 
     /// Mails one mailbox holds; sending to a full mailbox is refused with `mailbox_full`.
     pub const MAX_MAILS: usize = 100;
+    /// Player mails one sender may have waiting (not deleted, not expired) in all mailboxes
+    /// together; past it, sending is refused with `outbox_full`. Recipients are any user ids,
+    /// so without it one client could fill a mailbox for every id it makes up.
+    pub const MAX_SENT: usize = 100;
     /// Bytes of a subject.
     pub const MAX_SUBJECT: usize = 80;
     /// Bytes of a body.
@@ -70,6 +76,15 @@ mod mail {
     #[derive(Serialize, Deserialize, Table)]
     #[table(name = "mailboxes")]
     pub struct Mailbox {
+        #[primary_key]
+        pub user: String,
+        pub mails: Vec<u64>,
+    }
+
+    /// The ids of the player mail one user sent that may still be waiting.
+    #[derive(Serialize, Deserialize, Table)]
+    #[table(name = "mail_outboxes")]
+    pub struct Outbox {
         #[primary_key]
         pub user: String,
         pub mails: Vec<u64>,
@@ -223,14 +238,14 @@ mod mail {
         }
     }
 
-    /// Stores a checked mail and files it in the recipient's mailbox.
-    fn deliver(ctx: &Ctx, out: Outgoing) -> Result<Sent> {
+    /// Stores a checked mail under `id` and files it in the recipient's mailbox.
+    fn deliver(ctx: &Ctx, id: u64, out: Outgoing) -> Result<Sent> {
         let ttl = check(&out)?;
         let now = ctx.now_micros();
         // Expired mail must not take the room of new mail.
         let (stale, _) = sweep(ctx, &out.to, now)?;
         let mail = Mail {
-            id: ctx.alloc_id::<Mail>()?,
+            id,
             to: out.to,
             from: out.from,
             system: out.system,
@@ -284,22 +299,60 @@ mod mail {
         })
     }
 
+    /// Reserves a place for mail `id` in `me`'s outbox, first dropping the mails that are no
+    /// longer waiting (deleted or expired).
+    fn reserve(ctx: &Ctx, me: &str, id: u64) -> Result<()> {
+        let now = ctx.now_micros();
+        let mut done = Vec::new();
+        if let Some(outbox) = ctx.get::<Outbox>(me)? {
+            for sent in outbox.value.mails {
+                let waiting = ctx.get::<Mail>(sent)?.is_some_and(|m| !expired(&m, now));
+                if !waiting {
+                    done.push(sent);
+                }
+            }
+        }
+        upsert(
+            ctx,
+            me,
+            || Outbox {
+                user: me.to_owned(),
+                mails: Vec::new(),
+            },
+            |o| {
+                o.mails.retain(|m| !done.contains(m));
+                add_bounded(&mut o.mails, id, MAX_SENT, "outbox_full", "your outbox").map(|_| ())
+            },
+        )
+        .map(|_| ())
+    }
+
     /// Command 360: send a mail (no attachments) to a user, online or not.
     #[handler(360)]
     fn send(ctx: &mut Ctx, req: Send) -> Result<Sent> {
         let me = caller(ctx)?;
-        deliver(
+        let id = ctx.alloc_id::<Mail>()?;
+        reserve(ctx, &me, id)?;
+        let sent = deliver(
             ctx,
+            id,
             Outgoing {
                 to: req.to,
-                from: me,
+                from: me.clone(),
                 system: false,
                 subject: req.subject,
                 body: req.body,
                 attachments: Vec::new(),
                 ttl_secs: req.ttl_secs,
             },
-        )
+        );
+        if sent.is_err() {
+            ctx.modify::<Outbox>(me.as_str(), |o| {
+                remove(&mut o.mails, &id);
+                Ok(())
+            })?;
+        }
+        sent
     }
 
     /// Command 370: system mail with attachments (rewards, refunds, compensation). It takes no
@@ -310,6 +363,7 @@ mod mail {
         check_name("from", &req.from, 1, MAX_KIND)?;
         deliver(
             ctx,
+            ctx.alloc_id::<Mail>()?,
             Outgoing {
                 to: req.to,
                 from: req.from,
