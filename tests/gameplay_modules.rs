@@ -17,11 +17,14 @@ use firefly::node::Node;
 use firefly_testkit::{free_addr, start_cluster};
 use serde_json::{Value, json};
 
+use firefly_abi::data::{DataOp, Key};
+
 /// A started cluster: the players' gate, the back-office gate, and what must outlive the test.
 struct Cluster {
     gate: SocketAddr,
     ops: SocketAddr,
-    _nodes: Vec<Node>,
+    /// logic, gate, ops.
+    nodes: Vec<Node>,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +75,7 @@ storage:
     Cluster {
         gate: nodes[1].client_addrs()[0],
         ops: nodes[2].client_addrs()[0],
-        _nodes: nodes,
+        nodes,
         _dir: dir,
     }
 }
@@ -1027,4 +1030,69 @@ storage:
         }
         assert_eq!(granted, 1, "round {round}: one claim wins");
     }
+}
+
+/// Whether the logic node stores an object of `table` under `key`.
+async fn stored(cl: &Cluster, table: &str, key: impl Into<Key>) -> bool {
+    let op = DataOp::Get {
+        table: table.into(),
+        key: key.into(),
+    };
+    let data = cl.nodes[0].data().unwrap();
+    match data.call(&rmp_serde::to_vec_named(&op).unwrap()).await {
+        Ok(_) => true,
+        Err(e) => {
+            assert!(format!("{e:?}").contains("NotFound"), "{e:?}");
+            false
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_and_requests_to_unknown_users_leave_nothing_behind() {
+    let cl = cluster().await;
+    let mut a = login(cl.gate, "alice").await;
+
+    // Mail to a user id nobody reads is deleted with its mailbox once it expires: the
+    // sender's next send sweeps it.
+    let sent = ok(
+        &mut a.c,
+        360,
+        json!({"to": "ghost-1", "subject": "boo", "ttl_secs": 1}),
+    )
+    .await;
+    let id = sent["id"].as_u64().unwrap();
+    assert!(stored(&cl, "mails", id).await);
+    assert!(stored(&cl, "mailboxes", "ghost-1").await);
+    let expires = sent["expires_micros"].as_u64().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while firefly_now_micros() <= expires {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    ok(&mut a.c, 360, json!({"to": "ghost-2", "subject": "boo"})).await;
+    assert!(
+        !stored(&cl, "mails", id).await,
+        "the expired mail is deleted"
+    );
+    assert!(
+        !stored(&cl, "mailboxes", "ghost-1").await,
+        "and its empty mailbox"
+    );
+    assert!(stored(&cl, "mailboxes", "ghost-2").await);
+
+    // A friend request to a made-up user, withdrawn, leaves no list behind.
+    ok(&mut a.c, 341, json!({"user": "ghost-3"})).await;
+    assert!(stored(&cl, "friend_lists", "ghost-3").await);
+    ok(&mut a.c, 344, json!({"user": "ghost-3"})).await;
+    assert!(!stored(&cl, "friend_lists", "ghost-3").await);
+    assert!(!stored(&cl, "friend_lists", a.id.as_str()).await);
+}
+
+/// The wall clock, as the modules read it.
+fn firefly_now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }

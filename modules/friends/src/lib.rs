@@ -310,6 +310,26 @@ mod friends {
         view(ctx, &me)
     }
 
+    /// Deletes `user`'s lists if they are all empty (a user id that was only ever asked and
+    /// then forgotten leaves nothing behind).
+    fn tidy(ctx: &Ctx, user: &str) -> Result<()> {
+        let Some(list) = ctx.get::<Friends>(user)? else {
+            return Ok(());
+        };
+        let empty = list.friends.is_empty()
+            && list.incoming.is_empty()
+            && list.outgoing.is_empty()
+            && list.blocked.is_empty();
+        if empty {
+            // A concurrent change makes this a conflict: the lists stay.
+            match ctx.delete_versioned(&list) {
+                Ok(()) | Err(DataError::NotFound(_)) | Err(DataError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
     /// Forgets the pending request `from` sent `to`, on both sides.
     fn drop_pending(ctx: &Ctx, to: &str, from: &str) -> Result<()> {
         change(ctx, to, |l| {
@@ -319,7 +339,9 @@ mod friends {
         change(ctx, from, |l| {
             remove(&mut l.outgoing, &to.to_owned());
             Ok(())
-        })
+        })?;
+        tidy(ctx, to)?;
+        tidy(ctx, from)
     }
 
     /// Which end of a pending request the caller holds.
@@ -369,7 +391,8 @@ mod friends {
         change(ctx, them, |l| {
             remove(&mut l.friends, &me.to_owned());
             Ok(())
-        })
+        })?;
+        tidy(ctx, them)
     }
 
     /// Command 345: stop being friends with a user.
@@ -419,6 +442,7 @@ mod friends {
                 remove(&mut l.outgoing, &me);
                 Ok(())
             })?;
+            tidy(ctx, &them)?;
         }
         view(ctx, &me)
     }

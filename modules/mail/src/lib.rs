@@ -211,10 +211,7 @@ mod mail {
             match ctx.get::<Mail>(id)? {
                 Some(mail) if !expired(&mail, now) => live.push(mail.value),
                 Some(mail) => {
-                    match ctx.delete_versioned(&mail) {
-                        Ok(()) | Err(DataError::NotFound(_)) | Err(DataError::Conflict(_)) => {}
-                        Err(e) => return Err(e.into()),
-                    }
+                    discard(ctx, &mail)?;
                     stale.push(id);
                 }
                 None => stale.push(id),
@@ -223,18 +220,34 @@ mod mail {
         Ok((stale, live))
     }
 
-    /// Takes `stale` ids out of `user`'s mailbox.
+    /// Takes `stale` ids out of `user`'s mailbox; a mailbox left empty is deleted.
     fn forget(ctx: &Ctx, user: &str, stale: &[u64]) -> Result<()> {
         if stale.is_empty() {
             return Ok(());
         }
-        match ctx.modify::<Mailbox>(user, |b| {
+        let left = match ctx.modify::<Mailbox>(user, |b| {
             b.mails.retain(|m| !stale.contains(m));
             Ok(())
         }) {
-            Ok(_) => Ok(()),
-            Err(e) if e.code == "not_found" => Ok(()),
-            Err(e) => Err(e),
+            Ok(left) => left,
+            Err(e) if e.code == "not_found" => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        if left.mails.is_empty() {
+            // A mail filed meanwhile makes this a conflict: the mailbox stays.
+            match ctx.delete_versioned(&left) {
+                Ok(()) | Err(DataError::NotFound(_)) | Err(DataError::Conflict(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Deletes `mail` if it is still at the version read; gone already is fine.
+    fn discard(ctx: &Ctx, mail: &Versioned<Mail>) -> Result<()> {
+        match ctx.delete_versioned(mail) {
+            Ok(()) | Err(DataError::NotFound(_)) | Err(DataError::Conflict(_)) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -300,15 +313,21 @@ mod mail {
     }
 
     /// Reserves a place for mail `id` in `me`'s outbox, first dropping the mails that are no
-    /// longer waiting (deleted or expired).
+    /// longer waiting. The sender's expired mail is deleted here, with its place in the
+    /// recipient's mailbox: mail to a user id nobody reads is not kept past its expiry.
     fn reserve(ctx: &Ctx, me: &str, id: u64) -> Result<()> {
         let now = ctx.now_micros();
         let mut done = Vec::new();
         if let Some(outbox) = ctx.get::<Outbox>(me)? {
             for sent in outbox.value.mails {
-                let waiting = ctx.get::<Mail>(sent)?.is_some_and(|m| !expired(&m, now));
-                if !waiting {
-                    done.push(sent);
+                match ctx.get::<Mail>(sent)? {
+                    Some(mail) if !expired(&mail, now) => {}
+                    Some(mail) => {
+                        discard(ctx, &mail)?;
+                        forget(ctx, &mail.to, &[sent])?;
+                        done.push(sent);
+                    }
+                    None => done.push(sent),
                 }
             }
         }
@@ -410,10 +429,7 @@ mod mail {
             return Err(gone());
         }
         if expired(&mail, ctx.now_micros()) {
-            match ctx.delete_versioned(&mail) {
-                Ok(()) | Err(DataError::NotFound(_)) | Err(DataError::Conflict(_)) => {}
-                Err(e) => return Err(e.into()),
-            }
+            discard(ctx, &mail)?;
             forget(ctx, me, &[id])?;
             bail!("not_found", "mail {id} has expired");
         }
