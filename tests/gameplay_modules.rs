@@ -1096,3 +1096,24 @@ fn firefly_now_micros() -> u64 {
         .unwrap()
         .as_micros() as u64
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn guild_holds_fifty_members_at_most() {
+    let cl = cluster().await;
+    let mut leader = login(cl.gate, "leader").await;
+    let guild = ok(&mut leader.c, 380, json!({"name": "Crowded"})).await["id"].clone();
+    for i in 1..50 {
+        let mut p = login(cl.gate, &format!("member{i}")).await;
+        ok(&mut p.c, 382, json!({"guild": guild})).await;
+        ok(&mut leader.c, 383, json!({"user": p.id})).await;
+    }
+    let view = ok(&mut leader.c, 381, json!(null)).await;
+    assert_eq!(view["members"].as_array().unwrap().len(), 50);
+    let mut late = login(cl.gate, "late").await;
+    ok(&mut late.c, 382, json!({"guild": guild})).await;
+    let (code_, message) = err(&mut leader.c, 383, json!({"user": late.id})).await;
+    assert_eq!(code_, "guild_full", "{message}");
+    // The refused user is in no guild: they can found their own.
+    assert_eq!(code(&mut late.c, 381, json!(null)).await, "not_in_guild");
+    ok(&mut late.c, 380, json!({"name": "Overflow"})).await;
+}
