@@ -28,12 +28,10 @@ struct Cluster {
     _dir: tempfile::TempDir,
 }
 
-/// `gate` routes the player commands (accounts 201-207, chat 320-330, friends 340-349, mail
-/// 360-364, guild 380-392); `ops` is a back-office gate that also reaches system mail (370).
-async fn cluster() -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let (g, o, l) = (free_addr(), free_addr(), free_addr());
-    let yaml = format!(
+/// A topology of the gameplay modules (and `accounts`) with these `nodes:` lines, on the
+/// embedded storage held by `owner`, in `dir`.
+fn topology(dir: &std::path::Path, nodes: &str, owner: &str) -> String {
+    format!(
         r#"
 version: 1
 cluster: gameplay
@@ -46,7 +44,24 @@ modules:
   mail: {{ crate: modules/mail }}
   guild: {{ crate: modules/guild }}
 nodes:
-  gate:
+{nodes}
+storage:
+  database: sqlite://{d}/data.db
+  owner: {owner}
+  journal: {d}/journal.db
+  flush_interval: 50ms
+"#,
+        d = dir.display()
+    )
+}
+
+/// `gate` routes the player commands (accounts 201-207, chat 320-330, friends 340-348, mail
+/// 360-364, guild 380-391); `ops` is a back-office gate that also reaches system mail (370).
+async fn cluster() -> Cluster {
+    let dir = tempfile::tempdir().unwrap();
+    let (g, o, l) = (free_addr(), free_addr(), free_addr());
+    let nodes = format!(
+        r#"  gate:
     rpc: {g}
     listen:
       - tcp: 127.0.0.1:0
@@ -62,15 +77,9 @@ nodes:
       - {{ commands: "360-379", to: logic }}
   logic:
     rpc: {l}
-    modules: [accounts, chat, friends, mail, guild]
-storage:
-  database: sqlite://{d}/data.db
-  owner: logic
-  journal: {d}/journal.db
-  flush_interval: 50ms
-"#,
-        d = dir.path().display()
+    modules: [accounts, chat, friends, mail, guild]"#
     );
+    let yaml = topology(dir.path(), &nodes, "logic");
     let (_, nodes) = start_cluster(&yaml, &["logic", "gate", "ops"]).await;
     Cluster {
         gate: nodes[1].client_addrs()[0],
@@ -964,17 +973,8 @@ async fn guild_refuses_bad_input() {
 async fn mail_attachments_are_claimed_once_among_concurrent_claims_on_two_nodes() {
     let dir = tempfile::tempdir().unwrap();
     let (g, l1, l2) = (free_addr(), free_addr(), free_addr());
-    let yaml = format!(
-        r#"
-version: 1
-cluster: mailrace
-master:
-  rpc_timeout: 5s
-modules:
-  accounts: {{ crate: modules/accounts }}
-  mail: {{ crate: modules/mail }}
-nodes:
-  gate:
+    let nodes = format!(
+        r#"  gate:
     rpc: {g}
     listen:
       - tcp: 127.0.0.1:0
@@ -984,15 +984,9 @@ nodes:
       # A back-office gate of its own here: 370 (system mail) is routed too.
       - {{ commands: "360-379", to: [l1, l2], policy: round_robin }}
   l1: {{ rpc: {l1}, modules: [accounts, mail] }}
-  l2: {{ rpc: {l2}, modules: [accounts, mail] }}
-storage:
-  database: sqlite://{d}/data.db
-  owner: l1
-  journal: {d}/journal.db
-  flush_interval: 50ms
-"#,
-        d = dir.path().display()
+  l2: {{ rpc: {l2}, modules: [accounts, mail] }}"#
     );
+    let yaml = topology(dir.path(), &nodes, "l1");
     let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
     let gate = nodes[2].client_addrs()[0];
     let mut bobs = Vec::new();

@@ -124,6 +124,20 @@ mod guild {
         pub role: Option<Role>,
     }
 
+    impl Event {
+        /// An event of `guild` about `user`, with their role in it now.
+        fn new(guild: &Guild, kind: &'static str, user: &str, by: Option<&str>) -> Event {
+            Event {
+                guild: guild.id,
+                name: guild.name.clone(),
+                kind,
+                user: user.to_owned(),
+                by: by.map(str::to_owned),
+                role: guild.role_of(user),
+            }
+        }
+    }
+
     fn view(guild: Guild, viewer: &str) -> View {
         let staff = guild.role_of(viewer).is_some_and(|r| r >= Role::Officer);
         View {
@@ -169,14 +183,7 @@ mod guild {
         by: Option<&str>,
         also: Option<&str>,
     ) -> Result<()> {
-        let event = Event {
-            guild: guild.id,
-            name: guild.name.clone(),
-            kind,
-            user: user.to_owned(),
-            by: by.map(str::to_owned),
-            role: guild.role_of(user),
-        };
+        let event = Event::new(guild, kind, user, by);
         for member in &guild.members {
             ctx.push_user(&member.user, TOPIC_EVENT, &event)?;
         }
@@ -334,14 +341,7 @@ mod guild {
             )
             .map(|_| ())
         })?;
-        let event = Event {
-            guild: g.id,
-            name: g.name.clone(),
-            kind: "request",
-            user: me.clone(),
-            by: None,
-            role: None,
-        };
+        let event = Event::new(&g, "request", &me, None);
         for staff in g.members.iter().filter(|m| m.role >= Role::Officer) {
             ctx.push_user(&staff.user, TOPIC_EVENT, &event)?;
         }
@@ -410,14 +410,7 @@ mod guild {
             )
             .map(|_| ())
         })?;
-        let event = Event {
-            guild: g.id,
-            name: g.name.clone(),
-            kind: "invited",
-            user: req.user.clone(),
-            by: Some(me.clone()),
-            role: None,
-        };
+        let event = Event::new(&g, "invited", &req.user, Some(&me));
         ctx.push_user(&req.user, TOPIC_EVENT, &event)?;
         Ok(view(g, &me))
     }
