@@ -1,7 +1,7 @@
 //! `matchmaking`: queues that form matches. Commands 481-483, pushes on topic 4801.
 //!
-//! A player queues for a mode with a rating and a region (481); every 200 ms a repeating host
-//! timer forms matches per mode: players of the same region whose ratings lie within a window
+//! A player queues for a mode with a rating and a region (481); every 200 ms a repeating durable
+//! host timer (one per mode, on the node that saw the mode first) forms matches per mode: players of the same region whose ratings lie within a window
 //! that widens the longer the earliest of them has waited (±100, +200 per second waited, at most
 //! ±2000), `size` players a match (2 to 16, given by the first to queue for the mode). Each
 //! match opens a room `match-<id>` with its players as members and pushes a [`Matched`] to each.
@@ -118,7 +118,8 @@ mod matchmaking {
             Err(e) => return Err(e.into()),
         }
         if ctx.get::<Mode>(req.mode.clone())?.is_none() {
-            let timer = ctx.every(EVERY, "form", &req.mode)?;
+            // Durable: the mode keeps forming matches after its node restarts.
+            let timer = ctx.start_timer(Timer::every(EVERY, "form").with(&req.mode)?.durable())?;
             if ctx.insert(&Mode { mode: req.mode.clone(), timer: timer.id() }).is_err() {
                 // Another request started the mode's timer first.
                 ctx.cancel_timer(timer);
