@@ -84,13 +84,17 @@ fn count(
     period_ms: u64,
 ) {
     tokio::spawn(async move {
+        // `elapsed_ms` is the room's running total (as `countdown` keeps it): a tick's own
+        // interval is the difference from the previous tock.
+        let mut last: Option<u64> = None;
         while let Some(payload) = next().await {
             pushes.fetch_add(1, Ordering::Relaxed);
             if let Some(j) = &jitter {
                 let t: Tock = rmp_serde::from_slice(&payload).unwrap();
-                if t.tick > 1 {
-                    j.lock().unwrap().push(t.elapsed_ms.abs_diff(period_ms));
+                if let Some(prev) = last {
+                    j.lock().unwrap().push((t.elapsed_ms - prev).abs_diff(period_ms));
                 }
+                last = Some(t.elapsed_ms);
             }
         }
     });
@@ -202,17 +206,19 @@ async fn baseline_run(shape: &Shape) -> Report {
             let mut interval = tokio::time::interval(period);
             interval.tick().await;
             let (mut left, mut tick, mut last) = (1_000_000_000u32, 0u64, Instant::now());
+            let mut total_ms = 0u64;
             let mut out = BytesMut::new();
             loop {
                 interval.tick().await;
                 tick += 1;
                 left -= 1;
                 let now = Instant::now();
+                total_ms += now.duration_since(last).as_millis() as u64;
                 let tock = Tock {
                     room: room.clone(),
                     tick,
                     left,
-                    elapsed_ms: now.duration_since(last).as_millis() as u64,
+                    elapsed_ms: total_ms,
                 };
                 last = now;
                 let payload = rmp_serde::to_vec_named(&tock).unwrap();
