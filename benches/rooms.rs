@@ -92,7 +92,9 @@ fn count(
             if let Some(j) = &jitter {
                 let t: Tock = rmp_serde::from_slice(&payload).unwrap();
                 if let Some(prev) = last {
-                    j.lock().unwrap().push((t.elapsed_ms - prev).abs_diff(period_ms));
+                    j.lock()
+                        .unwrap()
+                        .push((t.elapsed_ms - prev).abs_diff(period_ms));
                 }
                 last = Some(t.elapsed_ms);
             }

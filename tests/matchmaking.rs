@@ -118,12 +118,14 @@ async fn regions_leaving_and_disconnects_keep_players_out_of_matches() {
         "matched across regions"
     );
 
-    // c[2] queues then leaves; c[3] queues then disconnects: neither is matched with c[0].
-    queue(&mut c[2], "duel", 1000, "eu").await;
+    // c[2] queues then leaves; c[3] queues then disconnects. Their ratings are far from c[0]'s
+    // (the window needs seconds to reach them), so no firing between queueing and going can
+    // match them first: what the test sees is only the leaving and the disconnect.
+    queue(&mut c[2], "duel", 3000, "eu").await;
     let left: bool = c[2].call(482, &()).await.unwrap();
     assert!(left);
     let mut gone = c.remove(3);
-    queue(&mut gone, "duel", 1000, "eu").await;
+    queue(&mut gone, "duel", 5000, "eu").await;
     drop(gone);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let waiting: usize = c[0].call(483, &json!({ "mode": "duel" })).await.unwrap();

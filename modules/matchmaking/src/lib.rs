@@ -6,7 +6,8 @@
 //! ±2000), `size` players a match (2 to 16, given by the first to queue for the mode). Each
 //! match opens a room `match-<id>` with its players as members and pushes a [`Matched`] to each.
 //! Leaving the queue (482) and disconnecting both take the player out. One queue entry per
-//! session; at most 10,000 queued per mode.
+//! session; at most 10,000 queued per mode; at most 200 matches formed per firing (the rest
+//! 200 ms later), so a long queue never runs a firing past the module's CPU budget.
 
 #[firefly_sdk::module]
 mod matchmaking {
@@ -20,6 +21,9 @@ mod matchmaking {
     /// How often matches are formed.
     const EVERY: Duration = Duration::from_millis(200);
     const MAX_QUEUED: usize = 10_000;
+    /// Matches formed by one firing at most, so a firing stays well inside the module's CPU
+    /// budget however long the queue; the rest are formed 200 ms later.
+    const MAX_MATCHES_PER_FIRING: usize = 200;
 
     /// One queued player.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
@@ -169,8 +173,8 @@ mod matchmaking {
         }
         queued.sort_by_key(|q| (q.region.clone(), q.rating));
         let now = ctx.now_micros();
-        let mut i = 0;
-        while i < queued.len() {
+        let (mut i, mut formed) = (0, 0);
+        while i < queued.len() && formed < MAX_MATCHES_PER_FIRING {
             let size = queued[i].size as usize;
             let group = match queued.get(i..i + size) {
                 Some(g) => g,
@@ -181,6 +185,7 @@ mod matchmaking {
             let same_region = group.iter().all(|q| q.region == group[0].region);
             if same_region && spread <= window(Duration::from_micros(now.saturating_sub(earliest))) {
                 start_match(ctx, &mode, group)?;
+                formed += 1;
                 i += size;
             } else {
                 i += 1;
