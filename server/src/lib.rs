@@ -9,6 +9,9 @@
 //!   other nodes through the `engine::NodeCalls` seam that [`cluster`] implements;
 //! * [`cluster`] carries forwarded requests, pushes and events between nodes and hands what
 //!   arrives to the node through its `Inbound` seam;
+//! * [`timers`] holds every timer modules start and [`rooms`] every room they open (both
+//!   implement what the engine declares: `engine::TimerHost`, `engine::RoomHost`), so time and
+//!   room state outlive module instances and versions;
 //! * [`node`] wires these together from a [`config::Topology`] entry (it is the only place that
 //!   knows every layer), with [`metrics`] on the side and [`hot`] update rules for deploys;
 //! * [`master`] starts and supervises node processes and serves the admin API.

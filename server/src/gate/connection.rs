@@ -8,16 +8,16 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
+use super::forward::{Forwards, MAX_PIPELINE};
+use super::session_command::session_request;
 use super::transport::{Close, ReadError, Transport};
-use std::collections::VecDeque;
 
 use crate::cluster::wire::Msg;
-use crate::cluster::{Peer, Pending, RpcError};
+use crate::cluster::{Peer, RpcError};
 use crate::engine::{Batch, Lease};
-use crate::protocol::session::{self, SessionRequest, SessionTicket};
+use crate::protocol::session;
 use crate::protocol::{ErrorReply, FrameError, HEADER_LEN};
 use crate::routing::LocalRoute;
-use crate::sessions::resume::ResumeError;
 use crate::sessions::{Attached, KickReason, Outbound};
 
 /// Replies are flushed once this much is buffered, even mid-batch.
@@ -255,65 +255,6 @@ impl Scratch {
     }
 }
 
-/// Most forwarded requests one connection keeps in flight to one node.
-const MAX_PIPELINE: usize = 64;
-
-/// Requests of this read forwarded to other nodes whose replies are still to be written.
-///
-/// Consecutive requests for one node are gathered into a run and sent as one `ForwardRun`
-/// message (one message and one reply each way per run, not per request); runs already sent
-/// wait in `inflight`, oldest first.
-#[derive(Default)]
-struct Forwards<'a> {
-    /// Runs sent: their commands, the node, the pending reply.
-    inflight: VecDeque<(Vec<u32>, &'a Peer, Result<Pending<'a>, RpcError>)>,
-    /// The run being gathered, for `gathering`'s node.
-    gathering: Option<&'a Peer>,
-    commands: Vec<u32>,
-    payloads: Vec<(u32, serde_bytes::ByteBuf)>,
-    /// Requests sent or gathered and not answered yet.
-    pending: usize,
-}
-
-impl<'a> Forwards<'a> {
-    fn is_empty(&self) -> bool {
-        self.pending == 0
-    }
-
-    /// Whether requests for a node other than `peer` are waiting.
-    fn other_than(&self, peer: &Peer) -> bool {
-        let node = self
-            .gathering
-            .or_else(|| self.inflight.front().map(|(_, p, _)| *p));
-        node.is_some_and(|p| p.name != peer.name)
-    }
-
-    /// Adds a request to the run for `peer` (which must be the run's node, see `other_than`).
-    fn gather(&mut self, peer: &'a Peer, command: u32, payload: serde_bytes::ByteBuf) {
-        self.gathering = Some(peer);
-        self.commands.push(command);
-        self.payloads.push((command, payload));
-        self.pending += 1;
-    }
-
-    /// Sends the run being gathered.
-    async fn send(&mut self, session: u64) {
-        let Some(peer) = self.gathering.take() else {
-            return;
-        };
-        let requests = std::mem::take(&mut self.payloads);
-        let started = peer
-            .start_many(requests.len(), |id| Msg::ForwardRun {
-                id,
-                session,
-                requests,
-            })
-            .await;
-        self.inflight
-            .push_back((std::mem::take(&mut self.commands), peer, started));
-    }
-}
-
 /// Dispatches every complete frame in `rbuf`, in order, appending replies to `wbuf`.
 /// Returns why the connection must close, if it must.
 ///
@@ -344,7 +285,7 @@ async fn process<T: Transport>(
                     drain(shared, session, &mut fwd, wbuf, scratch).await;
                     scratch.lease = None;
                     scratch.requests += 1;
-                    session_request(shared, slot, &frame.payload, wbuf, scratch);
+                    session_request(shared, slot, &frame.payload, wbuf, &mut scratch.errors);
                     continue;
                 }
                 let route = node.local_route(command, scratch.lease.as_ref());
@@ -450,7 +391,6 @@ async fn drain(
     fwd.pending = 0;
 }
 
-/// Answers a request no module here (or on a routed node) handles.
 /// Answers `command` with an error frame the gate decides itself.
 fn refuse(
     shared: &Listener,
@@ -468,6 +408,7 @@ fn refuse(
         .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
 }
 
+/// Answers a request no module here (or on a routed node) handles.
 fn unknown_command(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
     scratch.requests += 1;
     scratch.errors += 1;
@@ -585,85 +526,6 @@ fn write_answers(
                 scratch.errors += 1;
                 codec.encode(error_command, &reply.to_msgpack(), wbuf);
             }
-        }
-    }
-}
-
-/// Answers the reserved session command: the current session's ticket, or a resume.
-fn session_request(
-    shared: &Listener,
-    slot: &mut Attached,
-    payload: &[u8],
-    wbuf: &mut BytesMut,
-    scratch: &mut Scratch,
-) {
-    let command = session::SESSION_COMMAND;
-    let sessions = &shared.node.sessions;
-    let fail = |code: &str, message: String, wbuf: &mut BytesMut| {
-        let reply = ErrorReply::new(command, code, message);
-        shared
-            .codec
-            .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-    };
-    let request: SessionRequest = if payload.is_empty() {
-        SessionRequest::default()
-    } else {
-        match rmp_serde::from_slice(payload) {
-            Ok(r) => r,
-            Err(e) => {
-                scratch.errors += 1;
-                return fail(codes::BAD_REQUEST, format!("session request: {e}"), wbuf);
-            }
-        }
-    };
-    let result = match request.resume {
-        None => sessions.issue_token(slot.id).map(|token| SessionTicket {
-            session: slot.id,
-            token,
-            resumed: false,
-            replayed: 0,
-            dropped: 0,
-        }),
-        Some(token) => sessions.resume(&token).map(|resumed| {
-            // The session this connection had until now ends (its events fire).
-            let fresh = std::mem::replace(slot, resumed.attached);
-            sessions.detach(fresh, true);
-            let ticket = SessionTicket {
-                session: slot.id,
-                token: resumed.token,
-                resumed: true,
-                replayed: resumed.replay.len() as u64,
-                dropped: resumed.dropped,
-            };
-            if resumed.dropped > 0 {
-                tracing::info!(
-                    session = slot.id,
-                    dropped = resumed.dropped,
-                    "resumed session lost pushes (buffer full)"
-                );
-            }
-            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
-            shared.codec.encode(command, &bytes, wbuf);
-            for (topic, payload) in &resumed.replay {
-                shared.codec.encode(*topic, payload, wbuf);
-            }
-            ticket
-        }),
-    };
-    match result {
-        Ok(ticket) if !ticket.resumed => {
-            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
-            shared.codec.encode(command, &bytes, wbuf);
-        }
-        Ok(_) => {}
-        Err(err) => {
-            scratch.errors += 1;
-            let code = match err {
-                ResumeError::Disabled => session::RESUME_DISABLED,
-                ResumeError::Invalid => session::RESUME_FAILED,
-                ResumeError::Random(_) => codes::INTERNAL,
-            };
-            fail(code, err.to_string(), wbuf);
         }
     }
 }

@@ -5,7 +5,9 @@
 //! one write. Different connections run in parallel on tokio's worker threads.
 
 mod connection;
+mod forward;
 mod origin;
+mod session_command;
 mod transport;
 
 use std::net::SocketAddr;

@@ -1,0 +1,90 @@
+//! The reserved session command on a connection: a ticket for the current session (its id
+//! and a resume token), or taking back a dropped session with a token.
+
+use bytes::BytesMut;
+use firefly_abi::codes;
+
+use super::Listener;
+use crate::protocol::ErrorReply;
+use crate::protocol::session::{self, SessionRequest, SessionTicket};
+use crate::sessions::Attached;
+use crate::sessions::resume::ResumeError;
+
+/// Answers the reserved session command: the current session's ticket, or a resume.
+pub(super) fn session_request(
+    shared: &Listener,
+    slot: &mut Attached,
+    payload: &[u8],
+    wbuf: &mut BytesMut,
+    errors: &mut u64,
+) {
+    let command = session::SESSION_COMMAND;
+    let sessions = &shared.node.sessions;
+    let fail = |code: &str, message: String, wbuf: &mut BytesMut| {
+        let reply = ErrorReply::new(command, code, message);
+        shared
+            .codec
+            .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+    };
+    let request: SessionRequest = if payload.is_empty() {
+        SessionRequest::default()
+    } else {
+        match rmp_serde::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                *errors += 1;
+                return fail(codes::BAD_REQUEST, format!("session request: {e}"), wbuf);
+            }
+        }
+    };
+    let result = match request.resume {
+        None => sessions.issue_token(slot.id).map(|token| SessionTicket {
+            session: slot.id,
+            token,
+            resumed: false,
+            replayed: 0,
+            dropped: 0,
+        }),
+        Some(token) => sessions.resume(&token).map(|resumed| {
+            // The session this connection had until now ends (its events fire).
+            let fresh = std::mem::replace(slot, resumed.attached);
+            sessions.detach(fresh, true);
+            let ticket = SessionTicket {
+                session: slot.id,
+                token: resumed.token,
+                resumed: true,
+                replayed: resumed.replay.len() as u64,
+                dropped: resumed.dropped,
+            };
+            if resumed.dropped > 0 {
+                tracing::info!(
+                    session = slot.id,
+                    dropped = resumed.dropped,
+                    "resumed session lost pushes (buffer full)"
+                );
+            }
+            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
+            shared.codec.encode(command, &bytes, wbuf);
+            for (topic, payload) in &resumed.replay {
+                shared.codec.encode(*topic, payload, wbuf);
+            }
+            ticket
+        }),
+    };
+    match result {
+        Ok(ticket) if !ticket.resumed => {
+            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
+            shared.codec.encode(command, &bytes, wbuf);
+        }
+        Ok(_) => {}
+        Err(err) => {
+            *errors += 1;
+            let code = match err {
+                ResumeError::Disabled => session::RESUME_DISABLED,
+                ResumeError::Invalid => session::RESUME_FAILED,
+                ResumeError::Random(_) => codes::INTERNAL,
+            };
+            fail(code, err.to_string(), wbuf);
+        }
+    }
+}
