@@ -90,7 +90,11 @@ mod matchmaking {
 
     fn check_name(what: &str, name: &str) -> Result<()> {
         ensure!(
-            !name.is_empty() && name.len() <= 32 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
+            !name.is_empty()
+                && name.len() <= 32
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
             "invalid_name",
             "a {what} is 1 to 32 letters, digits, `-` or `_`"
         );
@@ -104,10 +108,23 @@ mod matchmaking {
         if !req.region.is_empty() {
             check_name("region", &req.region)?;
         }
-        ensure!((2..=16).contains(&req.size), "invalid_size", "a match has 2 to 16 players");
-        ensure!(req.rating.abs() <= 1_000_000, "invalid_rating", "ratings are within ±1,000,000");
+        ensure!(
+            (2..=16).contains(&req.size),
+            "invalid_size",
+            "a match has 2 to 16 players"
+        );
+        ensure!(
+            req.rating.abs() <= 1_000_000,
+            "invalid_rating",
+            "ratings are within ±1,000,000"
+        );
         let queued = ctx.list_by::<Queued, _>("mode", &req.mode)?.len();
-        ensure!(queued < MAX_QUEUED, "queue_full", "{MAX_QUEUED} players are queued for `{}`", req.mode);
+        ensure!(
+            queued < MAX_QUEUED,
+            "queue_full",
+            "{MAX_QUEUED} players are queued for `{}`",
+            req.mode
+        );
         let entry = Queued {
             session: ctx.session(),
             mode: req.mode.clone(),
@@ -118,13 +135,21 @@ mod matchmaking {
         };
         match ctx.insert(&entry) {
             Ok(_) => {}
-            Err(e) if e.code() == "already_exists" => bail!("already_queued", "this session is already queued"),
+            Err(e) if e.code() == "already_exists" => {
+                bail!("already_queued", "this session is already queued")
+            }
             Err(e) => return Err(e.into()),
         }
         if ctx.get::<Mode>(req.mode.clone())?.is_none() {
             // Durable: the mode keeps forming matches after its node restarts.
             let timer = ctx.start_timer(Timer::every(EVERY, "form").with(&req.mode)?.durable())?;
-            if ctx.insert(&Mode { mode: req.mode.clone(), timer: timer.id() }).is_err() {
+            if ctx
+                .insert(&Mode {
+                    mode: req.mode.clone(),
+                    timer: timer.id(),
+                })
+                .is_err()
+            {
                 // Another request started the mode's timer first.
                 ctx.cancel_timer(timer);
             }
@@ -183,7 +208,8 @@ mod matchmaking {
             let earliest = group.iter().map(|q| q.since_micros).min().unwrap_or(now);
             let spread = group[size - 1].rating - group[0].rating;
             let same_region = group.iter().all(|q| q.region == group[0].region);
-            if same_region && spread <= window(Duration::from_micros(now.saturating_sub(earliest))) {
+            if same_region && spread <= window(Duration::from_micros(now.saturating_sub(earliest)))
+            {
                 start_match(ctx, &mode, group)?;
                 formed += 1;
                 i += size;
@@ -204,7 +230,11 @@ mod matchmaking {
             // A player gone since it queued is simply not in the room.
             let _ = ctx.join_room(&room, q.session);
         }
-        ctx.insert(&MatchRow { id, mode: mode.to_owned(), players: players.clone() })?;
+        ctx.insert(&MatchRow {
+            id,
+            mode: mode.to_owned(),
+            players: players.clone(),
+        })?;
         let matched = Matched {
             id,
             mode: mode.to_owned(),

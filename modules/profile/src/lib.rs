@@ -24,11 +24,12 @@ mod profile {
             return Ok(ctx.insert(&p)?);
         }
         let name = p.name.clone();
-        Ok(ctx.modify::<Profile>(p.id, |stored| {
-            stored.name = name.clone();
-            Ok(())
-        })?
-        .version)
+        Ok(ctx
+            .modify::<Profile>(p.id, |stored| {
+                stored.name = name.clone();
+                Ok(())
+            })?
+            .version)
     }
 
     /// Command 402: a profile, as version 1 sees it.
