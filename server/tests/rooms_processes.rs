@@ -1,0 +1,129 @@
+//! Rooms in a real multi-process cluster (`firefly up`): a gate routes each room's commands to
+//! the logic node holding it (`policy: room`); `kill -9` of one logic node is reported to the
+//! players of its rooms as error frames (never a hang), the rooms on the other node carry on,
+//! and once the master has restarted the node its rooms can be opened again.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use firefly::client::Client;
+use serde_json::{Value, json};
+
+mod common;
+
+use common::{Up, free_addr, node, workspace};
+
+const TOKEN: &str = "rooms-test-admin-token-0123456789";
+const ROOMS: usize = 16;
+
+async fn healthy(admin: std::net::SocketAddr, names: &[&str], within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let s = common::status(admin, TOKEN).await;
+        if names.iter().all(|n| node(&s, n)["healthy"] == true) {
+            return s;
+        }
+        assert!(Instant::now() < deadline, "nodes never all healthy: {s}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, g, a, b, gate) = (
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+    );
+    let m = workspace().join("modules");
+    let yaml = format!(
+        "version: 1\ncluster: roomproc\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  countdown: {{ crate: {m}/countdown }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    routes:\n      - {{ commands: \"471-474\", to: [logic-1, logic-2], policy: room }}\n  logic-1: {{ rpc: {a}, modules: [countdown] }}\n  logic-2: {{ rpc: {b}, modules: [countdown] }}\n",
+        m = m.display()
+    );
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).unwrap();
+    let _cluster = Up::new(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", "rooms-process-secret-0123456789")
+        .ready_on_status(admin, TOKEN, 3)
+        .start();
+    let nodes = ["gate", "logic-1", "logic-2"];
+    let before = healthy(admin, &nodes, Duration::from_secs(180)).await;
+
+    let mut player = Client::connect(gate).await.unwrap();
+    player.set_timeout(Duration::from_secs(10));
+    let rooms: Vec<String> = (0..ROOMS).map(|i| format!("arena-{i}")).collect();
+    let open = json!({ "from": 100_000, "tick_ms": 1000, "max_members": 4 });
+    for room in &rooms {
+        let mut req = open.clone();
+        req["room"] = json!(room);
+        let () = player.call(471, &req).await.unwrap();
+    }
+
+    let victim = node(&before, "logic-2")["pid"].as_u64().unwrap();
+    assert!(
+        Command::new("kill")
+            .args(["-9", &victim.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    // Every room answers at once: alive, or `node_unavailable` for the rooms of the dead node.
+    let mut lost = Vec::new();
+    for room in &rooms {
+        let started = Instant::now();
+        match player
+            .call::<_, Option<Value>>(474, &json!({ "room": room }))
+            .await
+        {
+            Ok(Some(info)) => assert_eq!(info["members"].as_array().unwrap().len(), 1, "{info}"),
+            Ok(None) => panic!("room {room} vanished from a live node"),
+            Err(e) => {
+                assert_eq!(
+                    e.server().map(|r| r.code.as_str()),
+                    Some("node_unavailable"),
+                    "{room}: {e}"
+                );
+                lost.push(room.clone());
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "room {room} kept its player waiting"
+        );
+    }
+    assert!(
+        !lost.is_empty() && lost.len() < rooms.len(),
+        "rooms spread over both nodes, those of the dead one reported: {lost:?}"
+    );
+
+    // The master restarts the node; its rooms (gone with it) can be opened again, fresh.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for room in &lost {
+        let mut req = open.clone();
+        req["room"] = json!(room);
+        loop {
+            match player.call::<_, ()>(471, &req).await {
+                Ok(()) => break,
+                Err(e) if e.server().is_some_and(|r| r.code == "node_unavailable") => {
+                    assert!(Instant::now() < deadline, "the killed node never came back");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("re-opening {room}: {e}"),
+            }
+        }
+        let info: Option<Value> = player.call(474, &json!({ "room": room })).await.unwrap();
+        assert_eq!(info.unwrap()["left"], 100_000);
+    }
+    let after = healthy(admin, &nodes, Duration::from_secs(60)).await;
+    assert_ne!(node(&after, "logic-2")["pid"].as_u64().unwrap(), victim);
+}
