@@ -26,6 +26,7 @@ use bytes::BytesMut;
 use firefly::client::Client;
 use firefly::config::ProtocolSettings;
 use firefly::protocol::Codec;
+use firefly_testkit::bench::{cpu_micros, flag};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -53,27 +54,6 @@ struct Report {
     jitter_p50_ms: u64,
     jitter_p99_ms: u64,
     cpu_us_per_tick: f64,
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU time of this process, in microseconds.
-fn cpu_micros() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    (fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()) * 10_000
 }
 
 /// Counts the pushes `reader` receives; records each tock's jitter when `timed`.
@@ -246,10 +226,10 @@ fn print(name: &str, r: &Report) {
 
 fn main() {
     let shape = Shape {
-        rooms: arg("--rooms", 1000) as usize,
-        members: arg("--members", 4) as usize,
-        period: Duration::from_millis(1000 / arg("--hz", 20)),
-        secs: arg("--secs", 5),
+        rooms: flag("--rooms", 1000) as usize,
+        members: flag("--members", 4) as usize,
+        period: Duration::from_millis(1000 / flag("--hz", 20)),
+        secs: flag("--secs", 5),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

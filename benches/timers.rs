@@ -23,6 +23,7 @@ use bytes::Bytes;
 use firefly::client::Client;
 use firefly::node::Node;
 use firefly_abi::{DispatchKind, TimerFiring};
+use firefly_testkit::bench::{cpu_micros, flag};
 use serde::Serialize;
 
 const LATENESS: u32 = 4502;
@@ -44,34 +45,11 @@ struct Report {
     cpu_us_per_firing: f64,
 }
 
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 fn now_micros() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_micros() as u64
-}
-
-/// User + system CPU time of this process, in microseconds.
-fn cpu_micros() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .collect();
-    // After the command name: state is field 3, utime 14, stime 15 (1-based in proc(5)).
-    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-    ticks * 1_000_000 / 100
 }
 
 /// The due time of firing `i` of `n` at `rate` per second, the first `lead` from now.
@@ -181,8 +159,8 @@ fn print(name: &str, r: &Report) {
 }
 
 fn main() {
-    let n = arg("--timers", 100_000);
-    let rate = arg("--rate", 10_000);
+    let n = flag("--timers", 100_000) as usize;
+    let rate = flag("--rate", 10_000) as usize;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

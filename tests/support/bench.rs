@@ -66,3 +66,35 @@ pub fn runtimes() -> std::io::Result<(tokio::runtime::Runtime, tokio::runtime::R
     };
     Ok((build()?, build()?))
 }
+
+/// The value of flag `name` on this process's command line (`--rooms 1000`), or `default`.
+pub fn flag(name: &str, default: u64) -> u64 {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU time of this process so far, in microseconds (from `/proc/self/stat`,
+/// 10 ms resolution).
+pub fn cpu_micros() -> u64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0;
+    };
+    // After the command name: utime and stime are fields 14 and 15 (1-based in proc(5)).
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    (ticks(11) + ticks(12)) * 10_000
+}
