@@ -21,7 +21,7 @@ impl NodeCore {
         version: u32,
         wasm: Option<&[u8]>,
     ) -> Result<Swapped, DeployError> {
-        let Some(slot) = self.slots.iter().find(|s| s.name() == module) else {
+        let Some(slot) = self.slot(module) else {
             return Err(DeployError::NotHosted {
                 node: self.name.clone(),
                 module: module.to_owned(),

@@ -138,6 +138,11 @@ pub(crate) struct NodeCore {
 }
 
 impl NodeCore {
+    /// The slot of hosted module `module`.
+    pub(crate) fn slot(&self, module: &str) -> Option<&Arc<ModuleSlot>> {
+        self.slots.iter().find(|s| s.name() == module)
+    }
+
     /// Serves the ends of sessions (a kick, a closed connection, an expired grace window)
     /// that `ended` reports: tells the routed nodes and fires the modules' disconnect events.
     /// Holds the node weakly, so the task ends with it.
@@ -246,11 +251,7 @@ impl Node {
 
     /// The version of `module` serving new requests, if this node hosts it.
     pub fn module(&self, module: &str) -> Option<Arc<crate::engine::ModuleVersion>> {
-        self.core
-            .slots
-            .iter()
-            .find(|s| s.name() == module)
-            .map(|s| s.current())
+        self.core.slot(module).map(|s| s.current())
     }
 
     /// Rooms open on this node (every module's).

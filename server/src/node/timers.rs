@@ -32,7 +32,7 @@ impl NodeCore {
         }
         let Due { module, firing } = due;
         let (timer, repeats) = (firing.timer, firing.repeats);
-        let Some(slot) = self.slots.iter().find(|s| s.name() == &*module) else {
+        let Some(slot) = self.slot(&module) else {
             tracing::warn!(%module, timer, "timer of a module this node no longer hosts: cancelled");
             self.timers.record(&module, false);
             self.timers.cancel(&module, timer);
@@ -82,7 +82,7 @@ impl NodeCore {
             self.timers.cancel(&module, firing.timer);
             return;
         };
-        let Some(slot) = self.slots.iter().find(|s| s.name() == &*module) else {
+        let Some(slot) = self.slot(&module) else {
             self.timers.cancel(&module, firing.timer);
             return;
         };
