@@ -146,7 +146,17 @@ impl Durable {
 
     /// Stores timer `id`; answers the stored version.
     pub(super) async fn insert(&self, id: u64, e: &Entry) -> Result<u64, TimerRefused> {
-        let row = Row {
+        let object = rmp_serde::to_vec_named(&self.row(id, e)).map_err(unavailable)?;
+        self.op(&DataOp::Insert {
+            table: TABLE.into(),
+            object,
+        })
+        .await
+    }
+
+    /// Timer `id` as it is stored.
+    fn row(&self, id: u64, e: &Entry) -> Row {
+        Row {
             timer: int(id),
             node: self.node.clone(),
             module: e.module.to_string(),
@@ -156,42 +166,32 @@ impl Durable {
             session: int(e.session),
             firing: int(e.firing),
             payload: e.payload.to_vec(),
-        };
-        let object = rmp_serde::to_vec_named(&row).map_err(unavailable)?;
-        self.op(&DataOp::Insert {
-            table: TABLE.into(),
-            object,
-        })
-        .await
+        }
     }
 
-    /// Records that timer `id` fired: deletes it (`next_due` 0) or moves
-    /// it to its next due time. Answers the new version of a repeating timer.
+    /// Records that timer `id` fired: deletes it (`next` is `None`: it is done) or stores its
+    /// next state (a repeating timer, whose stored version `next.stored` is the one it
+    /// read). Answers the new version of a repeating timer (`None`: cancelled meanwhile).
     pub(super) async fn advance(
         &self,
         id: u64,
-        next_due: u64,
+        next: Option<&Entry>,
     ) -> Result<Option<u64>, TimerRefused> {
-        let key = Self::key(id);
-        if next_due == 0 {
+        let Some(entry) = next else {
             self.delete(id).await;
             return Ok(None);
-        }
-        let Some(stored) = self.get(key).await? else {
-            return Ok(None);
         };
-        let mut row: Row = rmp_serde::from_slice(&stored.object).map_err(unavailable)?;
-        row.due_ms = int(next_due);
-        row.firing += 1;
-        let object = rmp_serde::to_vec_named(&row).map_err(unavailable)?;
-        let v = self
-            .op(&DataOp::Update {
-                table: TABLE.into(),
-                version: stored.version,
-                object,
-            })
-            .await?;
-        Ok(Some(v))
+        let object = rmp_serde::to_vec_named(&self.row(id, entry)).map_err(unavailable)?;
+        let update = DataOp::Update {
+            table: TABLE.into(),
+            version: entry.stored.unwrap_or(0),
+            object,
+        };
+        match self.try_op(&update).await? {
+            Ok(version) => Ok(Some(version)),
+            Err(DataError::NotFound(_)) => Ok(None),
+            Err(e) => Err(unavailable(e)),
+        }
     }
 
     /// Deletes timer `id` (cancelled or done); a failure is logged.

@@ -55,6 +55,7 @@ pub struct TimerTotals {
     pub late: u64,
 }
 
+#[derive(Clone)]
 struct Entry {
     module: Arc<str>,
     tag: String,
@@ -101,12 +102,12 @@ impl State {
     }
 }
 
-/// A firing taken out of the queue, and what the store must record before it goes out: the
-/// next due time of a repeating durable timer, 0 for a durable timer that is done.
+/// A firing taken out of the queue, and what the store must record before it goes out: a
+/// durable timer's next state (`Some`), or that it is done (`None`).
 struct Taken {
     id: u64,
     due: Due,
-    store: Option<u64>,
+    store: Option<Option<Entry>>,
 }
 
 /// The node's timer scheduler.
@@ -273,8 +274,7 @@ impl Scheduler {
             if late_ms >= LATE.as_millis() as u64 {
                 totals.late += 1;
             }
-            // What the store must record before the firing goes out: the next due time of a
-            // repeating durable timer, 0 for one that is done.
+            // What the store must record before the firing goes out (durable timers only).
             let mut store = None;
             if repeats {
                 // Missed periods are skipped, not fired in a burst: the next firing is the
@@ -282,14 +282,14 @@ impl Scheduler {
                 let behind = (now - at) / entry.period_ms + 1;
                 entry.due_ms = at + behind * entry.period_ms;
                 if entry.stored.is_some() {
-                    store = Some(entry.due_ms);
+                    store = Some(Some(entry.clone()));
                 }
                 state.queue.insert((entry.due_ms, id));
                 state.timers.insert(id, entry);
             } else {
                 totals.pending = totals.pending.saturating_sub(1);
                 if entry.stored.is_some() {
-                    store = Some(0);
+                    store = Some(None);
                 }
             }
             due.push(Taken {
@@ -337,9 +337,9 @@ async fn run(scheduler: Weak<Scheduler>) {
             store,
         } in due
         {
-            if let (Some(durable), Some(next_due)) = (&s.durable, store) {
+            if let (Some(durable), Some(next)) = (&s.durable, store) {
                 // Recorded before it fires: a crash now loses this firing, never repeats it.
-                match durable.advance(id, next_due).await {
+                match durable.advance(id, next.as_ref()).await {
                     Ok(Some(v)) => s.stored(id, v),
                     Ok(None) => {}
                     Err(e) => {
