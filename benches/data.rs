@@ -215,6 +215,7 @@ fn bench_table() -> TableSchema {
             f("name", FieldType::Text),
             f("gold", FieldType::Int),
         ],
+        rank: None,
     }
 }
 

@@ -544,6 +544,7 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
         name: "heroes".into(),
         key: "id".into(),
         fields: vec![field("id", FieldType::Int), field("name", FieldType::Text)],
+        rank: None,
     };
     data.register(std::slice::from_ref(&v1)).await.unwrap();
     let mut v2 = v1.clone();
@@ -574,6 +575,7 @@ async fn schema_changes_are_allowed_or_refused_with_the_table_and_field() {
             field("name", FieldType::Text),
             field("count", FieldType::Text),
         ],
+        rank: None,
     };
     data.register(&[counters]).await.unwrap();
     data.shutdown().await;

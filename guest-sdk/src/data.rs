@@ -28,7 +28,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use firefly_abi::data::{DataOp, Stored, data_status};
-pub use firefly_abi::data::{FieldSchema, FieldType, Key, TableSchema};
+pub use firefly_abi::data::{
+    FieldSchema, FieldType, Key, MAX_RANK_PAGE, Rank, RankEntry, RankPage, RankSchema, TableSchema,
+};
 /// `#[derive(Table)]` (same name as the trait, like serde's derives).
 pub use firefly_macros::Table;
 
@@ -282,6 +284,41 @@ impl Ctx {
             value,
         };
         decode(&call(&op)?, "the key list")
+    }
+
+    /// Where the object of `T` with key `key` stands in its ranking (the table's `#[rank]`
+    /// field, highest first): its rank (1 = best), score and the ranking's size. `None` when
+    /// the object does not exist or its score is `None`. O(log n) on the host.
+    pub fn rank<T: Table>(&self, key: impl Into<Key>) -> Result<Option<Rank>, DataError> {
+        let op = DataOp::RankOf {
+            table: T::NAME.into(),
+            key: key.into(),
+        };
+        match call(&op) {
+            Ok(answer) => decode(&answer, "the rank").map(Some),
+            Err(DataError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Entries `start + 1 ..= start + count` of the ranking of the objects of `T` whose
+    /// `#[rank(by = ...)]` field equals `group` (pass `&()` for a table ranked as a whole),
+    /// best first; `count` is at most [`MAX_RANK_PAGE`]. O(log n + count) on the host.
+    pub fn rank_range<T: Table, G: Serialize>(
+        &self,
+        group: &G,
+        start: u64,
+        count: u32,
+    ) -> Result<RankPage, DataError> {
+        let group = rmp_serde::to_vec_named(group)
+            .map_err(|e| DataError::Invalid(format!("cannot encode the group: {e}")))?;
+        let op = DataOp::RankRange {
+            table: T::NAME.into(),
+            group,
+            start,
+            count,
+        };
+        decode(&call(&op)?, "the ranking page")
     }
 
     /// A fresh id for table `T`: unique across the cluster and forever (never reused, never

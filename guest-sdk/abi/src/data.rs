@@ -57,6 +57,24 @@ pub struct TableSchema {
     pub key: String,
     /// Every field, the primary key included, in declaration order.
     pub fields: Vec<FieldSchema>,
+    /// `#[rank]`: the objects are ranked by this integer field, highest first.
+    #[serde(default)]
+    pub rank: Option<RankSchema>,
+}
+
+/// A ranked field (`#[rank]` / `#[rank(by = "board")]`): the host keeps an order-statistic
+/// index over it, so an object's rank and any page of the ranking cost O(log n).
+///
+/// Order: highest score first; equal scores by primary key, ascending. An object whose score
+/// is nil (an `Option` field set to `None`) is not ranked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankSchema {
+    /// The score: an `Int` field.
+    pub field: String,
+    /// Objects are ranked among those with the same value of this field (an `Int`, `Text` or
+    /// `Bool` field: a board, a season...); `None`: one ranking for the whole table.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 impl TableSchema {
@@ -171,6 +189,28 @@ pub enum DataOp {
         #[serde(with = "serde_bytes")]
         value: Vec<u8>,
     },
+    /// The rank of one object of a table with a `#[rank]` field. Answer: a [`Rank`];
+    /// `NOT_FOUND` when the object does not exist or is not ranked (nil score).
+    RankOf {
+        /// Table name.
+        table: String,
+        /// Primary key.
+        key: Key,
+    },
+    /// A page of a ranking: the objects ranked `start + 1 ..= start + count` among those whose
+    /// `by` field equals `group` (MessagePack; nil for a table ranked as a whole).
+    /// Answer: a [`RankPage`]. `count` is at most [`MAX_RANK_PAGE`].
+    RankRange {
+        /// Table name.
+        table: String,
+        /// The `by` field's value, MessagePack-encoded.
+        #[serde(with = "serde_bytes")]
+        group: Vec<u8>,
+        /// How many ranks to skip (0: from the top).
+        start: u64,
+        /// How many entries at most.
+        count: u32,
+    },
     /// A new id for `table`, unique forever (never reused, never reset by a restart).
     /// Answer: MessagePack `u64`, starting at 1.
     AllocId {
@@ -187,6 +227,40 @@ pub struct Stored {
     /// The object: a MessagePack map of its fields.
     #[serde(with = "serde_bytes")]
     pub object: Vec<u8>,
+}
+
+/// Most entries one `RankRange` answers.
+pub const MAX_RANK_PAGE: u32 = 1000;
+
+/// Where one object stands (the answer of `RankOf`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rank {
+    /// 1 for the highest score.
+    pub rank: u64,
+    /// Its score.
+    pub score: i64,
+    /// How many objects its ranking holds.
+    pub total: u64,
+}
+
+/// One ranked object in a [`RankPage`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankEntry {
+    /// Its rank (1 for the highest score).
+    pub rank: u64,
+    /// Its primary key.
+    pub key: Key,
+    /// Its score.
+    pub score: i64,
+}
+
+/// The answer of `RankRange`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RankPage {
+    /// How many objects the ranking holds.
+    pub total: u64,
+    /// The entries asked for, best first (fewer near the end).
+    pub entries: Vec<RankEntry>,
 }
 
 /// Outcomes of `data_call`. Every expected failure is one of these, never a trap.

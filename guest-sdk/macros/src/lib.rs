@@ -250,10 +250,12 @@ fn generate(d: &Declared, tables: &[Ident], name: &TokenStream2) -> Vec<Item> {
     ]
 }
 
-/// Structs of the module that derive `Table`: their schemas go into the manifest.
-fn table_structs(items: &[Item]) -> Vec<Ident> {
+/// Structs of the module that derive `Table`, and aliases marked `#[table]` of tables defined
+/// in another crate (`#[table] type Score = common::Score;`, the attribute is taken off):
+/// their schemas go into the manifest.
+fn table_structs(items: &mut [Item]) -> Vec<Ident> {
     items
-        .iter()
+        .iter_mut()
         .filter_map(|item| match item {
             Item::Struct(s)
                 if s.attrs.iter().any(|a| {
@@ -262,6 +264,10 @@ fn table_structs(items: &[Item]) -> Vec<Ident> {
                 }) =>
             {
                 Some(s.ident.clone())
+            }
+            Item::Type(t) if t.attrs.iter().any(|a| a.path().is_ident("table")) => {
+                t.attrs.retain(|a| !a.path().is_ident("table"));
+                Some(t.ident.clone())
             }
             _ => None,
         })
@@ -275,8 +281,10 @@ mod table;
 /// `#[table(name = "players")]` names the table (default: the struct's name in snake case);
 /// `#[primary_key]` marks the key field (an integer or `String`); `#[index]` marks fields whose
 /// values can list keys. `Option<T>` fields are nullable and `#[serde(default)]` fields may be
-/// absent, so both can be added to an existing table.
-#[proc_macro_derive(Table, attributes(table, primary_key, index))]
+/// absent, so both can be added to an existing table. `#[rank]` (or `#[rank(by = "board")]`)
+/// on one integer field keeps the objects ranked by it, highest first (per value of `board`),
+/// for `Ctx::rank` and `Ctx::rank_range`.
+#[proc_macro_derive(Table, attributes(table, primary_key, index, rank))]
 pub fn derive_table(item: TokenStream) -> TokenStream {
     match table::expand(item.into()) {
         Ok(tokens) => tokens.into(),

@@ -38,6 +38,8 @@ pub(crate) fn expand(item: TokenStream2) -> syn::Result<TokenStream2> {
     let all_default = input.attrs.iter().any(serde_default);
     let mut key: Option<(syn::Ident, &'static str)> = None;
     let mut schemas = Vec::new();
+    // `#[rank]` / `#[rank(by = "field")]`: (score field, its `by`).
+    let mut rank: Option<(String, Option<String>)> = None;
     for field in &fields.named {
         let Some(fident) = &field.ident else { continue };
         let fname = fident.to_string();
@@ -50,6 +52,33 @@ pub(crate) fn expand(item: TokenStream2) -> syn::Result<TokenStream2> {
                 field.span(),
                 "only integer, float, bool and String fields can be indexed",
             ));
+        }
+        if let Some(attr) = field.attrs.iter().find(|a| a.path().is_ident("rank")) {
+            if rank.is_some() {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    "a table has one #[rank] field",
+                ));
+            }
+            if ty != "Int" {
+                return Err(syn::Error::new(
+                    field.ty.span(),
+                    "a #[rank] field is an integer (or an Option of one: None is not ranked)",
+                ));
+            }
+            let mut by = None;
+            if matches!(attr.meta, Meta::List(_)) {
+                attr.parse_nested_meta(|meta| {
+                    if meta.path.is_ident("by") {
+                        let lit: syn::LitStr = meta.value()?.parse()?;
+                        by = Some(lit.value());
+                        Ok(())
+                    } else {
+                        Err(meta.error("unknown argument: the only one is `by = \"field\"`"))
+                    }
+                })?;
+            }
+            rank = Some((fname.clone(), by));
         }
         if field.attrs.iter().any(|a| a.path().is_ident("primary_key")) {
             if key.is_some() {
@@ -84,6 +113,23 @@ pub(crate) fn expand(item: TokenStream2) -> syn::Result<TokenStream2> {
         ));
     };
     let key_name = key_ident.to_string();
+    let rank = match rank {
+        None => quote! { ::std::option::Option::None },
+        Some((field, by)) => {
+            let by = match by {
+                None => quote! { ::std::option::Option::None },
+                Some(by) => {
+                    quote! { ::std::option::Option::Some(::std::string::String::from(#by)) }
+                }
+            };
+            quote! {
+                ::std::option::Option::Some(::firefly_sdk::data::RankSchema {
+                    field: ::std::string::String::from(#field),
+                    by: #by,
+                })
+            }
+        }
+    };
     Ok(quote! {
         impl ::firefly_sdk::data::Table for #ident {
             const NAME: &'static str = #name;
@@ -92,6 +138,7 @@ pub(crate) fn expand(item: TokenStream2) -> syn::Result<TokenStream2> {
                     name: ::std::string::String::from(#name),
                     key: ::std::string::String::from(#key_name),
                     fields: ::std::vec![#(#schemas),*],
+                    rank: #rank,
                 }
             }
             fn key(&self) -> ::firefly_sdk::data::Key {

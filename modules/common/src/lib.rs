@@ -9,8 +9,14 @@
 //! * **Shared messages**: [`Done`] and [`UserReq`].
 //! * **Insert or modify** a per-player object that may not exist yet: [`upsert`].
 //!
-//! A plain library, not a module: tables stay declared inside each module (their schemas go
-//! into that module's manifest).
+//! * **Tables two modules share**: [`scores`] (leaderboards, ranked by the host) and
+//!   [`matches`] (what `matchmaking` formed). A module lists them in its manifest with
+//!   `#[table] type Score = gameplay_common::scores::Score;`.
+//!
+//! A plain library, not a module: a module's tables go into that module's manifest.
+
+pub mod matches;
+pub mod scores;
 
 use firefly_sdk::prelude::*;
 use firefly_sdk::serde::{Deserialize, Serialize};

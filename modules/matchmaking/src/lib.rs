@@ -48,15 +48,9 @@ mod matchmaking {
         pub timer: u64,
     }
 
-    /// A match, as `match-<id>` rooms are keyed.
-    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
-    #[table(name = "mm_matches")]
-    pub struct MatchRow {
-        #[primary_key]
-        pub id: u64,
-        pub mode: String,
-        pub players: Vec<u64>,
-    }
+    /// A match, as `match-<id>` rooms are keyed (shared with the games that host them).
+    #[table]
+    type MatchRow = gameplay_common::matches::MatchRow;
 
     /// Command 481.
     #[derive(Deserialize)]
@@ -223,7 +217,7 @@ mod matchmaking {
     fn start_match(ctx: &mut Ctx, mode: &str, group: &[Queued]) -> Result<()> {
         let id = ctx.alloc_id::<MatchRow>()?;
         let players: Vec<u64> = group.iter().map(|q| q.session).collect();
-        let room = format!("match-{id}");
+        let room = gameplay_common::matches::room_of(id);
         ctx.open_room(&room, RoomSpec::new().max_members(group.len() as u32))?;
         for q in group {
             ctx.delete::<Queued>(q.session)?;

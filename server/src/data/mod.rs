@@ -15,6 +15,7 @@
 mod journal;
 mod local;
 mod owner;
+mod ranks;
 mod redis;
 pub mod schema;
 mod sql;

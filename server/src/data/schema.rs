@@ -86,6 +86,7 @@ pub fn check_schema(t: &TableSchema) -> Result<(), SchemaError> {
             ));
         }
     }
+    super::ranks::check_rank_schema(t).map_err(|m| err(&t.name, m))?;
     match t.key_field() {
         None => Err(err(
             &t.name,

@@ -9,9 +9,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, Stored, TableSchema};
+use firefly_abi::data::{
+    DataOp, FieldSchema, FieldType, Key, MAX_RANK_PAGE, Rank, RankPage, RankSchema, Stored,
+    TableSchema,
+};
 
 use super::DataError;
+use super::ranks::{self, Group};
 use super::schema::{self, SchemaError};
 use super::sql::{RowWrite, Sql, SqlValue};
 use tokio::sync::watch;
@@ -93,6 +97,24 @@ pub(super) trait Store {
     ) -> impl Future<Output = Result<Vec<Key>, DataError>> + Send;
     /// The next id of a table with an integer key.
     fn alloc_id(&self, name: &Arc<str>) -> impl Future<Output = Result<u64, DataError>> + Send;
+    /// Where object `key` of ranked table `t` stands; `NotFound` when absent or unranked.
+    fn rank_of(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        key: Key,
+    ) -> impl Future<Output = Result<Rank, DataError>> + Send;
+    /// `count` entries of ranking `group` of `t` from 0-based position `start`.
+    fn rank_range(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        group: Group,
+        start: u64,
+        count: u32,
+    ) -> impl Future<Output = Result<RankPage, DataError>> + Send;
 }
 
 /// Runs one module operation (the bytes of a `DataOp`) on `store`: the answer.
@@ -107,7 +129,8 @@ pub(super) async fn dispatch<S: Store>(store: &S, op: &[u8]) -> Result<Vec<u8>, 
         }
         DataOp::Insert { table, object } => {
             let (name, t) = store.table(&table).await?;
-            let (key, _) = schema::check_object(&t, &object, store.max_object())?;
+            let (key, values) = schema::check_object(&t, &object, store.max_object())?;
+            ranks::check_score(&t, &values)?;
             let v = store.write(&name, &t, key, Write::Insert(object)).await?;
             Ok(encode(&v))
         }
@@ -117,7 +140,8 @@ pub(super) async fn dispatch<S: Store>(store: &S, op: &[u8]) -> Result<Vec<u8>, 
             object,
         } => {
             let (name, t) = store.table(&table).await?;
-            let (key, _) = schema::check_object(&t, &object, store.max_object())?;
+            let (key, values) = schema::check_object(&t, &object, store.max_object())?;
+            ranks::check_score(&t, &values)?;
             let write = Write::Update(version, object);
             Ok(encode(&store.write(&name, &t, key, write).await?))
         }
@@ -154,6 +178,29 @@ pub(super) async fn dispatch<S: Store>(store: &S, op: &[u8]) -> Result<Vec<u8>, 
             keys.sort();
             keys.dedup();
             Ok(encode(&keys))
+        }
+        DataOp::RankOf { table, key } => {
+            let (name, t) = store.table(&table).await?;
+            let rank = ranks::spec(&name, &t)?;
+            schema::check_key(&t, &key)?;
+            Ok(encode(&store.rank_of(&name, &t, rank, key).await?))
+        }
+        DataOp::RankRange {
+            table,
+            group,
+            start,
+            count,
+        } => {
+            let (name, t) = store.table(&table).await?;
+            let rank = ranks::spec(&name, &t)?;
+            if count > MAX_RANK_PAGE {
+                return Err(DataError::Invalid(format!(
+                    "a ranking page holds at most {MAX_RANK_PAGE} entries (asked for {count})"
+                )));
+            }
+            let group = ranks::requested_group(&name, &t, rank, &group)?;
+            let page = store.rank_range(&name, &t, rank, group, start, count);
+            Ok(encode(&page.await?))
         }
         DataOp::AllocId { table } => {
             let (name, t) = store.table(&table).await?;

@@ -66,6 +66,7 @@ fn schema() -> TableSchema {
             field("firing", FieldType::Int, false),
             field("payload", FieldType::Bytes, false),
         ],
+        rank: None,
     }
 }
 

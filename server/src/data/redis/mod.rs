@@ -69,6 +69,8 @@ return redis.call('HMGET', KEYS[1], 'v', 'd')
 });
 
 /// Compare-and-set: -2 done, -1 not cached (load and retry), otherwise the version found.
+/// A ranked object also leaves sorted set KEYS[3] (ARGV[7] = `1`) and joins KEYS[4] at score
+/// ARGV[9] (ARGV[8] = `1`) as member ARGV[6] (`ranks`).
 static WRITE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -83,6 +85,8 @@ else
 end
 redis.call('PERSIST', KEYS[1])
 redis.call('HSET', KEYS[2], ARGV[3], ARGV[2])
+if ARGV[7] == '1' then redis.call('ZREM', KEYS[3], ARGV[6]) end
+if ARGV[8] == '1' then redis.call('ZADD', KEYS[4], ARGV[9], ARGV[6]) end
 return -2
 ",
     )
@@ -504,4 +508,5 @@ async fn check_eviction_policy(redis: &mut ConnectionManager) -> anyhow::Result<
 }
 
 mod flush;
+mod ranks;
 mod store_impl;

@@ -6,6 +6,8 @@
     reason = "the parent's keys, scripts and helpers"
 )]
 use super::*;
+use crate::data::ranks::{self, Group};
+use firefly_abi::data::{Rank, RankPage, RankSchema};
 
 impl Store for RedisStore {
     fn max_object(&self) -> usize {
@@ -55,13 +57,24 @@ impl Store for RedisStore {
         for _ in 0..16 {
             let (version, current) = self.slot(name, t, &key).await?;
             let (next, object) = store::apply(name, &key, version, current.as_deref(), &write)?;
+            let (leave, join) = self.rank_move(name, t, current.as_deref(), object.as_deref());
             let mut cas = WRITE.key(&k);
             cas.key(&dirty)
+                .key(leave.as_deref().unwrap_or(&dirty))
+                .key(join.as_ref().map_or(dirty.as_str(), |(z, _)| z.as_str()))
                 .arg(version)
                 .arg(next)
                 .arg(&f)
                 .arg(if object.is_some() { "p" } else { "a" })
-                .arg(object.unwrap_or_default());
+                .arg(object.unwrap_or_default())
+                .arg(if t.rank.is_some() {
+                    ranks::member(&key)
+                } else {
+                    String::new()
+                })
+                .arg(if leave.is_some() { "1" } else { "0" })
+                .arg(if join.is_some() { "1" } else { "0" })
+                .arg(join.map_or(0.0, |(_, s)| s));
             let answer: i64 = cas.invoke_async(&mut self.con()).await.map_err(|e| {
                 unavailable(
                     "did not confirm the write (it may or may not have happened)",
@@ -118,6 +131,28 @@ impl Store for RedisStore {
             wanted,
         );
         Ok(keys)
+    }
+
+    async fn rank_of(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        key: Key,
+    ) -> Result<Rank, DataError> {
+        self.rank_of_key(name, t, rank, key).await
+    }
+
+    async fn rank_range(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        group: Group,
+        start: u64,
+        count: u32,
+    ) -> Result<RankPage, DataError> {
+        self.rank_page(name, t, rank, group, start, count).await
     }
 
     async fn alloc_id(&self, name: &Arc<str>) -> Result<u64, DataError> {

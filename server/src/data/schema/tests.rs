@@ -15,6 +15,7 @@ fn players() -> TableSchema {
         name: "players".into(),
         key: "id".into(),
         fields: vec![field("id", FieldType::Int), field("name", FieldType::Text)],
+        rank: None,
     }
 }
 

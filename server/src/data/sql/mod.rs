@@ -469,6 +469,7 @@ fn key_value(key: &Key) -> SqlValue {
     }
 }
 
+mod ranks;
 mod write;
 
 #[cfg(test)]

@@ -109,6 +109,7 @@ async fn heroes(db: &DatabaseSpec, prefix: &str) -> (Sql, Arc<TableSchema>) {
         name: "heroes".into(),
         key: "id".into(),
         fields: vec![field("id"), field("gold")],
+        rank: None,
     });
     sql.ensure_meta(prefix).await.unwrap();
     sql.apply_schema(prefix, None, &t).await.unwrap();

@@ -16,11 +16,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use firefly_abi::data::{FieldSchema, Key, Stored, TableSchema};
+use firefly_abi::data::{FieldSchema, Key, Rank, RankPage, RankSchema, Stored, TableSchema};
 use tokio::sync::{mpsc, watch};
+
+mod ranks;
 
 use super::DataError;
 use super::journal::{Journal, Record};
+use super::ranks::{Group, Rankings};
 use super::schema::{self, SchemaError};
 use super::sql::{Sql, SqlValue};
 use super::store::{self, Dirty, Registered, Store, Write, WriteBehind};
@@ -59,6 +62,8 @@ struct State {
     next_seq: u64,
     /// Bumped whenever clean objects are evicted: a load that raced an eviction retries.
     evictions: u64,
+    /// The rankings of ranked tables that have been asked for (kept current by every write).
+    ranks: HashMap<Arc<str>, Rankings>,
 }
 
 /// Write-behind counters.
@@ -201,6 +206,8 @@ impl LocalStore {
             *e = (*e).max(id_floor);
             if st.tables.get(&name).map(|x| &**x) != Some(&t) {
                 tracing::info!(table = %t.name, "table ready");
+                // Its ranked field may have changed: rankings are rebuilt when next asked for.
+                st.ranks.remove(&name);
                 st.tables.insert(name, Arc::new(t));
             }
         }
@@ -335,14 +342,25 @@ impl Store for LocalStore {
                 let Some(slot) = st.cache.get(&k) else {
                     continue;
                 };
+                let old = slot.object.clone();
                 let (version, object) = store::apply(
                     name,
                     &key,
                     slot.version,
-                    slot.object.as_deref().map(Vec::as_slice),
+                    old.as_deref().map(Vec::as_slice),
                     &write,
                 )?;
                 let object = object.map(Arc::new);
+                if let Some(rankings) = st.ranks.get_mut(name) {
+                    let (old, new) = (old.as_deref(), object.as_deref());
+                    super::ranks::apply(
+                        rankings,
+                        t,
+                        &key,
+                        old.map(Vec::as_slice),
+                        new.map(Vec::as_slice),
+                    );
+                }
                 let seq = st.next_seq;
                 st.next_seq += 1;
                 st.cache.insert(
@@ -397,6 +415,28 @@ impl Store for LocalStore {
         };
         self.wait_durable(seq).await?;
         Ok(u64::try_from(id).unwrap_or(0))
+    }
+
+    async fn rank_of(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        key: Key,
+    ) -> Result<Rank, DataError> {
+        self.rank_of_key(name, t, rank, key).await
+    }
+
+    async fn rank_range(
+        &self,
+        name: &Arc<str>,
+        t: &TableSchema,
+        rank: &RankSchema,
+        group: Group,
+        start: u64,
+        count: u32,
+    ) -> Result<RankPage, DataError> {
+        self.rank_page(name, t, rank, group, start, count).await
     }
 
     async fn list_by(

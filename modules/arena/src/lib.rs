@@ -1,0 +1,304 @@
+//! `arena`: the example game tying the ready modules together. Commands 491-494, pushes on
+//! topics 4901 (the score, every tick) and 4902 (the result).
+//!
+//! Players log in (`accounts` 202), queue for mode `arena` (`matchmaking` 481, `size` 2) and
+//! are told their match (`matchmaking` push 4801, room `match-<id>`). Each joins the arena
+//! room of that name (491, routed by `policy: room`); only the sessions `matchmaking` put in
+//! the match may. Once all are in, the game starts: every hit (492) is a point, the room ticks
+//! at 10 Hz and broadcasts the score, and the first to [`TARGET`] points wins; a player who
+//! leaves (494) or disconnects forfeits, and after [`MAX_SECS`] the leader wins (or nobody,
+//! on a tie). The winner gets a win on the `arena_wins` leaderboard (`leaderboard` 502/503);
+//! every player of a finished match is on it.
+//!
+//! The room's state (started, ticks) is written by the tick alone, and each player's points by
+//! that player's own requests (one cached object each), so no write races another.
+
+#[firefly_sdk::module]
+mod arena {
+    use std::time::Duration;
+
+    use firefly_sdk::prelude::*;
+    use gameplay_common::matches::match_of;
+    use gameplay_common::scores::{self, Keep};
+    use gameplay_common::{caller, delete_if_there, get_or, upsert};
+    use serde::{Deserialize, Serialize};
+
+    #[table]
+    type MatchRow = gameplay_common::matches::MatchRow;
+    #[table]
+    type Score = gameplay_common::scores::Score;
+    #[table]
+    type Board = gameplay_common::scores::Board;
+    #[table]
+    type BoardList = gameplay_common::scores::BoardList;
+
+    /// Points that win.
+    pub const TARGET: u32 = 5;
+    /// Longest game.
+    pub const MAX_SECS: u64 = 60;
+    /// Tick period.
+    const TICK: Duration = Duration::from_millis(100);
+    /// The leaderboard wins are recorded on.
+    pub const BOARD: &str = "arena_wins";
+    /// Pushed every tick once started.
+    pub const SCORE_TOPIC: u32 = 4901;
+    /// Pushed once, when the game ends.
+    pub const RESULT_TOPIC: u32 = 4902;
+
+    /// The room's state (written by the tick only).
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Game {
+        pub match_id: u64,
+        /// The matched sessions, in match order.
+        pub players: Vec<u64>,
+        pub started: bool,
+        /// Ticks since the start.
+        pub ticks: u64,
+    }
+
+    /// One player's points in one match.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "arena_points")]
+    pub struct Points {
+        /// `<match>#<session>`.
+        #[primary_key]
+        pub key: String,
+        /// The player's user id, taken at join (it may have disconnected by the end).
+        pub user: String,
+        pub points: u32,
+    }
+
+    fn points_key(match_id: u64, session: u64) -> String {
+        format!("{match_id}#{session}")
+    }
+
+    #[derive(Deserialize)]
+    pub struct Room {
+        pub room: String,
+    }
+
+    /// Pushed every tick (4901) and answered by 493.
+    #[derive(Debug, Serialize)]
+    pub struct ScoreBoard {
+        pub room: String,
+        pub started: bool,
+        pub players: Vec<u64>,
+        pub points: Vec<u32>,
+    }
+
+    /// Pushed at the end (4902).
+    #[derive(Debug, Serialize)]
+    pub struct Result_ {
+        pub room: String,
+        /// The winner's user id (`None`: a draw).
+        pub winner: Option<String>,
+        pub users: Vec<String>,
+        pub points: Vec<u32>,
+        /// Why it ended: `target`, `forfeit` or `time`.
+        pub reason: &'static str,
+    }
+
+    fn matched(ctx: &Ctx, room: &str) -> Result<MatchRow> {
+        let Some(id) = match_of(room) else {
+            bail!(
+                "invalid_room",
+                "arena rooms are `match-<id>`, from matchmaking"
+            );
+        };
+        match ctx.get::<MatchRow>(id)? {
+            Some(m) => Ok(m.value),
+            None => bail!("unknown_match", "no match {id}"),
+        }
+    }
+
+    /// 491: joins the caller's match room (opening it for the first to come).
+    #[handler(491)]
+    fn join(ctx: &mut Ctx, req: Room) -> Result<ScoreBoard> {
+        let user = caller(ctx)?;
+        let m = matched(ctx, &req.room)?;
+        ensure!(
+            m.players.contains(&ctx.session()),
+            "not_in_match",
+            "this session was not matched into {}",
+            req.room
+        );
+        let game = Game {
+            match_id: m.id,
+            players: m.players.clone(),
+            ..Game::default()
+        };
+        let spec = RoomSpec::new()
+            .tick(TICK)
+            .max_members(m.players.len() as u32)
+            .state(&game)?;
+        match ctx.open_room(&req.room, spec) {
+            Ok(()) => {}
+            Err(e) if e.code == "room_exists" => {}
+            Err(e) => return Err(e),
+        }
+        let key = points_key(m.id, ctx.session());
+        let fresh = || Points {
+            key: key.clone(),
+            user: user.clone(),
+            points: 0,
+        };
+        upsert::<Points>(ctx, key.clone(), fresh, |_| Ok(()))?;
+        ctx.join_room(&req.room, ctx.session())?;
+        state(ctx, Room { room: req.room })
+    }
+
+    /// 492: one point for the caller, once the game has started; the caller's points.
+    #[handler(492)]
+    fn hit(ctx: &mut Ctx, req: Room) -> Result<u32> {
+        let Some(room) = ctx.room::<Game>(&req.room)? else {
+            bail!("no_game", "{} is not being played", req.room);
+        };
+        let me = ctx.session();
+        ensure!(
+            room.members.contains(&me),
+            "not_in_room",
+            "join {} first",
+            req.room
+        );
+        ensure!(
+            room.state.started,
+            "not_started",
+            "wait for the other players"
+        );
+        let key = points_key(room.state.match_id, me);
+        let p = ctx.modify::<Points>(key, |p| {
+            p.points = p.points.saturating_add(1);
+            Ok(())
+        })?;
+        Ok(p.points)
+    }
+
+    /// Each player's points object (a player who never joined has none: no user, 0 points).
+    fn players(ctx: &Ctx, game: &Game) -> Result<Vec<Points>> {
+        game.players
+            .iter()
+            .map(|s| {
+                let key = points_key(game.match_id, *s);
+                let fresh = || Points {
+                    key: key.clone(),
+                    user: String::new(),
+                    points: 0,
+                };
+                get_or::<Points>(ctx, key.clone(), fresh)
+            })
+            .collect()
+    }
+
+    fn points(ctx: &Ctx, game: &Game) -> Result<Vec<u32>> {
+        Ok(players(ctx, game)?.iter().map(|p| p.points).collect())
+    }
+
+    /// 493: the score of a room.
+    #[handler(493)]
+    fn state(ctx: &mut Ctx, req: Room) -> Result<ScoreBoard> {
+        let Some(room) = ctx.room::<Game>(&req.room)? else {
+            bail!("no_game", "{} is not being played", req.room);
+        };
+        Ok(ScoreBoard {
+            points: points(ctx, &room.state)?,
+            room: req.room,
+            started: room.state.started,
+            players: room.state.players,
+        })
+    }
+
+    /// 494: leaves (forfeits) a game; whether the caller was in it.
+    #[handler(494)]
+    fn leave(ctx: &mut Ctx, req: Room) -> Result<bool> {
+        ctx.leave_room(&req.room, ctx.session())
+    }
+
+    /// Starts the game once every player is in, broadcasts the score, and ends it.
+    #[room_tick]
+    fn tick(ctx: &mut Ctx, t: Tick<Game>) -> Result<Option<Game>> {
+        let mut game = t.state;
+        let all_in = game.players.iter().all(|p| t.members.contains(p));
+        if !game.started {
+            if !all_in {
+                // Waiting; a match nobody completes within the time limit is dropped.
+                if t.tick > MAX_SECS * 10 {
+                    finish(
+                        ctx,
+                        &t.key,
+                        &t.members,
+                        &game,
+                        None,
+                        vec![0; game.players.len()],
+                        "time",
+                    )?;
+                }
+                return Ok(Some(game));
+            }
+            game.started = true;
+        }
+        game.ticks += 1;
+        let points = points(ctx, &game)?;
+        let board = ScoreBoard {
+            room: t.key.clone(),
+            started: true,
+            players: game.players.clone(),
+            points: points.clone(),
+        };
+        ctx.broadcast_room(&t.key, SCORE_TOPIC, &board)?;
+        let best = points.iter().copied().max().unwrap_or(0);
+        let leaders: Vec<usize> = (0..points.len()).filter(|i| points[*i] == best).collect();
+        if best >= TARGET {
+            finish(
+                ctx,
+                &t.key,
+                &t.members,
+                &game,
+                Some(leaders[0]),
+                points,
+                "target",
+            )?;
+        } else if !all_in {
+            // The first player still in wins by forfeit.
+            let stayed = game.players.iter().position(|p| t.members.contains(p));
+            finish(ctx, &t.key, &t.members, &game, stayed, points, "forfeit")?;
+        } else if game.ticks >= MAX_SECS * 10 {
+            let winner = (leaders.len() == 1).then(|| leaders[0]);
+            finish(ctx, &t.key, &t.members, &game, winner, points, "time")?;
+        }
+        Ok(Some(game))
+    }
+
+    /// Records the result on the leaderboard, closes the room and tells its members.
+    fn finish(
+        ctx: &mut Ctx,
+        room: &str,
+        members: &[u64],
+        game: &Game,
+        winner: Option<usize>,
+        points: Vec<u32>,
+        reason: &'static str,
+    ) -> Result<()> {
+        let users: Vec<String> = players(ctx, game)?.into_iter().map(|p| p.user).collect();
+        if game.started {
+            for (i, user) in users.iter().enumerate() {
+                if !user.is_empty() {
+                    let win = i64::from(winner == Some(i));
+                    scores::record(ctx, BOARD, Keep::Sum, user, win)?;
+                }
+            }
+        }
+        let result = Result_ {
+            room: room.to_owned(),
+            winner: winner.map(|i| users[i].clone()),
+            users,
+            points,
+            reason,
+        };
+        for s in &game.players {
+            delete_if_there::<Points>(ctx, points_key(game.match_id, *s))?;
+        }
+        // Closed before the players hear of it, so nothing they send after sees it open.
+        ctx.close_room(room)?;
+        ctx.push_sessions(members, RESULT_TOPIC, &result)
+    }
+}
