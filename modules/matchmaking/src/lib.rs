@@ -6,8 +6,8 @@
 //! ±2000), `size` players a match (2 to 16, given by the first to queue for the mode). Each
 //! match opens a room `match-<id>` with its players as members and pushes a [`Matched`] to each.
 //! Leaving the queue (482) and disconnecting both take the player out. One queue entry per
-//! session; at most 10,000 queued per mode; at most 200 matches formed per firing (the rest
-//! 200 ms later), so a long queue never runs a firing past the module's CPU budget.
+//! session; at most 10,000 queued per mode; at most 200 matches and 1 s formed per firing (the
+//! rest 200 ms later), so a long queue never runs a firing past the module's budgets.
 
 #[firefly_sdk::module]
 mod matchmaking {
@@ -24,6 +24,9 @@ mod matchmaking {
     /// Matches formed by one firing at most, so a firing stays well inside the module's CPU
     /// budget however long the queue; the rest are formed 200 ms later.
     const MAX_MATCHES_PER_FIRING: usize = 200;
+    /// Wall time one firing spends forming matches at most (each match is a few journaled
+    /// writes), well inside the module's request timeout; the rest wait for the next firing.
+    const FIRING_BUDGET_MICROS: u64 = 1_000_000;
 
     /// One queued player.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
@@ -193,7 +196,8 @@ mod matchmaking {
         queued.sort_by_key(|q| (q.region.clone(), q.rating));
         let now = ctx.now_micros();
         let (mut i, mut formed) = (0, 0);
-        while i < queued.len() && formed < MAX_MATCHES_PER_FIRING {
+        let deadline = now + FIRING_BUDGET_MICROS;
+        while i < queued.len() && formed < MAX_MATCHES_PER_FIRING && ctx.now_micros() < deadline {
             let size = queued[i].size as usize;
             let group = match queued.get(i..i + size) {
                 Some(g) => g,
