@@ -159,7 +159,13 @@ async fn a_forged_deploy_from_a_node_is_refused_and_the_masters_deploy_works() {
 
     // The master's deploy, signed with its key, still goes through.
     let out = common::firefly()
-        .args(["deploy", &module("versioned-v2"), "--module", "versioned", "-c"])
+        .args([
+            "deploy",
+            &module("versioned-v2"),
+            "--module",
+            "versioned",
+            "-c",
+        ])
         .arg(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .output()
@@ -210,7 +216,13 @@ async fn two_clusters_in_one_folder_keep_their_own_state() {
     // Deploy v2 to demo, then stop it.
     let mut running = up(&demo, demo_admin);
     let out = common::firefly()
-        .args(["deploy", &module("versioned-v2"), "--module", "versioned", "-c"])
+        .args([
+            "deploy",
+            &module("versioned-v2"),
+            "--module",
+            "versioned",
+            "-c",
+        ])
         .arg(&demo)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .output()

@@ -407,8 +407,7 @@ fn handle<I: Inbound>(
             wasm,
             authority: signature,
         } => {
-            if let Err(why) = check_deploy(cluster, link, id, &module, version, &wasm, &signature)
-            {
+            if let Err(why) = check_deploy(cluster, link, id, &module, version, &wasm, &signature) {
                 tracing::warn!(
                     claimed_sender = %link.peer,
                     %module,

@@ -95,3 +95,29 @@ fn a_redis_cache_takes_its_url_and_timeouts() {
         DatabaseSpec::Postgres("postgres://game@db.internal/game".into())
     );
 }
+
+#[test]
+fn state_is_kept_per_cluster() {
+    let yaml = |extra: &str| {
+        format!(
+            "version: 1\ncluster: staging\n{extra}modules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  solo:\n    listen: [{{ tcp: 127.0.0.1:0 }}]\n    modules: [echo]\n"
+        )
+    };
+    let t = Topology::parse(&yaml(""), Path::new("/base")).unwrap();
+    let state = Path::new("/base/.firefly/staging");
+    assert_eq!(t.state_dir, state);
+    assert_eq!(t.master.token_file, state.join("admin-token"));
+    assert_eq!(
+        t.storage.database,
+        DatabaseSpec::Sqlite(state.join("data.db"))
+    );
+    assert!(
+        matches!(&t.storage.cache, CacheSpec::Embedded { journal, .. } if journal == &state.join("journal-solo.db"))
+    );
+    let t = Topology::parse(&yaml("state_dir: elsewhere\n"), Path::new("/base")).unwrap();
+    assert_eq!(t.state_dir, Path::new("/base/elsewhere"));
+    assert_eq!(
+        t.master.token_file,
+        Path::new("/base/elsewhere/admin-token")
+    );
+}

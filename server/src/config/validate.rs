@@ -327,8 +327,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         &master,
     )?;
     let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master)?;
-    let storage =
-        super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
+    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
     Ok(Topology {
         version,
         cluster,

@@ -102,7 +102,9 @@ impl NodeConfig {
                     crate::cluster::auth::SECRET_ENV
                 );
             };
-            Some(Arc::new(Cluster::from_topology(topology, name, credential)?))
+            Some(Arc::new(Cluster::from_topology(
+                topology, name, credential,
+            )?))
         } else {
             None
         };

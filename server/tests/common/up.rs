@@ -179,7 +179,8 @@ impl Running {
     /// Whether a line of its log so far (its nodes' included) contains every one of `parts`.
     pub fn logged(&self, parts: &[&str]) -> bool {
         let log = self.log.lock().unwrap();
-        log.iter().any(|line| parts.iter().all(|p| line.contains(p)))
+        log.iter()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
     }
 
     /// Its process id.
