@@ -449,3 +449,53 @@ fn handle<I: Inbound>(
         other => tracing::warn!("unexpected message from a peer: {other:?}"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Identity;
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789";
+
+    fn signed(link: &LinkAuth, id: u64, version: u32) -> Vec<u8> {
+        let master = authority::Credential::issue(SECRET, "demo", authority::MASTER);
+        let digest =
+            authority::deploy_digest("demo", "logic", &link.nonce, id, "echo", version, b"code");
+        master.sign_as_master(&[&digest]).unwrap()
+    }
+
+    #[test]
+    fn deploys_need_the_masters_signature_for_this_node_and_link_once() {
+        let me = Identity::from_secret("demo", "logic", SECRET, Duration::from_secs(1));
+        let cluster = Cluster::new(me, 2, Vec::new());
+        let link = |peer: &str| LinkAuth {
+            peer: peer.into(),
+            nonce: auth::nonce(),
+            last_deploy: std::sync::atomic::AtomicU64::new(0),
+        };
+        let from_master = link(authority::MASTER);
+        let check = |l: &LinkAuth, id, version, sig: &[u8]| {
+            check_deploy(&cluster, l, id, "echo", version, b"code", sig)
+        };
+        let good = signed(&from_master, 5, 2);
+        assert_eq!(check(&from_master, 5, 2, &good), Ok(()));
+        // The same signed message again: a replay.
+        assert_eq!(check(&from_master, 5, 2, &good), Err("a replayed deploy"));
+        // Altered version, or moved to another link: the signature no longer matches.
+        let next = signed(&from_master, 6, 3);
+        assert!(check(&from_master, 6, 2, &next).is_err());
+        let other_link = link(authority::MASTER);
+        assert_eq!(
+            check(&other_link, 6, 3, &next),
+            Err("not signed by the master's key")
+        );
+        // From a node's link, even with the master's signature.
+        let from_gate = link("gate");
+        let sig = signed(&from_gate, 1, 2);
+        assert_eq!(
+            check(&from_gate, 1, 2, &sig),
+            Err("only the master may deploy")
+        );
+        assert_eq!(check(&from_master, 6, 3, &next), Ok(()));
+    }
+}
