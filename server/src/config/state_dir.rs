@@ -82,6 +82,28 @@ impl Topology {
         Ok(())
     }
 
+    /// The state files whose paths the topology gives (or defaults), with SQLite's side files.
+    fn chosen_files(&self) -> Vec<PathBuf> {
+        let mut files = vec![self.master.token_file.clone()];
+        if let super::DatabaseSpec::Sqlite(db) = &self.storage.database {
+            files.push(db.clone());
+            for side in ["-wal", "-shm", "-journal"] {
+                let mut name = db.clone().into_os_string();
+                name.push(side);
+                files.push(PathBuf::from(name));
+            }
+        }
+        if let super::CacheSpec::Embedded { journal, .. } = &self.storage.cache {
+            files.push(journal.clone());
+            for side in ["-wal", "-shm", "-journal"] {
+                let mut name = journal.clone().into_os_string();
+                name.push(side);
+                files.push(PathBuf::from(name));
+            }
+        }
+        files
+    }
+
     /// Refuses to start a new state directory while `.firefly/` holds the earlier layout's
     /// state, which names no cluster.
     fn refuse_legacy(&self) -> anyhow::Result<()> {
@@ -104,6 +126,13 @@ impl Topology {
                 }
             }
         }
+        if found.is_empty() {
+            return Ok(());
+        }
+        // A file the topology names itself (`storage.database`, `storage.journal`,
+        // `master.token_file`) is where the operator chose to keep it, not stray state.
+        let chosen = self.chosen_files();
+        found.retain(|f| !chosen.contains(&legacy.join(f)));
         if found.is_empty() {
             return Ok(());
         }
