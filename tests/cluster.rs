@@ -233,12 +233,7 @@ async fn strangers_without_the_secret_are_refused() {
     let (_, _nodes) = start_cluster(&yaml, &["l2"]).await;
     let stranger = |secret: &str, cluster: &str| {
         Cluster::new(
-            Identity {
-                cluster: cluster.into(),
-                node: "gate".into(),
-                secret: secret.as_bytes().to_vec(),
-                rpc_timeout: Duration::from_secs(2),
-            },
+            Identity::from_secret(cluster, "gate", secret.as_bytes(), Duration::from_secs(2)),
             9,
             vec![("l2".into(), 3, l2_rpc)],
         )

@@ -292,7 +292,7 @@ async fn deploy_rollback_refusals_and_restart_through_the_cli() {
     for _ in 0..2 {
         assert_eq!(whoami(&mut client).await, "v2:hi");
     }
-    let registry = cluster.dir.path().join(".firefly/registry/versioned");
+    let registry = cluster.dir.path().join(".firefly/hot/registry/versioned");
     assert!(registry.join("v1.wasm").exists() && registry.join("v2.wasm").exists());
 }
 

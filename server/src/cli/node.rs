@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
+use firefly::cluster::authority::Credential;
 use firefly::config::Topology;
 use firefly::{Node, NodeConfig};
 
@@ -79,11 +80,15 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || module_files(&topology, &missing)).await??
     };
     files.extend(given);
-    let secret = std::env::var(firefly::cluster::auth::SECRET_ENV)
-        .ok()
-        .map(String::into_bytes);
+    // Started by `firefly up`: the credential the master issued. By hand: the cluster secret.
+    let credential = match Credential::from_env(&topology.cluster, &args.name)? {
+        Some(credential) => Some(credential),
+        None => std::env::var(firefly::cluster::auth::SECRET_ENV)
+            .ok()
+            .map(|s| Credential::issue(s.as_bytes(), &topology.cluster, &args.name)),
+    };
     let versions: HashMap<String, u32> = args.module_version.into_iter().collect();
-    let mut config = NodeConfig::from_topology(
+    let mut config = NodeConfig::from_topology_with(
         &topology,
         &args.name,
         |m| {
@@ -92,7 +97,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
                 .cloned()
                 .with_context(|| format!("module `{m}` was not built"))
         },
-        secret,
+        credential,
     )?;
     for m in &mut config.modules {
         if let Some(v) = versions.get(&m.name) {

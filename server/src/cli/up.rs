@@ -33,6 +33,8 @@ pub struct UpArgs {
 /// `firefly stop`; then stops every node gracefully.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
     let topology = Topology::load(&args.config)?;
+    // Before anything is built or created there: the state directory must be this cluster's.
+    topology.claim_state_dir()?;
     let names = chosen_nodes(&topology, &args)?;
     let wanted = modules_of(&topology, &names);
     let wasm = {

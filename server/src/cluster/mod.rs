@@ -2,7 +2,8 @@
 //! sessions held by other gates.
 //!
 //! * [`wire`]: message types and framing (u32 length + MessagePack).
-//! * [`auth`]: the cluster secret and the challenge/response handshake.
+//! * [`auth`]: the cluster secret and handshake nonces; [`authority`]: per-node credentials
+//!   issued by the master, the mutual handshake proofs and the master's deploy signature.
 //! * `data_link`: requests to the data-owning node (the data layer's `OwnerLink`).
 //! * `calls`: modules' `call_node` / `send_node` over the links (the engine's `NodeCalls`).
 //! * [`peer`]: outbound links (requests with ids and timeouts, reconnect with backoff).
@@ -14,6 +15,7 @@
 //! session, so any node can push to any session by sending to that gate.
 
 pub mod auth;
+pub mod authority;
 mod calls;
 mod data_link;
 mod inbound;
@@ -40,8 +42,8 @@ pub struct Identity {
     pub cluster: String,
     /// This node's name (`master` for the master).
     pub node: String,
-    /// The shared secret.
-    pub secret: Vec<u8>,
+    /// Its credential: its own key and certificate, and the master's public key.
+    pub credential: authority::Credential,
     /// How long a request to a peer may take.
     pub rpc_timeout: Duration,
 }
@@ -53,6 +55,19 @@ impl std::fmt::Debug for Identity {
             .field("cluster", &self.cluster)
             .field("node", &self.node)
             .finish_non_exhaustive()
+    }
+}
+
+impl Identity {
+    /// The identity a process holding the cluster `secret` gives itself as `node` (a master
+    /// as [`authority::MASTER`]; a node started by hand or in-process with the secret).
+    pub fn from_secret(cluster: &str, node: &str, secret: &[u8], rpc_timeout: Duration) -> Self {
+        Identity {
+            cluster: cluster.to_owned(),
+            node: node.to_owned(),
+            credential: authority::Credential::issue(secret, cluster, node),
+            rpc_timeout,
+        }
     }
 }
 
@@ -95,7 +110,11 @@ impl Cluster {
     }
 
     /// The view node `node` of `topology` has: every other node with an rpc address.
-    pub fn from_topology(topology: &Topology, node: &str, secret: Vec<u8>) -> anyhow::Result<Self> {
+    pub fn from_topology(
+        topology: &Topology,
+        node: &str,
+        credential: authority::Credential,
+    ) -> anyhow::Result<Self> {
         let me = topology.node(node)?;
         let peers = topology
             .nodes
@@ -106,7 +125,7 @@ impl Cluster {
         let identity = Identity {
             cluster: topology.cluster.clone(),
             node: node.to_owned(),
-            secret,
+            credential,
             rpc_timeout: topology.master.rpc_timeout,
         };
         let mut cluster = Self::new(identity, me.index, peers);

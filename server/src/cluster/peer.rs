@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::wire::{self, Msg};
-use super::{Identity, auth};
+use super::{Identity, auth, authority};
 use crate::counter::Counter;
 
 /// Why a request to a peer failed.
@@ -47,6 +47,9 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 struct Link {
     tx: mpsc::UnboundedSender<Msg>,
+    /// The listener's handshake nonce: the master's deploy signatures name it, so they are
+    /// good on this link only.
+    nonce: Vec<u8>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Msg>>>,
     next_id: AtomicU64,
     alive: AtomicBool,
@@ -254,24 +257,54 @@ impl Peer {
                 id.cluster
             ));
         }
-        let proof = auth::proof(&id.secret, &nonce, &id.cluster, &id.node);
+        let mine = auth::nonce();
+        let (key, cert) = id.credential.public();
+        let proof = id.credential.prove(&authority::hello_parts(
+            &id.cluster,
+            &id.node,
+            &nonce,
+            &mine,
+        ));
         write_msg(
             &mut stream,
             &Msg::Hello {
                 cluster: id.cluster.clone(),
                 node: id.node.clone(),
+                nonce: serde_bytes::ByteBuf::from(mine.clone()),
+                key: serde_bytes::ByteBuf::from(key),
+                cert: serde_bytes::ByteBuf::from(cert),
                 proof: serde_bytes::ByteBuf::from(proof),
             },
         )
         .await?;
         match read_msg(&mut stream, &mut rbuf).await? {
-            Msg::Welcome { .. } => {}
+            Msg::Welcome {
+                node,
+                key,
+                cert,
+                proof,
+            } => {
+                // Mutual: the listener proves it is the node this link was meant for.
+                if node != self.name {
+                    return Err(format!(
+                        "the node at {} is `{node}`, not `{}`",
+                        self.addr, self.name
+                    ));
+                }
+                let parts = authority::welcome_parts(&id.cluster, &node, &id.node, &nonce, &mine);
+                id.credential
+                    .check_peer(&id.cluster, &node, &key, &cert, &parts, &proof)
+                    .inspect_err(|reason| {
+                        tracing::warn!(peer = %self.name, addr = %self.addr, "refused a node-to-node link: {reason}");
+                    })?;
+            }
             Msg::Refused { reason } => return Err(format!("refused: {reason}")),
             _ => return Err("unexpected handshake reply".into()),
         }
         let (tx, rx) = mpsc::unbounded_channel();
         let link = Arc::new(Link {
             tx,
+            nonce: nonce.into_vec(),
             pending: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
@@ -314,7 +347,9 @@ impl Peer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, tx);
-        if link.tx.send(make(id)).is_err() || !link.alive.load(Ordering::Acquire) {
+        let mut msg = make(id);
+        self.sign(&link, &mut msg);
+        if link.tx.send(msg).is_err() || !link.alive.load(Ordering::Acquire) {
             link.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -331,6 +366,33 @@ impl Peer {
             rx: Some(rx),
             sent: Instant::now(),
         })
+    }
+
+    /// Signs a cluster change (`Deploy`) as the master, for this link and this request id;
+    /// a non-master leaves it unsigned, and the receiver refuses it.
+    fn sign(&self, link: &Link, msg: &mut Msg) {
+        if let Msg::Deploy {
+            id,
+            module,
+            version,
+            wasm,
+            authority: signature,
+        } = msg
+        {
+            let id_ = &self.identity;
+            let digest = authority::deploy_digest(
+                &id_.cluster,
+                &self.name,
+                &link.nonce,
+                *id,
+                module,
+                *version,
+                wasm,
+            );
+            if let Some(signed) = id_.credential.sign_as_master(&[&digest]) {
+                *signature = serde_bytes::ByteBuf::from(signed);
+            }
+        }
     }
 
     /// Sends a one-way message (push, event). When no link is up, one is opened in the

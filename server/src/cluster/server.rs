@@ -1,4 +1,5 @@
-//! The inbound side of node-to-node links: authenticate, then serve what peers send.
+//! The inbound side of node-to-node links: authenticate both ways, then serve what peers
+//! send; a cluster change (`Deploy`) only when the master signed it for this link.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -13,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::inbound::Inbound;
 use super::peer::{read_msg, write_msg};
 use super::wire::{self, Msg};
-use super::{Cluster, auth};
+use super::{Cluster, auth, authority};
 
 /// How long a peer has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,11 +43,21 @@ pub(crate) async fn serve<I: Inbound>(
     }
 }
 
+/// Who is on the other end of an accepted link, and what binds the master's signatures to it.
+struct LinkAuth {
+    /// The peer's node name, proven in the handshake.
+    peer: String,
+    /// This side's challenge nonce (the master's deploy signatures name it).
+    nonce: Vec<u8>,
+    /// The highest request id of a deploy accepted on this link: a signed deploy is good once.
+    last_deploy: std::sync::atomic::AtomicU64,
+}
+
 async fn handshake(
     stream: &mut TcpStream,
     cluster: &Cluster,
     rbuf: &mut BytesMut,
-) -> Result<String, String> {
+) -> Result<LinkAuth, String> {
     let id = cluster.identity();
     let nonce = auth::nonce();
     write_msg(
@@ -60,6 +71,9 @@ async fn handshake(
     let Msg::Hello {
         cluster: theirs,
         node,
+        nonce: their_nonce,
+        key,
+        cert,
         proof,
     } = read_msg(stream, rbuf).await?
     else {
@@ -68,19 +82,69 @@ async fn handshake(
     if theirs != id.cluster {
         return Err(format!("peer `{node}` belongs to cluster `{theirs}`"));
     }
-    if !auth::verify(&id.secret, &nonce, &id.cluster, &node, &proof) {
-        return Err(format!(
-            "peer claiming to be `{node}` does not know the cluster secret"
-        ));
+    if their_nonce.len() < 16 {
+        return Err(format!("peer claiming to be `{node}` sent a short nonce"));
     }
+    let parts = authority::hello_parts(&id.cluster, &node, &nonce, &their_nonce);
+    id.credential
+        .check_peer(&id.cluster, &node, &key, &cert, &parts, &proof)?;
+    let (my_key, my_cert) = id.credential.public();
+    let my_proof = id.credential.prove(&authority::welcome_parts(
+        &id.cluster,
+        &id.node,
+        &node,
+        &nonce,
+        &their_nonce,
+    ));
     write_msg(
         stream,
         &Msg::Welcome {
             node: id.node.clone(),
+            key: serde_bytes::ByteBuf::from(my_key),
+            cert: serde_bytes::ByteBuf::from(my_cert),
+            proof: serde_bytes::ByteBuf::from(my_proof),
         },
     )
     .await?;
-    Ok(node)
+    Ok(LinkAuth {
+        peer: node,
+        nonce,
+        last_deploy: std::sync::atomic::AtomicU64::new(0),
+    })
+}
+
+/// Whether a `Deploy` on this link carries the master's signature for this node, this link
+/// and a request id not used before; else why not.
+fn check_deploy(
+    cluster: &Cluster,
+    link: &LinkAuth,
+    id: u64,
+    module: &str,
+    version: u32,
+    wasm: &[u8],
+    signature: &[u8],
+) -> Result<(), &'static str> {
+    use std::sync::atomic::Ordering;
+    let me = cluster.identity();
+    let digest = authority::deploy_digest(
+        &me.cluster,
+        &me.node,
+        &link.nonce,
+        id,
+        module,
+        version,
+        wasm,
+    );
+    if link.peer != authority::MASTER {
+        return Err("only the master may deploy");
+    }
+    if !me.credential.signed_by_master(&[&digest], signature) {
+        return Err("not signed by the master's key");
+    }
+    if link.last_deploy.fetch_max(id, Ordering::AcqRel) >= id {
+        return Err("a replayed deploy");
+    }
+    Ok(())
 }
 
 async fn connection<I: Inbound>(
@@ -92,13 +156,13 @@ async fn connection<I: Inbound>(
 ) {
     let _ = stream.set_nodelay(true);
     let mut rbuf = BytesMut::with_capacity(4096);
-    let peer = match tokio::time::timeout(
+    let link = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
         handshake(&mut stream, &cluster, &mut rbuf),
     )
     .await
     {
-        Ok(Ok(peer)) => peer,
+        Ok(Ok(link)) => Arc::new(link),
         Ok(Err(reason)) => {
             tracing::warn!(%addr, "refused a node-to-node connection: {reason}");
             let _ = write_msg(&mut stream, &Msg::Refused { reason }).await;
@@ -109,6 +173,7 @@ async fn connection<I: Inbound>(
             return;
         }
     };
+    let peer = link.peer.clone();
     tracing::debug!(%peer, %addr, "peer connected");
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
@@ -117,7 +182,7 @@ async fn connection<I: Inbound>(
     'conn: loop {
         loop {
             match wire::decode(&mut rbuf) {
-                Ok(Some(msg)) => handle(msg, &node, &tx, &queues),
+                Ok(Some(msg)) => handle(msg, &cluster, &link, &node, &tx, &queues),
                 Ok(None) => break,
                 Err(err) => {
                     tracing::warn!(%peer, "bad frame from peer: {err}");
@@ -287,6 +352,8 @@ fn enqueue<I: Inbound>(
 
 fn handle<I: Inbound>(
     msg: Msg,
+    cluster: &Cluster,
+    link: &LinkAuth,
     node: &Arc<I>,
     tx: &mpsc::UnboundedSender<Msg>,
     queues: &SessionQueues,
@@ -338,7 +405,22 @@ fn handle<I: Inbound>(
             module,
             version,
             wasm,
+            authority: signature,
         } => {
+            if let Err(why) = check_deploy(cluster, link, id, &module, version, &wasm, &signature) {
+                tracing::warn!(
+                    claimed_sender = %link.peer,
+                    %module,
+                    version,
+                    "refused a deploy: {why}"
+                );
+                let result = Err(format!(
+                    "refused a deploy from `{}`: {why} (only deploys the master signed change a node)",
+                    link.peer
+                ));
+                let _ = tx.send(Msg::DeployReply { id, result });
+                return;
+            }
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
                 let result = node.deploy(module, version, wasm.into_vec()).await;
@@ -365,5 +447,55 @@ fn handle<I: Inbound>(
             }
         }
         other => tracing::warn!("unexpected message from a peer: {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::Identity;
+
+    const SECRET: &[u8] = b"unit-test-secret-0123456789";
+
+    fn signed(link: &LinkAuth, id: u64, version: u32) -> Vec<u8> {
+        let master = authority::Credential::issue(SECRET, "demo", authority::MASTER);
+        let digest =
+            authority::deploy_digest("demo", "logic", &link.nonce, id, "echo", version, b"code");
+        master.sign_as_master(&[&digest]).unwrap()
+    }
+
+    #[test]
+    fn deploys_need_the_masters_signature_for_this_node_and_link_once() {
+        let me = Identity::from_secret("demo", "logic", SECRET, Duration::from_secs(1));
+        let cluster = Cluster::new(me, 2, Vec::new());
+        let link = |peer: &str| LinkAuth {
+            peer: peer.into(),
+            nonce: auth::nonce(),
+            last_deploy: std::sync::atomic::AtomicU64::new(0),
+        };
+        let from_master = link(authority::MASTER);
+        let check = |l: &LinkAuth, id, version, sig: &[u8]| {
+            check_deploy(&cluster, l, id, "echo", version, b"code", sig)
+        };
+        let good = signed(&from_master, 5, 2);
+        assert_eq!(check(&from_master, 5, 2, &good), Ok(()));
+        // The same signed message again: a replay.
+        assert_eq!(check(&from_master, 5, 2, &good), Err("a replayed deploy"));
+        // Altered version, or moved to another link: the signature no longer matches.
+        let next = signed(&from_master, 6, 3);
+        assert!(check(&from_master, 6, 2, &next).is_err());
+        let other_link = link(authority::MASTER);
+        assert_eq!(
+            check(&other_link, 6, 3, &next),
+            Err("not signed by the master's key")
+        );
+        // From a node's link, even with the master's signature.
+        let from_gate = link("gate");
+        let sig = signed(&from_gate, 1, 2);
+        assert_eq!(
+            check(&from_gate, 1, 2, &sig),
+            Err("only the master may deploy")
+        );
+        assert_eq!(check(&from_master, 6, 3, &next), Ok(()));
     }
 }

@@ -20,26 +20,38 @@ pub type Answer = (Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>);
 /// Everything nodes say to each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
-    /// Server → client, first: prove you know the cluster secret.
+    /// Server → client, first: prove who you are.
     Challenge {
         /// The server's cluster name.
         cluster: String,
-        /// Random bytes to sign.
+        /// Random bytes to sign (also binds the master's deploy signatures to this link).
         nonce: serde_bytes::ByteBuf,
     },
-    /// Client → server: who I am, and the proof.
+    /// Client → server: who I am, and the proof (see [`super::authority`]).
     Hello {
         /// The client's cluster name.
         cluster: String,
         /// The client's node name (`master` for the master).
         node: String,
-        /// HMAC-SHA256(secret, nonce ‖ cluster ‖ node).
+        /// The client's own random bytes, which the server's proof must sign.
+        nonce: serde_bytes::ByteBuf,
+        /// The client's ed25519 public key.
+        key: serde_bytes::ByteBuf,
+        /// The master's certificate of that key for that node name.
+        cert: serde_bytes::ByteBuf,
+        /// The client's signature over the handshake (both nonces, names).
         proof: serde_bytes::ByteBuf,
     },
-    /// Server → client: accepted.
+    /// Server → client: accepted, and the server's own proof (the link is mutual).
     Welcome {
         /// The server's node name.
         node: String,
+        /// The server's ed25519 public key.
+        key: serde_bytes::ByteBuf,
+        /// The master's certificate of that key for that node name.
+        cert: serde_bytes::ByteBuf,
+        /// The server's signature over the handshake.
+        proof: serde_bytes::ByteBuf,
     },
     /// Server → client: refused; the connection closes.
     Refused {
@@ -106,6 +118,9 @@ pub enum Msg {
         version: u32,
         /// The module's code (empty: use the retained copy).
         wasm: serde_bytes::ByteBuf,
+        /// The master's ed25519 signature over [`super::authority::deploy_digest`]; a node
+        /// refuses a deploy without a valid one. Filled in by the master's link when sent.
+        authority: serde_bytes::ByteBuf,
     },
     /// The answer to `Deploy`: the version that served before, or why the node refused (it
     /// keeps serving the old version then).

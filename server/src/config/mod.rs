@@ -10,10 +10,12 @@ mod auto_rollback;
 mod origins;
 mod raw;
 mod sessions_settings;
+mod state_dir;
 mod storage;
 mod units;
 mod validate;
 
+pub use state_dir::MARKER as STATE_MARKER;
 pub use storage::{CacheSpec, DatabaseSpec, RedisSpec, StorageSpec};
 
 use std::collections::BTreeMap;
@@ -87,6 +89,9 @@ pub struct Topology {
     pub path: Option<PathBuf>,
     /// The directory relative paths are resolved against.
     pub base_dir: PathBuf,
+    /// This cluster's own state: registry, secrets, admin token, default journal and SQLite
+    /// database (`state_dir:`, default `.firefly/<cluster>/`; see config/state_dir.rs).
+    pub state_dir: PathBuf,
 }
 
 /// One module: where its code is and what it may use.

@@ -18,6 +18,8 @@ pub(super) struct RawTopology {
     pub nodes: Option<BTreeMap<String, RawNode>>,
     #[serde(default)]
     pub storage: Option<RawStorage>,
+    /// Where this cluster keeps its state (config/state_dir.rs).
+    pub state_dir: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -2,10 +2,10 @@
 //!
 //! ```yaml
 //! storage:
-//!   database: sqlite://.firefly/data.db   # or postgres://..., mysql://...
+//!   database: sqlite://.firefly/demo/data.db   # default: <state_dir>/data.db; or postgres://...
 //!   cache: embedded                       # or redis://[:password@]host:6379[/db]
 //!   owner: game-1                         # embedded cache: the node that holds the data
-//!   journal: .firefly/journal-game-1.db   # embedded cache: the owner's write-ahead journal
+//!   journal: .firefly/demo/journal-game-1.db   # default <state_dir>/journal-<owner>.db
 //!   connect_timeout: 2s                   # Redis cache: connecting
 //!   command_timeout: 2s                   # Redis cache: one command or script
 //!   flush_interval: 1s                    # write-behind period
@@ -89,6 +89,7 @@ fn redact(url: &str) -> String {
 pub(super) fn validate(
     raw: Option<&RawStorage>,
     base_dir: &Path,
+    state_dir: &Path,
     nodes: &BTreeMap<String, NodeSpec>,
 ) -> Result<StorageSpec, ConfigError> {
     let empty = RawStorage {
@@ -103,14 +104,14 @@ pub(super) fn validate(
         command_timeout: None,
     };
     let raw = raw.unwrap_or(&empty);
-    let url = raw
-        .database
-        .as_deref()
-        .unwrap_or("sqlite://.firefly/data.db");
-    let database = database(url, base_dir)?;
+    // Default: a database of this cluster's own, in its state directory.
+    let database = match raw.database.as_deref() {
+        Some(url) => database(url, base_dir)?,
+        None => DatabaseSpec::Sqlite(state_dir.join("data.db")),
+    };
     let cache = raw.cache.as_deref().unwrap_or("embedded");
     let cache = if cache == "embedded" {
-        embedded(raw, base_dir, nodes)?
+        embedded(raw, base_dir, state_dir, nodes)?
     } else if cache.starts_with("redis://") || cache.starts_with("rediss://") {
         redis_cache(raw, cache)?
     } else {
@@ -159,6 +160,7 @@ fn database(url: &str, base_dir: &Path) -> Result<DatabaseSpec, ConfigError> {
 fn embedded(
     raw: &RawStorage,
     base_dir: &Path,
+    state_dir: &Path,
     nodes: &BTreeMap<String, NodeSpec>,
 ) -> Result<CacheSpec, ConfigError> {
     let owner = match &raw.owner {
@@ -180,9 +182,7 @@ fn embedded(
             return Err(invalid("journal", "is empty"));
         }
         Some(path) => base_dir.join(path),
-        None => base_dir
-            .join(".firefly")
-            .join(format!("journal-{owner}.db")),
+        None => state_dir.join(format!("journal-{owner}.db")),
     };
     for (key, value) in [
         ("connect_timeout", &raw.connect_timeout),

@@ -95,3 +95,57 @@ fn a_redis_cache_takes_its_url_and_timeouts() {
         DatabaseSpec::Postgres("postgres://game@db.internal/game".into())
     );
 }
+
+#[test]
+fn state_is_kept_per_cluster() {
+    let yaml = |extra: &str| {
+        format!(
+            "version: 1\ncluster: staging\n{extra}modules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  solo:\n    listen: [{{ tcp: 127.0.0.1:0 }}]\n    modules: [echo]\n"
+        )
+    };
+    let t = Topology::parse(&yaml(""), Path::new("/base")).unwrap();
+    let state = Path::new("/base/.firefly/staging");
+    assert_eq!(t.state_dir, state);
+    assert_eq!(t.master.token_file, state.join("admin-token"));
+    assert_eq!(
+        t.storage.database,
+        DatabaseSpec::Sqlite(state.join("data.db"))
+    );
+    assert!(
+        matches!(&t.storage.cache, CacheSpec::Embedded { journal, .. } if journal == &state.join("journal-solo.db"))
+    );
+    let t = Topology::parse(&yaml("state_dir: elsewhere\n"), Path::new("/base")).unwrap();
+    assert_eq!(t.state_dir, Path::new("/base/elsewhere"));
+    assert_eq!(
+        t.master.token_file,
+        Path::new("/base/elsewhere/admin-token")
+    );
+}
+
+#[test]
+fn a_state_dir_is_claimed_once_and_stray_old_state_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = |cluster: &str, extra: &str| {
+        format!(
+            "version: 1\ncluster: {cluster}\n{extra}modules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  solo:\n    listen: [{{ tcp: 127.0.0.1:0 }}]\n    modules: [echo]\n"
+        )
+    };
+    let legacy = dir.path().join(".firefly");
+    std::fs::create_dir_all(&legacy).unwrap();
+    // A database file the topology itself keeps in `.firefly/` is not stray state.
+    std::fs::write(legacy.join("data.db"), b"").unwrap();
+    let explicit = "storage:\n  database: sqlite://.firefly/data.db\n";
+    let demo = Topology::parse(&yaml("demo", explicit), dir.path()).unwrap();
+    demo.claim_state_dir().unwrap();
+    demo.claim_state_dir().unwrap();
+    // Another cluster's directory is refused.
+    let other = Topology::parse(&yaml("other", "state_dir: .firefly/demo\n"), dir.path()).unwrap();
+    let err = other.claim_state_dir().unwrap_err().to_string();
+    assert!(err.contains("holds the state of cluster `demo`"), "{err}");
+    // Old-layout state naming no cluster is refused, with the move to make.
+    std::fs::create_dir_all(legacy.join("registry")).unwrap();
+    let staging = Topology::parse(&yaml("staging", ""), dir.path()).unwrap();
+    let err = staging.claim_state_dir().unwrap_err().to_string();
+    assert!(err.contains("(data.db, registry)"), "{err}");
+    assert!(err.contains("mkdir -p"), "{err}");
+}

@@ -199,10 +199,10 @@ fn socket(path: &str, text: &str) -> Result<std::net::SocketAddr> {
     })
 }
 
-fn master(raw: Option<&RawMaster>, base_dir: &Path) -> Result<MasterSpec> {
+fn master(raw: Option<&RawMaster>, base_dir: &Path, state_dir: &Path) -> Result<MasterSpec> {
     let mut spec = MasterSpec {
         admin: None,
-        token_file: base_dir.join(".firefly").join("admin-token"),
+        token_file: state_dir.join("admin-token"),
         rpc_timeout: Duration::from_secs(5),
         auto_rollback: None,
     };
@@ -318,7 +318,8 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         Some(d) => limits("defaults.limits", &d.limits, &Limits::default())?,
         None => Limits::default(),
     };
-    let master = master(raw.master.as_ref(), base_dir)?;
+    let state_dir = super::state_dir::resolve(raw.state_dir.as_deref(), base_dir, &cluster)?;
+    let master = master(raw.master.as_ref(), base_dir, &state_dir)?;
     let modules = modules(
         raw.modules.unwrap_or_default(),
         base_dir,
@@ -326,7 +327,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         &master,
     )?;
     let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master)?;
-    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &nodes)?;
+    let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
     Ok(Topology {
         version,
         cluster,
@@ -336,6 +337,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         storage,
         path: None,
         base_dir: base_dir.to_owned(),
+        state_dir,
     })
 }
 
@@ -432,6 +434,12 @@ fn nodes(
     let mut addresses = Addresses::default();
     if let Some(admin) = master.admin {
         addresses.claim("master.admin", admin)?;
+    }
+    if raw.contains_key(crate::cluster::authority::MASTER) {
+        return Err(ConfigError::invalid(
+            "nodes.master",
+            "`master` is reserved for the master's identity on node links; name the node otherwise",
+        ));
     }
     let several = raw.len() > 1;
     let mut nodes = BTreeMap::new();

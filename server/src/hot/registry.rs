@@ -1,6 +1,7 @@
 //! The module registry: every deployed version of every module, persisted on disk.
 //!
-//! Layout, under `<topology dir>/.firefly/registry/`:
+//! Layout, under `<state dir>/registry/` (the cluster's own state directory, by default
+//! `<topology dir>/.firefly/<cluster>/`, see config/state_dir.rs):
 //! * `<module>/v<N>.wasm`: the bytes of version N, never rewritten;
 //! * `<module>/index.json`: the versions (number, time, SHA-256, size), the active version,
 //!   per-node pins (a `--nodes` deploy, or a node that failed to load the active version and
@@ -118,9 +119,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// The registry of the topology whose file is in `base_dir`.
-    pub fn for_topology(base_dir: &Path) -> Self {
-        Self::at(base_dir.join(".firefly").join("registry"))
+    /// The registry of the cluster whose state directory is `state_dir`.
+    pub fn for_topology(state_dir: &Path) -> Self {
+        Self::at(state_dir.join("registry"))
     }
 
     /// The registry in `dir`.

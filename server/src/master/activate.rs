@@ -48,6 +48,8 @@ pub(crate) async fn roll_out(
                     module,
                     version,
                     wasm: serde_bytes::ByteBuf::from(wasm),
+                    // Signed by the master's link as it is sent (cluster/authority.rs).
+                    authority: serde_bytes::ByteBuf::new(),
                 })
                 .await;
             let result = match answer {

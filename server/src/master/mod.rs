@@ -59,6 +59,7 @@ pub struct Master {
 impl Master {
     /// Starts every node and the admin API.
     pub async fn start(config: MasterConfig) -> anyhow::Result<Master> {
+        config.topology.claim_state_dir()?;
         let (stop, stop_rx) = watch::channel(false);
         let links = Links::new(&config);
         let registry = open_registry(&config)?;
@@ -145,12 +146,12 @@ struct Links {
 impl Links {
     /// Links from the master to every node of `config`'s topology with an RPC address.
     fn new(config: &MasterConfig) -> Links {
-        let identity = Identity {
-            cluster: config.topology.cluster.clone(),
-            node: "master".into(),
-            secret: config.secret.clone().into_bytes(),
-            rpc_timeout: Duration::from_secs(1),
-        };
+        let identity = Identity::from_secret(
+            &config.topology.cluster,
+            crate::cluster::authority::MASTER,
+            config.secret.as_bytes(),
+            Duration::from_secs(1),
+        );
         let peers: Vec<_> = config
             .topology
             .nodes
@@ -182,7 +183,7 @@ impl Links {
 /// its version 1 when the registry does not know the module yet.
 fn open_registry(config: &MasterConfig) -> anyhow::Result<Arc<Registry>> {
     // The registry, not the topology's build, says what every node serves.
-    let registry = Arc::new(Registry::for_topology(&config.topology.base_dir));
+    let registry = Arc::new(Registry::for_topology(&config.topology.state_dir));
     let mut modules: Vec<_> = config.wasm.iter().collect();
     modules.sort();
     for (module, path) in modules {

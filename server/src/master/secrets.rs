@@ -47,8 +47,9 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster secret: `FIREFLY_CLUSTER_SECRET`, else `.firefly/cluster-secret` next to the
-/// topology file (created when missing). Every host of a cluster needs the same one.
+/// The cluster secret: `FIREFLY_CLUSTER_SECRET`, else `cluster-secret` in the cluster's state
+/// directory (created when missing). Every master of a cluster (one per host) needs the same
+/// one; node processes never get it (they get their own credential, cluster/authority.rs).
 pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
     if let Ok(secret) = std::env::var(auth::SECRET_ENV) {
         if secret.len() < 16 {
@@ -56,7 +57,7 @@ pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
         }
         return Ok(secret);
     }
-    read_or_create(&topology.base_dir.join(".firefly").join("cluster-secret"))
+    read_or_create(&topology.state_dir.join("cluster-secret"))
 }
 
 /// The admin token: `FIREFLY_ADMIN_TOKEN`, else `master.token_file` (created when missing

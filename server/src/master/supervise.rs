@@ -79,7 +79,8 @@ pub(crate) struct NodeCommand {
     /// Says which version of each module the node serves; read at every (re)start, so a node
     /// that was down during a deploy comes back on the deployed version.
     registry: Arc<crate::hot::Registry>,
-    secret: String,
+    /// The node's own credential (never the cluster secret: see cluster/authority.rs).
+    credential: crate::cluster::authority::Credential,
 }
 
 impl NodeCommand {
@@ -130,7 +131,11 @@ pub(crate) fn command(
         topology: config.topology_path.clone(),
         modules,
         registry,
-        secret: config.secret.clone(),
+        credential: crate::cluster::authority::Credential::issue(
+            config.secret.as_bytes(),
+            &config.topology.cluster,
+            node,
+        ),
     }
 }
 
@@ -139,7 +144,11 @@ fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
     let mut command = Command::new(&cmd.exe);
     command
         .args(cmd.args())
-        .env(SECRET_ENV, &cmd.secret)
+        // A node gets its own credential only: not the cluster secret (which would let it
+        // sign as the master) nor the admin token, even when this master was given them.
+        .env_remove(SECRET_ENV)
+        .env_remove(super::state::ADMIN_TOKEN_ENV)
+        .envs(cmd.credential.to_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -69,23 +69,42 @@ impl NodeConfig {
     /// The configuration of node `name` of `topology`, with each module's `.wasm` path given
     /// by `wasm_of` (built or resolved by the caller).
     ///
-    /// `secret` is the cluster secret; it is required when the node talks to other nodes.
+    /// `secret` is the cluster secret, from which the node issues itself its credential (an
+    /// in-process or hand-started node, trusted like a master); a node the master starts
+    /// gets [`NodeConfig::from_topology_with`] and its own credential instead.
     pub fn from_topology(
         topology: &Topology,
         name: &str,
         wasm_of: impl Fn(&str) -> anyhow::Result<PathBuf>,
         secret: Option<Vec<u8>>,
     ) -> anyhow::Result<Self> {
+        let credential = secret
+            .map(|s| crate::cluster::authority::Credential::issue(&s, &topology.cluster, name));
+        Self::from_topology_with(topology, name, wasm_of, credential)
+    }
+
+    /// [`NodeConfig::from_topology`] with the node's credential (required when the node
+    /// talks to other nodes).
+    pub fn from_topology_with(
+        topology: &Topology,
+        name: &str,
+        wasm_of: impl Fn(&str) -> anyhow::Result<PathBuf>,
+        credential: Option<crate::cluster::authority::Credential>,
+    ) -> anyhow::Result<Self> {
         let spec = topology.node(name)?;
         let clustered = spec.rpc.is_some() || topology.nodes.len() > 1;
         let cluster = if clustered {
-            let Some(secret) = secret else {
+            let Some(credential) = credential else {
                 anyhow::bail!(
-                    "node `{name}` is part of a cluster but has no cluster secret (set {})",
+                    "node `{name}` is part of a cluster but has no credential (`firefly up` gives \
+                     one in {}; a node started by hand needs {})",
+                    crate::cluster::authority::CREDENTIAL_ENV,
                     crate::cluster::auth::SECRET_ENV
                 );
             };
-            Some(Arc::new(Cluster::from_topology(topology, name, secret)?))
+            Some(Arc::new(Cluster::from_topology(
+                topology, name, credential,
+            )?))
         } else {
             None
         };

@@ -152,13 +152,16 @@ impl Up {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let echo = tag.clone();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 eprintln!("[{echo}] {line}");
+                kept.lock().unwrap().push(line);
             }
         });
         // Owned before waiting, so a failed wait stops the process as the panic unwinds.
-        let mut running = Running { child, tag };
+        let mut running = Running { child, tag, log };
         running.wait_ready(&ready);
         running
     }
@@ -168,9 +171,18 @@ impl Up {
 pub struct Running {
     child: Child,
     tag: String,
+    /// Every line of its log (its nodes' included) so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Running {
+    /// Whether a line of its log so far (its nodes' included) contains every one of `parts`.
+    pub fn logged(&self, parts: &[&str]) -> bool {
+        let log = self.log.lock().unwrap();
+        log.iter()
+            .any(|line| parts.iter().all(|p| line.contains(p)))
+    }
+
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
