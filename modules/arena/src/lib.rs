@@ -160,8 +160,10 @@ mod arena {
             "join {} first",
             req.room
         );
+        // Started once every player is in: the tick that says so may still be running.
+        let all_in = room.state.players.iter().all(|p| room.members.contains(p));
         ensure!(
-            room.state.started,
+            room.state.started || all_in,
             "not_started",
             "wait for the other players"
         );
