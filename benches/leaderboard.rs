@@ -173,9 +173,15 @@ async fn through(label: &str, data: &Data, entries: u64, ops: usize) -> (f64, f6
 /// Raw Redis: a sorted set of the same members, ZADD + ZRANK per submit.
 async fn raw_redis(url: &str, entries: u64, ops: usize) -> (f64, f64) {
     let client = redis::Client::open(url).unwrap();
-    let mut con = client.get_multiplexed_async_connection().await.unwrap();
+    // Seeding a million members takes a while on a busy machine: no short response timeout.
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
+    let mut con = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap();
     let key = format!("firefly-bench-lb-{}", std::process::id());
-    for chunk in (1..=entries).collect::<Vec<_>>().chunks(1000) {
+    for chunk in (1..=entries).collect::<Vec<_>>().chunks(200) {
         let mut cmd = redis::cmd("ZADD");
         cmd.arg(&key);
         for i in chunk {
