@@ -6,7 +6,7 @@
 //! ±2000), `size` players a match (2 to 16, given by the first to queue for the mode). Each
 //! match opens a room `match-<id>` with its players as members and pushes a [`Matched`] to each.
 //! Leaving the queue (482) and disconnecting both take the player out. One queue entry per
-//! session; at most 10,000 queued per mode; at most 200 matches and 1 s formed per firing (the
+//! session; at most 10,000 queued per mode; at most 200 matches and 250 ms formed per firing (the
 //! rest 200 ms later), so a long queue never runs a firing past the module's budgets.
 
 #[firefly_sdk::module]
@@ -25,8 +25,10 @@ mod matchmaking {
     /// budget however long the queue; the rest are formed 200 ms later.
     const MAX_MATCHES_PER_FIRING: usize = 200;
     /// Wall time one firing spends forming matches at most (each match is a few journaled
-    /// writes), well inside the module's request timeout; the rest wait for the next firing.
-    const FIRING_BUDGET_MICROS: u64 = 1_000_000;
+    /// writes), well inside the module's CPU budget and timeout: a firing stopped by them would
+    /// have taken players out of the queue without telling them. The rest wait for the next
+    /// firing.
+    const FIRING_BUDGET_MICROS: u64 = 250_000;
 
     /// One queued player.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
@@ -49,6 +51,10 @@ mod matchmaking {
         #[primary_key]
         pub mode: String,
         pub timer: u64,
+        /// Until when (µs) a firing is forming this mode's matches: firings of a repeating
+        /// timer may overlap when one runs longer than the period, and only one may form.
+        #[serde(default)]
+        pub forming_until: u64,
     }
 
     /// A match, as `match-<id>` rooms are keyed (shared with the games that host them).
@@ -144,6 +150,7 @@ mod matchmaking {
                 .insert(&Mode {
                     mode: req.mode.clone(),
                     timer: timer.id(),
+                    forming_until: 0,
                 })
                 .is_err()
             {
@@ -183,10 +190,34 @@ mod matchmaking {
         (100 + (waited.as_millis() as i64) / 5).min(2000)
     }
 
-    /// Forms every match it can for one mode.
+    /// How long a firing holds the right to form a mode's matches (past its timeout, so a
+    /// firing that failed midway never blocks the mode for long).
+    const LEASE_MICROS: u64 = 6_000_000;
+
+    /// Forms every match it can for one mode, unless an earlier firing still is.
     #[timer("form")]
     fn form(ctx: &mut Ctx, fired: Fired<String>) -> Result<()> {
         let mode = fired.payload;
+        let now = ctx.now_micros();
+        let lease = ctx.modify::<Mode>(mode.clone(), |m| {
+            ensure!(m.forming_until <= now, "busy", "another firing is forming");
+            m.forming_until = now + LEASE_MICROS;
+            Ok(())
+        });
+        match lease {
+            Ok(_) => {}
+            Err(e) if e.code == "busy" || e.code == "not_found" => return Ok(()),
+            Err(e) => return Err(e),
+        }
+        let formed = form_matches(ctx, &mode, now);
+        ctx.modify::<Mode>(mode, |m| {
+            m.forming_until = 0;
+            Ok(())
+        })?;
+        formed
+    }
+
+    fn form_matches(ctx: &mut Ctx, mode: &str, now: u64) -> Result<()> {
         let mut queued = Vec::new();
         for key in ctx.list_by::<Queued, _>("mode", &mode)? {
             if let Some(q) = ctx.get::<Queued>(key)? {
@@ -194,7 +225,6 @@ mod matchmaking {
             }
         }
         queued.sort_by_key(|q| (q.region.clone(), q.rating));
-        let now = ctx.now_micros();
         let (mut i, mut formed) = (0, 0);
         let deadline = now + FIRING_BUDGET_MICROS;
         while i < queued.len() && formed < MAX_MATCHES_PER_FIRING && ctx.now_micros() < deadline {
@@ -208,8 +238,9 @@ mod matchmaking {
             let same_region = group.iter().all(|q| q.region == group[0].region);
             if same_region && spread <= window(Duration::from_micros(now.saturating_sub(earliest)))
             {
-                start_match(ctx, &mode, group)?;
-                formed += 1;
+                if start_match(ctx, mode, group)? {
+                    formed += 1;
+                }
                 i += size;
             } else {
                 i += 1;
@@ -218,13 +249,31 @@ mod matchmaking {
         Ok(())
     }
 
-    fn start_match(ctx: &mut Ctx, mode: &str, group: &[Queued]) -> Result<()> {
+    /// Takes `group` out of the queue and into a new match; `false` (nothing changed) when one
+    /// of them left the queue meanwhile.
+    fn start_match(ctx: &mut Ctx, mode: &str, group: &[Queued]) -> Result<bool> {
+        let mut claimed = Vec::with_capacity(group.len());
+        for q in group {
+            match ctx.delete::<Queued>(q.session) {
+                Ok(()) => claimed.push(q),
+                Err(DataError::NotFound(_)) => {
+                    // Gone (left, disconnected): put the others back for the next firing.
+                    for c in claimed {
+                        match ctx.insert(c) {
+                            Ok(_) | Err(DataError::AlreadyExists(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    return Ok(false);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         let id = ctx.alloc_id::<MatchRow>()?;
         let players: Vec<u64> = group.iter().map(|q| q.session).collect();
         let room = gameplay_common::matches::room_of(id);
         ctx.open_room(&room, RoomSpec::new().max_members(group.len() as u32))?;
         for q in group {
-            ctx.delete::<Queued>(q.session)?;
             // A player gone since it queued is simply not in the room.
             let _ = ctx.join_room(&room, q.session);
         }
@@ -240,6 +289,7 @@ mod matchmaking {
             players: players.clone(),
             ratings: group.iter().map(|q| q.rating).collect(),
         };
-        ctx.push_sessions(&players, MATCHED_TOPIC, &matched)
+        ctx.push_sessions(&players, MATCHED_TOPIC, &matched)?;
+        Ok(true)
     }
 }
