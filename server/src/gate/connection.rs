@@ -86,6 +86,13 @@ pub(super) async fn run<T: Transport>(
                     Ok(_) => {}
                 }
                 last_read = Instant::now();
+                // What was queued for this session before these frames arrived goes first: a
+                // session kicked meanwhile (say its user logged in elsewhere) must not have
+                // them served, and pushes keep their order ahead of the replies.
+                if let Some(end) = drain_outbound(shared, &mut slot.rx, &mut wbuf) {
+                    let _ = stream.write(&wbuf).await;
+                    break end;
+                }
                 let close = process(shared, &mut slot, &mut rbuf, &mut wbuf, &mut stream, &mut scratch).await;
                 scratch.flush_stats(shared);
                 let kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
