@@ -57,6 +57,51 @@ mod matchmaking {
         pub forming_until: u64,
     }
 
+    /// How many are queued for a mode: the cap is checked against it, so queueing costs the
+    /// same with 10 or 10,000 players waiting. Kept by every write to the queue.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "mm_counts")]
+    pub struct Count {
+        #[primary_key]
+        pub mode: String,
+        pub queued: u32,
+    }
+
+    /// Adds `delta` to the mode's count (never below 0; the count is created on first use).
+    /// With `cap`, refuses to go past it (`queue_full`).
+    fn count(ctx: &Ctx, mode: &str, delta: i64, cap: Option<usize>) -> Result<u32> {
+        let change = |c: &mut Count| {
+            let next = (i64::from(c.queued) + delta).max(0);
+            if let Some(cap) = cap {
+                ensure!(
+                    next <= cap as i64,
+                    "queue_full",
+                    "{cap} players are queued for `{mode}`"
+                );
+            }
+            c.queued = next as u32;
+            Ok(())
+        };
+        loop {
+            match ctx.modify::<Count>(mode.to_owned(), change) {
+                Ok(c) => return Ok(c.value.queued),
+                Err(e) if e.code == "not_found" => {}
+                Err(e) => return Err(e),
+            }
+            let mut fresh = Count {
+                mode: mode.to_owned(),
+                queued: 0,
+            };
+            change(&mut fresh)?;
+            match ctx.insert(&fresh) {
+                Ok(_) => return Ok(fresh.queued),
+                // Another request created it first: modify that one.
+                Err(DataError::AlreadyExists(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
     /// A match, as `match-<id>` rooms are keyed (shared with the games that host them).
     #[table]
     type MatchRow = gameplay_common::matches::MatchRow;
@@ -121,13 +166,7 @@ mod matchmaking {
             "invalid_rating",
             "ratings are within ±1,000,000"
         );
-        let queued = ctx.list_by::<Queued, _>("mode", &req.mode)?.len();
-        ensure!(
-            queued < MAX_QUEUED,
-            "queue_full",
-            "{MAX_QUEUED} players are queued for `{}`",
-            req.mode
-        );
+        let queued = count(ctx, &req.mode, 1, Some(MAX_QUEUED))?;
         let entry = Queued {
             session: ctx.session(),
             mode: req.mode.clone(),
@@ -136,12 +175,12 @@ mod matchmaking {
             size: req.size,
             since_micros: ctx.now_micros(),
         };
-        match ctx.insert(&entry) {
-            Ok(_) => {}
-            Err(e) if e.code() == "already_exists" => {
+        if let Err(e) = ctx.insert(&entry) {
+            count(ctx, &req.mode, -1, None)?;
+            if e.code() == "already_exists" {
                 bail!("already_queued", "this session is already queued")
             }
-            Err(e) => return Err(e.into()),
+            return Err(e.into());
         }
         if ctx.get::<Mode>(req.mode.clone())?.is_none() {
             // Durable: the mode keeps forming matches after its node restarts.
@@ -158,31 +197,42 @@ mod matchmaking {
                 ctx.cancel_timer(timer);
             }
         }
-        Ok(queued + 1)
+        Ok(queued as usize)
     }
 
     /// Command 482: takes the caller out of the queue; whether it was queued.
     #[handler(482)]
     fn leave(ctx: &mut Ctx, _: ()) -> Result<bool> {
-        let queued = ctx.get::<Queued>(ctx.session())?.is_some();
-        if queued {
-            ctx.delete::<Queued>(ctx.session())?;
+        dequeue(ctx)
+    }
+
+    /// Takes the caller out of its queue; whether it was queued.
+    fn dequeue(ctx: &mut Ctx) -> Result<bool> {
+        let Some(entry) = ctx.get::<Queued>(ctx.session())? else {
+            return Ok(false);
+        };
+        match ctx.delete_versioned(&entry) {
+            Ok(()) => {}
+            // Claimed by a match (or changed) meanwhile: the match keeps the count right.
+            Err(DataError::NotFound(_) | DataError::Conflict(_)) => return Ok(false),
+            Err(e) => return Err(e.into()),
         }
-        Ok(queued)
+        count(ctx, &entry.value.mode, -1, None)?;
+        Ok(true)
     }
 
     /// Command 483: how many are queued for a mode.
     #[handler(483)]
     fn queued(ctx: &mut Ctx, req: ModeName) -> Result<usize> {
-        Ok(ctx.list_by::<Queued, _>("mode", &req.mode)?.len())
+        check_name("mode", &req.mode)?;
+        Ok(ctx
+            .get::<Count>(req.mode)?
+            .map_or(0, |c| c.value.queued as usize))
     }
 
     #[on_disconnect]
     fn gone(ctx: &mut Ctx) -> Result<()> {
-        if ctx.get::<Queued>(ctx.session())?.is_some() {
-            ctx.delete::<Queued>(ctx.session())?;
-        }
-        Ok(())
+        dequeue(ctx).map(drop)
     }
 
     /// The rating window of a group whose earliest member has waited `waited`.
@@ -226,7 +276,8 @@ mod matchmaking {
         }
         queued.sort_by_key(|q| (q.region.clone(), q.rating));
         let (mut i, mut formed) = (0, 0);
-        let deadline = now + FIRING_BUDGET_MICROS;
+        // Counted from here, after the queue is read, so every firing forms what it can.
+        let deadline = ctx.now_micros() + FIRING_BUDGET_MICROS;
         while i < queued.len() && formed < MAX_MATCHES_PER_FIRING && ctx.now_micros() < deadline {
             let size = queued[i].size as usize;
             let group = match queued.get(i..i + size) {
@@ -269,6 +320,7 @@ mod matchmaking {
                 Err(e) => return Err(e.into()),
             }
         }
+        count(ctx, mode, -(group.len() as i64), None)?;
         let id = ctx.alloc_id::<MatchRow>()?;
         let players: Vec<u64> = group.iter().map(|q| q.session).collect();
         let room = gameplay_common::matches::room_of(id);
