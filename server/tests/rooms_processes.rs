@@ -1,6 +1,7 @@
 //! Rooms in a real multi-process cluster (`firefly up`): a gate routes each room's commands to
 //! the logic node holding it (`policy: room`); `kill -9` of one logic node is reported to the
-//! players of its rooms as error frames (never a hang), the rooms on the other node carry on,
+//! players of its rooms at once, with a `room_lost` push (even to a player that sends nothing)
+//! and as error frames to their requests (never a hang); the rooms on the other node carry on,
 //! and once the master has restarted the node its rooms can be opened again.
 #![allow(
     clippy::unwrap_used,
@@ -13,6 +14,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
+use firefly::protocol::session::{ROOM_LOST_TOPIC, RoomLost};
 use serde_json::{Value, json};
 
 mod common;
@@ -68,6 +70,12 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
         req["room"] = json!(room);
         let () = player.call(471, &req).await.unwrap();
     }
+    // A second player in every room who, once in, only listens.
+    let mut watcher = Client::connect(gate).await.unwrap();
+    watcher.set_timeout(Duration::from_secs(15));
+    for room in &rooms {
+        let () = watcher.call(472, &json!({ "room": room })).await.unwrap();
+    }
 
     let victim = node(&before, "logic-2")["pid"].as_u64().unwrap();
     assert!(
@@ -85,7 +93,7 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
             .call::<_, Option<Value>>(474, &json!({ "room": room }))
             .await
         {
-            Ok(Some(info)) => assert_eq!(info["members"].as_array().unwrap().len(), 1, "{info}"),
+            Ok(Some(info)) => assert_eq!(info["members"].as_array().unwrap().len(), 2, "{info}"),
             Ok(None) => panic!("room {room} vanished from a live node"),
             Err(e) => {
                 assert_eq!(
@@ -105,6 +113,27 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
         !lost.is_empty() && lost.len() < rooms.len(),
         "rooms spread over both nodes, those of the dead one reported: {lost:?}"
     );
+
+    // The listener was told of exactly the lost rooms, by pushes alone.
+    let mut told = std::collections::BTreeSet::new();
+    while told.len() < lost.len() {
+        let push = watcher
+            .next_push()
+            .await
+            .expect("a room_lost push for every lost room");
+        if push.command == ROOM_LOST_TOPIC {
+            let notice: RoomLost = rmp_serde::from_slice(&push.payload).unwrap();
+            assert_eq!(
+                (notice.code.as_str(), notice.node.as_str()),
+                ("room_lost", "logic-2")
+            );
+            assert!(
+                lost.contains(&notice.room),
+                "told of {notice:?}, lost: {lost:?}"
+            );
+            told.insert(notice.room);
+        }
+    }
 
     // The master restarts the node; its rooms (gone with it) can be opened again, fresh.
     let deadline = Instant::now() + Duration::from_secs(120);

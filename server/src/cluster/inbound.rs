@@ -50,6 +50,10 @@ pub trait Inbound: Send + Sync + 'static {
     /// Serves a data request for the node that sent it: a `data_status` code and the body.
     fn data_request(&self, body: Vec<u8>) -> impl Future<Output = (u32, Vec<u8>)> + Send;
 
-    /// Applies an operation on the sessions held here.
-    fn sessions_op(&self, op: SessionOp) -> OpReply;
+    /// Applies an operation peer `from` sent on the sessions held here.
+    fn sessions_op(&self, from: &str, op: SessionOp) -> OpReply;
+
+    /// Peer `peer` has no link to this node any more (its last one closed): what it held for
+    /// the sessions here (rooms) is gone with it.
+    fn peer_gone(&self, peer: &str);
 }

@@ -26,12 +26,13 @@ pub(crate) async fn serve<I: Inbound>(
     node: Arc<I>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let links: LinkCount = Arc::default();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
-                    let (cluster, node, shutdown) = (cluster.clone(), node.clone(), shutdown.clone());
-                    tokio::spawn(async move { connection(stream, peer, cluster, node, shutdown).await });
+                    let (cluster, node, shutdown, links) = (cluster.clone(), node.clone(), shutdown.clone(), links.clone());
+                    tokio::spawn(async move { connection(stream, peer, cluster, node, shutdown, links).await });
                 }
                 Err(err) => {
                     tracing::warn!("rpc accept failed: {err}");
@@ -42,6 +43,9 @@ pub(crate) async fn serve<I: Inbound>(
         }
     }
 }
+
+/// Open accepted links per peer node: a peer is gone when its last one closes.
+type LinkCount = Arc<Mutex<HashMap<String, usize>>>;
 
 /// Who is on the other end of an accepted link, and what binds the master's signatures to it.
 struct LinkAuth {
@@ -153,6 +157,7 @@ async fn connection<I: Inbound>(
     cluster: Arc<Cluster>,
     node: Arc<I>,
     mut shutdown: watch::Receiver<bool>,
+    links: LinkCount,
 ) {
     let _ = stream.set_nodelay(true);
     let mut rbuf = BytesMut::with_capacity(4096);
@@ -175,6 +180,11 @@ async fn connection<I: Inbound>(
     };
     let peer = link.peer.clone();
     tracing::debug!(%peer, %addr, "peer connected");
+    *links
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(peer.clone())
+        .or_default() += 1;
     let (mut reader, writer) = stream.into_split();
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let writer_task = tokio::spawn(wire::write_loop(writer, rx));
@@ -201,6 +211,20 @@ async fn connection<I: Inbound>(
     drop(tx);
     let _ = writer_task.await;
     tracing::debug!(%peer, "peer disconnected");
+    let last = {
+        let mut links = links.lock().unwrap_or_else(|p| p.into_inner());
+        let open = links.entry(peer.clone()).or_default();
+        *open = open.saturating_sub(1);
+        let last = *open == 0;
+        if last {
+            links.remove(&peer);
+        }
+        last
+    };
+    // Not on this node's own shutdown: its sessions end with it.
+    if last && !*shutdown.borrow() {
+        node.peer_gone(&peer);
+    }
 }
 
 /// Most forwarded requests of one session served as one run.
@@ -436,7 +460,7 @@ fn handle<I: Inbound>(
             });
         }
         Msg::Sessions { id, op } => {
-            let reply = node.sessions_op(op);
+            let reply = node.sessions_op(&link.peer, op);
             if id != 0 {
                 let bytes = rmp_serde::to_vec(&reply).unwrap_or_default();
                 let _ = tx.send(Msg::Reply {

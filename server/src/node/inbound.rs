@@ -65,7 +65,18 @@ impl Inbound for NodeCore {
         }
     }
 
-    fn sessions_op(&self, op: SessionOp) -> OpReply {
-        self.dispatch.sessions.apply(op)
+    fn sessions_op(&self, from: &str, op: SessionOp) -> OpReply {
+        self.dispatch.sessions.apply_from(from, op)
+    }
+
+    fn peer_gone(&self, peer: &str) {
+        let told = self.dispatch.sessions.host_lost(peer);
+        if told > 0 {
+            tracing::warn!(
+                peer,
+                sessions = told,
+                "a node holding rooms is gone; its rooms' members were told"
+            );
+        }
     }
 }

@@ -25,6 +25,24 @@ pub const RESUME_FAILED: &str = "resume_failed";
 /// Error code of the error frame a kicked session gets before its connection closes.
 pub const KICKED: &str = "kicked";
 
+/// The topic of the push a room's members get when the node holding the room is gone
+/// (reserved: modules cannot push on it). Payload: a [`RoomLost`] map.
+pub const ROOM_LOST_TOPIC: u32 = 0xFFFF_FF01;
+
+/// The payload of a [`ROOM_LOST_TOPIC`] push (MessagePack map): the room is gone with its
+/// node, and the session is no longer one of its members.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomLost {
+    /// The room's key.
+    pub room: String,
+    /// The node that held it.
+    pub node: String,
+    /// Always `room_lost`.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
 /// A session request's payload (MessagePack map).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionRequest {

@@ -20,7 +20,7 @@ use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
 use firefly_abi::session_status;
 
 use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
-use crate::sessions::{SessionOp, Sessions};
+use crate::sessions::{ROOM_GROUP_PREFIX, SessionOp, Sessions};
 use crate::timers::Scheduler;
 
 /// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
@@ -63,7 +63,7 @@ fn ok(body: Vec<u8>) -> RoomAnswer {
 
 /// The session group of room `key`'s members.
 pub fn group(key: &str) -> String {
-    format!("room:{key}")
+    format!("{ROOM_GROUP_PREFIX}{key}")
 }
 
 impl Rooms {

@@ -14,6 +14,7 @@
 //! Operations that reach sessions on other gates (broadcasts, groups, users, kicks) are in
 //! [`ops`].
 
+mod hosts;
 pub mod ops;
 pub mod resume;
 
@@ -25,6 +26,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::SessionSettings;
+pub use hosts::ROOM_GROUP_PREFIX;
 pub use ops::{OpReply, SessionOp};
 
 /// How many undelivered pushes one session may have queued.
@@ -160,6 +162,8 @@ struct Inner {
     map: HashMap<u64, Entry>,
     groups: HashMap<String, HashSet<u64>>,
     users: HashMap<String, HashSet<u64>>,
+    /// The node holding each room whose group has members here (see `hosts.rs`).
+    hosts: HashMap<String, Arc<str>>,
 }
 
 impl Inner {
@@ -169,17 +173,23 @@ impl Inner {
             return false;
         };
         for group in entry.groups {
-            if let Some(members) = self.groups.get_mut(&group) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.groups.remove(&group);
-                }
-            }
+            self.group_lost_member(&group, id);
         }
         if let Some(user) = entry.user {
             self.unbind(&user, id);
         }
         true
+    }
+
+    /// Takes `id` out of `group`'s members; an empty group goes (with its room host).
+    fn group_lost_member(&mut self, group: &str, id: u64) {
+        if let Some(members) = self.groups.get_mut(group) {
+            members.remove(&id);
+            if members.is_empty() {
+                self.groups.remove(group);
+                self.hosts.remove(group);
+            }
+        }
     }
 
     fn unbind(&mut self, user: &str, id: u64) {

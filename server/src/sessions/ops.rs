@@ -238,12 +238,7 @@ impl Sessions {
             }
             (false, Some(at)) => {
                 entry.groups.swap_remove(at);
-                if let Some(members) = inner.groups.get_mut(group) {
-                    members.remove(&id);
-                    if members.is_empty() {
-                        inner.groups.remove(group);
-                    }
-                }
+                inner.group_lost_member(group, id);
             }
             _ => {}
         }
