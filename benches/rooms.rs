@@ -124,13 +124,15 @@ async fn firefly_run(shape: &Shape) -> Report {
             let c = Arc::new(tokio::sync::Mutex::new(c));
             let next = move || {
                 let c = c.clone();
+                // Only the ticks' broadcasts count (the joins' membership pushes do not).
                 Box::pin(async move {
-                    c.lock()
-                        .await
-                        .next_push()
-                        .await
-                        .ok()
-                        .map(|f| f.payload.to_vec())
+                    let mut c = c.lock().await;
+                    loop {
+                        let frame = c.next_push().await.ok()?;
+                        if frame.command == TOCK {
+                            return Some(frame.payload.to_vec());
+                        }
+                    }
                 }) as futures_util::future::BoxFuture<'static, Option<Vec<u8>>>
             };
             count(

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 const TOCK: u32 = 4701;
+const MEMBER: u32 = 4702;
 
 #[derive(Debug, Deserialize)]
 struct Tock {
@@ -41,13 +42,39 @@ async fn client(node: &Node) -> Client {
     Client::connect(node.client_addrs()[0]).await.unwrap()
 }
 
+/// The next tick's broadcast, skipping membership pushes.
 async fn tock(c: &mut Client) -> Tock {
-    let frame = tokio::time::timeout(Duration::from_secs(5), c.next_push())
-        .await
-        .expect("no tick was broadcast in time")
-        .unwrap();
-    assert_eq!(frame.command, TOCK);
-    rmp_serde::from_slice(&frame.payload).unwrap()
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), c.next_push())
+            .await
+            .expect("no tick was broadcast in time")
+            .unwrap();
+        if frame.command != MEMBER {
+            assert_eq!(frame.command, TOCK);
+            return rmp_serde::from_slice(&frame.payload).unwrap();
+        }
+    }
+}
+
+/// The next membership push (topic 4702), skipping ticks.
+async fn member(c: &mut Client) -> (String, u64, Vec<u64>) {
+    #[derive(Deserialize)]
+    struct Member {
+        session: u64,
+        kind: String,
+        members: Vec<u64>,
+    }
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), c.next_push())
+            .await
+            .expect("no membership event was pushed in time")
+            .unwrap();
+        if frame.command == MEMBER {
+            let m: Member = rmp_serde::from_slice(&frame.payload).unwrap();
+            return (m.kind, m.session, m.members);
+        }
+        assert_eq!(frame.command, TOCK, "an unexpected push");
+    }
 }
 
 async fn info(c: &mut Client, room: &str) -> Option<Info> {
@@ -147,6 +174,12 @@ async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
         code(cy.call(472, &json!({ "room": "duel" })).await),
         "room_full"
     );
+    // The module's room event handler tells the members of every join.
+    let (kind, ada_id, members) = member(&mut ada).await;
+    assert_eq!((kind.as_str(), members), ("joined", vec![ada_id]));
+    let (kind, bob_id, members) = member(&mut ada).await;
+    assert_eq!(kind, "joined");
+    assert_eq!(members, vec![ada_id, bob_id]);
     assert_eq!(
         code(
             cy.call(471, &json!({ "room": "duel", "from": 3, "tick_ms": 50 }))
@@ -183,10 +216,20 @@ async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert_eq!(
+        member(&mut ada).await,
+        ("disconnected".to_owned(), bob_id, vec![ada_id])
+    );
     // Its place is free again.
     let () = cy.call(472, &json!({ "room": "duel" })).await.unwrap();
     let left: bool = cy.call(473, &json!({ "room": "duel" })).await.unwrap();
     assert!(left);
+    let (kind, cy_id, _) = member(&mut ada).await;
+    assert_eq!(kind, "joined");
+    assert_eq!(
+        member(&mut ada).await,
+        ("left".to_owned(), cy_id, vec![ada_id])
+    );
     let again: bool = cy.call(473, &json!({ "room": "duel" })).await.unwrap();
     assert!(!again);
     assert_eq!(info(&mut ada, "duel").await.unwrap().left, 1000);

@@ -139,6 +139,31 @@ async fn groups_lists_and_everyone_reach_sessions_on_every_gate() {
     .await;
     assert_eq!(expect_push(&mut a1, 504).await, "listed");
     assert_eq!(expect_push(&mut b2, 504).await, "listed");
+
+    // The framework's topics (0xFFFFFF00 and up: room_lost, the error command) are refused to
+    // modules, whichever push they use, so a client can trust what arrives on them.
+    for (command, body) in [
+        (
+            104,
+            json!({"topic": 0xFFFF_FF01u32, "text": "forged room_lost"}),
+        ),
+        (
+            110,
+            json!({"group": "red", "topic": u32::MAX, "text": "forged error"}),
+        ),
+        (111, json!({"topic": 0xFFFF_FF00u32, "text": "forged"})),
+    ] {
+        let err = a1
+            .call::<_, Value>(command, &body)
+            .await
+            .expect_err("a push on a reserved topic was accepted");
+        let reply = err.server().expect("an error frame");
+        assert_eq!(reply.code, "reserved_topic", "{reply:?}");
+    }
+    ok(&mut b2, 111, json!({"topic": 505, "text": "after"})).await;
+    for c in [&mut a1, &mut b1, &mut b2] {
+        assert_eq!(expect_push(c, 505).await, "after", "no forged push arrived");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,6 +79,15 @@ pub fn handle_room_tick<S: FromPayload + serde::Serialize>(
     }
 }
 
+/// The signature of a `#[room_event]` handler.
+pub type RoomEventFn = fn(&mut Ctx, crate::rooms::RoomEvent) -> Result<()>;
+
+/// Runs a `#[room_event]` handler.
+pub fn handle_room_event(ctx: &mut Ctx, input: &[u8], handler: RoomEventFn) -> Result<Vec<u8>> {
+    handler(ctx, crate::rooms::decode_event(input)?)?;
+    Ok(Vec::new())
+}
+
 /// Writes the module manifest.
 pub fn describe(name: &str, commands: &[u32], events: &[&str]) {
     describe_with_tables(name, commands, events, &[], &[]);
@@ -124,6 +133,8 @@ pub struct Routes {
     pub timers: RouteFn,
     /// `#[room_tick]`.
     pub room_tick: Option<RoomTickFn>,
+    /// `#[room_event]`.
+    pub room_event: Option<RoomEventFn>,
 }
 
 /// Routes one call and reports its outcome to the host.
@@ -172,6 +183,9 @@ fn run_one(kind: u32, id: u32, session: u64, input_len: u32, routes: &Routes) ->
                 .map(|f| f(&mut ctx).map(|()| Vec::new())),
             Some(DispatchKind::Timer) => (routes.timers)(&mut ctx, id, &input),
             Some(DispatchKind::RoomTick) => routes.room_tick.map(|f| f(&mut ctx, &input)),
+            Some(DispatchKind::RoomEvent) => routes
+                .room_event
+                .map(|f| handle_room_event(&mut ctx, &input, f)),
             None => None,
         }
     });

@@ -29,8 +29,20 @@ fn check(status: u32, what: &str) -> Result<()> {
             "invalid_name",
             format!("{what}: names are 1 to 256 bytes"),
         )),
+        s::RESERVED_TOPIC => Err(reserved_topic(what)),
         other => Err(Error::msg(format!("{what} failed with status {other}"))),
     }
+}
+
+/// The error of a push on one of the framework's topics.
+pub(crate) fn reserved_topic(what: &str) -> Error {
+    Error::new(
+        "reserved_topic",
+        format!(
+            "{what}: topics {:#X} and up are the framework's",
+            firefly_abi::RESERVED_TOPICS
+        ),
+    )
 }
 
 impl Ctx {

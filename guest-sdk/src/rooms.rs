@@ -25,6 +25,7 @@
 
 use std::time::Duration;
 
+pub use firefly_abi::rooms::{RoomEvent, RoomEventKind};
 use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -204,6 +205,12 @@ impl Ctx {
     pub fn broadcast_room<T: Serialize>(&self, key: &str, topic: u32, msg: &T) -> Result<()> {
         self.push_group(&format!("room:{key}"), topic, msg)
     }
+}
+
+/// Decodes the input of a `#[room_event]` handler.
+pub(crate) fn decode_event(input: &[u8]) -> Result<RoomEvent> {
+    rmp_serde::from_slice(input)
+        .map_err(|e| Error::new("bad_request", format!("unreadable room event: {e}")))
 }
 
 /// Decodes a tick for a `#[room_tick]` handler taking `Tick<S>`.

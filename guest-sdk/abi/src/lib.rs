@@ -82,6 +82,9 @@ pub enum DispatchKind {
     /// A room ticked: `id` is 0, `session` 0, the input a MessagePack [`rooms::RoomTick`];
     /// the output (if any) is the room's new state.
     RoomTick = 4,
+    /// A room's membership changed: `id` is 0, `session` the member, the input a MessagePack
+    /// [`rooms::RoomEvent`].
+    RoomEvent = 5,
 }
 
 impl DispatchKind {
@@ -93,6 +96,7 @@ impl DispatchKind {
             2 => Some(Self::Disconnect),
             3 => Some(Self::Timer),
             4 => Some(Self::RoomTick),
+            5 => Some(Self::RoomEvent),
             _ => None,
         }
     }
@@ -130,7 +134,14 @@ pub mod host_status {
     pub const NO_SUCH_SESSION: u32 = 1;
     /// The target's buffer is full; the message was not queued.
     pub const BACKPRESSURE: u32 = 2;
+    /// The topic is one of the framework's ([`super::RESERVED_TOPICS`] and up).
+    pub const RESERVED_TOPIC: u32 = 3;
 }
+
+/// Push topics from this one up belong to the framework (the session command `0xFFFFFF00`,
+/// the `room_lost` push `0xFFFFFF01`, the default error command `0xFFFFFFFF`): the host
+/// refuses module pushes on them, so a client can trust what arrives there.
+pub const RESERVED_TOPICS: u32 = 0xFFFF_FF00;
 
 /// Outcomes of `call_node` / `send_node`.
 pub mod call_status {
@@ -158,6 +169,8 @@ pub mod session_status {
     pub const UNAVAILABLE: u32 = 3;
     /// A name or id is empty or too long (at most 256 bytes).
     pub const INVALID: u32 = 4;
+    /// The topic is one of the framework's ([`super::RESERVED_TOPICS`] and up).
+    pub const RESERVED_TOPIC: u32 = 5;
 }
 
 /// Log levels understood by the `log` import.

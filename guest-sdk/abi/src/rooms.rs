@@ -94,6 +94,31 @@ pub struct RoomTick {
     pub state: Vec<u8>,
 }
 
+/// What happened to a room's membership, as a [`RoomEvent`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RoomEventKind {
+    /// The session joined (`join_room`).
+    Joined,
+    /// The session left (`leave_room`).
+    Left,
+    /// The session ended (disconnect, kick, expired resume window) and was taken out.
+    Disconnected,
+}
+
+/// The input of a room event call: `session` joined, left or was disconnected from room `key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomEvent {
+    /// The room's key.
+    pub key: String,
+    /// The session the event is about (also the call's session).
+    pub session: u64,
+    /// What happened.
+    pub kind: RoomEventKind,
+    /// The room's members after it.
+    pub members: Vec<u64>,
+}
+
 /// Outcomes of `room_call`.
 pub mod room_status {
     /// Done; the answer is the operation's result.

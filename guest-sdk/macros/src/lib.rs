@@ -1,6 +1,6 @@
 //! Procedural macros of the Firefly guest SDK. Use them through `firefly_sdk`:
 //! `#[firefly_sdk::module]` on an inline module, `#[handler(N)]`, `#[timer("tag")]`,
-//! `#[room_tick]`, `#[on_connect]` and `#[on_disconnect]` on functions inside it.
+//! `#[room_tick]`, `#[room_event]`, `#[on_connect]` and `#[on_disconnect]` on functions inside it.
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -15,6 +15,8 @@ use syn::{Expr, ExprLit, Ident, Item, ItemFn, ItemMod, Lit, LitInt, Meta, Token}
 /// Scans the module for functions marked `#[handler(N)]` (a client command, `fn(&mut Ctx,
 /// Req) -> Result<Resp>`), `#[timer("tag")]` (a timer firing, `fn(&mut Ctx, Fired<T>) ->
 /// Result<()>`), `#[room_tick]` (a room's tick, `fn(&mut Ctx, Tick<S>) -> Result<Option<S>>`),
+/// `#[room_event]` (a member joined, left or was disconnected, `fn(&mut Ctx, RoomEvent) ->
+/// Result<()>`),
 /// `#[on_connect]` and `#[on_disconnect]` (`fn(&mut Ctx) -> Result<()>`), and generates the module's exports: the manifest (`__firefly_describe`), the
 /// dispatcher (`__firefly_dispatch`) and the batch dispatcher (`__firefly_dispatch_batch`). `#[firefly_sdk::module(name = "x")]` overrides
 /// the module name, which defaults to the crate name.
@@ -44,6 +46,7 @@ struct Declared {
     on_connect: Option<Ident>,
     on_disconnect: Option<Ident>,
     room_tick: Option<Ident>,
+    room_event: Option<Ident>,
 }
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
@@ -68,6 +71,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         && d.on_connect.is_none()
         && d.on_disconnect.is_none()
         && d.room_tick.is_none()
+        && d.room_event.is_none()
         && tables.is_empty()
     {
         return Err(syn::Error::new(
@@ -133,6 +137,19 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
                 ));
             }
             declared.room_tick = Some(func.sig.ident.clone());
+        } else if path.is_ident("room_event") {
+            check_arity(
+                func,
+                2,
+                "a room event handler takes `(ctx: &mut Ctx, event: RoomEvent)`",
+            )?;
+            if declared.room_event.is_some() {
+                return Err(syn::Error::new(
+                    attr.span(),
+                    "only one `#[room_event]` function per module",
+                ));
+            }
+            declared.room_event = Some(func.sig.ident.clone());
         } else if path.is_ident("on_connect") || path.is_ident("on_disconnect") {
             check_arity(func, 1, "a session event handler takes `(ctx: &mut Ctx)`")?;
             let slot = if path.is_ident("on_connect") {
@@ -184,6 +201,15 @@ fn generate(d: &Declared, tables: &[Ident], name: &TokenStream2) -> Vec<Item> {
     if d.room_tick.is_some() {
         events.push("room_tick");
     }
+    if d.room_event.is_some() {
+        events.push("room_event");
+    }
+    let room_event = match &d.room_event {
+        Some(ident) => quote! {
+            ::core::option::Option::Some(#ident as ::firefly_sdk::__private::RoomEventFn)
+        },
+        None => quote! { ::core::option::Option::None },
+    };
     let room_tick = match &d.room_tick {
         Some(ident) => quote! {
             ::core::option::Option::Some({
@@ -228,6 +254,7 @@ fn generate(d: &Declared, tables: &[Ident], name: &TokenStream2) -> Vec<Item> {
                     _ => ::core::option::Option::None,
                 },
                 room_tick: #room_tick,
+                room_event: #room_event,
             };
         },
         syn::parse_quote! {

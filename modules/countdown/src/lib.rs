@@ -2,7 +2,8 @@
 //!
 //! A player opens a room that counts down from N at a fixed tick; others join it; every tick
 //! the host calls `tick`, which lowers the count in the room's state (kept by the host) and
-//! broadcasts it to the members (topic 4701); at 0 the room closes itself.
+//! broadcasts it to the members (topic 4701); at 0 the room closes itself. Every join, leave
+//! and disconnect of a member is told to the members on topic 4702 (its `#[room_event]`).
 
 #[firefly_sdk::module]
 mod countdown {
@@ -13,6 +14,19 @@ mod countdown {
 
     /// Broadcast to a room's members at each tick.
     pub const TICK_TOPIC: u32 = 4701;
+
+    /// Broadcast to a room's members when one joins, leaves or is disconnected.
+    pub const MEMBER_TOPIC: u32 = 4702;
+
+    /// Pushed on [`MEMBER_TOPIC`].
+    #[derive(Serialize)]
+    pub struct Member {
+        pub room: String,
+        pub session: u64,
+        /// `joined`, `left` or `disconnected`.
+        pub kind: RoomEventKind,
+        pub members: Vec<u64>,
+    }
 
     /// The room's state, held by the host between ticks.
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -112,5 +126,17 @@ mod countdown {
             ctx.close_room(&t.key)?;
         }
         Ok(Some(count))
+    }
+
+    /// A member joined, left or was disconnected: the members are told.
+    #[room_event]
+    fn member(ctx: &mut Ctx, e: RoomEvent) -> Result<()> {
+        let member = Member {
+            room: e.key.clone(),
+            session: e.session,
+            kind: e.kind,
+            members: e.members,
+        };
+        ctx.broadcast_room(&e.key, MEMBER_TOPIC, &member)
     }
 }

@@ -37,6 +37,7 @@ pub extern "C" fn __firefly_dispatch(kind: u32, id: u32, session: u64, input_len
         on_disconnect: None,
         timers: no_timers,
         room_tick: None,
+        room_event: None,
     };
     __private::dispatch(kind, id, session, input_len, &routes)
 }

@@ -94,7 +94,8 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         .as_ref()
         .map(|d| crate::timers::Durable::new(d.clone(), &config.name));
     let (timers, due) = crate::timers::Scheduler::start(durable);
-    let rooms = Arc::new(crate::rooms::Rooms::new(sessions.clone(), timers.clone()));
+    let (rooms, room_events) = crate::rooms::Rooms::new(sessions.clone(), timers.clone());
+    let rooms = Arc::new(rooms);
     let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone())
         .with_timers(timers.clone())
         .with_rooms(rooms.clone());
@@ -126,6 +127,7 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
     });
     core.watch_session_ends(ended);
     core.fire_timers(due);
+    core.serve_room_events(room_events);
     Ok(core)
 }
 

@@ -9,6 +9,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::NodeCore;
 use crate::engine::TimerHost as _;
+use crate::rooms::Event;
 use crate::timers::Due;
 
 impl NodeCore {
@@ -107,6 +108,47 @@ impl NodeCore {
                     "room tick failed: {}", err.message
                 );
             }
+        }
+    }
+
+    /// Serves the rooms' membership events: each runs the `#[room_event]` handler of its
+    /// module's current version (if it has one), as the member's session, in a task of its
+    /// own. Holds the node weakly, so the task ends with it.
+    pub(super) fn serve_room_events(self: &Arc<Self>, mut events: UnboundedReceiver<Event>) {
+        let node = Arc::downgrade(self);
+        tokio::spawn(async move {
+            while let Some(event) = events.recv().await {
+                let Some(core) = node.upgrade() else {
+                    return;
+                };
+                tokio::spawn(async move { core.room_event(event).await });
+            }
+        });
+    }
+
+    async fn room_event(&self, Event { module, event }: Event) {
+        let Some(slot) = self.slot(&module) else {
+            return;
+        };
+        let version = slot.current();
+        if !version.manifest.events.iter().any(|e| e == "room_event") {
+            return;
+        }
+        let input = match rmp_serde::to_vec_named(&event) {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(e) => {
+                tracing::error!(%module, room = %event.key, "cannot encode a room event: {e}");
+                return;
+            }
+        };
+        let (outcome, _) = version
+            .call_owned(DispatchKind::RoomEvent, 0, event.session, input)
+            .await;
+        if let Err(err) = outcome.result {
+            tracing::debug!(
+                %module, version = version.version(), room = %event.key, code = %err.code,
+                "room event handler failed: {}", err.message
+            );
         }
     }
 }

@@ -6,6 +6,9 @@
 //! session group `room:<key>` (on whichever gate holds them), which is what a broadcast to the
 //! room reaches; a member whose session ends is taken out ([`Rooms::session_ended`]).
 //!
+//! Membership changes (a join, a leave, a member whose session ended) are reported as
+//! [`Event`]s, which the node turns into calls of the module's `#[room_event]` handler.
+//!
 //! Bounds: keys are 1 to 64 bytes; a module has at most [`MAX_ROOMS`] open rooms per node; a
 //! room has at most 1000 members and 64 KiB of state; ticks are at least 10 ms apart.
 
@@ -16,12 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
+use firefly_abi::rooms::{RoomEvent, RoomEventKind, RoomInfo, RoomOp, RoomTick, room_status};
 use firefly_abi::session_status;
 
 use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
 use crate::sessions::{ROOM_GROUP_PREFIX, SessionOp, Sessions};
 use crate::timers::Scheduler;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
 pub const TICK_TAG: &str = "__room_tick";
@@ -51,6 +55,16 @@ pub struct Rooms {
     rooms: Mutex<HashMap<RoomKey, Room>>,
     sessions: Arc<Sessions>,
     timers: Arc<Scheduler>,
+    events: UnboundedSender<Event>,
+}
+
+/// A membership change of one of `module`'s rooms, for its `#[room_event]` handler.
+#[derive(Debug)]
+pub struct Event {
+    /// The module whose room it is.
+    pub module: Arc<str>,
+    /// What happened.
+    pub event: RoomEvent,
 }
 
 fn answer(status: u32, text: impl Into<String>) -> RoomAnswer {
@@ -67,13 +81,48 @@ pub fn group(key: &str) -> String {
 }
 
 impl Rooms {
-    /// Rooms whose members are `sessions` and whose ticks are `timers`.
-    pub fn new(sessions: Arc<Sessions>, timers: Arc<Scheduler>) -> Self {
-        Self {
+    /// Rooms whose members are `sessions` and whose ticks are `timers`, with the receiver of
+    /// their membership events.
+    pub fn new(
+        sessions: Arc<Sessions>,
+        timers: Arc<Scheduler>,
+    ) -> (Self, UnboundedReceiver<Event>) {
+        let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let rooms = Self {
             rooms: Mutex::default(),
             sessions,
             timers,
-        }
+            events,
+        };
+        (rooms, receiver)
+    }
+
+    /// Reports that `session` joined, left or was taken out of `key` (`members` is after it).
+    fn report(
+        &self,
+        module: &Arc<str>,
+        key: &str,
+        session: u64,
+        kind: RoomEventKind,
+        members: Vec<u64>,
+    ) {
+        let event = RoomEvent {
+            key: key.to_owned(),
+            session,
+            kind,
+            members,
+        };
+        // Closed only when the node is going away.
+        let _ = self.events.send(Event {
+            module: module.clone(),
+            event,
+        });
+    }
+
+    fn members(&self, module: &Arc<str>, key: &str) -> Option<Vec<u64>> {
+        self.lock()
+            .get(&(module.clone(), key.to_owned()))
+            .map(|room| room.members.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomKey, Room>> {
@@ -247,27 +296,31 @@ impl Rooms {
                 ),
             );
         }
+        if let Some(members) = self.members(&module, &key) {
+            self.report(&module, &key, session, RoomEventKind::Joined, members);
+        }
         ok(Vec::new())
     }
 
     async fn leave(&self, module: Arc<str>, key: String, session: u64) -> RoomAnswer {
         let was = {
             let mut rooms = self.lock();
-            let Some(room) = rooms.get_mut(&(module, key.clone())) else {
+            let Some(room) = rooms.get_mut(&(module.clone(), key.clone())) else {
                 return answer(room_status::NOT_FOUND, "no such room");
             };
             let before = room.members.len();
             room.members.retain(|m| *m != session);
-            before != room.members.len()
+            (before != room.members.len()).then(|| room.members.clone())
         };
-        if was {
+        if let Some(members) = &was {
+            self.report(&module, &key, session, RoomEventKind::Left, members.clone());
             let op = SessionOp::Leave {
                 session,
                 group: group(&key),
             };
             let _ = self.sessions.on_session(session, op).await;
         }
-        ok(rmp_serde::to_vec(&was).unwrap_or_default())
+        ok(rmp_serde::to_vec(&was.is_some()).unwrap_or_default())
     }
 
     async fn close(&self, module: &Arc<str>, key: &str) -> RoomAnswer {
@@ -320,10 +373,18 @@ impl Rooms {
         }
     }
 
-    /// Takes `session` out of every room (its session ended).
+    /// Takes `session` out of every room (its session ended), reporting each.
     pub fn session_ended(&self, session: u64) {
-        for room in self.lock().values_mut() {
+        let mut left = Vec::new();
+        for ((module, key), room) in self.lock().iter_mut() {
+            let before = room.members.len();
             room.members.retain(|m| *m != session);
+            if before != room.members.len() {
+                left.push((module.clone(), key.clone(), room.members.clone()));
+            }
+        }
+        for (module, key, members) in left {
+            self.report(&module, &key, session, RoomEventKind::Disconnected, members);
         }
     }
 }

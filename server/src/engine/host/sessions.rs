@@ -4,7 +4,7 @@
 //! gate to answer.
 
 use bytes::Bytes;
-use firefly_abi::{IMPORT_MODULE, host_status, session_status};
+use firefly_abi::{IMPORT_MODULE, RESERVED_TOPICS, host_status, session_status};
 use wasmtime::{Caller, Linker};
 
 use super::state::{HostState, guest_str, memory, range};
@@ -46,6 +46,9 @@ fn add_pushes(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
          ptr: u32,
          len: u32|
          -> wasmtime::Result<u32> {
+            if topic >= RESERVED_TOPICS {
+                return Ok(host_status::RESERVED_TOPIC);
+            }
             let (mem, state) = memory(&mut caller)?;
             let r = range(mem.len(), ptr, len, "push")?;
             let payload = Bytes::copy_from_slice(&mem[r]);
@@ -71,6 +74,9 @@ fn add_pushes(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
          ptr: u32,
          len: u32|
          -> wasmtime::Result<u32> {
+            if topic >= RESERVED_TOPICS {
+                return Ok(session_status::RESERVED_TOPIC);
+            }
             let (mem, state) = memory(&mut caller)?;
             let ids_len = count.saturating_mul(8);
             let r = range(mem.len(), ids_ptr, ids_len, "push_sessions")?;
@@ -101,6 +107,9 @@ fn add_broadcasts(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
          ptr: u32,
          len: u32|
          -> wasmtime::Result<u32> {
+            if topic >= RESERVED_TOPICS {
+                return Ok(session_status::RESERVED_TOPIC);
+            }
             let (mem, state) = memory(&mut caller)?;
             let Some(group) = name(mem, name_ptr, name_len, "push_group")? else {
                 return Ok(session_status::INVALID);
@@ -120,6 +129,9 @@ fn add_broadcasts(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
          ptr: u32,
          len: u32|
          -> wasmtime::Result<u32> {
+            if topic >= RESERVED_TOPICS {
+                return Ok(session_status::RESERVED_TOPIC);
+            }
             let (mem, state) = memory(&mut caller)?;
             let r = range(mem.len(), ptr, len, "push_all")?;
             let payload = Bytes::copy_from_slice(&mem[r]);
@@ -138,6 +150,9 @@ fn add_broadcasts(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
          ptr: u32,
          len: u32|
          -> wasmtime::Result<u32> {
+            if topic >= RESERVED_TOPICS {
+                return Ok(session_status::RESERVED_TOPIC);
+            }
             let (mem, state) = memory(&mut caller)?;
             let Some(user) = name(mem, user_ptr, user_len, "push_user")? else {
                 return Ok(session_status::INVALID);
