@@ -27,6 +27,8 @@ pub struct NodeStatus {
     pub requests: u64,
     /// Of which answered with an error.
     pub errors: u64,
+    /// Rooms open on this node (every module's).
+    pub rooms: usize,
     /// Every hosted module, on the version serving new requests.
     pub modules: Vec<ModuleStatus>,
 }
@@ -68,6 +70,7 @@ impl NodeCore {
             accepted: stats.accepted.load(Ordering::Relaxed),
             requests: stats.requests.get(),
             errors: stats.errors.get(),
+            rooms: self.rooms.open(),
             modules: self
                 .slots
                 .iter()
