@@ -6,15 +6,18 @@
 
 mod connection;
 mod forward;
+mod limits;
 mod origin;
 mod session_command;
+mod stall;
 mod transport;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt as _;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -30,6 +33,9 @@ pub(crate) struct Listener {
     pub settings: ProtocolSettings,
     pub node: Arc<Dispatcher>,
 }
+
+/// How long a refused connection is given to take its refusal before it is dropped.
+const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How long a WebSocket client has to complete its upgrade.
 const WS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -48,6 +54,7 @@ pub(crate) async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    let caps = limits::Caps::new(&settings.edge);
     let shared = Arc::new(Listener {
         codec: Codec::new(&settings),
         settings,
@@ -57,14 +64,28 @@ pub(crate) async fn serve(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let admitted = match caps.admit(peer.ip()) {
+                        Ok(admitted) => admitted,
+                        Err(why) => {
+                            refuse(stream, peer, kind, why, &shared);
+                            continue;
+                        }
+                    };
                     let stats = &shared.node.gate_stats;
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let (shared, shutdown) = (shared.clone(), shutdown.clone());
                     tokio::spawn(async move {
+                        // Counted against the caps until the connection is done.
+                        let _admitted = admitted;
                         let _ = stream.set_nodelay(true);
+                        let stall = shared.settings.edge.write_stall;
+                        let node = shared.node.clone();
                         match kind {
-                            ListenerKind::Tcp => connection::run(stream, peer, &shared, shutdown).await,
+                            ListenerKind::Tcp => {
+                                let stream = stall::Stall::new(stream, stall, node);
+                                connection::run(stream, peer, &shared, shutdown).await;
+                            }
                             ListenerKind::Ws => {
                                 let limit = shared.settings.max_frame as usize + HEADER_LEN;
                                 let config = WebSocketConfig::default()
@@ -74,7 +95,10 @@ pub(crate) async fn serve(
                                 let check = origin::Check(shared.settings.origins.clone());
                                 let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
                                 match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, upgrade).await {
-                                    Ok(Ok(ws)) => connection::run(transport::Ws(ws), peer, &shared, shutdown).await,
+                                    Ok(Ok(ws)) => {
+                                        let stream = stall::Stall::new(transport::Ws(ws), stall, node);
+                                        connection::run(stream, peer, &shared, shutdown).await;
+                                    }
                                     Ok(Err(err)) => tracing::debug!(%peer, "websocket upgrade failed: {err}"),
                                     Err(_) => tracing::debug!(%peer, "websocket upgrade timed out"),
                                 }
@@ -96,6 +120,65 @@ pub(crate) async fn serve(
         }
     }
     tracing::debug!(%addr, "listener closed");
+}
+
+/// Turns away a connection past a cap: counted, told why where the transport can say it
+/// before the handshake (a `too_many_connections` error frame on TCP, a 503 to a WebSocket
+/// upgrade), then closed. The telling runs in its own task, bounded, so a client that does
+/// not read cannot hold up the accept loop.
+fn refuse(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    why: limits::Refusal,
+    shared: &Listener,
+) {
+    let edge = &shared.node.gate_stats.edge;
+    let (counter, message) = match why {
+        limits::Refusal::Listener => (
+            &edge.refused_listener_cap,
+            format!(
+                "the listener holds its maximum of {} connections",
+                shared.settings.edge.max_connections
+            ),
+        ),
+        limits::Refusal::Ip => (
+            &edge.refused_ip_cap,
+            format!(
+                "{} holds its maximum of {} connections",
+                peer.ip(),
+                shared.settings.edge.max_connections_per_ip
+            ),
+        ),
+    };
+    counter.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(%peer, "connection refused: {message}");
+    let bytes = match kind {
+        ListenerKind::Tcp => {
+            let reply = crate::protocol::ErrorReply::new(
+                0,
+                crate::protocol::edge::TOO_MANY_CONNECTIONS,
+                message,
+            );
+            let mut buf = bytes::BytesMut::new();
+            shared
+                .codec
+                .encode(shared.settings.error_command, &reply.to_msgpack(), &mut buf);
+            buf.to_vec()
+        }
+        ListenerKind::Ws => format!(
+            "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{message}",
+            message.len()
+        )
+        .into_bytes(),
+    };
+    tokio::spawn(async move {
+        let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+            stream.write_all(&bytes).await?;
+            stream.shutdown().await
+        })
+        .await;
+    });
 }
 
 /// The address a listener is bound to, for logs.

@@ -205,6 +205,7 @@ pub(super) fn serve(
         tasks.spawn(crate::metrics::http::serve(
             listener,
             Arc::new(snapshot),
+            config.metrics_token.clone(),
             stop.clone(),
         ));
     }
