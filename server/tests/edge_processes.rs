@@ -485,3 +485,274 @@ async fn seeded_random_and_mutated_frames_never_take_the_gate_down() {
     assert!(!g.up.logged(&["panicked"]), "a panic was logged");
     drop(g);
 }
+
+/// Runs `openssl` with `args` in `dir`, asserting it succeeds.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl (the tests make their certificates with it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A test CA in `dir` (`ca.pem`, `ca.key`).
+fn make_ca(dir: &std::path::Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=edge-test-ca",
+        ],
+    );
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+}
+
+/// A certificate for `localhost` and 127.0.0.1 signed by the test CA, named `cn`, written to
+/// `cert` and `key` in `dir` (by renames, as a certificate manager would).
+fn make_leaf(dir: &std::path::Path, cn: &str, cert: &str, key: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "new.key",
+            "-out",
+            "new.csr",
+            "-subj",
+            &format!("/CN={cn}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "new.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "new.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    );
+    std::fs::rename(dir.join("new.key"), dir.join(key)).unwrap();
+    std::fs::rename(dir.join("new.pem"), dir.join(cert)).unwrap();
+}
+
+/// A rustls client trusting only the test CA in `dir`.
+fn tls_connector(dir: &std::path::Path) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(dir.join("ca.pem")).unwrap())
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+type TlsClient = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// A TLS connection to `addr` for `localhost`, verified against the test CA.
+async fn tls_connect(dir: &std::path::Path, addr: SocketAddr) -> TlsClient {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    tls_connector(dir).connect(name, tcp).await.unwrap()
+}
+
+/// The subject CN of the certificate the server showed on `stream`.
+fn peer_cn(stream: &TlsClient) -> String {
+    let der = &stream.get_ref().1.peer_certificates().unwrap()[0];
+    // The CN is the last printable string in a leaf this simple: find it by its value.
+    let text = String::from_utf8_lossy(der.as_ref()).into_owned();
+    ["first-cert", "second-cert"]
+        .into_iter()
+        .find(|cn| text.contains(cn))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+/// One echo round trip of `payload` over a TLS stream.
+async fn tls_echo(stream: &mut TlsClient, payload: &[u8]) {
+    let codec = Codec::new(&ProtocolSettings::default());
+    let mut buf = BytesMut::new();
+    codec.encode(1, payload, &mut buf);
+    stream.write_all(&buf).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut rbuf = BytesMut::new();
+    let frame = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(frame) = codec.decode(&mut rbuf).unwrap() {
+                return frame;
+            }
+            assert!(stream.read_buf(&mut rbuf).await.unwrap() > 0, "closed");
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((frame.command, &frame.payload[..]), (1, payload));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_and_wss_listeners_serve_and_reload_their_certificate_without_dropping_anyone() {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_owned();
+    make_ca(&d);
+    make_leaf(&d, "first-cert", "cert.pem", "key.pem");
+    let (tls, wss) = (free_addr(), free_addr());
+    let listeners = format!(
+        "      - tcp: {tls}\n        tls: {{ cert: cert.pem, key: key.pem }}\n      - ws: {wss}\n        tls: {{ cert: cert.pem, key: key.pem }}\n"
+    );
+    let g = gate_in(dir, "edgetls", &listeners, "");
+
+    // A Rust client (rustls, verifying the chain and the name).
+    let mut kept = tls_connect(&d, tls).await;
+    assert_eq!(peer_cn(&kept), "first-cert");
+    tls_echo(&mut kept, b"over tls").await;
+
+    // `openssl s_client`, verifying against the CA: the same frames inside TLS.
+    let codec = Codec::new(&ProtocolSettings::default());
+    let mut request = BytesMut::new();
+    codec.encode(1, b"from s_client", &mut request);
+    let request = request.to_vec();
+    let ca = d.join("ca.pem");
+    let reply = tokio::task::spawn_blocking(move || {
+        use std::io::{Read as _, Write as _};
+        let mut child = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-quiet",
+                "-verify_return_error",
+                "-servername",
+                "localhost",
+            ])
+            .arg("-connect")
+            .arg(tls.to_string())
+            .arg("-CAfile")
+            .arg(&ca)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        child.stdin.as_mut().unwrap().write_all(&request).unwrap();
+        let mut reply = vec![0u8; request.len()];
+        let read = child.stdout.as_mut().unwrap().read_exact(&mut reply);
+        let _ = child.kill();
+        let _ = child.wait();
+        read.map(|()| reply)
+    })
+    .await
+    .unwrap()
+    .expect("no echo through openssl s_client");
+    let mut reply = BytesMut::from(&reply[..]);
+    let frame = codec.decode(&mut reply).unwrap().unwrap();
+    assert_eq!(
+        (frame.command, &frame.payload[..]),
+        (1, &b"from s_client"[..])
+    );
+
+    // A WebSocket client over wss:// (TLS, then the upgrade).
+    let stream = tls_connect(&d, wss).await;
+    let (mut ws, _) = tokio_tungstenite::client_async("wss://localhost/", stream)
+        .await
+        .unwrap();
+    let mut frame = BytesMut::new();
+    codec.encode(1, b"over wss", &mut frame);
+    ws.send(Message::Binary(frame.freeze())).await.unwrap();
+    let answer = loop {
+        match tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+        {
+            Some(Ok(Message::Binary(data))) => break data,
+            Some(Ok(_)) => continue,
+            other => panic!("no answer over wss: {other:?}"),
+        }
+    };
+    let frame = codec
+        .decode(&mut BytesMut::from(&answer[..]))
+        .unwrap()
+        .unwrap();
+    assert_eq!(&frame.payload[..], b"over wss");
+
+    // A renewed certificate is served to new handshakes; connections up keep going.
+    make_leaf(&d, "second-cert", "cert.pem", "key.pem");
+    let until = deadline(Duration::from_secs(30));
+    loop {
+        let fresh = tls_connect(&d, tls).await;
+        if peer_cn(&fresh) == "second-cert" {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the renewed certificate was never served"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let fresh = tls_connect(&d, wss).await;
+    assert_eq!(peer_cn(&fresh), "second-cert", "wss reloads too");
+    tls_echo(&mut kept, b"still here").await;
+    let mut frame = BytesMut::new();
+    codec.encode(1, b"still over wss", &mut frame);
+    ws.send(Message::Binary(frame.freeze())).await.unwrap();
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap(),
+        Some(Ok(Message::Binary(_)))
+    ));
+
+    // A broken pair is not taken: the last good certificate keeps serving.
+    std::fs::write(d.join("key.pem"), "not a key").unwrap();
+    let until = deadline(Duration::from_secs(30));
+    while !g.up.logged(&["TLS certificate not reloaded"]) {
+        assert!(Instant::now() < until, "the broken key was not noticed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut still = tls_connect(&d, tls).await;
+    assert_eq!(peer_cn(&still), "second-cert");
+    tls_echo(&mut still, b"old cert still serves").await;
+    drop(g);
+}

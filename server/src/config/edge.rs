@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::raw::RawListener;
 use super::units::parse_duration;
-use super::{ConfigError, EdgeSettings, RateLimit};
+use super::{ConfigError, EdgeSettings, RateLimit, TlsFiles};
 
 /// A node's `metrics:`: `127.0.0.1:9101`, or `{ addr: 0.0.0.0:9101, token_file: path }`.
 #[derive(Debug, Deserialize)]
@@ -72,6 +72,34 @@ pub(super) fn metrics_endpoint(
     Ok((addr, token_file))
 }
 
+/// `tls: { cert: cert.pem, key: key.pem }` on a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+fn tls_files(path: &str, raw: &RawTls, base_dir: &Path) -> Result<TlsFiles, ConfigError> {
+    let file = |key: &str, value: &Option<String>| match value {
+        Some(f) if !f.trim().is_empty() => Ok(base_dir.join(f)),
+        Some(_) => Err(ConfigError::invalid(
+            format!("{path}.tls.{key}"),
+            "is empty",
+        )),
+        None => Err(ConfigError::invalid(
+            format!("{path}.tls.{key}"),
+            format!(
+                "missing: the PEM file of the listener's {key} (tls: {{ cert: cert.pem, key: key.pem }})"
+            ),
+        )),
+    };
+    Ok(TlsFiles {
+        cert: file("cert", &raw.cert)?,
+        key: file("key", &raw.key)?,
+    })
+}
+
 /// `rate_limit: { per_second: 100, burst: 200 }` on a listener.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,8 +119,15 @@ fn count(path: String, value: u32, lo: u32, hi: u32) -> Result<u32, ConfigError>
 }
 
 /// The edge settings of listener `path`.
-pub(super) fn edge_settings(path: &str, raw: &RawListener) -> Result<EdgeSettings, ConfigError> {
+pub(super) fn edge_settings(
+    path: &str,
+    raw: &RawListener,
+    base_dir: &Path,
+) -> Result<EdgeSettings, ConfigError> {
     let mut edge = EdgeSettings::default();
+    if let Some(tls) = &raw.tls {
+        edge.tls = Some(tls_files(path, tls, base_dir)?);
+    }
     if let Some(n) = raw.max_connections {
         edge.max_connections = count(format!("{path}.max_connections"), n, 1, 10_000_000)?;
     }

@@ -274,6 +274,17 @@ pub struct EdgeSettings {
     /// A client that accepts none of what the gate writes for this long is disconnected: it
     /// stopped reading, and everything queued for it would only pile up.
     pub write_stall: Duration,
+    /// TLS for the listener (`None`: plain TCP or WebSocket).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A TLS listener's certificate and key (PEM files, absolute paths), re-read when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
 }
 
 impl Default for EdgeSettings {
@@ -283,6 +294,7 @@ impl Default for EdgeSettings {
             max_connections_per_ip: 256,
             rate_limit: None,
             write_stall: Duration::from_secs(10),
+            tls: None,
         }
     }
 }

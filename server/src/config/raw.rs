@@ -138,6 +138,7 @@ pub(super) struct RawListener {
     pub max_connections_per_ip: Option<u32>,
     pub rate_limit: Option<super::edge::RawRateLimit>,
     pub write_stall: Option<String>,
+    pub tls: Option<super::edge::RawTls>,
 }
 
 /// `resume: { grace: 30s, buffer: 256 }` on a listener (`resume: {}` takes the defaults).

@@ -118,7 +118,7 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
     Ok(l)
 }
 
-fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
+fn listener(path: &str, raw: &RawListener, base_dir: &Path) -> Result<ListenerSpec> {
     let (kind, key, text) = match (&raw.tcp, &raw.ws) {
         (Some(tcp), None) => (ListenerKind::Tcp, "tcp", tcp),
         (None, Some(ws)) => (ListenerKind::Ws, "ws", ws),
@@ -183,7 +183,7 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     }
     protocol.sessions = super::sessions_settings::session_settings(path, raw)?;
     protocol.origins = super::origins::origins(path, kind, raw)?;
-    protocol.edge = super::edge::edge_settings(path, raw)?;
+    protocol.edge = super::edge::edge_settings(path, raw, base_dir)?;
     Ok(ListenerSpec {
         kind,
         addr,
@@ -519,7 +519,7 @@ fn node(
     }
     let mut listen = Vec::new();
     for (i, l) in n.listen.iter().enumerate() {
-        let spec = listener(&format!("{path}.listen[{i}]"), l)?;
+        let spec = listener(&format!("{path}.listen[{i}]"), l, base_dir)?;
         let key = match spec.kind {
             ListenerKind::Tcp => "tcp",
             ListenerKind::Ws => "ws",

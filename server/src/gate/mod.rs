@@ -10,7 +10,10 @@ mod limits;
 mod origin;
 mod session_command;
 mod stall;
+mod tls;
 mod transport;
+
+pub use tls::Tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,16 +40,18 @@ pub(crate) struct Listener {
 /// How long a refused connection is given to take its refusal before it is dropped.
 const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// How long a WebSocket client has to complete its upgrade.
-const WS_HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a client has to complete its TLS handshake, and then its WebSocket upgrade.
+const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Accepts connections on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running and close. `kind` says whether clients
-/// speak plain TCP or WebSocket (the same frames either way).
+/// speak plain TCP or WebSocket (the same frames either way), `tls` whether inside TLS (the
+/// certificate is reloaded while the listener runs, see [`tls`]).
 pub(crate) async fn serve(
     listener: TcpListener,
     kind: ListenerKind,
     settings: ProtocolSettings,
+    tls: Option<Tls>,
     node: Arc<Dispatcher>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -54,6 +59,9 @@ pub(crate) async fn serve(
         .local_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(shutdown.clone()));
+    }
     let caps = limits::Caps::new(&settings.edge);
     let shared = Arc::new(Listener {
         codec: Codec::new(&settings),
@@ -67,7 +75,7 @@ pub(crate) async fn serve(
                     let admitted = match caps.admit(peer.ip()) {
                         Ok(admitted) => admitted,
                         Err(why) => {
-                            refuse(stream, peer, kind, why, &shared);
+                            refuse(stream, peer, kind, tls.is_some(), why, &shared);
                             continue;
                         }
                     };
@@ -75,32 +83,18 @@ pub(crate) async fn serve(
                     stats.connections.fetch_add(1, Ordering::Relaxed);
                     stats.accepted.fetch_add(1, Ordering::Relaxed);
                     let (shared, shutdown) = (shared.clone(), shutdown.clone());
+                    let acceptor = tls.as_ref().map(Tls::acceptor);
                     tokio::spawn(async move {
                         // Counted against the caps until the connection is done.
                         let _admitted = admitted;
                         let _ = stream.set_nodelay(true);
-                        let stall = shared.settings.edge.write_stall;
-                        let node = shared.node.clone();
-                        match kind {
-                            ListenerKind::Tcp => {
-                                let stream = stall::Stall::new(stream, stall, node);
-                                connection::run(stream, peer, &shared, shutdown).await;
-                            }
-                            ListenerKind::Ws => {
-                                let limit = shared.settings.max_frame as usize + HEADER_LEN;
-                                let config = WebSocketConfig::default()
-                                    .read_buffer_size(8 * 1024)
-                                    .max_message_size(Some(limit))
-                                    .max_frame_size(Some(limit));
-                                let check = origin::Check(shared.settings.origins.clone());
-                                let upgrade = tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
-                                match tokio::time::timeout(WS_HANDSHAKE_TIMEOUT, upgrade).await {
-                                    Ok(Ok(ws)) => {
-                                        let stream = stall::Stall::new(transport::Ws(ws), stall, node);
-                                        connection::run(stream, peer, &shared, shutdown).await;
-                                    }
-                                    Ok(Err(err)) => tracing::debug!(%peer, "websocket upgrade failed: {err}"),
-                                    Err(_) => tracing::debug!(%peer, "websocket upgrade timed out"),
+                        match acceptor {
+                            None => serve_stream(stream, peer, kind, &shared, shutdown).await,
+                            Some(acceptor) => {
+                                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                    Ok(Ok(tls)) => serve_stream(tls, peer, kind, &shared, shutdown).await,
+                                    Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
+                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                                 }
                             }
                         }
@@ -122,14 +116,57 @@ pub(crate) async fn serve(
     tracing::debug!(%addr, "listener closed");
 }
 
+/// Serves one connection over `stream` (TCP, or TLS over TCP): frames directly, or inside
+/// WebSocket messages after the upgrade. Every write is bounded by the listener's
+/// `write_stall`.
+async fn serve_stream<S>(
+    stream: S,
+    peer: SocketAddr,
+    kind: ListenerKind,
+    shared: &Listener,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send,
+    S: transport::Transport,
+{
+    let stall = shared.settings.edge.write_stall;
+    let node = shared.node.clone();
+    match kind {
+        ListenerKind::Tcp => {
+            let stream = stall::Stall::new(stream, stall, node);
+            connection::run(stream, peer, shared, shutdown).await;
+        }
+        ListenerKind::Ws => {
+            let limit = shared.settings.max_frame as usize + HEADER_LEN;
+            let config = WebSocketConfig::default()
+                .read_buffer_size(8 * 1024)
+                .max_message_size(Some(limit))
+                .max_frame_size(Some(limit));
+            let check = origin::Check(shared.settings.origins.clone());
+            let upgrade =
+                tokio_tungstenite::accept_hdr_async_with_config(stream, check, Some(config));
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, upgrade).await {
+                Ok(Ok(ws)) => {
+                    let stream = stall::Stall::new(transport::Ws(ws), stall, node);
+                    connection::run(stream, peer, shared, shutdown).await;
+                }
+                Ok(Err(err)) => tracing::debug!(%peer, "websocket upgrade failed: {err}"),
+                Err(_) => tracing::debug!(%peer, "websocket upgrade timed out"),
+            }
+        }
+    }
+}
+
 /// Turns away a connection past a cap: counted, told why where the transport can say it
 /// before the handshake (a `too_many_connections` error frame on TCP, a 503 to a WebSocket
-/// upgrade), then closed. The telling runs in its own task, bounded, so a client that does
-/// not read cannot hold up the accept loop.
+/// upgrade; on TLS nothing, as a handshake would cost what the cap saves), then closed. The
+/// telling runs in its own task, bounded, so a client that does not read cannot hold up the
+/// accept loop.
 fn refuse(
     mut stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
+    tls: bool,
     why: limits::Refusal,
     shared: &Listener,
 ) {
@@ -153,6 +190,9 @@ fn refuse(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%peer, "connection refused: {message}");
+    if tls {
+        return;
+    }
     let bytes = match kind {
         ListenerKind::Tcp => {
             let reply = crate::protocol::ErrorReply::new(
@@ -182,9 +222,11 @@ fn refuse(
 }
 
 /// The address a listener is bound to, for logs.
-pub(crate) fn describe(kind: ListenerKind, addr: &SocketAddr) -> String {
-    match kind {
-        ListenerKind::Tcp => format!("tcp://{addr}"),
-        ListenerKind::Ws => format!("ws://{addr}"),
+pub(crate) fn describe(kind: ListenerKind, tls: bool, addr: &SocketAddr) -> String {
+    match (kind, tls) {
+        (ListenerKind::Tcp, false) => format!("tcp://{addr}"),
+        (ListenerKind::Tcp, true) => format!("tls://{addr}"),
+        (ListenerKind::Ws, false) => format!("ws://{addr}"),
+        (ListenerKind::Ws, true) => format!("wss://{addr}"),
     }
 }
