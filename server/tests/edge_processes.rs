@@ -294,8 +294,10 @@ async fn requests_past_the_rate_limit_get_rate_limited_and_the_connection_stays_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_after_the_write_stall_and_memory_stays_bounded() {
-    let (stalling, metrics) = (free_addr(), free_addr());
-    let listeners = format!("      - tcp: {stalling}\n        write_stall: 1s\n");
+    let (stalling, ws_stalling, metrics) = (free_addr(), free_addr(), free_addr());
+    let listeners = format!(
+        "      - tcp: {stalling}\n        write_stall: 1s\n      - ws: {ws_stalling}\n        write_stall: 1s\n"
+    );
     let g = gate(
         "edgestall",
         &listeners,
@@ -343,16 +345,49 @@ async fn a_client_that_never_reads_is_cut_off_after_the_write_stall_and_memory_s
         after < before + 64 * 1024,
         "the gate's memory grew from {before} KiB to {after} KiB"
     );
+    // The same over WebSocket: messages sent, none read.
+    {
+        use futures_util::SinkExt as _;
+        use tokio_tungstenite::tungstenite::Message;
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let tcp = socket.connect(ws_stalling).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{ws_stalling}/"), tcp)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let cut_off = loop {
+            let message = Message::Binary(frame.clone().freeze());
+            match tokio::time::timeout(Duration::from_secs(5), ws.send(message)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => break true,
+                Err(_) => {}
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                break false;
+            }
+        };
+        eprintln!("websocket cut off after {:?}", started.elapsed());
+        assert!(
+            cut_off,
+            "the gate never hung up on a WebSocket client that does not read"
+        );
+    }
+    let after_ws = rss_kib(pid);
+    assert!(
+        after_ws < before + 64 * 1024,
+        "the gate's memory grew from {before} KiB to {after_ws} KiB"
+    );
+
     // The gate still serves everyone else, and says what happened.
     let mut client = Client::connect(stalling).await.unwrap();
     echo(&mut client).await;
     let (_, body) = scrape(metrics, None).await;
-    assert!(
-        sample(
-            &body,
-            "firefly_write_stall_disconnects_total{node=\"gate\"}"
-        ) >= 1
+    let stalls = sample(
+        &body,
+        "firefly_write_stall_disconnects_total{node=\"gate\"}",
     );
+    assert!(stalls >= 2, "{stalls} stalls counted");
     drop(g);
 }
 

@@ -40,6 +40,10 @@ pub(crate) struct Listener {
 /// How long a refused connection is given to take its refusal before it is dropped.
 const REFUSAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// Most refusals being told at once per listener; past that a refused connection is closed
+/// without a word, so a flood of connections cannot hold file descriptors open through them.
+const MAX_REFUSALS: usize = 256;
+
 /// How long a client has to complete its TLS handshake, and then its WebSocket upgrade.
 const HANDSHAKE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -63,6 +67,7 @@ pub(crate) async fn serve(
         tokio::spawn(tls.clone().watch(shutdown.clone()));
     }
     let caps = limits::Caps::new(&settings.edge);
+    let refusals = Arc::new(tokio::sync::Semaphore::new(MAX_REFUSALS));
     let shared = Arc::new(Listener {
         codec: Codec::new(&settings),
         settings,
@@ -75,7 +80,8 @@ pub(crate) async fn serve(
                     let admitted = match caps.admit(peer.ip()) {
                         Ok(admitted) => admitted,
                         Err(why) => {
-                            refuse(stream, peer, kind, tls.is_some(), why, &shared);
+                            let told = if tls.is_some() { None } else { refusals.clone().try_acquire_owned().ok() };
+                            refuse(stream, peer, kind, told, why, &shared);
                             continue;
                         }
                     };
@@ -159,14 +165,15 @@ async fn serve_stream<S>(
 
 /// Turns away a connection past a cap: counted, told why where the transport can say it
 /// before the handshake (a `too_many_connections` error frame on TCP, a 503 to a WebSocket
-/// upgrade; on TLS nothing, as a handshake would cost what the cap saves), then closed. The
-/// telling runs in its own task, bounded, so a client that does not read cannot hold up the
-/// accept loop.
+/// upgrade), then closed. The telling runs in its own task, bounded in time, so a client that
+/// does not read cannot hold up the accept loop, and holds one of the listener's
+/// [`MAX_REFUSALS`] permits (`told`; `None`: closed at once without a word, as on TLS, where a
+/// handshake would cost what the cap saves).
 fn refuse(
     mut stream: TcpStream,
     peer: SocketAddr,
     kind: ListenerKind,
-    tls: bool,
+    told: Option<tokio::sync::OwnedSemaphorePermit>,
     why: limits::Refusal,
     shared: &Listener,
 ) {
@@ -190,9 +197,9 @@ fn refuse(
     };
     counter.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%peer, "connection refused: {message}");
-    if tls {
+    let Some(permit) = told else {
         return;
-    }
+    };
     let bytes = match kind {
         ListenerKind::Tcp => {
             let reply = crate::protocol::ErrorReply::new(
@@ -213,6 +220,7 @@ fn refuse(
         .into_bytes(),
     };
     tokio::spawn(async move {
+        let _permit = permit;
         let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
             stream.write_all(&bytes).await?;
             stream.shutdown().await
