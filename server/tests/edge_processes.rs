@@ -675,11 +675,16 @@ async fn tls_and_wss_listeners_serve_and_reload_their_certificate_without_droppi
     let d = dir.path().to_owned();
     make_ca(&d);
     make_leaf(&d, "first-cert", "cert.pem", "key.pem");
-    let (tls, wss) = (free_addr(), free_addr());
+    let (tls, wss, metrics) = (free_addr(), free_addr(), free_addr());
     let listeners = format!(
         "      - tcp: {tls}\n        tls: {{ cert: cert.pem, key: key.pem }}\n      - ws: {wss}\n        tls: {{ cert: cert.pem, key: key.pem }}\n"
     );
-    let g = gate_in(dir, "edgetls", &listeners, "");
+    let g = gate_in(
+        dir,
+        "edgetls",
+        &listeners,
+        &format!("    metrics: {metrics}\n"),
+    );
 
     // A Rust client (rustls, verifying the chain and the name).
     let mut kept = tls_connect(&d, tls).await;
@@ -778,6 +783,24 @@ async fn tls_and_wss_listeners_serve_and_reload_their_certificate_without_droppi
             .unwrap(),
         Some(Ok(Message::Binary(_)))
     ));
+
+    // A client speaking plain frames to a TLS listener fails the handshake, counted.
+    let mut plain = Client::connect(tls).await.unwrap();
+    plain.send(1, b"not tls").await.unwrap();
+    // (It gets a TLS alert, not a frame, then the close.)
+    let _ = plain.wait_closed().await;
+    let until = deadline(Duration::from_secs(10));
+    loop {
+        let (_, body) = scrape(metrics, None).await;
+        if sample(&body, "firefly_tls_handshake_failures_total{node=\"gate\"}") >= 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "the failed handshake was not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 
     // A broken pair is not taken: the last good certificate keeps serving.
     std::fs::write(d.join("key.pem"), "not a key").unwrap();

@@ -305,6 +305,15 @@ async fn process<T: Transport>(
                     }
                     drain(shared, session, &mut fwd, wbuf, scratch).await;
                     rate_limited(shared, command, wbuf, scratch);
+                    // A flood of tiny requests must not turn one read into a large buffer
+                    // of refusals.
+                    if wbuf.len() >= FLUSH_AT {
+                        scratch.lease = None;
+                        if stream.write(wbuf).await.is_err() {
+                            break Some(End::Lost(Why::WriteError));
+                        }
+                        wbuf.clear();
+                    }
                     continue;
                 }
                 if command == session::SESSION_COMMAND {

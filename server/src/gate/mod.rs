@@ -99,8 +99,14 @@ pub(crate) async fn serve(
                             Some(acceptor) => {
                                 match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                                     Ok(Ok(tls)) => serve_stream(tls, peer, kind, &shared, shutdown).await,
-                                    Ok(Err(err)) => tracing::debug!(%peer, "TLS handshake failed: {err}"),
-                                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                                    Ok(Err(err)) => {
+                                        tls_failed(&shared);
+                                        tracing::debug!(%peer, "TLS handshake failed: {err}");
+                                    }
+                                    Err(_) => {
+                                        tls_failed(&shared);
+                                        tracing::debug!(%peer, "TLS handshake timed out");
+                                    }
                                 }
                             }
                         }
@@ -120,6 +126,11 @@ pub(crate) async fn serve(
         }
     }
     tracing::debug!(%addr, "listener closed");
+}
+
+fn tls_failed(shared: &Listener) {
+    let edge = &shared.node.gate_stats.edge;
+    edge.tls_handshake_failures.fetch_add(1, Ordering::Relaxed);
 }
 
 /// Serves one connection over `stream` (TCP, or TLS over TCP): frames directly, or inside

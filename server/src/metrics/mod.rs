@@ -253,6 +253,8 @@ pub struct EdgeTotals {
     pub rate_limited: u64,
     /// Connections closed after `write_stall` without the client reading.
     pub write_stalls: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: u64,
 }
 
 fn escape(value: &str) -> String {
@@ -374,6 +376,11 @@ impl Snapshot {
                 "firefly_write_stall_disconnects_total",
                 "Client connections closed because the client read nothing for write_stall.",
                 e.write_stalls,
+            ),
+            (
+                "firefly_tls_handshake_failures_total",
+                "TLS handshakes on client listeners that failed or timed out.",
+                e.tls_handshake_failures,
             ),
         ] {
             family(out, name, "counter", help);

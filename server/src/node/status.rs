@@ -108,6 +108,7 @@ impl NodeCore {
                     refused_ip_cap: get(&e.refused_ip_cap),
                     rate_limited: get(&e.rate_limited),
                     write_stalls: get(&e.write_stalls),
+                    tls_handshake_failures: get(&e.tls_handshake_failures),
                 }
             },
             timers: self

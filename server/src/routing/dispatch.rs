@@ -47,6 +47,8 @@ pub struct EdgeStats {
     pub rate_limited: AtomicU64,
     /// Connections closed because the client read nothing for `write_stall`.
     pub write_stalls: AtomicU64,
+    /// TLS handshakes that failed or timed out (bad client, scanner, expired certificate).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// The request path of one node.
