@@ -111,6 +111,8 @@ async fn echo(client: &mut Client) {
 async fn expect_refused(addr: SocketAddr) -> ErrorReply {
     let mut client = Client::connect(addr).await.unwrap();
     client.set_timeout(Duration::from_secs(10));
+    // A client that sends at once still gets the refusal (not a reset that would destroy it).
+    let _ = client.send(1, b"hello?").await;
     let frame = client.recv_frame().await.unwrap();
     assert_eq!(frame.command, ERROR_COMMAND);
     let reply = ErrorReply::from_msgpack(&frame.payload).unwrap();

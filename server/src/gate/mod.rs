@@ -19,7 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use tokio::io::AsyncWriteExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -234,7 +234,13 @@ fn refuse(
         let _permit = permit;
         let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
             stream.write_all(&bytes).await?;
-            stream.shutdown().await
+            stream.shutdown().await?;
+            // Read (and drop) what the client still sends until it hangs up: closing with its
+            // input unread would reset the connection, and a reset can destroy the refusal
+            // before the client has read it (a WebSocket client sends its upgrade at once).
+            let mut sink = [0u8; 2048];
+            while stream.read(&mut sink).await? > 0 {}
+            std::io::Result::Ok(())
         })
         .await;
     });
