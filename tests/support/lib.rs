@@ -91,6 +91,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         cache_dir: Some(cache_dir()),
         storage: None,
         metrics: None,
+        metrics_token: None,
     };
     Node::start(config)
         .await

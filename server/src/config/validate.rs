@@ -118,7 +118,7 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
     Ok(l)
 }
 
-fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
+fn listener(path: &str, raw: &RawListener, base_dir: &Path) -> Result<ListenerSpec> {
     let (kind, key, text) = match (&raw.tcp, &raw.ws) {
         (Some(tcp), None) => (ListenerKind::Tcp, "tcp", tcp),
         (None, Some(ws)) => (ListenerKind::Ws, "ws", ws),
@@ -183,6 +183,7 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     }
     protocol.sessions = super::sessions_settings::session_settings(path, raw)?;
     protocol.origins = super::origins::origins(path, kind, raw)?;
+    protocol.edge = super::edge::edge_settings(path, raw, base_dir)?;
     Ok(ListenerSpec {
         kind,
         addr,
@@ -326,7 +327,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         &defaults,
         &master,
     )?;
-    let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master)?;
+    let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master, base_dir)?;
     let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
     Ok(Topology {
         version,
@@ -422,6 +423,7 @@ fn nodes(
     raw: BTreeMap<String, RawNode>,
     modules: &BTreeMap<String, ModuleSpec>,
     master: &MasterSpec,
+    base_dir: &Path,
 ) -> Result<BTreeMap<String, NodeSpec>> {
     if raw.is_empty() {
         return Err(ConfigError::invalid("nodes", "at least one node is needed"));
@@ -445,30 +447,42 @@ fn nodes(
     let mut nodes = BTreeMap::new();
     for (position, (name, n)) in raw.into_iter().enumerate() {
         let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
-        let spec = node(
-            &name,
-            n,
-            index,
+        let cx = NodeContext {
             several,
-            &name_refs,
+            names: &name_refs,
             modules,
-            &mut addresses,
-        )?;
+            base_dir,
+        };
+        let spec = node(&name, n, index, &cx, &mut addresses)?;
         nodes.insert(name, spec);
     }
     check_route_targets(&nodes)?;
     Ok(nodes)
 }
 
+/// What every node of a topology is checked against.
+struct NodeContext<'a> {
+    /// Whether the cluster has several nodes (then each needs an `rpc:` address).
+    several: bool,
+    names: &'a [&'a String],
+    modules: &'a BTreeMap<String, ModuleSpec>,
+    /// What relative paths (token files) resolve against.
+    base_dir: &'a Path,
+}
+
 fn node(
     name: &str,
     n: RawNode,
     index: u16,
-    several: bool,
-    names: &[&String],
-    modules: &BTreeMap<String, ModuleSpec>,
+    cx: &NodeContext<'_>,
     addresses: &mut Addresses,
 ) -> Result<NodeSpec> {
+    let NodeContext {
+        several,
+        names,
+        modules,
+        base_dir,
+    } = *cx;
     let path = format!("nodes.{name}");
     check_name(&path, name)?;
     let rpc = match &n.rpc {
@@ -505,7 +519,7 @@ fn node(
     }
     let mut listen = Vec::new();
     for (i, l) in n.listen.iter().enumerate() {
-        let spec = listener(&format!("{path}.listen[{i}]"), l)?;
+        let spec = listener(&format!("{path}.listen[{i}]"), l, base_dir)?;
         let key = match spec.kind {
             ListenerKind::Tcp => "tcp",
             ListenerKind::Ws => "ws",
@@ -514,14 +528,13 @@ fn node(
         listen.push(spec);
     }
     check_hosted(&path, &n.modules, modules)?;
-    let metrics = match &n.metrics {
-        Some(text) => {
-            let p = format!("{path}.metrics");
-            let addr = socket(&p, text)?;
-            addresses.claim(p, addr)?;
-            Some(addr)
+    let (metrics, metrics_token_file) = match &n.metrics {
+        Some(raw) => {
+            let (addr, token_file) = super::edge::metrics_endpoint(&path, raw, base_dir)?;
+            addresses.claim(format!("{path}.metrics"), addr)?;
+            (Some(addr), token_file)
         }
-        None => None,
+        None => (None, None),
     };
     Ok(NodeSpec {
         name: name.to_owned(),
@@ -532,6 +545,7 @@ fn node(
         modules: n.modules,
         routes,
         metrics,
+        metrics_token_file,
     })
 }
 
