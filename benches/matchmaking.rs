@@ -51,7 +51,7 @@ fn serve() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "version: 1\ncluster: mmbench\nmodules:\n  matchmaking: {{ crate: modules/matchmaking }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n        idle_timeout: 3600s\n    modules: [matchmaking]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
+            "version: 1\ncluster: mmbench\nmodules:\n  matchmaking: {{ crate: modules/matchmaking }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n        idle_timeout: 3600s\n        max_connections: 100000\n        max_connections_per_ip: 100000\n    modules: [matchmaking]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
             d = dir.path().display()
         );
         let (_t, nodes) = firefly_testkit::start_cluster(&yaml, &["solo"]).await;
