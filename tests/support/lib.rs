@@ -16,6 +16,7 @@ pub mod bench;
 pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;
+pub mod tls;
 pub use services::{drop_redis_keys, service_url};
 
 use std::collections::HashMap;
