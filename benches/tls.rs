@@ -25,7 +25,7 @@ fn main() -> anyhow::Result<()> {
     let settings = ProtocolSettings::default();
     let bare = server_rt.block_on(bare_echo::spawn(settings.clone()))?;
     let dir = tempfile::tempdir()?;
-    let (cert, key) = firefly_testkit::tls::self_signed(dir.path())?;
+    let (cert, key, ca) = firefly_testkit::tls::certificate(dir.path())?;
     let yaml = format!(
         "version: 1\ncluster: bench\nmodules:\n  echo: {{ crate: modules/echo }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n        max_connections_per_ip: 100000\n      - tcp: 127.0.0.1:0\n        max_connections_per_ip: 100000\n        tls: {{ cert: {}, key: {} }}\n    modules: [echo]\n",
         cert.display(),
@@ -33,7 +33,7 @@ fn main() -> anyhow::Result<()> {
     );
     let (_topology, nodes) = server_rt.block_on(start_cluster(&yaml, &["solo"]));
     let (plain_addr, tls_addr) = (nodes[0].client_addrs()[0], nodes[0].client_addrs()[1]);
-    let tls = firefly_testkit::tls::client(&cert)?;
+    let tls = firefly_testkit::tls::client(&ca)?;
 
     println!(
         "tls: {} connections, {}-byte payloads, {:?} per run (after 1 s warm-up), echo on one node",
