@@ -9,8 +9,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::NodeCore;
 use crate::engine::TimerHost as _;
-use crate::rooms::Event;
+use crate::rooms::{Event, TickStart};
 use crate::timers::Due;
+use firefly_abi::rooms::RoomTick;
 
 impl NodeCore {
     /// Serves the firings `due` delivers, each in a task of its own (a slow handler delays
@@ -74,39 +75,60 @@ impl NodeCore {
     }
 
     /// Runs one tick of a room: the module's room tick handler gets the room's members and
-    /// state, and what it returns becomes the new state.
+    /// state, and what it returns becomes the new state. A firing that comes while the room's
+    /// previous tick still runs (a slow handler, a loaded machine) is skipped, so ticks never
+    /// overlap; the next tick's `elapsed` then covers both periods.
     async fn tick_room(&self, due: Due) {
         let Due { module, firing } = due;
         let key = String::from_utf8_lossy(&firing.payload).into_owned();
-        let Some(tick) = self.rooms.tick(&module, &key) else {
-            // The room closed: its tick stops.
-            self.timers.cancel(&module, firing.timer);
-            return;
+        let tick = match self.rooms.tick(&module, &key) {
+            TickStart::Run(tick) => tick,
+            TickStart::Busy => {
+                tracing::debug!(%module, room = %key, "room tick skipped: the previous one still runs");
+                return;
+            }
+            TickStart::Gone => {
+                // The room closed: its tick stops.
+                self.timers.cancel(&module, firing.timer);
+                return;
+            }
         };
-        let Some(slot) = self.slot(&module) else {
-            self.timers.cancel(&module, firing.timer);
-            return;
+        let state = self.run_tick(&module, &key, firing.timer, &tick).await;
+        self.rooms.tick_done(&module, &key, state);
+    }
+
+    /// Calls the tick handler; the new state, `None` when it kept the old one or failed.
+    async fn run_tick(
+        &self,
+        module: &Arc<str>,
+        key: &str,
+        timer: u64,
+        tick: &RoomTick,
+    ) -> Option<Vec<u8>> {
+        let Some(slot) = self.slot(module) else {
+            self.timers.cancel(module, timer);
+            return None;
         };
         let version = slot.current();
-        let input = match rmp_serde::to_vec_named(&tick) {
+        let input = match rmp_serde::to_vec_named(tick) {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
                 tracing::error!(%module, room = %key, "cannot encode a room tick: {e}");
-                return;
+                return None;
             }
         };
         let (outcome, state) = version
             .call_owned(DispatchKind::RoomTick, 0, 0, input)
             .await;
         match outcome.result {
-            Ok(()) if !state.is_empty() => self.rooms.set_state(&module, &key, state),
-            Ok(()) => {}
+            Ok(()) => (!state.is_empty()).then_some(state),
             Err(err) => {
-                self.timers.record(&module, false);
+                self.timers.record(module, false);
                 tracing::debug!(
                     %module, version = version.version(), room = %key, code = %err.code,
                     "room tick failed: {}", err.message
                 );
+                None
             }
         }
     }

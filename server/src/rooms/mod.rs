@@ -46,6 +46,20 @@ struct Room {
     ticks: u64,
     last_tick: Instant,
     timer: Option<u64>,
+    /// A tick is running: the next firing is skipped rather than run beside it, so two ticks
+    /// never see the same state (each would act on it, e.g. end a game twice).
+    ticking: bool,
+}
+
+/// What a room's tick firing should do.
+#[derive(Debug)]
+pub enum TickStart {
+    /// Run the module's tick handler with this input; then call [`Rooms::tick_done`].
+    Run(RoomTick),
+    /// The previous tick is still running: skip this firing.
+    Busy,
+    /// The room is closed: its tick timer should stop.
+    Gone,
 }
 
 type RoomKey = (Arc<str>, String);
@@ -230,6 +244,7 @@ impl Rooms {
                     ticks: 0,
                     last_tick: Instant::now(),
                     timer: None,
+                    ticking: false,
                 },
             );
         }
@@ -340,16 +355,22 @@ impl Rooms {
         ok(Vec::new())
     }
 
-    /// The input of room `key`'s next tick, counted as run now; `None` when the room is gone
-    /// (its tick timer should then stop).
-    pub fn tick(&self, module: &str, key: &str) -> Option<RoomTick> {
+    /// Starts room `key`'s next tick: its input, counted as run now, unless the previous tick
+    /// is still running or the room is gone.
+    pub fn tick(&self, module: &str, key: &str) -> TickStart {
         let mut rooms = self.lock();
-        let room = rooms.get_mut(&(Arc::from(module), key.to_owned()))?;
+        let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
+            return TickStart::Gone;
+        };
+        if room.ticking {
+            return TickStart::Busy;
+        }
+        room.ticking = true;
         room.ticks += 1;
         let now = Instant::now();
         let elapsed = now.duration_since(room.last_tick);
         room.last_tick = now;
-        Some(RoomTick {
+        TickStart::Run(RoomTick {
             key: key.to_owned(),
             tick: room.ticks,
             elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
@@ -358,18 +379,22 @@ impl Rooms {
         })
     }
 
-    /// Stores the state a tick handler returned (if the room is still open).
-    pub fn set_state(&self, module: &str, key: &str, state: Vec<u8>) {
-        if state.len() > MAX_STATE {
-            tracing::warn!(
+    /// Ends the tick [`Rooms::tick`] started: stores the state the handler returned (`None`:
+    /// it failed or kept the old one) if the room is still open, and lets the next tick run.
+    pub fn tick_done(&self, module: &str, key: &str, state: Option<Vec<u8>>) {
+        let mut rooms = self.lock();
+        let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
+            return;
+        };
+        room.ticking = false;
+        match state {
+            Some(state) if state.len() > MAX_STATE => tracing::warn!(
                 module,
                 room = key,
                 "a room tick returned more than {MAX_STATE} bytes of state: kept the old one"
-            );
-            return;
-        }
-        if let Some(room) = self.lock().get_mut(&(Arc::from(module), key.to_owned())) {
-            room.state = state;
+            ),
+            Some(state) => room.state = state,
+            None => {}
         }
     }
 
