@@ -1,11 +1,11 @@
-//! The external services some tests use (PostgreSQL, MariaDB, Redis): their URLs, and cleaning
+//! The external services some tests use (PostgreSQL, MariaDB, Redis, NATS): their URLs, and cleaning
 //! up after a test. Shared by `server/tests` and the workspace test kit (`tests/support`).
 
 /// The URL in `var`. A test that needs a service fails loudly without it, in every profile and
 /// under plain `cargo test`: it never passes having tested nothing.
 ///
-/// Such tests are named after their services, ending `_on_postgres`, `_on_mariadb` or
-/// `_on_redis_and_<database>`; the default nextest profile (`.config/nextest.toml`) leaves
+/// Such tests are named after their services, ending `_on_postgres`, `_on_mariadb`, `_on_nats`
+/// or `_on_redis_and_<database>`; the default nextest profile (`.config/nextest.toml`) leaves
 /// them out, so its summary counts them as skipped, and the `ci` profile (`.ci/run`, which
 /// starts the services and sets the variables) runs them.
 pub fn service_url(var: &str) -> String {
@@ -13,10 +13,10 @@ pub fn service_url(var: &str) -> String {
         Ok(url) if !url.is_empty() => url,
         _ => panic!(
             "{var} is not set, and this test needs that service. Run `.ci/run` (it starts \
-             PostgreSQL, MariaDB and Redis and sets FIREFLY_TEST_POSTGRES_URL, \
-             FIREFLY_TEST_MYSQL_URL and FIREFLY_TEST_REDIS_URL), or set {var} and run with \
+             PostgreSQL, MariaDB, Redis and NATS and sets FIREFLY_TEST_POSTGRES_URL, \
+             FIREFLY_TEST_MYSQL_URL, FIREFLY_TEST_REDIS_URL and FIREFLY_TEST_NATS_URL), or set {var} and run with \
              NEXTEST_PROFILE=ci. The default nextest profile skips tests named `..._on_postgres`, \
-             `..._on_mariadb` and `..._on_redis_and_<database>`; name a new service test that way."
+             `..._on_mariadb`, `..._on_nats` and `..._on_redis_and_<database>`; name a new service test that way."
         ),
     }
 }

@@ -1,0 +1,371 @@
+//! NATS as the cluster fabric (`cluster.transport: nats://...`): the byte transport under the
+//! same links the direct mesh uses.
+//!
+//! Only the transport changes. A link from node A to node B is still a byte stream that runs
+//! the mutual handshake of [`super::authority`], then the framed [`super::wire`] messages with
+//! their request ids, session order and deploy signatures, exactly as over TCP. Over NATS that
+//! byte stream is a pair of subjects, one per direction, one NATS message per chunk of bytes
+//! (an empty message closes the stream):
+//!
+//! * `firefly.<cluster>.accept.<B>`: A opens a link to B by a NATS request carrying its name,
+//!   its instance and a fresh link id; B answers with its own instance (no responder: B is not
+//!   running, as a refused TCP connect).
+//! * `firefly.<cluster>.link.<B>.<id>`: A's bytes to B; `firefly.<cluster>.link.<A>.<id>`: B's
+//!   bytes to A.
+//! * `firefly.<cluster>.announce`: every process publishes `{node, instance}` every second.
+//!   A link ends when the process at its other end has not been announced for
+//!   [`GONE_AFTER`], or another instance of that node is announced (it restarted): the same
+//!   path as a TCP link closing, so routing, reconnects and `peer_gone` work unchanged.
+//!
+//! NATS credentials (user/password, token, nkey) control who may use the subjects at all; the
+//! handshake still decides who a peer is, so a NATS user without the master's certificate for
+//! a node name cannot join as that node.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
+use tokio::sync::{OnceCell, watch};
+
+use crate::config::{NatsAuth, NatsSpec};
+
+/// How often a process announces itself.
+pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
+/// A process not announced for this long is gone: its links close.
+pub const GONE_AFTER: Duration = Duration::from_secs(3);
+/// Bytes buffered in each direction of a link between the link code and NATS.
+const LINK_BUFFER: usize = 256 * 1024;
+/// Largest chunk of link bytes in one NATS message (well under NATS's default 1 MiB).
+const CHUNK: usize = 64 * 1024;
+
+/// Environment variables that override the topology's NATS credentials.
+pub const TOKEN_ENV: &str = "FIREFLY_NATS_TOKEN";
+/// The NATS user (with [`PASSWORD_ENV`]).
+pub const USER_ENV: &str = "FIREFLY_NATS_USER";
+/// The NATS password (with [`USER_ENV`]).
+pub const PASSWORD_ENV: &str = "FIREFLY_NATS_PASSWORD";
+/// An nkey seed.
+pub const NKEY_ENV: &str = "FIREFLY_NATS_NKEY";
+
+/// The last announcement heard from one node.
+struct Seen {
+    instance: String,
+    at: Instant,
+}
+
+/// One process's connection to the NATS fabric: its identity there, the shared client, and
+/// who has been announced.
+pub struct Fabric {
+    spec: NatsSpec,
+    cluster: String,
+    node: String,
+    /// Random per process start: tells a restarted node from the one whose links it replaces.
+    instance: String,
+    /// Connected on first use and shared by every link (async-nats reconnects by itself).
+    client: OnceCell<async_nats::Client>,
+    seen: Mutex<HashMap<String, Seen>>,
+}
+
+impl std::fmt::Debug for Fabric {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fabric")
+            .field("servers", &self.spec.servers)
+            .field("node", &self.node)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A subject token must not contain NATS separators or wildcards.
+fn token_ok(token: &str) -> bool {
+    !token.is_empty()
+        && token
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Fabric {
+    /// The fabric of process `node` of `cluster` (not connected yet).
+    pub fn new(spec: NatsSpec, cluster: &str, node: &str) -> Arc<Fabric> {
+        Arc::new(Fabric {
+            spec,
+            cluster: cluster.to_owned(),
+            node: node.to_owned(),
+            instance: hex::encode(&super::auth::nonce()[..8]),
+            client: OnceCell::new(),
+            seen: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn subject(&self, kind: &str, node: &str) -> String {
+        format!("firefly.{}.{kind}.{node}", self.cluster)
+    }
+
+    /// The shared client, connecting first if needed.
+    pub async fn client(&self) -> Result<&async_nats::Client, String> {
+        self.client
+            .get_or_try_init(|| async {
+                let mut options = async_nats::ConnectOptions::new()
+                    .name(format!("firefly {} {}", self.cluster, self.node))
+                    .connection_timeout(Duration::from_secs(2))
+                    .ping_interval(Duration::from_secs(2));
+                options = match auth_from_env().unwrap_or_else(|| self.spec.auth.clone()) {
+                    NatsAuth::None => options,
+                    NatsAuth::Token(t) => options.token(t),
+                    NatsAuth::UserPassword { user, password } => {
+                        options.user_and_password(user, password)
+                    }
+                    NatsAuth::NKey(seed) => options.nkey(seed),
+                };
+                options
+                    .connect(&self.spec.servers)
+                    .await
+                    .map_err(|e| format!("NATS at {}: {e}", self.spec.servers.join(",")))
+            })
+            .await
+    }
+
+    /// Whether `node`'s process `instance` is still announced (a link just opened gets
+    /// [`GONE_AFTER`] before its peer's first announcement must have arrived).
+    fn alive(&self, node: &str, instance: &str, opened: Instant) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        match seen.get(node) {
+            Some(s) if s.instance == instance => s.at.elapsed() < GONE_AFTER,
+            Some(s) if s.at > opened => false,
+            _ => opened.elapsed() < GONE_AFTER,
+        }
+    }
+
+    /// Whether `node` has been announced recently (routing may skip one that has not).
+    pub fn announced(&self, node: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(node).is_some_and(|s| s.at.elapsed() < GONE_AFTER)
+    }
+
+    /// Announces this process every second and listens to the others' announcements, until
+    /// `stop`. Retries the connection while NATS cannot be reached.
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let work = async {
+            let client = loop {
+                match self.client().await {
+                    Ok(c) => break c.clone(),
+                    Err(err) => {
+                        tracing::warn!(node = %self.node, "{err}; retrying");
+                        tokio::time::sleep(ANNOUNCE_EVERY).await;
+                    }
+                }
+            };
+            let subject = format!("firefly.{}.announce", self.cluster);
+            let mut heard = match client.subscribe(subject.clone()).await {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::error!("NATS subscribe {subject}: {err}");
+                    return;
+                }
+            };
+            let me = Bytes::from(format!("{} {}", self.node, self.instance));
+            let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        let _ = client.publish(subject.clone(), me.clone()).await;
+                    }
+                    msg = heard.next() => {
+                        let Some(msg) = msg else { return };
+                        let text = String::from_utf8_lossy(&msg.payload);
+                        if let Some((node, instance)) = text.split_once(' ') {
+                            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+                            let fresh = seen.get(node).is_none_or(|s| s.instance != instance);
+                            if fresh {
+                                tracing::info!(node, "announced on NATS");
+                            }
+                            seen.insert(node.to_owned(), Seen { instance: instance.to_owned(), at: Instant::now() });
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            _ = work => {}
+            _ = stop.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Opens a link to `peer`: the byte stream to run the handshake on.
+    pub async fn dial(self: &Arc<Self>, peer: &str) -> Result<DuplexStream, String> {
+        let client = self.client().await?.clone();
+        let id = hex::encode(&super::auth::nonce()[..12]);
+        let inbox = self.subject("link", &format!("{}.{id}", self.node));
+        let sub = client.subscribe(inbox).await.map_err(|e| e.to_string())?;
+        let hello = format!("{} {} {id}", self.node, self.instance);
+        let reply = client
+            .request(self.subject("accept", peer), hello.into())
+            .await
+            .map_err(|e| match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    format!("`{peer}` is not on NATS")
+                }
+                _ => e.to_string(),
+            })?;
+        let instance = String::from_utf8_lossy(&reply.payload).into_owned();
+        let (mine, theirs) = tokio::io::duplex(LINK_BUFFER);
+        let send = self.subject("link", &format!("{peer}.{id}"));
+        tokio::spawn(pump(
+            self.clone(),
+            client,
+            peer.to_owned(),
+            instance,
+            send,
+            sub,
+            theirs,
+        ));
+        Ok(mine)
+    }
+
+    /// Serves the links other processes open to this node: each accepted one is handed to
+    /// `accept` as `(peer name, byte stream)`, as a TCP listener hands over connections.
+    pub async fn accept(
+        self: Arc<Self>,
+        mut accept: impl FnMut(String, DuplexStream),
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let client = loop {
+            match self.client().await {
+                Ok(c) => break c.clone(),
+                Err(err) => {
+                    tracing::warn!(node = %self.node, "{err}; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(ANNOUNCE_EVERY) => {}
+                        _ = stop.wait_for(|s| *s) => return,
+                    }
+                }
+            }
+        };
+        let subject = self.subject("accept", &self.node);
+        let mut requests = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(err) => {
+                tracing::error!("NATS subscribe {subject}: {err}");
+                return;
+            }
+        };
+        tracing::info!(node = %self.node, "accepting node links on NATS ({subject})");
+        loop {
+            let msg = tokio::select! {
+                msg = requests.next() => match msg { Some(m) => m, None => return },
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            let text = String::from_utf8_lossy(&msg.payload).into_owned();
+            let mut parts = text.split(' ');
+            let (Some(peer), Some(instance), Some(id), None, Some(reply)) = (
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                parts.next(),
+                msg.reply,
+            ) else {
+                tracing::warn!("malformed NATS link request ignored");
+                continue;
+            };
+            if ![peer, instance, id].iter().all(|t| token_ok(t)) {
+                tracing::warn!("malformed NATS link request ignored");
+                continue;
+            }
+            let inbox = self.subject("link", &format!("{}.{id}", self.node));
+            let sub = match client.subscribe(inbox).await {
+                Ok(s) => s,
+                Err(err) => {
+                    tracing::warn!("NATS subscribe for a link: {err}");
+                    continue;
+                }
+            };
+            // Subscribed before answering, so the dialer's first bytes cannot be missed.
+            if client
+                .publish(reply, self.instance.clone().into())
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            let (mine, theirs) = tokio::io::duplex(LINK_BUFFER);
+            let send = self.subject("link", &format!("{peer}.{id}"));
+            tokio::spawn(pump(
+                self.clone(),
+                client.clone(),
+                peer.to_owned(),
+                instance.to_owned(),
+                send,
+                sub,
+                theirs,
+            ));
+            accept(peer.to_owned(), mine);
+        }
+    }
+}
+
+/// The credentials the environment gives, if any.
+fn auth_from_env() -> Option<NatsAuth> {
+    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
+    if let Some(token) = var(TOKEN_ENV) {
+        return Some(NatsAuth::Token(token));
+    }
+    if let (Some(user), Some(password)) = (var(USER_ENV), var(PASSWORD_ENV)) {
+        return Some(NatsAuth::UserPassword { user, password });
+    }
+    var(NKEY_ENV).map(NatsAuth::NKey)
+}
+
+/// Moves one link's bytes between the link code's end of a duplex stream and NATS, until
+/// either side closes or the peer's process is gone; then closes both.
+async fn pump(
+    fabric: Arc<Fabric>,
+    client: async_nats::Client,
+    peer: String,
+    instance: String,
+    send: String,
+    mut sub: async_nats::Subscriber,
+    end: DuplexStream,
+) {
+    let opened = Instant::now();
+    let (mut rd, mut wr) = tokio::io::split(end);
+    let outbound = async {
+        let mut buf = BytesMut::with_capacity(CHUNK);
+        loop {
+            buf.reserve(CHUNK);
+            match rd.read_buf(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {
+                    let chunk = buf.split().freeze();
+                    if client.publish(send.clone(), chunk).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    };
+    let inbound = async {
+        while let Some(msg) = sub.next().await {
+            if msg.payload.is_empty() || wr.write_all(&msg.payload).await.is_err() {
+                return;
+            }
+        }
+    };
+    let watch = async {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        loop {
+            tick.tick().await;
+            if !fabric.alive(&peer, &instance, opened) {
+                tracing::info!(%peer, "no longer announced on NATS: closing its link");
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = outbound => {}
+        _ = inbound => {}
+        _ = watch => {}
+    }
+    let _ = client.publish(send, Bytes::new()).await;
+}
