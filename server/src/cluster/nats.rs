@@ -131,7 +131,7 @@ impl Fabric {
     /// [`GONE_AFTER`] before its peer's first announcement must have arrived).
     fn alive(&self, node: &str, instance: &str, opened: Instant) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(node) {
+        match seen.get(&seen_key(node, instance)) {
             Some(s) if s.instance == instance => s.at.elapsed() < GONE_AFTER,
             Some(s) if s.at > opened => false,
             _ => opened.elapsed() < GONE_AFTER,
@@ -177,11 +177,14 @@ impl Fabric {
                         let text = String::from_utf8_lossy(&msg.payload);
                         if let Some((node, instance)) = text.split_once(' ') {
                             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-                            let fresh = seen.get(node).is_none_or(|s| s.instance != instance);
+                            let key = seen_key(node, instance);
+                            let fresh = seen.get(&key).is_none_or(|s| s.instance != instance);
                             if fresh {
-                                tracing::info!(node, "announced on NATS");
+                                tracing::info!(node, instance, "announced on NATS");
+                                // Forget masters long gone (each start of one has its own entry).
+                                seen.retain(|_, s| s.at.elapsed() < 20 * GONE_AFTER);
                             }
-                            seen.insert(node.to_owned(), Seen { instance: instance.to_owned(), at: Instant::now() });
+                            seen.insert(key, Seen { instance: instance.to_owned(), at: Instant::now() });
                         }
                     }
                 }
@@ -305,6 +308,17 @@ impl Fabric {
     }
 }
 
+/// Where an announcement is kept. A node name has one process at a time, so a new instance
+/// replaces the old one (whose links then close at once); masters are one per `firefly up`
+/// (one per machine) under the same name, so each instance of a master is kept on its own.
+fn seen_key(node: &str, instance: &str) -> String {
+    if node == super::authority::MASTER {
+        format!("{node} {instance}")
+    } else {
+        node.to_owned()
+    }
+}
+
 /// The credentials the environment gives, if any.
 fn auth_from_env() -> Option<NatsAuth> {
     let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
@@ -357,7 +371,7 @@ async fn pump(
         loop {
             tick.tick().await;
             if !fabric.alive(&peer, &instance, opened) {
-                tracing::info!(%peer, "no longer announced on NATS: closing its link");
+                tracing::info!(%peer, "gone from NATS (not announced lately, or restarted): closing its link");
                 return;
             }
         }
