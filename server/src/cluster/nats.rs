@@ -383,3 +383,110 @@ async fn pump(
     }
     let _ = client.publish(send, Bytes::new()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The NATS server of `FIREFLY_TEST_NATS_URL` (`.ci/run` sets it); fails loudly without.
+    fn nats_url() -> String {
+        std::env::var("FIREFLY_TEST_NATS_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| {
+                panic!(
+                    "FIREFLY_TEST_NATS_URL is not set, and this test needs a NATS server. Run \
+                     `.ci/run`, or set it (nats://127.0.0.1:4222) and run with NEXTEST_PROFILE=ci"
+                )
+            })
+    }
+
+    async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), f)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: not within 10 s"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_link_carries_bytes_both_ways_and_ends_when_its_peer_falls_silent_on_nats() {
+        let spec = NatsSpec {
+            servers: vec![nats_url()],
+            auth: NatsAuth::None,
+        };
+        let cluster = format!(
+            "unit-{}-{}",
+            std::process::id(),
+            hex::encode(&super::super::auth::nonce()[..4])
+        );
+        let (a, b) = (
+            Fabric::new(spec.clone(), &cluster, "a"),
+            Fabric::new(spec, &cluster, "b"),
+        );
+        let (stop_a, run_a) = watch::channel(false);
+        let (stop_b, run_b) = watch::channel(false);
+        tokio::spawn(a.clone().run(run_a));
+        tokio::spawn(b.clone().run(run_b.clone()));
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(b.clone().accept(
+            move |peer, s| {
+                let _ = accepted_tx.send((peer, s));
+            },
+            run_b,
+        ));
+
+        // A node nobody runs answers no link request.
+        let err = a.dial("c").await.unwrap_err();
+        assert!(err.contains("not on NATS"), "{err}");
+
+        // `b` announces itself and accepts links (retry until its subscriptions are up).
+        let mut near = within("b reachable", async {
+            loop {
+                if let Ok(s) = a.dial("b").await {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        let (peer, mut far) = within("accepted", accepted.recv()).await.unwrap();
+        assert_eq!(peer, "a");
+        within("announced", async {
+            while !a.announced("b") {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+
+        // Bytes both ways, in order, a large write in many chunks.
+        let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        near.write_all(&big).await.unwrap();
+        let mut got = vec![0u8; big.len()];
+        within("big read", far.read_exact(&mut got)).await.unwrap();
+        assert_eq!(got, big);
+        far.write_all(b"world").await.unwrap();
+        let mut five = [0u8; 5];
+        within("reply", near.read_exact(&mut five)).await.unwrap();
+        assert_eq!(&five, b"world");
+
+        // Closing one end closes the other.
+        drop(near);
+        let mut rest = Vec::new();
+        within("eof after close", far.read_to_end(&mut rest))
+            .await
+            .unwrap();
+        assert!(rest.is_empty());
+
+        // A peer that stops announcing itself (killed, cut off) ends its links within
+        // GONE_AFTER, and is no longer announced.
+        let mut near = a.dial("b").await.unwrap();
+        let (_, _far) = within("accepted again", accepted.recv()).await.unwrap();
+        let silent = Instant::now();
+        let _ = stop_b.send(true);
+        let mut rest = Vec::new();
+        let _ = within("eof after silence", near.read_to_end(&mut rest)).await;
+        let took = silent.elapsed();
+        assert!(took < GONE_AFTER + Duration::from_secs(1), "{took:?}");
+        assert!(!a.announced("b"));
+        let _ = stop_a.send(true);
+    }
+}
