@@ -8,6 +8,8 @@
 //!   route every request to the other logic node, and the restarted one rejoins.
 //! * A process without the master's certificate for the name it claims cannot join over
 //!   NATS, exactly as over TCP.
+//! * NATS credentials given only in `firefly up`'s environment (`FIREFLY_NATS_TOKEN`) reach
+//!   the master and every node (a private `nats-server` that wants a token).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -255,4 +257,28 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
             other => panic!("`{claimed}` without its certificate got in: {other:?}"),
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_credentials_from_the_environment_reach_the_master_and_every_node_on_nats() {
+    // A NATS server that wants a token, given to `firefly up` only in its environment.
+    let nats = common::services::private_nats(&["--auth", "env-token-0123456789"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, client) = (free_addr(), free_addr());
+    let m = workspace().join("modules");
+    let yaml = format!(
+        "version: 1\ncluster: {{ name: natsenv, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\nmodules:\n  echo: {{ crate: {m}/echo }}\nnodes:\n  gate:\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: 1, to: logic }}\n  logic: {{ modules: [echo] }}\n",
+        url = nats.url,
+        m = m.display()
+    );
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).unwrap();
+    let _up = Up::new(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", SECRET)
+        .env("FIREFLY_NATS_TOKEN", "env-token-0123456789")
+        .ready_on_status(admin, TOKEN, 2)
+        .start();
+    let mut c = Client::connect(client).await.unwrap();
+    served_in_a_row(&mut c, 5, Duration::from_secs(60), "through the gate").await;
 }

@@ -489,4 +489,64 @@ mod tests {
         assert!(!a.announced("b"));
         let _ = stop_a.send(true);
     }
+
+    /// A `nats-server` of this test's own on a free port, stopped when dropped.
+    struct PrivateNats(std::process::Child);
+
+    impl Drop for PrivateNats {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    fn private_nats(args: &[&str]) -> (PrivateNats, String) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("nats-server ({e}): Debian's `nats-server`, which .ci/run installs")
+            });
+        let server = PrivateNats(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "nats-server did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        (server, format!("nats://127.0.0.1:{port}"))
+    }
+
+    async fn connects(url: &str, auth: NatsAuth) -> Result<(), String> {
+        let spec = NatsSpec {
+            servers: vec![url.to_owned()],
+            auth,
+        };
+        Fabric::new(spec, "creds", "n").client().await.map(|_| ())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_topologys_nats_credentials_are_used_and_wrong_ones_refused_on_nats() {
+        let (_token_server, url) = private_nats(&["--auth", "the-token-0123"]);
+        connects(&url, NatsAuth::Token("the-token-0123".into()))
+            .await
+            .unwrap();
+        for wrong in [NatsAuth::Token("not-it".into()), NatsAuth::None] {
+            let err = connects(&url, wrong).await.unwrap_err();
+            assert!(err.contains(&url), "{err}");
+        }
+        let (_user_server, url) = private_nats(&["--user", "firefly", "--pass", "s3cret-pw"]);
+        let user = |password: &str| NatsAuth::UserPassword {
+            user: "firefly".into(),
+            password: password.into(),
+        };
+        connects(&url, user("s3cret-pw")).await.unwrap();
+        assert!(connects(&url, user("wrong")).await.is_err());
+    }
 }

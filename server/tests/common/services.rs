@@ -43,3 +43,49 @@ pub async fn drop_redis_keys(url: &str, prefix: &str) -> usize {
     }
     keys.len()
 }
+
+/// A `nats-server` of one test's own on a free port (for credentials the shared server does
+/// not have), stopped when dropped.
+pub struct PrivateNats {
+    child: std::process::Child,
+    /// Its URL.
+    pub url: String,
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nats-server` with `args` (e.g. `--auth <token>`) and waits until it listens.
+pub fn private_nats(args: &[&str]) -> PrivateNats {
+    // Included by several crates (`#[path]`), so it uses nothing of theirs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new("nats-server")
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("nats-server ({e}): Debian's `nats-server`, which .ci/run installs")
+        });
+    let server = PrivateNats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server
+}
