@@ -45,7 +45,7 @@ fn link_as(cluster: &str, url: &str, claimed: &str, credential: Credential) -> C
         servers: vec![url.to_owned()],
         auth: NatsAuth::None,
     };
-    let fabric = Fabric::new(spec, cluster, claimed);
+    let fabric = Fabric::new(spec, cluster, claimed, credential.clone());
     Cluster::over_nats(
         Identity {
             cluster: cluster.into(),

@@ -155,7 +155,12 @@ impl Cluster {
                 Self::new(identity, my_index, peers)
             }
             Transport::Nats(spec) => {
-                let fabric = nats::Fabric::new(spec.clone(), &topology.cluster, &me);
+                let fabric = nats::Fabric::new(
+                    spec.clone(),
+                    &topology.cluster,
+                    &me,
+                    identity.credential.clone(),
+                );
                 let peers = others.map(|n| (n.name.clone(), n.index)).collect();
                 Self::over_nats(identity, my_index, fabric, peers)
             }

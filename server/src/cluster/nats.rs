@@ -12,10 +12,13 @@
 //!   running, as a refused TCP connect).
 //! * `firefly.<cluster>.link.<B>.<id>`: A's bytes to B; `firefly.<cluster>.link.<A>.<id>`: B's
 //!   bytes to A.
-//! * `firefly.<cluster>.announce`: every process publishes `{node, instance}` every second.
-//!   A link ends when the process at its other end has not been announced for
-//!   [`GONE_AFTER`], or another instance of that node is announced (it restarted): the same
-//!   path as a TCP link closing, so routing, reconnects and `peer_gone` work unchanged.
+//! * `firefly.<cluster>.announce`: every process publishes `{node, instance, time}` every
+//!   second, signed with its own key and shown with the master's certificate for its name
+//!   (so no one can announce a node, or make it look restarted, without its credential; a
+//!   replay is refused because the time must grow). A link ends when the process at its other
+//!   end has not been announced for [`GONE_AFTER`], or another instance of that node is
+//!   announced (it restarted): the same path as a TCP link closing, so routing, reconnects
+//!   and `peer_gone` work unchanged.
 //!
 //! NATS credentials (user/password, token, nkey) control who may use the subjects at all; the
 //! handshake still decides who a peer is, so a NATS user without the master's certificate for
@@ -54,6 +57,44 @@ pub const NKEY_ENV: &str = "FIREFLY_NATS_NKEY";
 struct Seen {
     instance: String,
     at: Instant,
+    /// Its sender's clock (ms since the Unix epoch): the next one must be later.
+    stamp: u64,
+}
+
+/// How far an announcement's clock may be from ours (machines are expected to run NTP).
+const CLOCK_SKEW_MS: u64 = 30_000;
+
+/// What a process announces, signed (see [`Fabric::run`]).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Announce {
+    node: String,
+    instance: String,
+    stamp: u64,
+    key: serde_bytes::ByteBuf,
+    cert: serde_bytes::ByteBuf,
+    proof: serde_bytes::ByteBuf,
+}
+
+/// What an announcement's proof signs.
+fn announce_parts<'a>(
+    cluster: &'a str,
+    node: &'a str,
+    instance: &'a str,
+    stamp: &'a [u8; 8],
+) -> [&'a [u8]; 5] {
+    [
+        b"firefly announce",
+        cluster.as_bytes(),
+        node.as_bytes(),
+        instance.as_bytes(),
+        stamp,
+    ]
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One process's connection to the NATS fabric: its identity there, the shared client, and
@@ -62,6 +103,8 @@ pub struct Fabric {
     spec: NatsSpec,
     cluster: String,
     node: String,
+    /// Signs this process's announcements and checks the others'.
+    credential: super::authority::Credential,
     /// Random per process start: tells a restarted node from the one whose links it replaces.
     instance: String,
     /// Connected on first use and shared by every link (async-nats reconnects by itself).
@@ -87,12 +130,19 @@ fn token_ok(token: &str) -> bool {
 }
 
 impl Fabric {
-    /// The fabric of process `node` of `cluster` (not connected yet).
-    pub fn new(spec: NatsSpec, cluster: &str, node: &str) -> Arc<Fabric> {
+    /// The fabric of process `node` of `cluster`, announcing itself with `credential` (not
+    /// connected yet).
+    pub fn new(
+        spec: NatsSpec,
+        cluster: &str,
+        node: &str,
+        credential: super::authority::Credential,
+    ) -> Arc<Fabric> {
         Arc::new(Fabric {
             spec,
             cluster: cluster.to_owned(),
             node: node.to_owned(),
+            credential,
             instance: hex::encode(&super::auth::nonce()[..8]),
             client: OnceCell::new(),
             seen: Mutex::new(HashMap::new()),
@@ -165,26 +215,16 @@ impl Fabric {
                     return;
                 }
             };
-            let me = Bytes::from(format!("{} {}", self.node, self.instance));
             let mut tick = tokio::time::interval(ANNOUNCE_EVERY);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
-                        let _ = client.publish(subject.clone(), me.clone()).await;
+                        let _ = client.publish(subject.clone(), self.announcement()).await;
                     }
                     msg = heard.next() => {
                         let Some(msg) = msg else { return };
-                        let text = String::from_utf8_lossy(&msg.payload);
-                        if let Some((node, instance)) = text.split_once(' ') {
-                            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-                            let key = seen_key(node, instance);
-                            let fresh = seen.get(&key).is_none_or(|s| s.instance != instance);
-                            if fresh {
-                                tracing::info!(node, instance, "announced on NATS");
-                                // Forget masters long gone (each start of one has its own entry).
-                                seen.retain(|_, s| s.at.elapsed() < 20 * GONE_AFTER);
-                            }
-                            seen.insert(key, Seen { instance: instance.to_owned(), at: Instant::now() });
+                        if let Err(why) = self.heard(&msg.payload) {
+                            tracing::warn!("ignored an announcement on NATS: {why}");
                         }
                     }
                 }
@@ -194,6 +234,65 @@ impl Fabric {
             _ = work => {}
             _ = stop.wait_for(|s| *s) => {}
         }
+    }
+
+    /// This process's announcement, signed now.
+    fn announcement(&self) -> Bytes {
+        let stamp = now_ms();
+        let (key, cert) = self.credential.public();
+        let proof = self.credential.prove(&announce_parts(
+            &self.cluster,
+            &self.node,
+            &self.instance,
+            &stamp.to_be_bytes(),
+        ));
+        let announce = Announce {
+            node: self.node.clone(),
+            instance: self.instance.clone(),
+            stamp,
+            key: serde_bytes::ByteBuf::from(key),
+            cert: serde_bytes::ByteBuf::from(cert),
+            proof: serde_bytes::ByteBuf::from(proof),
+        };
+        rmp_serde::to_vec(&announce).unwrap_or_default().into()
+    }
+
+    /// Records an announcement heard, if it is signed by the node it names, recent, and
+    /// later than the last one of that node.
+    fn heard(&self, payload: &[u8]) -> Result<(), String> {
+        let a: Announce = rmp_serde::from_slice(payload).map_err(|e| e.to_string())?;
+        if !token_ok(&a.node) || !token_ok(&a.instance) {
+            return Err("malformed".into());
+        }
+        let stamp = a.stamp.to_be_bytes();
+        let parts = announce_parts(&self.cluster, &a.node, &a.instance, &stamp);
+        self.credential
+            .check_peer(&self.cluster, &a.node, &a.key, &a.cert, &parts, &a.proof)?;
+        if now_ms().abs_diff(a.stamp) > CLOCK_SKEW_MS {
+            return Err(format!(
+                "`{}`'s clock is off by more than {CLOCK_SKEW_MS} ms",
+                a.node
+            ));
+        }
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let key = seen_key(&a.node, &a.instance);
+        if seen.get(&key).is_some_and(|s| s.stamp >= a.stamp) {
+            return Err(format!("`{}`: a replayed announcement", a.node));
+        }
+        if seen.get(&key).is_none_or(|s| s.instance != a.instance) {
+            tracing::info!(node = %a.node, instance = %a.instance, "announced on NATS");
+            // Forget masters long gone (each start of one has its own entry).
+            seen.retain(|_, s| s.at.elapsed() < 20 * GONE_AFTER);
+        }
+        seen.insert(
+            key,
+            Seen {
+                instance: a.instance,
+                at: Instant::now(),
+                stamp: a.stamp,
+            },
+        );
+        Ok(())
     }
 
     /// Opens a link to `peer`: the byte stream to run the handshake on.
@@ -401,6 +500,37 @@ mod tests {
             })
     }
 
+    fn issue(cluster: &str, node: &str) -> super::super::authority::Credential {
+        super::super::authority::Credential::issue(b"fabric-test-secret-0123456789", cluster, node)
+    }
+
+    #[test]
+    fn announcements_must_be_signed_for_their_name_recent_and_new() {
+        let spec = NatsSpec {
+            servers: vec!["nats://127.0.0.1:1".into()],
+            auth: NatsAuth::None,
+        };
+        let me = Fabric::new(spec.clone(), "c", "gate", issue("c", "gate"));
+        let logic = Fabric::new(spec.clone(), "c", "logic", issue("c", "logic"));
+        let first = logic.announcement();
+        me.heard(&first).unwrap();
+        assert!(me.announced("logic"));
+        assert!(me.heard(&first).unwrap_err().contains("replayed"));
+        // Another cluster's key, or a node announcing another name with its own key.
+        let stranger = Fabric::new(
+            spec.clone(),
+            "c",
+            "logic",
+            super::super::authority::Credential::issue(b"another-secret-0123456789", "c", "logic"),
+        );
+        assert!(me.heard(&stranger.announcement()).is_err());
+        let mut forged: Announce = rmp_serde::from_slice(&logic.announcement()).unwrap();
+        forged.node = "other".into();
+        let forged = rmp_serde::to_vec(&forged).unwrap();
+        assert!(me.heard(&forged).unwrap_err().contains("other"));
+        assert!(!me.announced("other"));
+    }
+
     async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
         tokio::time::timeout(Duration::from_secs(10), f)
             .await
@@ -419,8 +549,8 @@ mod tests {
             hex::encode(&super::super::auth::nonce()[..4])
         );
         let (a, b) = (
-            Fabric::new(spec.clone(), &cluster, "a"),
-            Fabric::new(spec, &cluster, "b"),
+            Fabric::new(spec.clone(), &cluster, "a", issue(&cluster, "a")),
+            Fabric::new(spec, &cluster, "b", issue(&cluster, "b")),
         );
         let (stop_a, run_a) = watch::channel(false);
         let (stop_b, run_b) = watch::channel(false);
@@ -528,7 +658,10 @@ mod tests {
             servers: vec![url.to_owned()],
             auth,
         };
-        Fabric::new(spec, "creds", "n").client().await.map(|_| ())
+        Fabric::new(spec, "creds", "n", issue("creds", "n"))
+            .client()
+            .await
+            .map(|_| ())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
