@@ -66,7 +66,7 @@ pub fn private_nats(args: &[&str]) -> PrivateNats {
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
-    let child = std::process::Command::new("nats-server")
+    let child = std::process::Command::new(nats_server())
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(args)
         .stdout(std::process::Stdio::null())
@@ -88,4 +88,15 @@ pub fn private_nats(args: &[&str]) -> PrivateNats {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     server
+}
+
+/// The `nats-server` program: on the `PATH`, else where Debian puts it.
+fn nats_server() -> &'static str {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("nats-server").is_file()));
+    if on_path {
+        "nats-server"
+    } else {
+        "/usr/sbin/nats-server"
+    }
 }
