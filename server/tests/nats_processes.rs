@@ -8,6 +8,8 @@
 //!   route every request to the other logic node, and the restarted one rejoins.
 //! * A process without the master's certificate for the name it claims cannot join over
 //!   NATS, exactly as over TCP.
+//! * The master's deploy travels over NATS and swaps the module; a deploy a node sends is
+//!   refused and logged, as over TCP.
 //! * NATS credentials given only in `firefly up`'s environment (`FIREFLY_NATS_TOKEN`) reach
 //!   the master and every node (a private `nats-server` that wants a token).
 #![allow(
@@ -281,4 +283,100 @@ async fn nats_credentials_from_the_environment_reach_the_master_and_every_node_o
         .start();
     let mut c = Client::connect(client).await.unwrap();
     served_in_a_row(&mut c, 5, Duration::from_secs(60), "through the gate").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_masters_deploy_goes_over_nats_and_a_nodes_forged_one_is_refused_on_nats() {
+    let url = common::services::service_url("FIREFLY_TEST_NATS_URL");
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, client) = (free_addr(), free_addr());
+    let cluster = format!("natsdeploy-{}", std::process::id());
+    let module = |name: &str| workspace().join("modules").join(name).display().to_string();
+    // `spare` is in the file but not started: the test holds what `firefly up` would give it.
+    let yaml = format!(
+        "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  versioned: {{ crate: {m} }}\nnodes:\n  gate:\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"301-302\", to: logic }}\n  logic: {{ modules: [versioned] }}\n  spare: {{ modules: [versioned] }}\n",
+        m = module("versioned")
+    );
+    let topology = dir.path().join("topology.yaml");
+    std::fs::write(&topology, yaml).unwrap();
+    let up = Up::new(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .env("FIREFLY_CLUSTER_SECRET", SECRET)
+        .args(["--only", "gate,logic"])
+        .ready_on_status(admin, TOKEN, 2)
+        .start();
+    let whoami = || async {
+        let mut c = Client::connect(client).await.unwrap();
+        String::from_utf8(c.request(301, b"hi").await.unwrap().to_vec()).unwrap()
+    };
+    assert_eq!(whoami().await, "v1:hi");
+
+    // A node's link (as `spare`, with its own credential) is accepted over NATS, but a deploy
+    // it sends is not: it lacks the master's signature.
+    let spare = Credential::issue(SECRET.as_bytes(), &cluster, "spare");
+    let v2 = std::fs::read(
+        firefly::builder::build_module(&workspace().join("modules").join("versioned-v2")).unwrap(),
+    )
+    .unwrap();
+    let spec = NatsSpec {
+        servers: vec![url.clone()],
+        auth: NatsAuth::None,
+    };
+    let as_spare = Cluster::over_nats(
+        Identity {
+            cluster: cluster.clone(),
+            node: "spare".into(),
+            credential: spare.clone(),
+            rpc_timeout: Duration::from_secs(20),
+        },
+        3,
+        Fabric::new(spec, &cluster, "spare", spare.clone()),
+        vec![("logic".into(), 2)],
+    );
+    let answer = as_spare
+        .peer("logic")
+        .unwrap()
+        .request(|id| Msg::Deploy {
+            id,
+            module: "versioned".into(),
+            version: 2,
+            wasm: serde_bytes::ByteBuf::from(v2),
+            authority: serde_bytes::ByteBuf::from(spare.prove(&[b"firefly deploy"])),
+        })
+        .await
+        .unwrap();
+    match answer {
+        Msg::DeployReply {
+            result: Err(why), ..
+        } => assert!(why.contains("refused a deploy from `spare`"), "{why}"),
+        other => panic!("a forged deploy was not refused: {other:?}"),
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !up.logged(&["refused a deploy", "claimed_sender=spare"]) {
+        assert!(Instant::now() < deadline, "the node logged no refusal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(whoami().await, "v1:hi");
+
+    // The master's deploy (the module's code in many NATS messages, signed for the link)
+    // swaps the module.
+    let out = common::firefly()
+        .args([
+            "deploy",
+            &module("versioned-v2"),
+            "--module",
+            "versioned",
+            "-c",
+        ])
+        .arg(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(whoami().await, "v2:hi");
 }
