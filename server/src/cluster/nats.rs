@@ -109,6 +109,10 @@ pub struct Fabric {
     instance: String,
     /// Connected on first use and shared by every link (async-nats reconnects by itself).
     client: OnceCell<async_nats::Client>,
+    /// Counts losses of the NATS connection (and slow-consumer drops): messages may have
+    /// been lost then, so every link opened before ends (its peers open new ones), rather
+    /// than run on with a hole in its byte stream.
+    epoch: Arc<std::sync::atomic::AtomicU64>,
     seen: Mutex<HashMap<String, Seen>>,
 }
 
@@ -145,6 +149,7 @@ impl Fabric {
             credential,
             instance: hex::encode(&super::auth::nonce()[..8]),
             client: OnceCell::new(),
+            epoch: Arc::default(),
             seen: Mutex::new(HashMap::new()),
         })
     }
@@ -157,7 +162,21 @@ impl Fabric {
     pub async fn client(&self) -> Result<&async_nats::Client, String> {
         self.client
             .get_or_try_init(|| async {
+                let epoch = self.epoch.clone();
+                let node = self.node.clone();
                 let mut options = async_nats::ConnectOptions::new()
+                    .event_callback(move |event| {
+                        let (epoch, node) = (epoch.clone(), node.clone());
+                        async move {
+                            use async_nats::Event;
+                            if matches!(event, Event::Disconnected | Event::SlowConsumer(_)) {
+                                epoch.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                                tracing::warn!(%node, "NATS: {event}; ending the node links");
+                            } else {
+                                tracing::info!(%node, "NATS: {event}");
+                            }
+                        }
+                    })
                     .name(format!("firefly {} {}", self.cluster, self.node))
                     .connection_timeout(Duration::from_secs(2))
                     .ping_interval(Duration::from_secs(2));
@@ -442,6 +461,7 @@ async fn pump(
     end: DuplexStream,
 ) {
     let opened = Instant::now();
+    let epoch = fabric.epoch.load(std::sync::atomic::Ordering::Acquire);
     let (mut rd, mut wr) = tokio::io::split(end);
     let outbound = async {
         let mut buf = BytesMut::with_capacity(CHUNK);
@@ -469,6 +489,9 @@ async fn pump(
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         loop {
             tick.tick().await;
+            if fabric.epoch.load(std::sync::atomic::Ordering::Acquire) != epoch {
+                return;
+            }
             if !fabric.alive(&peer, &instance, opened) {
                 tracing::info!(%peer, "gone from NATS (not announced lately, or restarted): closing its link");
                 return;
@@ -647,6 +670,10 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
+        private_nats_on(port, args)
+    }
+
+    fn private_nats_on(port: u16, args: &[&str]) -> (PrivateNats, String) {
         let child = std::process::Command::new(nats_server())
             .args(["-a", "127.0.0.1", "-p", &port.to_string()])
             .args(args)
@@ -693,5 +720,59 @@ mod tests {
         };
         connects(&url, user("s3cret-pw")).await.unwrap();
         assert!(connects(&url, user("wrong")).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_nats_connection_ends_the_links_and_new_ones_open_after_it_returns_on_nats() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let (server, url) = private_nats_on(port, &[]);
+        let spec = NatsSpec {
+            servers: vec![url],
+            auth: NatsAuth::None,
+        };
+        let a = Fabric::new(spec.clone(), "lost", "a", issue("lost", "a"));
+        let b = Fabric::new(spec, "lost", "b", issue("lost", "b"));
+        let (_stop, run) = watch::channel(false);
+        tokio::spawn(a.clone().run(run.clone()));
+        tokio::spawn(b.clone().run(run.clone()));
+        let (accepted_tx, mut accepted) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(b.clone().accept(
+            move |_, s| {
+                let _ = accepted_tx.send(s);
+            },
+            run,
+        ));
+        let dial = || async {
+            loop {
+                if let Ok(s) = a.dial("b").await {
+                    break s;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        let mut near = within("first link", dial()).await;
+        let mut far = within("accepted", accepted.recv()).await.unwrap();
+        near.write_all(b"one").await.unwrap();
+        let mut three = [0u8; 3];
+        within("bytes", far.read_exact(&mut three)).await.unwrap();
+
+        // The server goes away and comes back on the same port: the old link ends (bytes may
+        // have been lost in between), and a new one works.
+        drop(server);
+        let mut rest = Vec::new();
+        let _ = within("the link ends", near.read_to_end(&mut rest)).await;
+        let (_server, _) = private_nats_on(port, &[]);
+        let mut near = tokio::time::timeout(Duration::from_secs(20), dial())
+            .await
+            .expect("no new link within 20 s of the server's return");
+        let mut far = within("accepted again", accepted.recv()).await.unwrap();
+        near.write_all(b"two").await.unwrap();
+        within("bytes again", far.read_exact(&mut three))
+            .await
+            .unwrap();
+        assert_eq!(&three, b"two");
     }
 }
