@@ -110,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             command: 1,
             payload: vec![0x5a; args.payload],
             settings: ProtocolSettings::default(),
+            tls: None,
         };
         let base = client_rt.block_on(loadgen::run(&config))?;
         println!(

@@ -71,6 +71,7 @@ fn main() -> anyhow::Result<()> {
             command: 1,
             payload: vec![0x5a; args.payload],
             settings: settings.clone(),
+            tls: None,
         };
         let base: LoadReport = client_rt.block_on(loadgen::run(&config(bare.addr)))?;
         let ours: LoadReport = client_rt.block_on(loadgen::run(&config(firefly_addr)))?;

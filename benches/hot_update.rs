@@ -97,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         command: 301,
         payload: vec![0x5a; 64],
         settings: ProtocolSettings::default(),
+        tls: None,
     };
     println!(
         "hot_update{}: {} connections, depth {}, {:?} per run (after 1 s warm-up), a deploy every {:?}",

@@ -34,6 +34,15 @@ const REGIONS: u64 = 10;
 const SPACING: i64 = 2000;
 
 fn serve() {
+    // The node's warnings, on stderr (the parent passes it through): a firing that failed or
+    // was stopped says so there.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .try_init();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -42,7 +51,7 @@ fn serve() {
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
         let yaml = format!(
-            "version: 1\ncluster: mmbench\nmodules:\n  matchmaking: {{ crate: modules/matchmaking }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n        idle_timeout: 3600s\n    modules: [matchmaking]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
+            "version: 1\ncluster: mmbench\nmodules:\n  matchmaking: {{ crate: modules/matchmaking }}\nnodes:\n  solo:\n    listen:\n      - tcp: 127.0.0.1:0\n        idle_timeout: 3600s\n        max_connections: 100000\n        max_connections_per_ip: 100000\n    modules: [matchmaking]\nstorage:\n  database: sqlite://{d}/data.db\n  journal: {d}/journal.db\n",
             d = dir.path().display()
         );
         let (_t, nodes) = firefly_testkit::start_cluster(&yaml, &["solo"]).await;
@@ -179,9 +188,11 @@ fn main() {
                 });
                 let _: usize = c.call(481, &req).await.unwrap();
                 drop(permit);
-                let push = c.next_push().await.unwrap();
-                assert_eq!(push.command, 4801);
-                tx.send(Instant::now()).unwrap();
+                // A player never told within the client's timeout is reported, not fatal.
+                if let Ok(push) = c.next_push().await {
+                    assert_eq!(push.command, 4801);
+                    tx.send(Instant::now()).unwrap();
+                }
                 c
             }));
         }
@@ -209,6 +220,13 @@ fn main() {
             n += 1;
         }
         let cpu = cpu_of(pid) - cpu0;
+        let left: usize = probe.call(483, &json!({"mode": "bench"})).await.unwrap();
+        if n < players {
+            println!(
+                "{} players were never told of a match within 120 s; {left} still queued",
+                players - n
+            );
+        }
         let secs = (last - first).as_secs_f64();
         let matches = n / 2;
         let rate = n as f64 / secs;

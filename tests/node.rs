@@ -45,6 +45,7 @@ async fn a_node_serves_on_sockets_its_caller_bound_and_stops_when_told() {
         cache_dir: Some(cache_dir()),
         storage: None,
         metrics: Some(unbindable()),
+        metrics_token: None,
     };
     let sockets = Sockets {
         clients: vec![client],
@@ -105,6 +106,7 @@ async fn sockets_that_do_not_match_the_listeners_are_refused() {
         cache_dir: None,
         storage: None,
         metrics: None,
+        metrics_token: None,
     };
     config.listeners.push(ListenerSpec {
         kind: ListenerKind::Tcp,

@@ -16,6 +16,7 @@ pub mod bench;
 pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;
+pub mod tls;
 pub use services::{PrivateNats, drop_redis_keys, private_nats, service_url};
 
 use std::collections::HashMap;
@@ -91,15 +92,27 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         cache_dir: Some(cache_dir()),
         storage: None,
         metrics: None,
+        metrics_token: None,
     };
     Node::start(config)
         .await
         .unwrap_or_else(|e| panic!("starting node: {e:#}"))
 }
 
-/// A node hosting `modules` with default protocol settings and [`test_limits`].
+/// A node hosting `modules` with [`test_limits`] and default protocol settings, except the
+/// connection caps: tests and benches open thousands of connections from one address, which the
+/// default per-IP cap (256) would refuse. The caps themselves are tested through `firefly up`
+/// (`server/tests/edge_processes.rs`).
 pub async fn start_node(modules: &[&str]) -> Node {
-    start_node_with(modules, test_limits(), ProtocolSettings::default()).await
+    start_node_with(modules, test_limits(), load_settings()).await
+}
+
+/// Default protocol settings with the connection caps lifted (one load generator, one address).
+pub fn load_settings() -> ProtocolSettings {
+    let mut settings = ProtocolSettings::default();
+    settings.edge.max_connections = 1_000_000;
+    settings.edge.max_connections_per_ip = 1_000_000;
+    settings
 }
 
 /// The first client address of `node`.

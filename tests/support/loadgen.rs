@@ -33,6 +33,8 @@
 //!   out counts as an error only. A reply on any other command id, a bad frame, or the server
 //!   closing a connection fails the whole run: FIFO matching, and so every number, would be
 //!   meaningless after it.
+//! - **TLS.** With [`LoadConfig::tls`], each connection makes its TLS handshake (rustls) while
+//!   connecting, so handshakes are outside the clock too; then the same loop runs inside TLS.
 //! - **Bounded.** Every loop ends by the drain deadline; memory per connection is the FIFO
 //!   (`depth` entries), the buffers (about `depth` frames each way) and one histogram
 //!   (~30 KiB).
@@ -47,7 +49,7 @@ use anyhow::{Context, bail, ensure};
 use bytes::{Bytes, BytesMut};
 use firefly::config::ProtocolSettings;
 use firefly::protocol::Codec;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -78,6 +80,32 @@ pub struct LoadConfig {
     pub payload: Vec<u8>,
     /// Header settings of the server's listener (magic, versions, maximum frame, error id).
     pub settings: ProtocolSettings,
+    /// Speak TLS to the listener (`None`: plain TCP).
+    pub tls: Option<TlsClient>,
+}
+
+/// How the load generator's connections speak TLS: a connector trusting the server's
+/// certificate, and the name to verify it for.
+#[derive(Clone)]
+pub struct TlsClient {
+    /// The rustls connector.
+    pub connector: tokio_rustls::TlsConnector,
+    /// The server name the certificate must be valid for.
+    pub name: rustls::pki_types::ServerName<'static>,
+}
+
+impl fmt::Debug for TlsClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TlsClient")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One load connection.
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
 }
 
 /// What was measured over the window (see the module doc for exactly which requests count).
@@ -272,13 +300,21 @@ pub async fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
 
     let mut connecting = JoinSet::new();
     for _ in 0..cfg.connections {
-        let addr = cfg.addr;
+        let (addr, tls) = (cfg.addr, cfg.tls.clone());
         connecting.spawn(async move {
             let stream = TcpStream::connect(addr)
                 .await
                 .with_context(|| format!("connecting to {addr}"))?;
             stream.set_nodelay(true)?;
-            anyhow::Ok(stream)
+            anyhow::Ok(match tls {
+                None => Conn::Plain(stream),
+                Some(tls) => Conn::Tls(Box::new(
+                    tls.connector
+                        .connect(tls.name, stream)
+                        .await
+                        .with_context(|| format!("TLS handshake with {addr}"))?,
+                )),
+            })
         });
     }
     let mut streams = Vec::with_capacity(cfg.connections);
@@ -305,9 +341,17 @@ pub async fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
         let plan = plan.clone();
         let addr = cfg.addr;
         running.spawn(async move {
-            drive(stream, &plan)
-                .await
-                .with_context(|| format!("load connection {n} to {addr}"))
+            let tally = match stream {
+                Conn::Plain(mut stream) => {
+                    let (reader, writer) = stream.split();
+                    drive(reader, writer, &plan).await
+                }
+                Conn::Tls(stream) => {
+                    let (reader, writer) = tokio::io::split(stream);
+                    drive(reader, writer, &plan).await
+                }
+            };
+            tally.with_context(|| format!("load connection {n} to {addr}"))
         });
     }
     let mut total = Tally::default();
@@ -332,8 +376,11 @@ pub async fn run(cfg: &LoadConfig) -> anyhow::Result<LoadReport> {
 }
 
 /// Runs one connection's closed loop until its drain ends; see the module doc.
-async fn drive(mut stream: TcpStream, plan: &Plan) -> anyhow::Result<Tally> {
-    let (mut reader, mut writer) = stream.split();
+async fn drive(
+    mut reader: impl AsyncRead + Unpin,
+    mut writer: impl AsyncWrite + Unpin,
+    plan: &Plan,
+) -> anyhow::Result<Tally> {
     let mut tally = Tally::default();
     // Send times of the requests in flight, oldest first (so non-decreasing); never longer
     // than `depth`. A request counts as sent when it is queued in `wbuf`.
@@ -437,6 +484,7 @@ mod tests {
             command: 1,
             payload: vec![0x5a; 64],
             settings: ProtocolSettings::default(),
+            tls: None,
         }
     }
 
@@ -633,6 +681,7 @@ mod slow_server_tests {
             command: 1,
             payload: vec![3; 16],
             settings: ProtocolSettings::default(),
+            tls: None,
         })
         .await
         .unwrap();

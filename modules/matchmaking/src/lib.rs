@@ -44,6 +44,20 @@ mod matchmaking {
         pub since_micros: u64,
     }
 
+    /// A match being made: written before its players leave the queue and deleted once they
+    /// were told, so a firing stopped in between (by the module's limits, a trap, its node's
+    /// end) is finished or undone by the next firing of the mode, and no player is left out
+    /// of the queue untold.
+    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
+    #[table(name = "mm_forming")]
+    pub struct Forming {
+        #[primary_key]
+        pub id: u64,
+        #[index]
+        pub mode: String,
+        pub players: Vec<Queued>,
+    }
+
     /// The mode's forming timer, started once.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
     #[table(name = "mm_modes")]
@@ -57,44 +71,59 @@ mod matchmaking {
         pub forming_until: u64,
     }
 
-    /// How many are queued for a mode: the cap is checked against it, so queueing costs the
-    /// same with 10 or 10,000 players waiting. Kept by every write to the queue.
+    /// How many are queued for a mode, in [`COUNT_SHARDS`] shards (a session counts in shard
+    /// `session % COUNT_SHARDS`): the cap is checked against their sum, so queueing costs the
+    /// same with 10 or 10,000 players waiting, and thousands of players queueing at once do not
+    /// all write one object (a single counter failed them with `conflict`, found by the
+    /// matchmaking bench). Kept by every write to the queue.
     #[derive(Debug, Clone, Serialize, Deserialize, Table)]
     #[table(name = "mm_counts")]
     pub struct Count {
+        /// `<mode>#<shard>`.
         #[primary_key]
-        pub mode: String,
+        pub shard: String,
         pub queued: u32,
     }
 
-    /// Adds `delta` to the mode's count (never below 0; the count is created on first use).
-    /// With `cap`, refuses to go past it (`queue_full`).
-    fn count(ctx: &Ctx, mode: &str, delta: i64, cap: Option<usize>) -> Result<u32> {
-        let change = |c: &mut Count| {
-            let next = (i64::from(c.queued) + delta).max(0);
-            if let Some(cap) = cap {
-                ensure!(
-                    next <= cap as i64,
-                    "queue_full",
-                    "{cap} players are queued for `{mode}`"
-                );
+    /// Shards of a mode's count.
+    const COUNT_SHARDS: u64 = 16;
+
+    fn shard_key(mode: &str, session: u64) -> String {
+        format!("{mode}#{}", session % COUNT_SHARDS)
+    }
+
+    /// Players queued for `mode`: the sum of its shards.
+    fn queued_total(ctx: &Ctx, mode: &str) -> Result<u32> {
+        let mut total = 0u32;
+        for shard in 0..COUNT_SHARDS {
+            if let Some(c) = ctx.get::<Count>(format!("{mode}#{shard}"))? {
+                total = total.saturating_add(c.value.queued);
             }
-            c.queued = next as u32;
+        }
+        Ok(total)
+    }
+
+    /// Adds `delta` to `session`'s shard of the mode's count (never below 0; created on
+    /// first use).
+    fn count(ctx: &Ctx, mode: &str, session: u64, delta: i64) -> Result<()> {
+        let key = shard_key(mode, session);
+        let change = |c: &mut Count| {
+            c.queued = (i64::from(c.queued) + delta).max(0) as u32;
             Ok(())
         };
         loop {
-            match ctx.modify::<Count>(mode.to_owned(), change) {
-                Ok(c) => return Ok(c.value.queued),
+            match ctx.modify::<Count>(key.clone(), change) {
+                Ok(_) => return Ok(()),
                 Err(e) if e.code == "not_found" => {}
                 Err(e) => return Err(e),
             }
             let mut fresh = Count {
-                mode: mode.to_owned(),
+                shard: key.clone(),
                 queued: 0,
             };
             change(&mut fresh)?;
             match ctx.insert(&fresh) {
-                Ok(_) => return Ok(fresh.queued),
+                Ok(_) => return Ok(()),
                 // Another request created it first: modify that one.
                 Err(DataError::AlreadyExists(_)) => {}
                 Err(e) => return Err(e.into()),
@@ -166,7 +195,16 @@ mod matchmaking {
             "invalid_rating",
             "ratings are within ±1,000,000"
         );
-        let queued = count(ctx, &req.mode, 1, Some(MAX_QUEUED))?;
+        // The shards are summed, then one is written: requests racing past the cap may
+        // overshoot it by as many as run at once.
+        let queued = queued_total(ctx, &req.mode)? as usize;
+        ensure!(
+            queued < MAX_QUEUED,
+            "queue_full",
+            "{MAX_QUEUED} players are queued for `{}`",
+            req.mode
+        );
+        count(ctx, &req.mode, ctx.session(), 1)?;
         let entry = Queued {
             session: ctx.session(),
             mode: req.mode.clone(),
@@ -176,7 +214,7 @@ mod matchmaking {
             since_micros: ctx.now_micros(),
         };
         if let Err(e) = ctx.insert(&entry) {
-            count(ctx, &req.mode, -1, None)?;
+            count(ctx, &req.mode, ctx.session(), -1)?;
             if e.code() == "already_exists" {
                 bail!("already_queued", "this session is already queued")
             }
@@ -197,7 +235,7 @@ mod matchmaking {
                 ctx.cancel_timer(timer);
             }
         }
-        Ok(queued as usize)
+        Ok(queued + 1)
     }
 
     /// Command 482: takes the caller out of the queue; whether it was queued.
@@ -217,7 +255,7 @@ mod matchmaking {
             Err(DataError::NotFound(_) | DataError::Conflict(_)) => return Ok(false),
             Err(e) => return Err(e.into()),
         }
-        count(ctx, &entry.value.mode, -1, None)?;
+        count(ctx, &entry.value.mode, entry.value.session, -1)?;
         Ok(true)
     }
 
@@ -225,9 +263,7 @@ mod matchmaking {
     #[handler(483)]
     fn queued(ctx: &mut Ctx, req: ModeName) -> Result<usize> {
         check_name("mode", &req.mode)?;
-        Ok(ctx
-            .get::<Count>(req.mode)?
-            .map_or(0, |c| c.value.queued as usize))
+        Ok(queued_total(ctx, &req.mode)? as usize)
     }
 
     #[on_disconnect]
@@ -259,7 +295,7 @@ mod matchmaking {
             Err(e) if e.code == "busy" || e.code == "not_found" => return Ok(()),
             Err(e) => return Err(e),
         }
-        let formed = form_matches(ctx, &mode, now);
+        let formed = recover(ctx, &mode).and_then(|()| form_matches(ctx, &mode, now));
         ctx.modify::<Mode>(mode, |m| {
             m.forming_until = 0;
             Ok(())
@@ -300,9 +336,63 @@ mod matchmaking {
         Ok(())
     }
 
+    /// Finishes or undoes the matches an earlier firing of `mode` was stopped in the middle
+    /// of: a match that was recorded is told (again) to its players; one that was not puts
+    /// its players back in the queue, as they were.
+    fn recover(ctx: &mut Ctx, mode: &str) -> Result<()> {
+        for key in ctx.list_by::<Forming, _>("mode", &mode)? {
+            let Some(forming) = ctx.get::<Forming>(key)? else {
+                continue;
+            };
+            let Forming { id, players, .. } = forming.value;
+            if ctx.get::<MatchRow>(id)?.is_some() {
+                tell(ctx, mode, id, &players)?;
+            } else {
+                // The room, if it was opened, has no match: close it.
+                let _ = ctx.close_room(&gameplay_common::matches::room_of(id));
+                for q in &players {
+                    match ctx.insert(q) {
+                        Ok(_) => count(ctx, mode, q.session, 1)?,
+                        Err(DataError::AlreadyExists(_)) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                warn!(
+                    "match {id} of `{mode}` was stopped before its players were told: {} put back in the queue",
+                    players.len()
+                );
+            }
+            match ctx.delete::<Forming>(id) {
+                Ok(()) | Err(DataError::NotFound(_)) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes match `id` to its players.
+    fn tell(ctx: &Ctx, mode: &str, id: u64, group: &[Queued]) -> Result<()> {
+        let players: Vec<u64> = group.iter().map(|q| q.session).collect();
+        let matched = Matched {
+            id,
+            mode: mode.to_owned(),
+            room: gameplay_common::matches::room_of(id),
+            players: players.clone(),
+            ratings: group.iter().map(|q| q.rating).collect(),
+        };
+        ctx.push_sessions(&players, MATCHED_TOPIC, &matched)
+    }
+
     /// Takes `group` out of the queue and into a new match; `false` (nothing changed) when one
-    /// of them left the queue meanwhile.
+    /// of them left the queue meanwhile. The match is written down first ([`Forming`]), so
+    /// being stopped anywhere after that is finished or undone by [`recover`].
     fn start_match(ctx: &mut Ctx, mode: &str, group: &[Queued]) -> Result<bool> {
+        let id = ctx.alloc_id::<MatchRow>()?;
+        ctx.insert(&Forming {
+            id,
+            mode: mode.to_owned(),
+            players: group.to_vec(),
+        })?;
         let mut claimed = Vec::with_capacity(group.len());
         for q in group {
             match ctx.delete::<Queued>(q.session) {
@@ -315,13 +405,15 @@ mod matchmaking {
                             Err(e) => return Err(e.into()),
                         }
                     }
+                    ctx.delete::<Forming>(id)?;
                     return Ok(false);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        count(ctx, mode, -(group.len() as i64), None)?;
-        let id = ctx.alloc_id::<MatchRow>()?;
+        for q in group {
+            count(ctx, mode, q.session, -1)?;
+        }
         let players: Vec<u64> = group.iter().map(|q| q.session).collect();
         let room = gameplay_common::matches::room_of(id);
         ctx.open_room(&room, RoomSpec::new().max_members(group.len() as u32))?;
@@ -334,14 +426,11 @@ mod matchmaking {
             mode: mode.to_owned(),
             players: players.clone(),
         })?;
-        let matched = Matched {
-            id,
-            mode: mode.to_owned(),
-            room,
-            players: players.clone(),
-            ratings: group.iter().map(|q| q.rating).collect(),
-        };
-        ctx.push_sessions(&players, MATCHED_TOPIC, &matched)?;
+        tell(ctx, mode, id, group)?;
+        match ctx.delete::<Forming>(id) {
+            Ok(()) | Err(DataError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
         Ok(true)
     }
 }

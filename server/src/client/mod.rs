@@ -85,6 +85,14 @@ impl Client {
         settings: &ProtocolSettings,
     ) -> Result<Client, ClientError> {
         let stream = TcpStream::connect(addr).await?;
+        Self::from_stream(stream, settings)
+    }
+
+    /// A client over a stream the caller connected (say, from a chosen source address).
+    pub fn from_stream(
+        stream: TcpStream,
+        settings: &ProtocolSettings,
+    ) -> Result<Client, ClientError> {
         stream.set_nodelay(true)?;
         Ok(Client {
             stream,

@@ -7,6 +7,7 @@
 //! must produce.
 
 mod auto_rollback;
+mod edge;
 mod origins;
 mod raw;
 mod sessions_settings;
@@ -245,6 +246,9 @@ pub struct NodeSpec {
     pub routes: Vec<RouteSpec>,
     /// Where it serves Prometheus metrics (`GET /metrics`), if anywhere.
     pub metrics: Option<SocketAddr>,
+    /// The file holding the bearer token a scrape of `/metrics` must send (absolute; `None`:
+    /// no token, and then `metrics` is a loopback address).
+    pub metrics_token_file: Option<PathBuf>,
 }
 
 /// How a route picks one of its nodes.
@@ -316,6 +320,56 @@ pub struct ProtocolSettings {
     /// whose `Origin` is not listed is refused with 403; one without `Origin` (not a browser)
     /// is accepted.
     pub origins: Option<Vec<String>>,
+    /// Connection caps, rate limit and write stall: what keeps one client from taking the
+    /// listener down.
+    pub edge: EdgeSettings,
+}
+
+/// What a listener allows one address and one session (README "Hardening the client edge").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EdgeSettings {
+    /// Most connections open at once on the listener; one more is refused at once
+    /// (`too_many_connections`).
+    pub max_connections: u32,
+    /// Most connections open at once from one IP address.
+    pub max_connections_per_ip: u32,
+    /// Per-session request rate limit (`None`: unlimited).
+    pub rate_limit: Option<RateLimit>,
+    /// A client that accepts none of what the gate writes for this long is disconnected: it
+    /// stopped reading, and everything queued for it would only pile up.
+    pub write_stall: Duration,
+    /// TLS for the listener (`None`: plain TCP or WebSocket).
+    pub tls: Option<TlsFiles>,
+}
+
+/// A TLS listener's certificate and key (PEM files, absolute paths), re-read when they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// The certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// The private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+}
+
+impl Default for EdgeSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            rate_limit: None,
+            write_stall: Duration::from_secs(10),
+            tls: None,
+        }
+    }
+}
+
+/// A token bucket: `burst` requests at once, refilled at `per_second`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Requests per second a session may sustain.
+    pub per_second: u32,
+    /// Requests a session may send at once after a quiet period.
+    pub burst: u32,
 }
 
 /// Per-listener session behaviour: single login and resumable sessions.
@@ -365,6 +419,7 @@ impl Default for ProtocolSettings {
             error_command: u32::MAX,
             sessions: SessionSettings::default(),
             origins: None,
+            edge: EdgeSettings::default(),
         }
     }
 }

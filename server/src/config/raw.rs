@@ -93,7 +93,7 @@ pub(super) struct RawNode {
     pub modules: Vec<String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
-    pub metrics: Option<String>,
+    pub metrics: Option<super::edge::RawMetrics>,
 }
 
 /// `commands: 7` or `commands: "100-199"`.
@@ -134,6 +134,11 @@ pub(super) struct RawListener {
     pub idle_timeout: Option<String>,
     pub error_command: Option<u32>,
     pub origins: Option<Vec<String>>,
+    pub max_connections: Option<u32>,
+    pub max_connections_per_ip: Option<u32>,
+    pub rate_limit: Option<super::edge::RawRateLimit>,
+    pub write_stall: Option<String>,
+    pub tls: Option<super::edge::RawTls>,
 }
 
 /// `resume: { grace: 30s, buffer: 256 }` on a listener (`resume: {}` takes the defaults).

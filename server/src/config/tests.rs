@@ -182,3 +182,40 @@ fn the_cluster_names_its_transport_and_a_plain_name_keeps_the_tcp_mesh() {
         );
     }
 }
+
+#[test]
+fn edge_keys_take_their_values_and_their_defaults() {
+    let text = "version: 1\ncluster: c\nmodules:\n  a: { wasm: a.wasm }\nnodes:\n  n:\n    listen:\n      - tcp: 127.0.0.1:1\n        max_connections: 50\n        max_connections_per_ip: 5\n        rate_limit: { per_second: 10 }\n        write_stall: 2s\n        tls: { cert: certs/c.pem, key: certs/c.key }\n      - ws: 127.0.0.1:2\n    modules: [a]\n    metrics: { addr: 0.0.0.0:9101, token_file: secrets/metrics }\n";
+    let t = Topology::parse(text, Path::new("/base")).unwrap();
+    let n = t.node("n").unwrap();
+    let edge = &n.listen[0].protocol.edge;
+    assert_eq!(edge.max_connections, 50);
+    assert_eq!(edge.max_connections_per_ip, 5);
+    assert_eq!(
+        edge.rate_limit,
+        Some(RateLimit {
+            per_second: 10,
+            burst: 20
+        })
+    );
+    assert_eq!(edge.write_stall, std::time::Duration::from_secs(2));
+    let tls = edge.tls.as_ref().unwrap();
+    assert_eq!(tls.cert, Path::new("/base/certs/c.pem"));
+    assert_eq!(tls.key, Path::new("/base/certs/c.key"));
+    assert_eq!(n.listen[1].protocol.edge, EdgeSettings::default());
+    assert_eq!(n.metrics.unwrap().to_string(), "0.0.0.0:9101");
+    assert_eq!(
+        n.metrics_token_file.as_deref(),
+        Some(Path::new("/base/secrets/metrics"))
+    );
+    let defaults = EdgeSettings::default();
+    assert_eq!(
+        (
+            defaults.max_connections,
+            defaults.max_connections_per_ip,
+            defaults.rate_limit,
+            defaults.write_stall.as_secs()
+        ),
+        (10_000, 256, None, 10)
+    );
+}

@@ -118,7 +118,7 @@ fn limits(path: &str, raw: &RawLimits, base: &Limits) -> Result<Limits> {
     Ok(l)
 }
 
-fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
+fn listener(path: &str, raw: &RawListener, base_dir: &Path) -> Result<ListenerSpec> {
     let (kind, key, text) = match (&raw.tcp, &raw.ws) {
         (Some(tcp), None) => (ListenerKind::Tcp, "tcp", tcp),
         (None, Some(ws)) => (ListenerKind::Ws, "ws", ws),
@@ -183,6 +183,7 @@ fn listener(path: &str, raw: &RawListener) -> Result<ListenerSpec> {
     }
     protocol.sessions = super::sessions_settings::session_settings(path, raw)?;
     protocol.origins = super::origins::origins(path, kind, raw)?;
+    protocol.edge = super::edge::edge_settings(path, raw, base_dir)?;
     Ok(ListenerSpec {
         kind,
         addr,
@@ -323,7 +324,13 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         &defaults,
         &master,
     )?;
-    let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master, &transport)?;
+    let nodes = nodes(
+        raw.nodes.unwrap_or_default(),
+        &modules,
+        &master,
+        base_dir,
+        &transport,
+    )?;
     let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
     Ok(Topology {
         version,
@@ -420,6 +427,7 @@ fn nodes(
     raw: BTreeMap<String, RawNode>,
     modules: &BTreeMap<String, ModuleSpec>,
     master: &MasterSpec,
+    base_dir: &Path,
     transport: &super::Transport,
 ) -> Result<BTreeMap<String, NodeSpec>> {
     let nats = matches!(transport, super::Transport::Nats(_));
@@ -452,15 +460,13 @@ fn nodes(
                 "not used with `cluster.transport: nats://...` (nodes reach each other over NATS); remove it",
             ));
         }
-        let spec = node(
-            &name,
-            n,
-            index,
+        let cx = NodeContext {
             several,
-            &name_refs,
+            names: &name_refs,
             modules,
-            &mut addresses,
-        )?;
+            base_dir,
+        };
+        let spec = node(&name, n, index, &cx, &mut addresses)?;
         nodes.insert(name, spec);
     }
     if !nats {
@@ -469,15 +475,29 @@ fn nodes(
     Ok(nodes)
 }
 
+/// What every node of a topology is checked against.
+struct NodeContext<'a> {
+    /// Whether the cluster has several nodes (then each needs an `rpc:` address).
+    several: bool,
+    names: &'a [&'a String],
+    modules: &'a BTreeMap<String, ModuleSpec>,
+    /// What relative paths (token files) resolve against.
+    base_dir: &'a Path,
+}
+
 fn node(
     name: &str,
     n: RawNode,
     index: u16,
-    several: bool,
-    names: &[&String],
-    modules: &BTreeMap<String, ModuleSpec>,
+    cx: &NodeContext<'_>,
     addresses: &mut Addresses,
 ) -> Result<NodeSpec> {
+    let NodeContext {
+        several,
+        names,
+        modules,
+        base_dir,
+    } = *cx;
     let path = format!("nodes.{name}");
     check_name(&path, name)?;
     let rpc = match &n.rpc {
@@ -514,7 +534,7 @@ fn node(
     }
     let mut listen = Vec::new();
     for (i, l) in n.listen.iter().enumerate() {
-        let spec = listener(&format!("{path}.listen[{i}]"), l)?;
+        let spec = listener(&format!("{path}.listen[{i}]"), l, base_dir)?;
         let key = match spec.kind {
             ListenerKind::Tcp => "tcp",
             ListenerKind::Ws => "ws",
@@ -523,14 +543,13 @@ fn node(
         listen.push(spec);
     }
     check_hosted(&path, &n.modules, modules)?;
-    let metrics = match &n.metrics {
-        Some(text) => {
-            let p = format!("{path}.metrics");
-            let addr = socket(&p, text)?;
-            addresses.claim(p, addr)?;
-            Some(addr)
+    let (metrics, metrics_token_file) = match &n.metrics {
+        Some(raw) => {
+            let (addr, token_file) = super::edge::metrics_endpoint(&path, raw, base_dir)?;
+            addresses.claim(format!("{path}.metrics"), addr)?;
+            (Some(addr), token_file)
         }
-        None => None,
+        None => (None, None),
     };
     Ok(NodeSpec {
         name: name.to_owned(),
@@ -541,6 +560,7 @@ fn node(
         modules: n.modules,
         routes,
         metrics,
+        metrics_token_file,
     })
 }
 

@@ -9,6 +9,7 @@ use tokio::time::Instant;
 
 use super::Listener;
 use super::forward::{Forwards, MAX_PIPELINE};
+use super::limits::Bucket;
 use super::session_command::session_request;
 use super::transport::{Close, ReadError, Transport};
 
@@ -48,7 +49,10 @@ pub(super) async fn run<T: Transport>(
     let idle = shared.settings.idle_timeout;
     let mut rbuf = BytesMut::with_capacity(READ_SPARE);
     let mut wbuf = BytesMut::with_capacity(4096);
-    let mut scratch = Scratch::default();
+    let mut scratch = Scratch {
+        bucket: shared.settings.edge.rate_limit.map(Bucket::new),
+        ..Scratch::default()
+    };
     let mut last_read = Instant::now();
     // Re-armed only when it fires, not on every read: resetting a timer per read costs more
     // than checking the last read time once per idle period.
@@ -248,6 +252,10 @@ struct Scratch {
     /// per batch instead of per request keeps shared cache lines out of the hot loop.
     requests: u64,
     errors: u64,
+    /// The session's request rate limit (`None`: unlimited). Per connection: a resumed
+    /// session starts with a full bucket, which a reconnect loop cannot exploit past the
+    /// per-address connection cap.
+    bucket: Option<Bucket>,
 }
 
 impl Scratch {
@@ -280,11 +288,34 @@ async fn process<T: Transport>(
     let error_command = shared.settings.error_command;
     let node = &shared.node;
     let mut fwd = Forwards::default();
+    if let Some(bucket) = scratch.bucket.as_mut() {
+        bucket.refill(Instant::now());
+    }
     let close = loop {
         let session = slot.id;
         match shared.codec.decode(rbuf) {
             Ok(Some(frame)) => {
                 let command = frame.command;
+                if let Some(bucket) = scratch.bucket.as_mut()
+                    && !bucket.take()
+                {
+                    // Answered in its place: what came before it is answered first.
+                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
+                        break Some(End::Lost(Why::WriteError));
+                    }
+                    drain(shared, session, &mut fwd, wbuf, scratch).await;
+                    rate_limited(shared, command, wbuf, scratch);
+                    // A flood of tiny requests must not turn one read into a large buffer
+                    // of refusals.
+                    if wbuf.len() >= FLUSH_AT {
+                        scratch.lease = None;
+                        if stream.write(wbuf).await.is_err() {
+                            break Some(End::Lost(Why::WriteError));
+                        }
+                        wbuf.clear();
+                    }
+                    continue;
+                }
                 if command == session::SESSION_COMMAND {
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
                         break Some(End::Lost(Why::WriteError));
@@ -413,6 +444,28 @@ fn refuse(
     shared
         .codec
         .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
+}
+
+/// Answers a request past the session's rate limit (it is not served).
+fn rate_limited(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
+    let edge = &shared.node.gate_stats.edge;
+    edge.rate_limited
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let message = match shared.settings.edge.rate_limit {
+        Some(l) => format!(
+            "more than {} requests per second (burst {}): this request was not served",
+            l.per_second, l.burst
+        ),
+        None => "rate limited".to_owned(),
+    };
+    refuse(
+        shared,
+        command,
+        crate::protocol::edge::RATE_LIMITED,
+        message,
+        wbuf,
+        scratch,
+    );
 }
 
 /// Answers a request no module here (or on a routed node) handles.

@@ -1,6 +1,6 @@
 //! What a client connection runs over: plain TCP, or WebSocket carrying the same frames (one
-//! frame per binary message). The connection logic (`connection::run`) is written once
-//! against [`Transport`].
+//! frame per binary message), each either plain or inside TLS. The connection logic
+//! (`connection::run`) is written once against [`Transport`].
 
 use std::future::Future;
 use std::io;
@@ -8,8 +8,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{SinkExt as _, StreamExt as _};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -73,14 +74,34 @@ impl Transport for TcpStream {
     async fn close(&mut self, _why: Option<Close>) {}
 }
 
-/// A WebSocket connection: each binary message carries one frame.
-pub(crate) struct Ws(pub WebSocketStream<TcpStream>);
+impl Transport for TlsStream<TcpStream> {
+    async fn read(&mut self, buf: &mut BytesMut) -> Result<usize, ReadError> {
+        self.read_buf(buf).await.map_err(ReadError::Io)
+    }
+
+    async fn write(&mut self, frames: &[u8]) -> io::Result<()> {
+        self.write_all(frames).await?;
+        // rustls may keep the last record until flushed.
+        self.flush().await
+    }
+
+    async fn close(&mut self, why: Option<Close>) {
+        if why.is_some() {
+            // A close_notify, so the client can tell our close from a cut connection.
+            let _ = AsyncWriteExt::shutdown(self).await;
+        }
+    }
+}
+
+/// A WebSocket connection over `S` (TCP, or TLS over TCP): each binary message carries one
+/// frame.
+pub(crate) struct Ws<S>(pub WebSocketStream<S>);
 
 fn ws_error(e: WsError) -> io::Error {
     io::Error::other(e)
 }
 
-impl Transport for Ws {
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Transport for Ws<S> {
     async fn read(&mut self, buf: &mut BytesMut) -> Result<usize, ReadError> {
         loop {
             // `next` is cancel-safe; everything after it is synchronous. Fragmented messages
@@ -138,11 +159,11 @@ impl Transport for Ws {
         }
         // A lingering close: stop sending, then read (and drop) what the client still sends
         // until it hangs up, so the close frame is not lost to a reset.
-        let tcp = self.0.get_mut();
-        let _ = AsyncWriteExt::shutdown(tcp).await;
+        let inner = self.0.get_mut();
+        let _ = AsyncWriteExt::shutdown(inner).await;
         let mut sink = [0u8; 4096];
         let _ = tokio::time::timeout(LINGER, async {
-            while matches!(AsyncReadExt::read(tcp, &mut sink).await, Ok(n) if n > 0) {}
+            while matches!(AsyncReadExt::read(inner, &mut sink).await, Ok(n) if n > 0) {}
         })
         .await;
     }

@@ -238,6 +238,23 @@ pub struct Snapshot {
     pub data: Option<crate::data::FlushStats>,
     /// Per module that started timers.
     pub timers: Vec<TimerCounts>,
+    /// What the client edge refused or cut off.
+    pub edge: EdgeTotals,
+}
+
+/// The client edge's refusals since start (see [`crate::routing::EdgeStats`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EdgeTotals {
+    /// Connections refused at the listener's `max_connections`.
+    pub refused_listener_cap: u64,
+    /// Connections refused at their address's `max_connections_per_ip`.
+    pub refused_ip_cap: u64,
+    /// Requests answered `rate_limited`.
+    pub rate_limited: u64,
+    /// Connections closed after `write_stall` without the client reading.
+    pub write_stalls: u64,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: u64,
 }
 
 fn escape(value: &str) -> String {
@@ -264,6 +281,7 @@ impl Snapshot {
         let mut out = String::new();
         let node = escape(&self.node);
         self.render_node(&mut out, &node);
+        self.render_edge(&mut out, &node);
         self.render_commands(&mut out, &node);
         self.render_latency(&mut out, &node);
         self.render_peers(&mut out, &node);
@@ -330,6 +348,44 @@ impl Snapshot {
             "Objects not yet in SQL (with Redis: as this node's last flush saw them).",
             d.dirty,
         );
+    }
+
+    /// The client edge: refused connections by cap, rate-limited requests, stalled clients.
+    fn render_edge(&self, out: &mut String, node: &str) {
+        let e = &self.edge;
+        let name = "firefly_connections_refused_total";
+        family(
+            out,
+            name,
+            "counter",
+            "Client connections refused at a connection cap, by cap (max_connections, max_connections_per_ip).",
+        );
+        for (cap, v) in [
+            ("listener", e.refused_listener_cap),
+            ("ip", e.refused_ip_cap),
+        ] {
+            let _ = writeln!(out, "{name}{{node=\"{node}\",cap=\"{cap}\"}} {v}");
+        }
+        for (name, help, v) in [
+            (
+                "firefly_rate_limited_total",
+                "Requests answered with a rate_limited error frame (not served).",
+                e.rate_limited,
+            ),
+            (
+                "firefly_write_stall_disconnects_total",
+                "Client connections closed because the client read nothing for write_stall.",
+                e.write_stalls,
+            ),
+            (
+                "firefly_tls_handshake_failures_total",
+                "TLS handshakes on client listeners that failed or timed out.",
+                e.tls_handshake_failures,
+            ),
+        ] {
+            family(out, name, "counter", help);
+            let _ = writeln!(out, "{name}{{node=\"{node}\"}} {v}");
+        }
     }
 
     /// Calls `each` with the labels and totals of every command of every module version.
@@ -505,6 +561,8 @@ mod tests {
         .render();
         assert!(text.contains("firefly_data_flushed_rows_total{node=\"n\"} 12\n"));
         assert!(text.contains("firefly_data_dirty_objects{node=\"n\"} 3\n"));
+        assert!(text.contains("firefly_connections_refused_total{node=\"n\",cap=\"ip\"} 0\n"));
+        assert!(text.contains("firefly_rate_limited_total{node=\"n\"} 0\n"));
         let line = |l: &str| text.lines().any(|x| x == l);
         assert!(line(
             "firefly_requests_total{node=\"n\",module=\"lobby\",version=\"1\",command=\"101\"} 2"

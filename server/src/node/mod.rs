@@ -63,6 +63,8 @@ pub struct NodeConfig {
     pub storage: Option<crate::config::StorageSpec>,
     /// Where to serve Prometheus metrics (`None`: nowhere).
     pub metrics: Option<SocketAddr>,
+    /// The bearer token a scrape must send (`None`: none asked).
+    pub metrics_token: Option<String>,
 }
 
 impl NodeConfig {
@@ -133,6 +135,10 @@ impl NodeConfig {
             cache_dir: Some(topology.cache_dir()),
             storage: Some(topology.storage.clone()),
             metrics: spec.metrics,
+            metrics_token: match &spec.metrics_token_file {
+                Some(file) => Some(crate::metrics::http::read_token(file)?),
+                None => None,
+            },
         })
     }
 }

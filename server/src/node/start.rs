@@ -219,17 +219,27 @@ pub(super) fn serve(
         tasks.spawn(crate::metrics::http::serve(
             listener,
             Arc::new(snapshot),
+            config.metrics_token.clone(),
             stop.clone(),
         ));
     }
     for (listener, spec) in sockets.clients.into_iter().zip(&config.listeners) {
         let addr = listener.local_addr()?;
-        tracing::info!(node = %name, "listening on {}", gate::describe(spec.kind, &addr));
+        let tls = match &spec.protocol.edge.tls {
+            Some(files) => Some(
+                gate::Tls::load(files)
+                    .with_context(|| format!("node `{name}`: TLS listener {addr}"))?,
+            ),
+            None => None,
+        };
+        let shown = gate::describe(spec.kind, tls.is_some(), &addr);
+        tracing::info!(node = %name, "listening on {shown}");
         bound.clients.push(addr);
         tasks.spawn(gate::serve(
             listener,
             spec.kind,
             spec.protocol.clone(),
+            tls,
             core.dispatch.clone(),
             stop.clone(),
         ));

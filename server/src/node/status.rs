@@ -103,6 +103,17 @@ impl NodeCore {
             gate_requests: status.requests,
             gate_errors: status.errors,
             data: self.data.as_ref().and_then(|d| d.flush_stats()),
+            edge: {
+                let e = &self.dispatch.gate_stats.edge;
+                let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+                crate::metrics::EdgeTotals {
+                    refused_listener_cap: get(&e.refused_listener_cap),
+                    refused_ip_cap: get(&e.refused_ip_cap),
+                    rate_limited: get(&e.rate_limited),
+                    write_stalls: get(&e.write_stalls),
+                    tls_handshake_failures: get(&e.tls_handshake_failures),
+                }
+            },
             timers: self
                 .timers
                 .totals()

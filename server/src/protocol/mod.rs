@@ -14,6 +14,7 @@
 //! Byte-compatible with the original Firefly's `DataPackProtoc`. The same [`Codec`] serves the
 //! server, the Rust client library and the benchmarks' bare baseline, so all speak one framing.
 
+pub mod edge;
 mod error_frame;
 mod frame;
 pub mod session;

@@ -29,8 +29,26 @@ pub struct GateStats {
     pub requests: Counter,
     /// Of those, answered with an error.
     pub errors: Counter,
+    /// The client edge's refusals and disconnects (connection caps, rate limit, stalls).
+    pub edge: EdgeStats,
     /// Notified when the last connection closes (a graceful stop waits on it).
     pub(crate) idle: Notify,
+}
+
+/// What the client edge refused or cut off since start (`/metrics`). Rare events, so plain
+/// atomics rather than striped counters.
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    /// Connections refused because their listener was at `max_connections`.
+    pub refused_listener_cap: AtomicU64,
+    /// Connections refused because their IP address was at `max_connections_per_ip`.
+    pub refused_ip_cap: AtomicU64,
+    /// Requests answered `rate_limited`.
+    pub rate_limited: AtomicU64,
+    /// Connections closed because the client read nothing for `write_stall`.
+    pub write_stalls: AtomicU64,
+    /// TLS handshakes that failed or timed out (bad client, scanner, expired certificate).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 /// The request path of one node.

@@ -6,6 +6,6 @@ mod dispatch;
 mod remote;
 mod router;
 
-pub use dispatch::{Dispatcher, GateStats, LocalRoute};
+pub use dispatch::{Dispatcher, EdgeStats, GateStats, LocalRoute};
 pub use remote::RemoteRoute;
 pub use router::{ModuleSlot, RouteError, Router};
