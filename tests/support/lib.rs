@@ -17,7 +17,7 @@ pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;
 pub mod tls;
-pub use services::{drop_redis_keys, service_url};
+pub use services::{PrivateNats, drop_redis_keys, private_nats, service_url};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

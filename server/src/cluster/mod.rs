@@ -7,6 +7,8 @@
 //! * `data_link`: requests to the data-owning node (the data layer's `OwnerLink`).
 //! * `calls`: modules' `call_node` / `send_node` over the links (the engine's `NodeCalls`).
 //! * [`peer`]: outbound links (requests with ids and timeouts, reconnect with backoff).
+//! * [`nats`]: NATS as the byte transport of the links (`cluster.transport: nats://...`):
+//!   announcements, link subjects; the links run the same handshake and messages.
 //! * [`server`]: the inbound side: authenticates links, keeps a session's forwarded requests
 //!   in order, and hands every message to the node's [`Inbound`] (the transport knows no
 //!   feature).
@@ -19,6 +21,7 @@ pub mod authority;
 mod calls;
 mod data_link;
 mod inbound;
+pub mod nats;
 pub mod peer;
 pub mod server;
 pub mod wire;
@@ -30,10 +33,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::config::Topology;
+use crate::config::{Topology, Transport};
 use crate::sessions::{OpFuture, PushError, RemoteSessions, SessionOp};
 pub use inbound::Inbound;
-pub use peer::{Peer, Pending, RpcError};
+pub use peer::{Peer, Pending, Route, RpcError};
 
 /// Who this process is in the cluster and how it proves it.
 #[derive(Clone)]
@@ -85,16 +88,45 @@ pub struct Cluster {
     by_index: HashMap<u16, Arc<Peer>>,
     /// The other nodes that hold client sessions (broadcasts go to each).
     gates: Vec<Arc<Peer>>,
+    /// Over NATS: this process's fabric (announcements, accepted links).
+    fabric: Option<Arc<nats::Fabric>>,
 }
 
 impl Cluster {
     /// A cluster view with the given peers `(name, index, rpc address)`.
     pub fn new(identity: Identity, my_index: u16, peers: Vec<(String, u16, SocketAddr)>) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|(name, index, addr)| (name, index, Route::Tcp(addr)))
+            .collect();
+        Self::with_routes(identity, my_index, peers, None)
+    }
+
+    /// A cluster view over NATS with the given peers `(name, index)`, reached through `fabric`.
+    pub fn over_nats(
+        identity: Identity,
+        my_index: u16,
+        fabric: Arc<nats::Fabric>,
+        peers: Vec<(String, u16)>,
+    ) -> Self {
+        let peers = peers
+            .into_iter()
+            .map(|(name, index)| (name, index, Route::Nats(fabric.clone())))
+            .collect();
+        Self::with_routes(identity, my_index, peers, Some(fabric))
+    }
+
+    fn with_routes(
+        identity: Identity,
+        my_index: u16,
+        peers: Vec<(String, u16, Route)>,
+        fabric: Option<Arc<nats::Fabric>>,
+    ) -> Self {
         let identity = Arc::new(identity);
         let mut by_name = HashMap::new();
         let mut by_index = HashMap::new();
-        for (name, index, addr) in peers {
-            let peer = Arc::new(Peer::new(name.clone(), index, addr, identity.clone()));
+        for (name, index, route) in peers {
+            let peer = Arc::new(Peer::new(name.clone(), index, route, identity.clone()));
             by_index.insert(index, peer.clone());
             by_name.insert(name, peer);
         }
@@ -106,29 +138,54 @@ impl Cluster {
             peers: by_name,
             by_index,
             gates,
+            fabric,
         }
     }
 
-    /// The view node `node` of `topology` has: every other node with an rpc address.
+    /// The cluster view the nodes of `topology` share, from `me` at index `my_index`: over
+    /// TCP every node with an rpc address, over NATS every node (`fabric` made for `me`).
+    pub fn for_topology(topology: &Topology, identity: Identity, my_index: u16) -> Self {
+        let me = identity.node.clone();
+        let others = topology.nodes.values().filter(|n| n.name != me);
+        match &topology.transport {
+            Transport::Tcp => {
+                let peers = others
+                    .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
+                    .collect();
+                Self::new(identity, my_index, peers)
+            }
+            Transport::Nats(spec) => {
+                let fabric = nats::Fabric::new(
+                    spec.clone(),
+                    &topology.cluster,
+                    &me,
+                    identity.credential.clone(),
+                );
+                let peers = others.map(|n| (n.name.clone(), n.index)).collect();
+                Self::over_nats(identity, my_index, fabric, peers)
+            }
+        }
+    }
+
+    /// Over NATS: this process's fabric.
+    pub fn fabric(&self) -> Option<&Arc<nats::Fabric>> {
+        self.fabric.as_ref()
+    }
+
+    /// The view node `node` of `topology` has: every other node it can reach.
     pub fn from_topology(
         topology: &Topology,
         node: &str,
         credential: authority::Credential,
     ) -> anyhow::Result<Self> {
         let me = topology.node(node)?;
-        let peers = topology
-            .nodes
-            .values()
-            .filter(|n| n.name != node)
-            .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
-            .collect();
         let identity = Identity {
             cluster: topology.cluster.clone(),
             node: node.to_owned(),
             credential,
             rpc_timeout: topology.master.rpc_timeout,
         };
-        let mut cluster = Self::new(identity, me.index, peers);
+        let mut cluster = Self::for_topology(topology, identity, me.index);
         cluster.gates = topology
             .nodes
             .values()

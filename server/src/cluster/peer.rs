@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
@@ -40,6 +40,52 @@ pub enum RpcError {
         /// The RPC timeout.
         timeout: Duration,
     },
+}
+
+/// How a peer is reached: the direct mesh or NATS.
+#[derive(Debug, Clone)]
+pub enum Route {
+    /// Its `rpc:` address.
+    Tcp(SocketAddr),
+    /// By name through this process's NATS fabric.
+    Nats(Arc<super::nats::Fabric>),
+}
+
+impl std::fmt::Display for Route {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Route::Tcp(addr) => write!(f, "{addr}"),
+            Route::Nats(_) => f.write_str("NATS"),
+        }
+    }
+}
+
+/// A byte stream a link runs on (a TCP connection, or one end of a NATS link), and how it
+/// splits into halves that a reader and a writer task own.
+pub(crate) trait LinkStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
+    /// The read half.
+    type Read: AsyncRead + Send + Unpin + 'static;
+    /// The write half.
+    type Write: AsyncWrite + Send + Unpin + 'static;
+    /// Splits it.
+    fn halves(self) -> (Self::Read, Self::Write);
+}
+
+impl LinkStream for TcpStream {
+    type Read = tokio::net::tcp::OwnedReadHalf;
+    type Write = tokio::net::tcp::OwnedWriteHalf;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        // TCP's own halves: no lock between reader and writer on the default transport.
+        self.into_split()
+    }
+}
+
+impl LinkStream for tokio::io::DuplexStream {
+    type Read = tokio::io::ReadHalf<Self>;
+    type Write = tokio::io::WriteHalf<Self>;
+    fn halves(self) -> (Self::Read, Self::Write) {
+        tokio::io::split(self)
+    }
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -140,7 +186,7 @@ pub struct Peer {
     pub name: String,
     /// Its node index (the high bits of the session ids it issues).
     pub index: u16,
-    addr: SocketAddr,
+    route: Route,
     identity: Arc<Identity>,
     link: Mutex<Option<Arc<Link>>>,
     connecting: tokio::sync::Mutex<()>,
@@ -157,17 +203,17 @@ impl std::fmt::Debug for Peer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Peer")
             .field("name", &self.name)
-            .field("addr", &self.addr)
+            .field("route", &self.route)
             .finish()
     }
 }
 
 impl Peer {
-    pub(crate) fn new(name: String, index: u16, addr: SocketAddr, identity: Arc<Identity>) -> Self {
+    pub(crate) fn new(name: String, index: u16, route: Route, identity: Arc<Identity>) -> Self {
         Self {
             name,
             index,
-            addr,
+            route,
             identity,
             link: Mutex::new(None),
             connecting: tokio::sync::Mutex::new(()),
@@ -181,9 +227,21 @@ impl Peer {
         }
     }
 
-    /// The peer's RPC address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
+    /// The peer's RPC address (`None` over NATS).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match &self.route {
+            Route::Tcp(addr) => Some(*addr),
+            Route::Nats(_) => None,
+        }
+    }
+
+    /// Whether the peer is presumed down: over NATS, it has not been announced lately (a
+    /// route with other nodes skips it). Over TCP this is never presumed: the link finds out.
+    pub fn presumed_down(&self) -> bool {
+        match &self.route {
+            Route::Tcp(_) => false,
+            Route::Nats(fabric) => !fabric.announced(&self.name),
+        }
     }
 
     fn unavailable(&self, reason: impl Into<String>) -> RpcError {
@@ -223,7 +281,7 @@ impl Peer {
                 backoff.retry_at = None;
                 backoff.delay = FIRST_BACKOFF;
                 *self.link.lock().unwrap_or_else(|p| p.into_inner()) = Some(link.clone());
-                tracing::info!(peer = %self.name, addr = %self.addr, "linked");
+                tracing::info!(peer = %self.name, route = %self.route, "linked");
                 Ok(link)
             }
             failed => {
@@ -241,10 +299,18 @@ impl Peer {
     }
 
     async fn connect(&self) -> Result<Arc<Link>, String> {
-        let mut stream = TcpStream::connect(self.addr)
-            .await
-            .map_err(|e| e.to_string())?;
-        let _ = stream.set_nodelay(true);
+        match &self.route {
+            Route::Tcp(addr) => {
+                let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let _ = stream.set_nodelay(true);
+                self.open(stream).await
+            }
+            Route::Nats(fabric) => self.open(fabric.dial(&self.name).await?).await,
+        }
+    }
+
+    /// Runs the handshake on a fresh byte stream to the peer and starts the link on it.
+    async fn open<S: LinkStream>(&self, mut stream: S) -> Result<Arc<Link>, String> {
         let mut rbuf = BytesMut::with_capacity(4096);
         let challenge = read_msg(&mut stream, &mut rbuf).await?;
         let Msg::Challenge { cluster, nonce } = challenge else {
@@ -288,14 +354,14 @@ impl Peer {
                 if node != self.name {
                     return Err(format!(
                         "the node at {} is `{node}`, not `{}`",
-                        self.addr, self.name
+                        self.route, self.name
                     ));
                 }
                 let parts = authority::welcome_parts(&id.cluster, &node, &id.node, &nonce, &mine);
                 id.credential
                     .check_peer(&id.cluster, &node, &key, &cert, &parts, &proof)
                     .inspect_err(|reason| {
-                        tracing::warn!(peer = %self.name, addr = %self.addr, "refused a node-to-node link: {reason}");
+                        tracing::warn!(peer = %self.name, route = %self.route, "refused a node-to-node link: {reason}");
                     })?;
             }
             Msg::Refused { reason } => return Err(format!("refused: {reason}")),
@@ -309,7 +375,7 @@ impl Peer {
             next_id: AtomicU64::new(1),
             alive: AtomicBool::new(true),
         });
-        let (reader, writer) = stream.into_split();
+        let (reader, writer) = stream.halves();
         tokio::spawn(write_loop(writer, rx, link.clone()));
         tokio::spawn(read_loop(reader, rbuf, link.clone(), self.name.clone()));
         Ok(link)
@@ -416,7 +482,7 @@ impl Peer {
 }
 
 async fn write_loop(
-    writer: tokio::net::tcp::OwnedWriteHalf,
+    writer: impl AsyncWrite + Unpin,
     rx: mpsc::UnboundedReceiver<Msg>,
     link: Arc<Link>,
 ) {
@@ -425,7 +491,7 @@ async fn write_loop(
 }
 
 async fn read_loop(
-    mut reader: tokio::net::tcp::OwnedReadHalf,
+    mut reader: impl AsyncRead + Unpin,
     mut buf: BytesMut,
     link: Arc<Link>,
     peer: String,
@@ -470,7 +536,10 @@ async fn read_loop(
     link.fail_all();
 }
 
-pub(crate) async fn read_msg(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Msg, String> {
+pub(crate) async fn read_msg(
+    stream: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+) -> Result<Msg, String> {
     loop {
         if let Some(msg) = wire::decode(buf).map_err(|e| e.to_string())? {
             return Ok(msg);
@@ -483,7 +552,10 @@ pub(crate) async fn read_msg(stream: &mut TcpStream, buf: &mut BytesMut) -> Resu
     }
 }
 
-pub(crate) async fn write_msg(stream: &mut TcpStream, msg: &Msg) -> Result<(), String> {
+pub(crate) async fn write_msg(
+    stream: &mut (impl AsyncWrite + Unpin),
+    msg: &Msg,
+) -> Result<(), String> {
     let mut buf = BytesMut::new();
     wire::encode(msg, &mut buf);
     stream.write_all(&buf).await.map_err(|e| e.to_string())

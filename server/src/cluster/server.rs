@@ -2,17 +2,16 @@
 //! send; a cluster change (`Deploy`) only when the master signed it for this link.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::inbound::Inbound;
-use super::peer::{read_msg, write_msg};
+use super::peer::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
 use super::{Cluster, auth, authority};
 
@@ -31,8 +30,9 @@ pub(crate) async fn serve<I: Inbound>(
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
                     let (cluster, node, shutdown, links) = (cluster.clone(), node.clone(), shutdown.clone(), links.clone());
-                    tokio::spawn(async move { connection(stream, peer, cluster, node, shutdown, links).await });
+                    tokio::spawn(async move { connection(stream, peer.to_string(), cluster, node, shutdown, links).await });
                 }
                 Err(err) => {
                     tracing::warn!("rpc accept failed: {err}");
@@ -42,6 +42,33 @@ pub(crate) async fn serve<I: Inbound>(
             _ = shutdown.changed() => break,
         }
     }
+}
+
+/// Serves the links peers open over NATS until `shutdown` (the same handshake and messages
+/// as [`serve`]'s TCP connections).
+pub(crate) async fn serve_nats<I: Inbound>(
+    fabric: Arc<super::nats::Fabric>,
+    cluster: Arc<Cluster>,
+    node: Arc<I>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let links: LinkCount = Arc::default();
+    let stop = shutdown.clone();
+    fabric
+        .accept(
+            move |peer, stream| {
+                let (cluster, node, shutdown, links) = (
+                    cluster.clone(),
+                    node.clone(),
+                    shutdown.clone(),
+                    links.clone(),
+                );
+                let from = format!("{peer} over NATS");
+                tokio::spawn(connection(stream, from, cluster, node, shutdown, links));
+            },
+            stop,
+        )
+        .await;
 }
 
 /// Open accepted links per peer node: a peer is gone when its last one closes.
@@ -58,7 +85,7 @@ struct LinkAuth {
 }
 
 async fn handshake(
-    stream: &mut TcpStream,
+    stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     cluster: &Cluster,
     rbuf: &mut BytesMut,
 ) -> Result<LinkAuth, String> {
@@ -151,15 +178,14 @@ fn check_deploy(
     Ok(())
 }
 
-async fn connection<I: Inbound>(
-    mut stream: TcpStream,
-    addr: SocketAddr,
+async fn connection<I: Inbound, S: LinkStream>(
+    mut stream: S,
+    addr: String,
     cluster: Arc<Cluster>,
     node: Arc<I>,
     mut shutdown: watch::Receiver<bool>,
     links: LinkCount,
 ) {
-    let _ = stream.set_nodelay(true);
     let mut rbuf = BytesMut::with_capacity(4096);
     let link = match tokio::time::timeout(
         HANDSHAKE_TIMEOUT,
@@ -185,7 +211,7 @@ async fn connection<I: Inbound>(
         .unwrap_or_else(|p| p.into_inner())
         .entry(peer.clone())
         .or_default() += 1;
-    let (mut reader, writer) = stream.into_split();
+    let (mut reader, writer) = stream.halves();
     let (tx, rx) = mpsc::unbounded_channel::<Msg>();
     let writer_task = tokio::spawn(wire::write_loop(writer, rx));
     let queues: SessionQueues = Arc::default();

@@ -13,6 +13,7 @@ mod raw;
 mod sessions_settings;
 mod state_dir;
 mod storage;
+mod transport;
 mod units;
 mod validate;
 
@@ -78,6 +79,8 @@ pub struct Topology {
     pub version: u32,
     /// The cluster's name.
     pub cluster: String,
+    /// How its nodes reach each other (`cluster.transport`; default: the direct TCP mesh).
+    pub transport: Transport,
     /// Modules by name.
     pub modules: BTreeMap<String, ModuleSpec>,
     /// Nodes by name.
@@ -93,6 +96,67 @@ pub struct Topology {
     /// This cluster's own state: registry, secrets, admin token, default journal and SQLite
     /// database (`state_dir:`, default `.firefly/<cluster>/`; see config/state_dir.rs).
     pub state_dir: PathBuf,
+}
+
+/// How the nodes of a cluster reach each other.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Transport {
+    /// The direct mesh: each node listens on its `rpc:` address and dials the others'.
+    #[default]
+    Tcp,
+    /// Through NATS servers: nodes announce themselves and open their links over subjects
+    /// (see `cluster/nats.rs`); `rpc:` addresses are not used.
+    Nats(NatsSpec),
+}
+
+/// Where the NATS servers are and how to log in to them.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NatsSpec {
+    /// Server URLs (`nats://host:port`, several for a NATS cluster).
+    pub servers: Vec<String>,
+    /// Credentials from the topology (the `FIREFLY_NATS_*` environment variables override
+    /// them when the connection is made).
+    pub auth: NatsAuth,
+}
+
+impl std::fmt::Debug for NatsSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print a credential.
+        f.debug_struct("NatsSpec")
+            .field("servers", &self.servers)
+            .finish_non_exhaustive()
+    }
+}
+
+/// NATS credentials.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub enum NatsAuth {
+    /// None (or only what the URL carries).
+    #[default]
+    None,
+    /// A token.
+    Token(String),
+    /// A user name and password.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: String,
+    },
+    /// An nkey seed (`SU...`).
+    NKey(String),
+}
+
+impl std::fmt::Debug for NatsAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Which kind only: never the credential itself.
+        f.write_str(match self {
+            NatsAuth::None => "None",
+            NatsAuth::Token(_) => "Token(..)",
+            NatsAuth::UserPassword { .. } => "UserPassword(..)",
+            NatsAuth::NKey(_) => "NKey(..)",
+        })
+    }
 }
 
 /// One module: where its code is and what it may use.

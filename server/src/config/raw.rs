@@ -9,7 +9,7 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 pub(super) struct RawTopology {
     pub version: Option<u32>,
-    pub cluster: Option<String>,
+    pub cluster: Option<RawCluster>,
     #[serde(default)]
     pub master: Option<RawMaster>,
     #[serde(default)]
@@ -147,4 +147,54 @@ pub(super) struct RawListener {
 pub(super) struct RawResume {
     pub grace: Option<String>,
     pub buffer: Option<u32>,
+}
+
+/// `cluster: demo` (a name: the direct TCP mesh) or `cluster: { name: demo, transport:
+/// "nats://127.0.0.1:4222", nats: { token: ... } }`. Deserialized by hand rather than as an
+/// untagged enum, so an unknown key in the map form is still named with its line.
+#[derive(Debug)]
+pub(super) enum RawCluster {
+    Name(String),
+    Full(RawClusterMap),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawClusterMap {
+    pub name: Option<String>,
+    pub transport: Option<String>,
+    pub nats: Option<RawNats>,
+}
+
+/// NATS credentials in the topology (the `FIREFLY_NATS_*` environment variables override them).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNats {
+    pub token: Option<String>,
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub nkey: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawCluster {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawCluster;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a cluster name or a map with `name`, `transport` and `nats`")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawCluster, E> {
+                Ok(RawCluster::Name(v.to_owned()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawCluster, A::Error> {
+                RawClusterMap::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(RawCluster::Full)
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }

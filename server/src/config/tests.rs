@@ -151,6 +151,39 @@ fn a_state_dir_is_claimed_once_and_stray_old_state_is_refused() {
 }
 
 #[test]
+fn the_cluster_names_its_transport_and_a_plain_name_keeps_the_tcp_mesh() {
+    let nodes = "modules:\n  echo:\n    wasm: e.wasm\nnodes:\n  gate:\n    listen:\n      - tcp: 127.0.0.1:0\n  logic:\n    modules: [echo]\n";
+    let nats = format!(
+        "version: 1\ncluster:\n  name: c\n  transport: nats://a:4222, nats://b:4222\n  nats: {{ token: t0k }}\n{nodes}"
+    );
+    let t = Topology::parse(&nats, Path::new("/base")).unwrap();
+    assert_eq!(t.cluster, "c");
+    let Transport::Nats(spec) = &t.transport else {
+        panic!("{:?}", t.transport)
+    };
+    assert_eq!(spec.servers, ["nats://a:4222", "nats://b:4222"]);
+    assert_eq!(spec.auth, NatsAuth::Token("t0k".into()));
+    assert!(
+        !format!("{spec:?}").contains("t0k"),
+        "a credential is never printed"
+    );
+    assert!(t.nodes.values().all(|n| n.rpc.is_none()));
+    // The same nodes without addresses are refused on the TCP mesh, in either form.
+    for cluster in [
+        "cluster: c",
+        "cluster: { name: c }",
+        "cluster: { name: c, transport: tcp }",
+    ] {
+        let tcp = format!("version: 1\n{cluster}\n{nodes}");
+        let err = Topology::parse(&tcp, Path::new("/base")).unwrap_err();
+        assert!(
+            err.to_string().starts_with("nodes.gate.rpc: missing"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn edge_keys_take_their_values_and_their_defaults() {
     let text = "version: 1\ncluster: c\nmodules:\n  a: { wasm: a.wasm }\nnodes:\n  n:\n    listen:\n      - tcp: 127.0.0.1:1\n        max_connections: 50\n        max_connections_per_ip: 5\n        rate_limit: { per_second: 10 }\n        write_stall: 2s\n        tls: { cert: certs/c.pem, key: certs/c.key }\n      - ws: 127.0.0.1:2\n    modules: [a]\n    metrics: { addr: 0.0.0.0:9101, token_file: secrets/metrics }\n";
     let t = Topology::parse(text, Path::new("/base")).unwrap();

@@ -16,7 +16,7 @@ use super::{
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-fn check_name(path: &str, name: &str) -> Result<()> {
+pub(super) fn check_name(path: &str, name: &str) -> Result<()> {
     let ok = name.len() <= 64
         && name
             .chars()
@@ -311,10 +311,7 @@ fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<Ro
 
 pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
     let version = version(raw.version)?;
-    let cluster = raw
-        .cluster
-        .ok_or_else(|| ConfigError::invalid("cluster", "missing: name the cluster"))?;
-    check_name("cluster", &cluster)?;
+    let (cluster, transport) = super::transport::cluster(raw.cluster)?;
     let defaults = match &raw.defaults {
         Some(d) => limits("defaults.limits", &d.limits, &Limits::default())?,
         None => Limits::default(),
@@ -327,11 +324,18 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         &defaults,
         &master,
     )?;
-    let nodes = nodes(raw.nodes.unwrap_or_default(), &modules, &master, base_dir)?;
+    let nodes = nodes(
+        raw.nodes.unwrap_or_default(),
+        &modules,
+        &master,
+        base_dir,
+        &transport,
+    )?;
     let storage = super::storage::validate(raw.storage.as_ref(), base_dir, &state_dir, &nodes)?;
     Ok(Topology {
         version,
         cluster,
+        transport,
         modules,
         nodes,
         master,
@@ -424,7 +428,9 @@ fn nodes(
     modules: &BTreeMap<String, ModuleSpec>,
     master: &MasterSpec,
     base_dir: &Path,
+    transport: &super::Transport,
 ) -> Result<BTreeMap<String, NodeSpec>> {
+    let nats = matches!(transport, super::Transport::Nats(_));
     if raw.is_empty() {
         return Err(ConfigError::invalid("nodes", "at least one node is needed"));
     }
@@ -443,10 +449,17 @@ fn nodes(
             "`master` is reserved for the master's identity on node links; name the node otherwise",
         ));
     }
-    let several = raw.len() > 1;
+    // Over NATS nodes find each other by name: no node needs an address.
+    let several = raw.len() > 1 && !nats;
     let mut nodes = BTreeMap::new();
     for (position, (name, n)) in raw.into_iter().enumerate() {
         let index = u16::try_from(position + 1).unwrap_or(u16::MAX);
+        if nats && n.rpc.is_some() {
+            return Err(ConfigError::invalid(
+                format!("nodes.{name}.rpc"),
+                "not used with `cluster.transport: nats://...` (nodes reach each other over NATS); remove it",
+            ));
+        }
         let cx = NodeContext {
             several,
             names: &name_refs,
@@ -456,7 +469,9 @@ fn nodes(
         let spec = node(&name, n, index, &cx, &mut addresses)?;
         nodes.insert(name, spec);
     }
-    check_route_targets(&nodes)?;
+    if !nats {
+        check_route_targets(&nodes)?;
+    }
     Ok(nodes)
 }
 

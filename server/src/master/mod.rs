@@ -64,6 +64,10 @@ impl Master {
         let links = Links::new(&config);
         let registry = open_registry(&config)?;
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(fabric) = links.status.fabric() {
+            // The master announces itself too: a node closes its links from a master that died.
+            tasks.spawn(fabric.clone().run(stop_rx.clone()));
+        }
         let mut nodes = Vec::new();
         for name in &config.nodes {
             let node = Arc::new(supervise::Supervised::new(name.clone()));
@@ -152,25 +156,25 @@ impl Links {
             config.secret.as_bytes(),
             Duration::from_secs(1),
         );
-        let peers: Vec<_> = config
-            .topology
-            .nodes
-            .values()
-            .filter_map(|n| n.rpc.map(|addr| (n.name.clone(), n.index, addr)))
-            .collect();
+        // Over NATS, the three views share one fabric (one connection, one announcement).
+        let status = Cluster::for_topology(&config.topology, identity.clone(), 0);
         let with_timeout = |rpc_timeout| {
-            Arc::new(Cluster::new(
-                Identity {
-                    rpc_timeout,
-                    ..identity.clone()
-                },
-                0,
-                peers.clone(),
-            ))
+            let identity = Identity {
+                rpc_timeout,
+                ..identity.clone()
+            };
+            let topology = &config.topology;
+            Arc::new(match status.fabric() {
+                Some(fabric) => {
+                    let peers = topology.nodes.values().map(|n| (n.name.clone(), n.index));
+                    Cluster::over_nats(identity, 0, fabric.clone(), peers.collect())
+                }
+                None => Cluster::for_topology(topology, identity, 0),
+            })
         };
         let deployer = with_timeout(activate::DEPLOY_TIMEOUT);
         let watcher = with_timeout(Duration::from_secs(2));
-        let status = Arc::new(Cluster::new(identity, 0, peers));
+        let status = Arc::new(status);
         Links {
             status,
             deployer,

@@ -94,7 +94,9 @@ impl NodeConfig {
         credential: Option<crate::cluster::authority::Credential>,
     ) -> anyhow::Result<Self> {
         let spec = topology.node(name)?;
-        let clustered = spec.rpc.is_some() || topology.nodes.len() > 1;
+        let clustered = spec.rpc.is_some()
+            || topology.nodes.len() > 1
+            || matches!(topology.transport, crate::config::Transport::Nats(_));
         let cluster = if clustered {
             let Some(credential) = credential else {
                 anyhow::bail!(

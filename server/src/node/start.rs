@@ -198,6 +198,18 @@ pub(super) fn serve(
             stop.clone(),
         ));
     }
+    if let Some(fabric) = config.cluster.as_ref().and_then(|c| c.fabric()) {
+        tracing::info!(node = %name, "node links over NATS");
+        tasks.spawn(fabric.clone().run(stop.clone()));
+        if let Some(cluster) = &config.cluster {
+            tasks.spawn(crate::cluster::server::serve_nats(
+                fabric.clone(),
+                cluster.clone(),
+                core.clone(),
+                stop.clone(),
+            ));
+        }
+    }
     if let Some(listener) = sockets.metrics {
         let addr = listener.local_addr()?;
         tracing::info!(node = %name, "metrics on http://{addr}/metrics");

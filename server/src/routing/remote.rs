@@ -68,6 +68,15 @@ impl RemoteRoute {
                     .unwrap_or(0)
             }
         };
+        // Over NATS a node that stopped announcing itself is known to be gone: a stateless
+        // policy sends to another instead (a room or a sticky session stays where it is).
+        let i = match self.policy {
+            Policy::RoundRobin | Policy::LeastLoaded if self.peers[i].presumed_down() => (0..n)
+                .map(|k| (i + k) % n)
+                .find(|&j| !self.peers[j].presumed_down())
+                .unwrap_or(i),
+            _ => i,
+        };
         self.peers
             .get(i)
             .ok_or_else(|| "the route has no nodes".to_owned())

@@ -1,11 +1,11 @@
-//! The external services some tests use (PostgreSQL, MariaDB, Redis): their URLs, and cleaning
+//! The external services some tests use (PostgreSQL, MariaDB, Redis, NATS): their URLs, and cleaning
 //! up after a test. Shared by `server/tests` and the workspace test kit (`tests/support`).
 
 /// The URL in `var`. A test that needs a service fails loudly without it, in every profile and
 /// under plain `cargo test`: it never passes having tested nothing.
 ///
-/// Such tests are named after their services, ending `_on_postgres`, `_on_mariadb` or
-/// `_on_redis_and_<database>`; the default nextest profile (`.config/nextest.toml`) leaves
+/// Such tests are named after their services, ending `_on_postgres`, `_on_mariadb`, `_on_nats`
+/// or `_on_redis_and_<database>`; the default nextest profile (`.config/nextest.toml`) leaves
 /// them out, so its summary counts them as skipped, and the `ci` profile (`.ci/run`, which
 /// starts the services and sets the variables) runs them.
 pub fn service_url(var: &str) -> String {
@@ -13,10 +13,10 @@ pub fn service_url(var: &str) -> String {
         Ok(url) if !url.is_empty() => url,
         _ => panic!(
             "{var} is not set, and this test needs that service. Run `.ci/run` (it starts \
-             PostgreSQL, MariaDB and Redis and sets FIREFLY_TEST_POSTGRES_URL, \
-             FIREFLY_TEST_MYSQL_URL and FIREFLY_TEST_REDIS_URL), or set {var} and run with \
+             PostgreSQL, MariaDB, Redis and NATS and sets FIREFLY_TEST_POSTGRES_URL, \
+             FIREFLY_TEST_MYSQL_URL, FIREFLY_TEST_REDIS_URL and FIREFLY_TEST_NATS_URL), or set {var} and run with \
              NEXTEST_PROFILE=ci. The default nextest profile skips tests named `..._on_postgres`, \
-             `..._on_mariadb` and `..._on_redis_and_<database>`; name a new service test that way."
+             `..._on_mariadb`, `..._on_nats` and `..._on_redis_and_<database>`; name a new service test that way."
         ),
     }
 }
@@ -42,4 +42,61 @@ pub async fn drop_redis_keys(url: &str, prefix: &str) -> usize {
             .expect("DEL");
     }
     keys.len()
+}
+
+/// A `nats-server` of one test's own on a free port (for credentials the shared server does
+/// not have), stopped when dropped.
+pub struct PrivateNats {
+    child: std::process::Child,
+    /// Its URL.
+    pub url: String,
+}
+
+impl Drop for PrivateNats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nats-server` with `args` (e.g. `--auth <token>`) and waits until it listens.
+pub fn private_nats(args: &[&str]) -> PrivateNats {
+    // Included by several crates (`#[path]`), so it uses nothing of theirs.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let child = std::process::Command::new(nats_server())
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("nats-server ({e}): Debian's `nats-server`, which .ci/run installs")
+        });
+    let server = PrivateNats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server did not listen"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    server
+}
+
+/// The `nats-server` program: on the `PATH`, else where Debian puts it.
+fn nats_server() -> &'static str {
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|d| d.join("nats-server").is_file()));
+    if on_path {
+        "nats-server"
+    } else {
+        "/usr/sbin/nats-server"
+    }
 }
