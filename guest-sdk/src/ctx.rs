@@ -99,9 +99,7 @@ impl Ctx {
                 "backpressure",
                 format!("session {session} is not reading; its queue is full"),
             )),
-            firefly_abi::host_status::RESERVED_TOPIC => {
-                Err(crate::ctx_sessions::reserved_topic("push"))
-            }
+            firefly_abi::host_status::RESERVED_TOPIC => Err(crate::error::reserved_topic("push")),
             other => Err(Error::msg(format!("push failed with host status {other}"))),
         }
     }

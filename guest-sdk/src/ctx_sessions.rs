@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::ctx::Ctx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, reserved_topic};
 use crate::payload::IntoPayload;
 use crate::raw;
 
@@ -32,17 +32,6 @@ fn check(status: u32, what: &str) -> Result<()> {
         s::RESERVED_TOPIC => Err(reserved_topic(what)),
         other => Err(Error::msg(format!("{what} failed with status {other}"))),
     }
-}
-
-/// The error of a push on one of the framework's topics.
-pub(crate) fn reserved_topic(what: &str) -> Error {
-    Error::new(
-        "reserved_topic",
-        format!(
-            "{what}: topics {:#X} and up are the framework's",
-            firefly_abi::RESERVED_TOPICS
-        ),
-    )
 }
 
 impl Ctx {

@@ -50,3 +50,14 @@ impl From<String> for Error {
         Self::msg(message)
     }
 }
+
+/// The error of a push on one of the framework's topics.
+pub(crate) fn reserved_topic(what: &str) -> Error {
+    Error::new(
+        "reserved_topic",
+        format!(
+            "{what}: topics {:#X} and up are the framework's",
+            firefly_abi::RESERVED_TOPICS
+        ),
+    )
+}

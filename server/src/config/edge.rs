@@ -6,26 +6,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::Deserialize;
-
-use super::raw::RawListener;
+use super::raw::{RawListener, RawMetrics, RawTls};
 use super::units::parse_duration;
 use super::{ConfigError, EdgeSettings, RateLimit, TlsFiles};
-
-/// A node's `metrics:`: `127.0.0.1:9101`, or `{ addr: 0.0.0.0:9101, token_file: path }`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawMetrics {
-    Addr(String),
-    Full(RawMetricsFull),
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawMetricsFull {
-    pub addr: Option<String>,
-    pub token_file: Option<String>,
-}
 
 /// Where node `path` serves `/metrics` and the file holding the bearer token scrapes must
 /// send (absolute). Without a token the endpoint must be on a loopback address: the counters
@@ -72,14 +55,6 @@ pub(super) fn metrics_endpoint(
     Ok((addr, token_file))
 }
 
-/// `tls: { cert: cert.pem, key: key.pem }` on a listener.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawTls {
-    pub cert: Option<String>,
-    pub key: Option<String>,
-}
-
 fn tls_files(path: &str, raw: &RawTls, base_dir: &Path) -> Result<TlsFiles, ConfigError> {
     let file = |key: &str, value: &Option<String>| match value {
         Some(f) if !f.trim().is_empty() => Ok(base_dir.join(f)),
@@ -98,14 +73,6 @@ fn tls_files(path: &str, raw: &RawTls, base_dir: &Path) -> Result<TlsFiles, Conf
         cert: file("cert", &raw.cert)?,
         key: file("key", &raw.key)?,
     })
-}
-
-/// `rate_limit: { per_second: 100, burst: 200 }` on a listener.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub(super) struct RawRateLimit {
-    pub per_second: Option<u32>,
-    pub burst: Option<u32>,
 }
 
 fn count(path: String, value: u32, lo: u32, hi: u32) -> Result<u32, ConfigError> {

@@ -8,6 +8,7 @@
 
 mod auto_rollback;
 mod edge;
+mod names;
 mod origins;
 mod raw;
 mod sessions_settings;

@@ -93,7 +93,7 @@ pub(super) struct RawNode {
     pub modules: Vec<String>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
-    pub metrics: Option<super::edge::RawMetrics>,
+    pub metrics: Option<RawMetrics>,
 }
 
 /// `commands: 7` or `commands: "100-199"`.
@@ -136,9 +136,9 @@ pub(super) struct RawListener {
     pub origins: Option<Vec<String>>,
     pub max_connections: Option<u32>,
     pub max_connections_per_ip: Option<u32>,
-    pub rate_limit: Option<super::edge::RawRateLimit>,
+    pub rate_limit: Option<RawRateLimit>,
     pub write_stall: Option<String>,
-    pub tls: Option<super::edge::RawTls>,
+    pub tls: Option<RawTls>,
 }
 
 /// `resume: { grace: 30s, buffer: 256 }` on a listener (`resume: {}` takes the defaults).
@@ -197,4 +197,35 @@ impl<'de> Deserialize<'de> for RawCluster {
         }
         d.deserialize_any(Visitor)
     }
+}
+
+/// A node's `metrics:`: `127.0.0.1:9101`, or `{ addr: 0.0.0.0:9101, token_file: path }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawMetrics {
+    Addr(String),
+    Full(RawMetricsFull),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMetricsFull {
+    pub addr: Option<String>,
+    pub token_file: Option<String>,
+}
+
+/// `tls: { cert: cert.pem, key: key.pem }` on a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTls {
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
+
+/// `rate_limit: { per_second: 100, burst: 200 }` on a listener.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRateLimit {
+    pub per_second: Option<u32>,
+    pub burst: Option<u32>,
 }

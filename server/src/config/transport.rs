@@ -6,8 +6,8 @@
 //! `nats: { token }`, `nats: { user, password }` or `nats: { nkey }` (a seed), or in the
 //! `FIREFLY_NATS_*` environment variables, which win.
 
+use super::names::check_name;
 use super::raw::{RawCluster, RawNats};
-use super::validate::check_name;
 use super::{ConfigError, NatsAuth, NatsSpec, Transport};
 
 type Result<T> = std::result::Result<T, ConfigError>;

@@ -16,26 +16,7 @@ use super::{
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-pub(super) fn check_name(path: &str, name: &str) -> Result<()> {
-    let ok = name.len() <= 64
-        && name
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::invalid(
-            path,
-            format!(
-                "`{name}` is not a valid name (lowercase letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters)"
-            ),
-        ))
-    }
-}
+pub(super) use super::names::check_name;
 
 fn size(path: &str, value: &SizeValue) -> Result<u64> {
     match value {

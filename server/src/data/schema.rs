@@ -86,7 +86,7 @@ pub fn check_schema(t: &TableSchema) -> Result<(), SchemaError> {
             ));
         }
     }
-    super::ranks::check_rank_schema(t).map_err(|m| err(&t.name, m))?;
+    check_rank_schema(t).map_err(|m| err(&t.name, m))?;
     match t.key_field() {
         None => Err(err(
             &t.name,
@@ -440,4 +440,45 @@ pub fn carry_over(stored: &[u8], new: &[u8]) -> Vec<u8> {
         Ok(()) => out,
         Err(_) => new.to_vec(),
     }
+}
+
+/// Whether a table's `rank` is well formed (used by the schema check).
+fn check_rank_schema(t: &TableSchema) -> Result<(), String> {
+    let Some(rank) = &t.rank else {
+        return Ok(());
+    };
+    match t.field(&rank.field) {
+        None => {
+            return Err(format!(
+                "the #[rank] field `{}` is not one of its fields",
+                rank.field
+            ));
+        }
+        Some(f) if f.ty != FieldType::Int => {
+            return Err(format!(
+                "the #[rank] field `{}` must be an integer",
+                rank.field
+            ));
+        }
+        Some(_) => {}
+    }
+    if let Some(by) = &rank.by {
+        match t.field(by) {
+            None => {
+                return Err(format!(
+                    "#[rank(by = \"{by}\")]: `{by}` is not one of its fields"
+                ));
+            }
+            Some(f) if !matches!(f.ty, FieldType::Int | FieldType::Text | FieldType::Bool) => {
+                return Err(format!(
+                    "#[rank(by = \"{by}\")]: `{by}` must be an integer, text or bool field"
+                ));
+            }
+            Some(_) if *by == rank.field => {
+                return Err("#[rank(by = ...)] names the ranked field itself".into());
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }

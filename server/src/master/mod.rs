@@ -36,8 +36,8 @@ use tokio::sync::watch;
 /// [`crate::client::admin`] now, next to the protocol client. New code should use that path.
 pub use crate::client::admin::{http_request, http_request_with_body};
 pub use config::MasterConfig;
+pub use secrets::ADMIN_TOKEN_ENV;
 pub use secrets::{admin_token, cluster_secret};
-pub use state::ADMIN_TOKEN_ENV;
 pub use supervise::NodeState;
 
 use crate::cluster::{Cluster, Identity};

@@ -5,9 +5,11 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
-use super::state::ADMIN_TOKEN_ENV;
 use crate::cluster::auth;
 use crate::config::Topology;
+
+/// The environment variable holding the admin token.
+pub const ADMIN_TOKEN_ENV: &str = "FIREFLY_ADMIN_TOKEN";
 
 /// The secret in `path`, or a new one written there (owner-only) when the file is missing.
 fn read_or_create(path: &Path) -> anyhow::Result<String> {

@@ -13,9 +13,6 @@ use tokio::sync::watch;
 use super::supervise::Supervised;
 use crate::cluster::Cluster;
 
-/// The environment variable holding the admin token.
-pub const ADMIN_TOKEN_ENV: &str = "FIREFLY_ADMIN_TOKEN";
-
 /// The admin API's state, cloned into every handler and background task.
 #[derive(Clone)]
 pub(crate) struct AdminState {

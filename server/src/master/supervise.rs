@@ -147,7 +147,7 @@ fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
         // A node gets its own credential only: not the cluster secret (which would let it
         // sign as the master) nor the admin token, even when this master was given them.
         .env_remove(SECRET_ENV)
-        .env_remove(super::state::ADMIN_TOKEN_ENV)
+        .env_remove(super::secrets::ADMIN_TOKEN_ENV)
         .envs(cmd.credential.to_env())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -9,7 +9,7 @@ mod tree;
 
 use std::collections::HashMap;
 
-use firefly_abi::data::{FieldType, Key, RankSchema, TableSchema};
+use firefly_abi::data::{Key, RankSchema, TableSchema};
 use rmpv::Value;
 
 use super::DataError;
@@ -133,47 +133,6 @@ pub(super) fn requested_group(
             "a ranking of `{name}` is named by a value of `{by}`, not nil"
         ))
     })
-}
-
-/// Whether a table's `rank` is well formed (used by the schema check).
-pub(super) fn check_rank_schema(t: &TableSchema) -> Result<(), String> {
-    let Some(rank) = &t.rank else {
-        return Ok(());
-    };
-    match t.field(&rank.field) {
-        None => {
-            return Err(format!(
-                "the #[rank] field `{}` is not one of its fields",
-                rank.field
-            ));
-        }
-        Some(f) if f.ty != FieldType::Int => {
-            return Err(format!(
-                "the #[rank] field `{}` must be an integer",
-                rank.field
-            ));
-        }
-        Some(_) => {}
-    }
-    if let Some(by) = &rank.by {
-        match t.field(by) {
-            None => {
-                return Err(format!(
-                    "#[rank(by = \"{by}\")]: `{by}` is not one of its fields"
-                ));
-            }
-            Some(f) if !matches!(f.ty, FieldType::Int | FieldType::Text | FieldType::Bool) => {
-                return Err(format!(
-                    "#[rank(by = \"{by}\")]: `{by}` must be an integer, text or bool field"
-                ));
-            }
-            Some(_) if *by == rank.field => {
-                return Err("#[rank(by = ...)] names the ranked field itself".into());
-            }
-            Some(_) => {}
-        }
-    }
-    Ok(())
 }
 
 /// The rankings of one table that are loaded in memory (embedded store).
