@@ -25,9 +25,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use firefly::config::ProtocolSettings;
 use firefly_testkit::bench::{self, LoadArgs};
-use firefly_testkit::loadgen::{self, LoadConfig};
+use firefly_testkit::loadgen;
 use firefly_testkit::{root, start_cluster};
 
 /// One client's figures, as its load script prints them.
@@ -101,17 +100,7 @@ fn main() -> anyhow::Result<()> {
     println!("| depth | client | transport | req/s | ratio to Rust loadgen | p50/p99 µs |");
     println!("|---|---|---|---|---|---|");
     for &depth in &args.depths {
-        let config = LoadConfig {
-            addr: tcp,
-            connections: args.connections,
-            depth,
-            duration: args.duration,
-            warmup: Duration::from_secs(1),
-            command: 1,
-            payload: vec![0x5a; args.payload],
-            settings: ProtocolSettings::default(),
-            tls: None,
-        };
+        let config = args.echo(tcp, depth);
         let base = client_rt.block_on(loadgen::run(&config))?;
         println!(
             "| {depth} | Rust loadgen | tcp | {:.0} | 1.00 | {}/{} |",

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use firefly::config::ProtocolSettings;
 use firefly_testkit::bench::{self, LoadArgs};
-use firefly_testkit::loadgen::{self, LoadConfig, LoadReport};
+use firefly_testkit::loadgen::{self, LoadReport};
 use firefly_testkit::{bare_echo, free_addr, start_cluster};
 
 fn main() -> anyhow::Result<()> {
@@ -62,17 +62,7 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|---|");
     for &depth in &args.depths {
-        let config = |addr| LoadConfig {
-            addr,
-            connections: args.connections,
-            depth,
-            duration: args.duration,
-            warmup: Duration::from_secs(1),
-            command: 1,
-            payload: vec![0x5a; args.payload],
-            settings: settings.clone(),
-            tls: None,
-        };
+        let config = |addr| args.echo(addr, depth);
         let base: LoadReport = client_rt.block_on(loadgen::run(&config(bare.addr)))?;
         let mesh: LoadReport = client_rt.block_on(loadgen::run(&config(direct_addr)))?;
         let over: LoadReport = client_rt.block_on(loadgen::run(&config(nats_addr)))?;

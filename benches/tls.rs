@@ -45,15 +45,8 @@ fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for &depth in &args.depths {
         let config = |addr, tls| LoadConfig {
-            addr,
-            connections: args.connections,
-            depth,
-            duration: args.duration,
-            warmup: Duration::from_secs(1),
-            command: 1,
-            payload: vec![0x5a; args.payload],
-            settings: settings.clone(),
             tls,
+            ..args.echo(addr, depth)
         };
         let base: LoadReport = client_rt.block_on(loadgen::run(&config(bare.addr, None)))?;
         let plain: LoadReport = client_rt.block_on(loadgen::run(&config(plain_addr, None)))?;

@@ -44,3 +44,12 @@ pub use node::{Node, NodeConfig, Sockets};
 /// consolidation passes glibc's malloc showed in profiles of the request path. A program
 /// embedding the library picks its own with `#[global_allocator]`.
 pub use mimalloc::MiMalloc as Allocator;
+
+/// The integration tests' services (URLs, private nats-servers), for the unit tests too.
+#[cfg(test)]
+#[path = "../tests/common/services.rs"]
+#[allow(
+    dead_code,
+    reason = "shared with the integration tests; each unit test uses part"
+)]
+pub(crate) mod test_services;

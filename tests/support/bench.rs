@@ -53,6 +53,22 @@ impl LoadArgs {
     pub fn has(&self, flag: &str) -> bool {
         self.switches.iter().any(|s| s == flag)
     }
+
+    /// The load of one run at `depth` against `addr`: the echo command (1) with these
+    /// connections, window and payload, after a 1 s warm-up, default framing, plain TCP.
+    pub fn echo(&self, addr: std::net::SocketAddr, depth: usize) -> crate::loadgen::LoadConfig {
+        crate::loadgen::LoadConfig {
+            addr,
+            connections: self.connections,
+            depth,
+            duration: self.duration,
+            warmup: Duration::from_secs(1),
+            command: 1,
+            payload: vec![0x5a; self.payload],
+            settings: firefly::config::ProtocolSettings::default(),
+            tls: None,
+        }
+    }
 }
 
 /// The server's and the load generator's runtimes, 2 workers each: on a 2-core machine they

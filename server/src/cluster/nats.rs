@@ -643,54 +643,7 @@ mod tests {
         let _ = stop_a.send(true);
     }
 
-    /// A `nats-server` of this test's own on a free port, stopped when dropped.
-    struct PrivateNats(std::process::Child);
-
-    impl Drop for PrivateNats {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-
-    /// The `nats-server` program: on the `PATH`, else where Debian puts it.
-    fn nats_server() -> &'static str {
-        let on_path = std::env::var_os("PATH").is_some_and(|path| {
-            std::env::split_paths(&path).any(|d| d.join("nats-server").is_file())
-        });
-        if on_path {
-            "nats-server"
-        } else {
-            "/usr/sbin/nats-server"
-        }
-    }
-
-    fn private_nats(args: &[&str]) -> (PrivateNats, String) {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .unwrap()
-            .port();
-        private_nats_on(port, args)
-    }
-
-    fn private_nats_on(port: u16, args: &[&str]) -> (PrivateNats, String) {
-        let child = std::process::Command::new(nats_server())
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .args(args)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("nats-server ({e}): Debian's `nats-server`, which .ci/run installs")
-            });
-        let server = PrivateNats(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        (server, format!("nats://127.0.0.1:{port}"))
-    }
+    use crate::test_services::{private_nats, private_nats_on};
 
     async fn connects(url: &str, auth: NatsAuth) -> Result<(), String> {
         let spec = NatsSpec {
@@ -705,7 +658,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_topologys_nats_credentials_are_used_and_wrong_ones_refused_on_nats() {
-        let (_token_server, url) = private_nats(&["--auth", "the-token-0123"]);
+        let token_server = private_nats(&["--auth", "the-token-0123"]);
+        let url = token_server.url.clone();
         connects(&url, NatsAuth::Token("the-token-0123".into()))
             .await
             .unwrap();
@@ -713,7 +667,8 @@ mod tests {
             let err = connects(&url, wrong).await.unwrap_err();
             assert!(err.contains(&url), "{err}");
         }
-        let (_user_server, url) = private_nats(&["--user", "firefly", "--pass", "s3cret-pw"]);
+        let user_server = private_nats(&["--user", "firefly", "--pass", "s3cret-pw"]);
+        let url = user_server.url.clone();
         let user = |password: &str| NatsAuth::UserPassword {
             user: "firefly".into(),
             password: password.into(),
@@ -728,7 +683,8 @@ mod tests {
             .and_then(|l| l.local_addr())
             .unwrap()
             .port();
-        let (server, url) = private_nats_on(port, &[]);
+        let server = private_nats_on(port, &[]);
+        let url = server.url.clone();
         let spec = NatsSpec {
             servers: vec![url],
             auth: NatsAuth::None,
@@ -764,7 +720,7 @@ mod tests {
         drop(server);
         let mut rest = Vec::new();
         let _ = within("the link ends", near.read_to_end(&mut rest)).await;
-        let (_server, _) = private_nats_on(port, &[]);
+        let _server = private_nats_on(port, &[]);
         let mut near = tokio::time::timeout(Duration::from_secs(20), dial())
             .await
             .expect("no new link within 20 s of the server's return");

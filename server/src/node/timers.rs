@@ -15,15 +15,26 @@ use firefly_abi::rooms::RoomTick;
 
 impl NodeCore {
     /// Serves the firings `due` delivers, each in a task of its own (a slow handler delays
-    /// only itself). Holds the node weakly, so the task ends with it.
-    pub(super) fn fire_timers(self: &Arc<Self>, mut due: UnboundedReceiver<Due>) {
+    /// only itself).
+    pub(super) fn fire_timers(self: &Arc<Self>, due: UnboundedReceiver<Due>) {
+        self.serve_each(due, |core, firing| async move { core.fire(firing).await });
+    }
+
+    /// Runs `serve` for every item `items` delivers, each in a task of its own. Holds the node
+    /// weakly, so the loop ends with it.
+    fn serve_each<T, F, Fut>(self: &Arc<Self>, mut items: UnboundedReceiver<T>, serve: F)
+    where
+        T: Send + 'static,
+        F: Fn(Arc<Self>, T) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let node = Arc::downgrade(self);
         tokio::spawn(async move {
-            while let Some(firing) = due.recv().await {
+            while let Some(item) = items.recv().await {
                 let Some(core) = node.upgrade() else {
                     return;
                 };
-                tokio::spawn(async move { core.fire(firing).await });
+                tokio::spawn(serve(core, item));
             }
         });
     }
@@ -135,17 +146,12 @@ impl NodeCore {
 
     /// Serves the rooms' membership events: each runs the `#[room_event]` handler of its
     /// module's current version (if it has one), as the member's session, in a task of its
-    /// own. Holds the node weakly, so the task ends with it.
-    pub(super) fn serve_room_events(self: &Arc<Self>, mut events: UnboundedReceiver<Event>) {
-        let node = Arc::downgrade(self);
-        tokio::spawn(async move {
-            while let Some(event) = events.recv().await {
-                let Some(core) = node.upgrade() else {
-                    return;
-                };
-                tokio::spawn(async move { core.room_event(event).await });
-            }
-        });
+    /// own.
+    pub(super) fn serve_room_events(self: &Arc<Self>, events: UnboundedReceiver<Event>) {
+        self.serve_each(
+            events,
+            |core, event| async move { core.room_event(event).await },
+        );
     }
 
     async fn room_event(&self, Event { module, event }: Event) {

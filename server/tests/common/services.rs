@@ -59,13 +59,20 @@ impl Drop for PrivateNats {
     }
 }
 
-/// Starts `nats-server` with `args` (e.g. `--auth <token>`) and waits until it listens.
+/// Starts `nats-server` with `args` (e.g. `--auth <token>`) on a free port and waits until it
+/// listens.
 pub fn private_nats(args: &[&str]) -> PrivateNats {
     // Included by several crates (`#[path]`), so it uses nothing of theirs.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")
         .port();
+    private_nats_on(port, args)
+}
+
+/// [`private_nats`] on `port` (a test that stops its server and starts it again on the same
+/// port).
+pub fn private_nats_on(port: u16, args: &[&str]) -> PrivateNats {
     let child = std::process::Command::new(nats_server())
         .args(["-a", "127.0.0.1", "-p", &port.to_string()])
         .args(args)

@@ -7,12 +7,7 @@ use firefly_abi::data::{FieldSchema, FieldType, Key, TableSchema};
 use super::{RowWrite, Sql, SqlValue};
 use crate::config::DatabaseSpec;
 
-#[allow(
-    dead_code,
-    reason = "shared with the integration tests; this file uses only `service_url`"
-)]
-#[path = "../../../tests/common/services.rs"]
-mod services;
+use crate::test_services as services;
 
 fn row(version: u64, gold: i64) -> RowWrite {
     RowWrite {
