@@ -24,19 +24,25 @@ mod inbound;
 pub mod nats;
 pub mod peer;
 pub mod server;
+pub mod shared_sessions;
 pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use firefly_abi::session_status;
 
 use crate::config::{Topology, Transport};
-use crate::sessions::{OpFuture, PushError, RemoteSessions, SessionOp};
+use crate::sessions::resume::{ResumeError, SECRET_LEN};
+use crate::sessions::{
+    Handover, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord, TakeFuture,
+};
 pub use inbound::Inbound;
 pub use peer::{Peer, Pending, Route, RpcError};
+use shared_sessions::{CasError, GonePush, SharedSessions};
 
 /// Who this process is in the cluster and how it proves it.
 #[derive(Clone)]
@@ -90,7 +96,14 @@ pub struct Cluster {
     gates: Vec<Arc<Peer>>,
     /// Over NATS: this process's fabric (announcements, accepted links).
     fabric: Option<Arc<nats::Fabric>>,
+    /// Over NATS: the shared session records (resume on any gate).
+    shared: Option<Arc<SharedSessions>>,
+    /// Sessions known to have left the gate that issued them, and where they went.
+    moved: RwLock<HashMap<u64, u16>>,
 }
+
+/// At most this many moved sessions are remembered (then the memory starts over).
+const MAX_MOVED: usize = 1 << 20;
 
 impl Cluster {
     /// A cluster view with the given peers `(name, index, rpc address)`.
@@ -132,6 +145,9 @@ impl Cluster {
         }
         // Without a topology every peer may hold sessions.
         let gates = by_name.values().cloned().collect();
+        let shared = fabric
+            .as_ref()
+            .map(|f| SharedSessions::new(f.clone(), &identity.cluster));
         Self {
             identity,
             my_index,
@@ -139,6 +155,8 @@ impl Cluster {
             by_index,
             gates,
             fabric,
+            shared,
+            moved: RwLock::new(HashMap::new()),
         }
     }
 
@@ -170,6 +188,144 @@ impl Cluster {
     /// Over NATS: this process's fabric.
     pub fn fabric(&self) -> Option<&Arc<nats::Fabric>> {
         self.fabric.as_ref()
+    }
+
+    /// Over NATS: writes the shared session records and keeps the pushes for sessions of
+    /// gone gates, until `stop`.
+    pub async fn run_shared(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let Some(mut gone) = shared.take_gone_queue() else {
+            return;
+        };
+        let writer = tokio::spawn(shared.clone().run_writer(self.my_index, stop.clone()));
+        let mut stop_gone = stop;
+        loop {
+            tokio::select! {
+                _ = stop_gone.changed() => break,
+                push = gone.recv() => match push {
+                    Some(push) => self.keep_gone_push(&shared, push).await,
+                    None => break,
+                },
+            }
+        }
+        let _ = writer.await;
+    }
+
+    /// Whether gate `index` is reachable (not presumed down).
+    fn up(&self, index: u16) -> Option<&Arc<Peer>> {
+        self.by_index.get(&index).filter(|p| !p.presumed_down())
+    }
+
+    fn remember_moved(&self, session: u64, to: u16) {
+        let mut moved = self.moved.write().unwrap_or_else(|p| p.into_inner());
+        if to == self.my_index {
+            moved.remove(&session);
+            return;
+        }
+        if moved.len() >= MAX_MOVED {
+            tracing::warn!("forgetting {} moved sessions (too many)", moved.len());
+            moved.clear();
+        }
+        moved.insert(session, to);
+    }
+
+    /// A push for a session whose gate was gone: to the gate that took it over, or into its
+    /// record (compare-and-set, so a gate claiming the record meanwhile is not missed).
+    async fn keep_gone_push(&self, shared: &SharedSessions, push: GonePush) {
+        let GonePush {
+            gate,
+            session,
+            topic,
+            payload,
+        } = push;
+        for _ in 0..8 {
+            let (mut record, revision) = match shared.load(session).await {
+                Ok(Some(found)) => found,
+                Ok(None) => {
+                    tracing::debug!(session, gate, "push to a session no gate holds dropped");
+                    return;
+                }
+                Err(err) => {
+                    tracing::warn!(session, "push to a session of a gone gate lost: {err}");
+                    return;
+                }
+            };
+            if let Some(peer) = self
+                .up(record.gate)
+                .filter(|_| record.gate != self.my_index)
+            {
+                self.remember_moved(session, record.gate);
+                peer.send(wire::Msg::Push {
+                    session,
+                    topic,
+                    payload: serde_bytes::ByteBuf::from(payload.to_vec()),
+                });
+                return;
+            }
+            record.keep(topic, &payload);
+            match shared.update(session, &record, revision).await {
+                Ok(()) => return,
+                Err(CasError::Conflict) => continue,
+                Err(CasError::Failed(err)) => {
+                    tracing::warn!(session, "push to a session of a gone gate lost: {err}");
+                    return;
+                }
+            }
+        }
+        tracing::warn!(
+            session,
+            "push to a session of a gone gate lost: its record kept changing"
+        );
+    }
+
+    /// Takes a session over from its record, its gate being gone (see [`Cluster::take`]).
+    /// `Ok(Err(gate))`: the record says gate `gate`, which is up, holds it: ask there.
+    async fn take_from_record(
+        &self,
+        session: u64,
+        secret: &[u8; SECRET_LEN],
+        to: u16,
+    ) -> Result<Result<Handover, u16>, ResumeError> {
+        let Some(shared) = &self.shared else {
+            return Err(ResumeError::Invalid);
+        };
+        for _ in 0..8 {
+            let (record, revision) = match shared.load(session).await {
+                Ok(Some(found)) => found,
+                Ok(None) => return Err(ResumeError::Invalid),
+                Err(err) => {
+                    tracing::warn!(session, "resume from the shared record failed: {err}");
+                    return Err(ResumeError::Invalid);
+                }
+            };
+            if record.gate != to && self.up(record.gate).is_some() {
+                return Ok(Err(record.gate));
+            }
+            if !record.token_is(secret) {
+                return Err(ResumeError::Invalid);
+            }
+            let alive = shared.alive_at(record.gate).await;
+            if !SharedSessions::within_grace(alive, record.grace_ms) {
+                return Err(ResumeError::Invalid);
+            }
+            let claimed = SessionRecord {
+                gate: to,
+                pushes: Vec::new(),
+                dropped: 0,
+                ..record.clone()
+            };
+            match shared.update(session, &claimed, revision).await {
+                Ok(()) => return Ok(Ok(record.into_handover())),
+                Err(CasError::Conflict) => continue,
+                Err(CasError::Failed(err)) => {
+                    tracing::warn!(session, "resume from the shared record failed: {err}");
+                    return Err(ResumeError::Invalid);
+                }
+            }
+        }
+        Err(ResumeError::Invalid)
     }
 
     /// The view node `node` of `topology` has: every other node it can reach.
@@ -218,6 +374,26 @@ impl Cluster {
 
 impl RemoteSessions for Cluster {
     fn send_op(&self, gate: u16, op: SessionOp) {
+        if let (
+            Some(shared),
+            SessionOp::PushMany {
+                sessions,
+                topic,
+                payload,
+            },
+        ) = (&self.shared, &op)
+            && self.by_index.get(&gate).is_some_and(|p| p.presumed_down())
+        {
+            for &session in sessions {
+                shared.gone_push(GonePush {
+                    gate,
+                    session,
+                    topic: *topic,
+                    payload: Bytes::from(payload.to_vec()),
+                });
+            }
+            return;
+        }
         match self.by_index.get(&gate) {
             Some(peer) => peer.send(wire::Msg::Sessions { id: 0, op }),
             None => tracing::debug!(gate, "session operation for an unknown gate dropped"),
@@ -248,15 +424,100 @@ impl RemoteSessions for Cluster {
         })
     }
 
-    fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
-        let Some(peer) = self.by_index.get(&session_node(session)) else {
+    fn push(&self, gate: u16, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
+        let Some(peer) = self.by_index.get(&gate) else {
             return Err(PushError::NoSuchSession);
         };
+        if let Some(shared) = &self.shared
+            && peer.presumed_down()
+        {
+            let push = GonePush {
+                gate,
+                session,
+                topic,
+                payload,
+            };
+            return if shared.gone_push(push) {
+                Ok(())
+            } else {
+                Err(PushError::Backpressure)
+            };
+        }
         peer.send(wire::Msg::Push {
             session,
             topic,
             payload: serde_bytes::ByteBuf::from(payload.to_vec()),
         });
         Ok(())
+    }
+
+    fn moved_to(&self, session: u64) -> Option<u16> {
+        self.moved
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&session)
+            .copied()
+    }
+
+    fn handed_over(&self, session: u64, to: u16) {
+        self.remember_moved(session, to);
+        if to != self.my_index
+            && let Some(shared) = &self.shared
+        {
+            shared.disown(session);
+        }
+    }
+
+    fn save(&self, session: u64, record: Option<SessionRecord>) {
+        if let Some(shared) = &self.shared {
+            shared.save(session, record);
+        }
+    }
+
+    fn take(&self, gate: u16, session: u64, secret: [u8; SECRET_LEN], to: u16) -> TakeFuture<'_> {
+        Box::pin(async move {
+            let mut gate = gate;
+            // Each step either gets the session or learns a newer place for it.
+            for _ in 0..4 {
+                if gate != to
+                    && let Some(peer) = self.up(gate)
+                {
+                    let op = SessionOp::Hand {
+                        session,
+                        secret: serde_bytes::ByteBuf::from(secret.to_vec()),
+                        to,
+                    };
+                    let reply = match peer.request(|id| wire::Msg::Sessions { id, op }).await {
+                        Ok(wire::Msg::Reply {
+                            result: Ok(bytes), ..
+                        }) => rmp_serde::from_slice::<OpReply>(&bytes).ok(),
+                        _ => None,
+                    };
+                    match reply {
+                        Some(OpReply {
+                            handover: Some(handover),
+                            ..
+                        }) => return Ok(handover),
+                        Some(OpReply {
+                            moved: Some(next), ..
+                        }) if next != gate => {
+                            gate = next;
+                            continue;
+                        }
+                        Some(OpReply { status, .. }) if status == session_status::INVALID => {
+                            return Err(ResumeError::Invalid);
+                        }
+                        // Not there (or no answer): the shared record knows more.
+                        _ => {}
+                    }
+                }
+                match self.take_from_record(session, &secret, to).await? {
+                    Ok(handover) => return Ok(handover),
+                    Err(next) if next != gate => gate = next,
+                    Err(_) => return Err(ResumeError::Invalid),
+                }
+            }
+            Err(ResumeError::Invalid)
+        })
     }
 }

@@ -323,7 +323,7 @@ async fn process<T: Transport>(
                     drain(shared, session, &mut fwd, wbuf, scratch).await;
                     scratch.lease = None;
                     scratch.requests += 1;
-                    session_request(shared, slot, &frame.payload, wbuf, &mut scratch.errors);
+                    session_request(shared, slot, &frame.payload, wbuf, &mut scratch.errors).await;
                     continue;
                 }
                 let route = node.local_route(command, scratch.lease.as_ref());

@@ -11,7 +11,7 @@ use crate::sessions::Attached;
 use crate::sessions::resume::ResumeError;
 
 /// Answers the reserved session command: the current session's ticket, or a resume.
-pub(super) fn session_request(
+pub(super) async fn session_request(
     shared: &Listener,
     slot: &mut Attached,
     payload: &[u8],
@@ -45,31 +45,34 @@ pub(super) fn session_request(
             replayed: 0,
             dropped: 0,
         }),
-        Some(token) => sessions.resume(&token).map(|resumed| {
-            // The session this connection had until now ends (its events fire).
-            let fresh = std::mem::replace(slot, resumed.attached);
-            sessions.detach(fresh, true);
-            let ticket = SessionTicket {
-                session: slot.id,
-                token: resumed.token,
-                resumed: true,
-                replayed: resumed.replay.len() as u64,
-                dropped: resumed.dropped,
-            };
-            if resumed.dropped > 0 {
-                tracing::info!(
-                    session = slot.id,
-                    dropped = resumed.dropped,
-                    "resumed session lost pushes (buffer full)"
-                );
-            }
-            let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
-            shared.codec.encode(command, &bytes, wbuf);
-            for (topic, payload) in &resumed.replay {
-                shared.codec.encode(*topic, payload, wbuf);
-            }
-            ticket
-        }),
+        Some(token) => sessions
+            .resume_anywhere(&token, &shared.settings.sessions)
+            .await
+            .map(|resumed| {
+                // The session this connection had until now ends (its events fire).
+                let fresh = std::mem::replace(slot, resumed.attached);
+                sessions.detach(fresh, true);
+                let ticket = SessionTicket {
+                    session: slot.id,
+                    token: resumed.token,
+                    resumed: true,
+                    replayed: resumed.replay.len() as u64,
+                    dropped: resumed.dropped,
+                };
+                if resumed.dropped > 0 {
+                    tracing::info!(
+                        session = slot.id,
+                        dropped = resumed.dropped,
+                        "resumed session lost pushes (buffer full)"
+                    );
+                }
+                let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
+                shared.codec.encode(command, &bytes, wbuf);
+                for (topic, payload) in &resumed.replay {
+                    shared.codec.encode(*topic, payload, wbuf);
+                }
+                ticket
+            }),
     };
     match result {
         Ok(ticket) if !ticket.resumed => {

@@ -26,7 +26,11 @@ impl Inbound for NodeCore {
     }
 
     fn push(&self, session: u64, topic: u32, payload: Bytes) {
-        if let Err(err) = self.dispatch.sessions.push_local(session, topic, payload) {
+        if let Err(err) = self
+            .dispatch
+            .sessions
+            .push_from_peer(session, topic, payload)
+        {
             tracing::debug!(session, "push from a peer not delivered: {err}");
         }
     }

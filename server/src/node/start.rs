@@ -202,6 +202,7 @@ pub(super) fn serve(
         tracing::info!(node = %name, "node links over NATS");
         tasks.spawn(fabric.clone().run(stop.clone()));
         if let Some(cluster) = &config.cluster {
+            tasks.spawn(cluster.clone().run_shared(stop.clone()));
             tasks.spawn(crate::cluster::server::serve_nats(
                 fabric.clone(),
                 cluster.clone(),

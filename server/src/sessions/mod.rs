@@ -17,6 +17,7 @@
 mod hosts;
 pub mod ops;
 pub mod resume;
+pub mod shared;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::config::SessionSettings;
 pub use hosts::ROOM_GROUP_PREFIX;
 pub use ops::{OpReply, SessionOp};
+pub use shared::{Handover, SessionRecord};
 
 /// How many undelivered pushes one session may have queued.
 pub const OUTBOUND_QUEUE: usize = 1024;
@@ -80,16 +82,49 @@ pub enum PushError {
 pub type OpFuture<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<OpReply, String>> + Send + 'a>>;
 
+/// A future the cluster resolves when a gate takes over a session held elsewhere.
+pub type TakeFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<Handover, resume::ResumeError>> + Send + 'a>,
+>;
+
 /// Delivers pushes and session operations to sessions held by other nodes.
 pub trait RemoteSessions: Send + Sync {
-    /// Queues a push for a session held elsewhere.
-    fn push(&self, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError>;
+    /// Queues a push for a session held by gate `gate`.
+    fn push(&self, gate: u16, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError>;
     /// Sends `op` to gate `gate` (one-way).
     fn send_op(&self, gate: u16, op: SessionOp);
     /// Sends `op` to every other gate of the cluster (one-way).
     fn broadcast_op(&self, op: SessionOp);
     /// Sends `op` to gate `gate` and waits for its answer.
     fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_>;
+    /// The gate a session went to when it left the gate that issued it, if known here.
+    fn moved_to(&self, _session: u64) -> Option<u16> {
+        None
+    }
+    /// Session `session` is now held by gate `to` (this node's own index: here).
+    fn handed_over(&self, _session: u64, _to: u16) {}
+    /// Writes (`Some`) or removes the cluster's shared record of a session held here.
+    fn save(&self, _session: u64, _record: Option<SessionRecord>) {}
+    /// Takes session `session` over for gate `to` (this node), from gate `gate` that holds it
+    /// or, that gate being gone, from the shared record, if `secret` is its token's.
+    fn take(
+        &self,
+        _gate: u16,
+        _session: u64,
+        _secret: [u8; resume::SECRET_LEN],
+        _to: u16,
+    ) -> TakeFuture<'_> {
+        Box::pin(async { Err(resume::ResumeError::Invalid) })
+    }
+}
+
+/// Where a session is, as this node sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// Held here (or issued here and gone).
+    Here,
+    /// Held by this gate.
+    Gate(u16),
 }
 
 /// A session attached to a connection: its id, the attachment's generation, and the queue
@@ -253,6 +288,23 @@ impl Sessions {
         (id >> 48) as u16 == self.node_index
     }
 
+    /// Where session `id` is: held here, else on the gate it moved to, else on the gate that
+    /// issued it.
+    pub(crate) fn place(&self, id: u64) -> Place {
+        if self.read().map.contains_key(&id) {
+            return Place::Here;
+        }
+        let gate = self
+            .remote()
+            .and_then(|r| r.moved_to(id))
+            .unwrap_or((id >> 48) as u16);
+        if gate == self.node_index {
+            Place::Here
+        } else {
+            Place::Gate(gate)
+        }
+    }
+
     /// This registry, routing pushes to sessions of other nodes through `remote`.
     pub fn with_remote(mut self, remote: Arc<dyn RemoteSessions>) -> Self {
         self.remote = Some(remote);
@@ -272,6 +324,9 @@ impl Sessions {
     }
 
     fn ended(&self, id: u64) {
+        if let Some(remote) = self.remote() {
+            remote.save(id, None);
+        }
         if let Some(hook) = &self.on_end {
             hook(id);
         }
@@ -404,13 +459,26 @@ impl Sessions {
 
     /// Queues a push for a session, here or on the gate that holds it.
     pub fn push(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
-        if !self.is_local(id) {
-            return match self.remote() {
-                Some(remote) => remote.push(id, topic, payload),
-                None => Err(PushError::NoSuchSession),
-            };
+        match (self.place(id), self.remote()) {
+            (Place::Gate(gate), Some(remote)) => remote.push(gate, id, topic, payload),
+            _ => self.push_local(id, topic, payload),
         }
-        self.push_local(id, topic, payload)
+    }
+
+    /// Delivers a push a peer sent for a session of this gate; one that moved to another
+    /// gate (resumed there) follows it.
+    pub fn push_from_peer(&self, id: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
+        match self.push_local(id, topic, payload.clone()) {
+            Err(PushError::NoSuchSession) => match self.remote().and_then(|r| r.moved_to(id)) {
+                Some(gate) if gate != self.node_index => {
+                    self.remote().map_or(Err(PushError::NoSuchSession), |r| {
+                        r.push(gate, id, topic, payload)
+                    })
+                }
+                _ => Err(PushError::NoSuchSession),
+            },
+            other => other,
+        }
     }
 
     /// Queues a push for a session held by this node.

@@ -11,7 +11,8 @@ use firefly_abi::session_status;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::{Entry, KickReason, Outbound, PushError, Sessions};
+use super::resume::{ResumeError, SECRET_LEN};
+use super::{Entry, Handover, KickReason, Outbound, Place, PushError, Sessions};
 
 /// A session operation another node asks a gate to run on its sessions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +89,16 @@ pub enum SessionOp {
         /// Session id.
         session: u64,
     },
+    /// Give a session to gate `to`, whose new connection presented its resume token (the
+    /// token's secret part here). See [`super::shared`].
+    Hand {
+        /// Session id.
+        session: u64,
+        /// The presented token's secret.
+        secret: ByteBuf,
+        /// The taking gate's index.
+        to: u16,
+    },
 }
 
 /// A gate's answer to a [`SessionOp`] request.
@@ -97,6 +108,37 @@ pub struct OpReply {
     pub status: u32,
     /// The user, for `UserOf`.
     pub user: Option<String>,
+    /// The session, for a successful `Hand`.
+    #[serde(default)]
+    pub handover: Option<Handover>,
+    /// With `NO_SUCH_SESSION`: the gate the session moved to (ask there).
+    #[serde(default)]
+    pub moved: Option<u16>,
+}
+
+impl OpReply {
+    /// A reply with only a status.
+    pub fn status(status: u32) -> Self {
+        OpReply {
+            status,
+            ..OpReply::default()
+        }
+    }
+}
+
+impl SessionOp {
+    /// The one session this operation is about, if it is about one.
+    fn session(&self) -> Option<u64> {
+        match self {
+            SessionOp::Join { session, .. }
+            | SessionOp::Leave { session, .. }
+            | SessionOp::Bind { session, .. }
+            | SessionOp::Kick { session }
+            | SessionOp::UserOf { session }
+            | SessionOp::Hand { session, .. } => Some(*session),
+            _ => None,
+        }
+    }
 }
 
 /// Longest group name or user id accepted.
@@ -120,10 +162,15 @@ fn push(topic: u32, payload: &Bytes) -> Outbound {
 impl Sessions {
     /// Runs an operation another node sent for this gate's sessions.
     pub fn apply(&self, op: SessionOp) -> OpReply {
-        let status = |s| OpReply {
-            status: s,
-            user: None,
-        };
+        let status = OpReply::status;
+        if let Some(session) = op.session()
+            && let Some(gate) = self.moved_away(session)
+        {
+            return OpReply {
+                moved: Some(gate),
+                ..status(session_status::NO_SUCH_SESSION)
+            };
+        }
         match op {
             SessionOp::PushMany {
                 sessions,
@@ -131,7 +178,9 @@ impl Sessions {
                 payload,
             } => {
                 let payload = Bytes::from(payload.into_vec());
-                self.push_many_local(&sessions, topic, &payload);
+                for id in sessions {
+                    let _ = self.push_from_peer(id, topic, payload.clone());
+                }
                 status(session_status::OK)
             }
             SessionOp::PushGroup {
@@ -172,11 +221,40 @@ impl Sessions {
             }
             SessionOp::UserOf { session } => match self.user_of_local(session) {
                 Ok(user) => OpReply {
-                    status: session_status::OK,
                     user,
+                    ..status(session_status::OK)
                 },
                 Err(e) => status(status_of(Err(e))),
             },
+            SessionOp::Hand {
+                session,
+                secret,
+                to,
+            } => {
+                let Ok(secret) = <[u8; SECRET_LEN]>::try_from(&secret[..]) else {
+                    return status(session_status::INVALID);
+                };
+                match self.hand_over(session, &secret, to) {
+                    Ok(handover) => OpReply {
+                        handover: Some(handover),
+                        ..status(session_status::OK)
+                    },
+                    Err(ResumeError::Invalid) if !self.read().map.contains_key(&session) => {
+                        status(session_status::NO_SUCH_SESSION)
+                    }
+                    Err(_) => status(session_status::INVALID),
+                }
+            }
+        }
+    }
+
+    /// The gate session `id` went to, if it left this one (it is not held here).
+    fn moved_away(&self, id: u64) -> Option<u16> {
+        match self.place(id) {
+            Place::Gate(gate) if self.remote().and_then(|r| r.moved_to(id)) == Some(gate) => {
+                Some(gate)
+            }
+            _ => None,
         }
     }
 
@@ -240,8 +318,10 @@ impl Sessions {
                 entry.groups.swap_remove(at);
                 inner.group_lost_member(group, id);
             }
-            _ => {}
+            _ => return Ok(()),
         }
+        drop(inner);
+        self.share(id);
         Ok(())
     }
 
@@ -263,10 +343,13 @@ impl Sessions {
             inner.unbind(old, id);
         }
         let Some(user) = user else {
+            drop(inner);
+            self.share(id);
             return Ok(());
         };
         inner.users.entry(user.to_owned()).or_default().insert(id);
         drop(inner);
+        self.share(id);
         if single && old.as_deref() != Some(user) {
             self.kick_user_local(user, id);
             if let Some(remote) = self.remote() {
@@ -310,10 +393,9 @@ impl Sessions {
         let mut remote: std::collections::BTreeMap<u16, Vec<u64>> = Default::default();
         let mut local = Vec::new();
         for &id in ids {
-            if self.is_local(id) {
-                local.push(id);
-            } else {
-                remote.entry((id >> 48) as u16).or_default().push(id);
+            match self.place(id) {
+                Place::Here => local.push(id),
+                Place::Gate(gate) => remote.entry(gate).or_default().push(id),
             }
         }
         let mut sent = self.push_many_local(&local, topic, &payload);
@@ -371,24 +453,25 @@ impl Sessions {
     /// Runs a single-session operation where the session is: here, or on its gate. Returns
     /// the gate's answer (`session_status::UNAVAILABLE` when it cannot be reached).
     pub async fn on_session(&self, id: u64, op: SessionOp) -> OpReply {
-        if self.is_local(id) {
+        let (Place::Gate(mut gate), Some(cluster)) = (self.place(id), self.remote()) else {
             return self.apply(op);
-        }
-        let Some(cluster) = self.remote() else {
-            return OpReply {
-                status: session_status::NO_SUCH_SESSION,
-                user: None,
-            };
         };
-        match cluster.request_op((id >> 48) as u16, op).await {
-            Ok(reply) => reply,
-            Err(err) => {
-                tracing::debug!(session = id, "session operation failed: {err}");
-                OpReply {
-                    status: session_status::UNAVAILABLE,
-                    user: None,
+        // A session that moved is followed once: the gate it left says where it went.
+        for _ in 0..2 {
+            match cluster.request_op(gate, op.clone()).await {
+                Ok(OpReply {
+                    moved: Some(to), ..
+                }) if to != gate && to != self.node_index => {
+                    cluster.handed_over(id, to);
+                    gate = to;
+                }
+                Ok(reply) => return reply,
+                Err(err) => {
+                    tracing::debug!(session = id, "session operation failed: {err}");
+                    return OpReply::status(session_status::UNAVAILABLE);
                 }
             }
         }
+        OpReply::status(session_status::NO_SUCH_SESSION)
     }
 }

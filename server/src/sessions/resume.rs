@@ -8,7 +8,9 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Attached, OUTBOUND_QUEUE, Sessions};
+use super::shared::replay_of;
+use super::{Attached, OUTBOUND_QUEUE, Place, Sessions};
+use crate::config::SessionSettings;
 
 /// Random bytes in a token.
 pub const SECRET_LEN: usize = 16;
@@ -50,7 +52,7 @@ fn format_token(id: u64, secret: &[u8; SECRET_LEN]) -> String {
     format!("{id:016x}{}", hex::encode(secret))
 }
 
-fn parse_token(token: &str) -> Option<(u64, [u8; SECRET_LEN])> {
+pub(super) fn parse_token(token: &str) -> Option<(u64, [u8; SECRET_LEN])> {
     if token.len() != 16 + 2 * SECRET_LEN || !token.is_ascii() {
         return None;
     }
@@ -60,7 +62,7 @@ fn parse_token(token: &str) -> Option<(u64, [u8; SECRET_LEN])> {
     Some((id, secret))
 }
 
-fn same(a: &[u8; SECRET_LEN], b: &[u8; SECRET_LEN]) -> bool {
+pub(super) fn same(a: &[u8; SECRET_LEN], b: &[u8; SECRET_LEN]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -74,7 +76,45 @@ impl Sessions {
         }
         let s = secret()?;
         entry.token = Some(s);
+        drop(inner);
+        self.share(id);
         Ok(format_token(id, &s))
+    }
+
+    /// Gives the session of `token` to a new connection of a listener with `settings`,
+    /// wherever the session is: held here ([`Sessions::resume`]), or taken over from the gate
+    /// that holds it or, that gate being gone, from the cluster's shared record (see
+    /// [`super::shared`]). Same id, user and groups, with the pushes kept for it.
+    pub async fn resume_anywhere(
+        &self,
+        token: &str,
+        settings: &SessionSettings,
+    ) -> Result<Resumed, ResumeError> {
+        let (id, presented) = parse_token(token).ok_or(ResumeError::Invalid)?;
+        let gate = match self.place(id) {
+            Place::Here => return self.resume(token),
+            Place::Gate(gate) => gate,
+        };
+        if settings.resume.is_none() {
+            return Err(ResumeError::Disabled);
+        }
+        let remote = self.remote().ok_or(ResumeError::Invalid)?;
+        let handover = remote.take(gate, id, presented, self.node_index).await?;
+        let next = secret()?;
+        let attached = self.adopt(id, &handover, settings.clone(), next);
+        tracing::info!(
+            session = id,
+            from = gate,
+            replayed = handover.replay.len(),
+            dropped = handover.dropped,
+            "session resumed from another gate"
+        );
+        Ok(Resumed {
+            attached,
+            token: format_token(id, &next),
+            dropped: handover.dropped,
+            replay: replay_of(handover),
+        })
     }
 
     /// Gives the session of `token` to a new connection: same id, user and groups, with the
@@ -103,6 +143,7 @@ impl Sessions {
             .map(|p| p.into_inner().unwrap_or_else(|p| p.into_inner()))
             .unwrap_or_default();
         drop(inner);
+        self.share(id);
         tracing::debug!(
             session = id,
             replayed = parked.buf.len(),
