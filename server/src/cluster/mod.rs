@@ -282,11 +282,14 @@ impl Cluster {
 
     /// Takes a session over from its record, its gate being gone (see [`Cluster::take`]).
     /// `Ok(Err(gate))`: the record says gate `gate`, which is up, holds it: ask there.
+    /// `lost`: a gate that answered it does not hold the session (it restarted): its record
+    /// is taken as a gone gate's.
     async fn take_from_record(
         &self,
         session: u64,
         secret: &[u8; SECRET_LEN],
         to: u16,
+        lost: Option<u16>,
     ) -> Result<Result<Handover, u16>, ResumeError> {
         let Some(shared) = &self.shared else {
             return Err(ResumeError::Invalid);
@@ -300,7 +303,7 @@ impl Cluster {
                     return Err(ResumeError::Invalid);
                 }
             };
-            if record.gate != to && self.up(record.gate).is_some() {
+            if record.gate != to && Some(record.gate) != lost && self.up(record.gate).is_some() {
                 return Ok(Err(record.gate));
             }
             if !record.token_is(secret) {
@@ -479,6 +482,7 @@ impl RemoteSessions for Cluster {
             let mut gate = gate;
             // Each step either gets the session or learns a newer place for it.
             for _ in 0..4 {
+                let mut lost = None;
                 if gate != to
                     && let Some(peer) = self.up(gate)
                 {
@@ -507,11 +511,16 @@ impl RemoteSessions for Cluster {
                         Some(OpReply { status, .. }) if status == session_status::INVALID => {
                             return Err(ResumeError::Invalid);
                         }
-                        // Not there (or no answer): the shared record knows more.
+                        Some(OpReply { status, .. })
+                            if status == session_status::NO_SUCH_SESSION =>
+                        {
+                            lost = Some(gate);
+                        }
+                        // No answer: the shared record knows more.
                         _ => {}
                     }
                 }
-                match self.take_from_record(session, &secret, to).await? {
+                match self.take_from_record(session, &secret, to, lost).await? {
                     Ok(handover) => return Ok(handover),
                     Err(next) if next != gate => gate = next,
                     Err(_) => return Err(ResumeError::Invalid),

@@ -1,6 +1,7 @@
-//! The cluster's shared session records on the NATS fabric: a JetStream key-value bucket
-//! (`firefly_sessions_<cluster>`, in memory, at most [`BUCKET_BYTES`]) that lets a resume
-//! token work on any gate (see [`crate::sessions::shared`]).
+//! The cluster's shared session records on the NATS fabric: a JetStream stream used as a
+//! key-value store (`firefly_sessions_<cluster>`, in memory, one message per key, at most
+//! [`BUCKET_BYTES`]; spoken through the JetStream API directly, which NATS 2.9 servers
+//! answer) that lets a resume token work on any gate (see [`crate::sessions::shared`]).
 //!
 //! * `s.<session id in hex>`: a [`SessionRecord`], written by the gate holding the session
 //!   whenever it changes (coalesced: one write per session per round, in order); removed when
@@ -17,7 +18,6 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use tokio::sync::{Notify, OnceCell, mpsc};
 
@@ -45,7 +45,10 @@ pub(super) struct GonePush {
 pub struct SharedSessions {
     fabric: Arc<Fabric>,
     bucket: String,
-    store: OnceCell<kv::Store>,
+    /// Subjects of the stream: `<prefix>.<key>`.
+    prefix: String,
+    /// Set once the stream exists.
+    store: OnceCell<()>,
     /// Writes waiting for the writer (`None`: remove), the newest per session.
     pending: Mutex<HashMap<u64, Option<SessionRecord>>>,
     wake: Notify,
@@ -85,6 +88,15 @@ pub(super) enum CasError {
     Failed(String),
 }
 
+impl CasError {
+    fn into_message(self) -> String {
+        match self {
+            CasError::Conflict => "written by another process meanwhile".into(),
+            CasError::Failed(e) => e,
+        }
+    }
+}
+
 impl SharedSessions {
     /// The shared records of `cluster`, reached through `fabric`.
     pub fn new(fabric: Arc<Fabric>, cluster: &str) -> Arc<Self> {
@@ -96,6 +108,7 @@ impl SharedSessions {
         Arc::new(SharedSessions {
             fabric,
             bucket: format!("firefly_sessions_{name}"),
+            prefix: format!("firefly.{name}.sessions"),
             store: OnceCell::new(),
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
@@ -105,37 +118,78 @@ impl SharedSessions {
         })
     }
 
-    /// The bucket, made on first use.
-    async fn store(&self) -> Result<&kv::Store, String> {
+    /// The stream's subject for `key`.
+    fn subject(&self, key: &str) -> String {
+        format!("{}.{key}", self.prefix)
+    }
+
+    /// The client, with the stream made on first use.
+    async fn store(&self) -> Result<&async_nats::Client, String> {
+        let client = self.fabric.client().await?;
         self.store
             .get_or_try_init(|| async {
-                let client = self.fabric.client().await?.clone();
-                let js = jetstream::new(client);
-                match js.get_key_value(&self.bucket).await {
-                    Ok(store) => Ok(store),
-                    Err(_) => js
-                        .create_key_value(kv::Config {
-                            bucket: self.bucket.clone(),
-                            description: "firefly: sessions a resume token can take to any gate"
-                                .into(),
-                            history: 1,
-                            max_age: RECORD_MAX_AGE,
-                            max_bytes: BUCKET_BYTES,
-                            max_value_size: 1024 * 1024,
-                            storage: jetstream::stream::StorageType::Memory,
-                            ..Default::default()
-                        })
-                        .await
-                        .map_err(|e| {
-                            format!(
-                                "JetStream bucket `{}` (is JetStream enabled on the NATS \
-                                 server, `nats-server -js`?): {e}",
-                                self.bucket
-                            )
-                        }),
+                let config = serde_json::json!({
+                    "name": self.bucket,
+                    "description": "firefly: sessions a resume token can take to any gate",
+                    "subjects": [format!("{}.>", self.prefix)],
+                    "retention": "limits",
+                    "max_msgs_per_subject": 1,
+                    "max_age": RECORD_MAX_AGE.as_nanos() as u64,
+                    "max_bytes": BUCKET_BYTES,
+                    "max_msg_size": 1024 * 1024,
+                    "storage": "memory",
+                    "num_replicas": 1,
+                    "discard": "old",
+                    "allow_direct": true,
+                });
+                let answer = self
+                    .api(
+                        client,
+                        &format!("$JS.API.STREAM.CREATE.{}", self.bucket),
+                        config.to_string().into(),
+                        None,
+                    )
+                    .await?;
+                match answer.get("error") {
+                    // 10058: it exists already (made by another process).
+                    Some(e) if e["err_code"] != 10058 => Err(format!(
+                        "JetStream stream `{}` (is JetStream enabled on the NATS server, \
+                         `nats-server -js`?): {e}",
+                        self.bucket
+                    )),
+                    _ => Ok(()),
                 }
             })
+            .await?;
+        Ok(client)
+    }
+
+    /// A JetStream API request (or a publish to the stream, which JetStream acknowledges).
+    async fn api(
+        &self,
+        client: &async_nats::Client,
+        subject: &str,
+        body: Bytes,
+        headers: Option<async_nats::HeaderMap>,
+    ) -> Result<serde_json::Value, String> {
+        let request = async {
+            match headers {
+                Some(h) => {
+                    client
+                        .request_with_headers(subject.to_owned(), h, body)
+                        .await
+                }
+                None => client.request(subject.to_owned(), body).await,
+            }
+        };
+        let message = tokio::time::timeout(Duration::from_secs(5), request)
             .await
+            .map_err(|_| format!("JetStream: no answer to {subject} within 5s"))?
+            .map_err(|e| {
+                format!("JetStream ({subject}): {e} (is JetStream enabled, `nats-server -js`?)")
+            })?;
+        serde_json::from_slice(&message.payload)
+            .map_err(|e| format!("JetStream ({subject}): unreadable answer: {e}"))
     }
 
     /// Queues a write (`Some`) or removal of a session's record.
@@ -188,19 +242,65 @@ impl SharedSessions {
             .take()
     }
 
+    /// The newest value of `key` and its revision (`None`: none, or removed).
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, String> {
+        let client = self.store().await?;
+        let subject = format!("$JS.API.DIRECT.GET.{}", self.bucket);
+        let body = serde_json::json!({ "last_by_subj": self.subject(key) }).to_string();
+        let message = tokio::time::timeout(
+            Duration::from_secs(5),
+            client.request(subject.clone(), body.into()),
+        )
+        .await
+        .map_err(|_| format!("JetStream: no answer to {subject} within 5s"))?
+        .map_err(|e| format!("JetStream ({subject}): {e}"))?;
+        if message.status.is_some_and(|s| s.as_u16() == 404) {
+            return Ok(None);
+        }
+        if let Some(status) = message.status.filter(|s| s.as_u16() >= 300) {
+            return Err(format!("JetStream ({subject}): status {status}"));
+        }
+        let revision = message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Nats-Sequence"))
+            .and_then(|v| v.as_str().parse().ok())
+            .ok_or_else(|| format!("JetStream ({subject}): no sequence in the answer"))?;
+        // An empty value is a removal.
+        Ok((!message.payload.is_empty()).then_some((message.payload, revision)))
+    }
+
+    /// Writes `value` at `key`; with `revision`, only if that is still its newest revision.
+    async fn put(&self, key: &str, value: Bytes, revision: Option<u64>) -> Result<(), CasError> {
+        let client = self.store().await.map_err(CasError::Failed)?;
+        let headers = revision.map(|r| {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert(
+                "Nats-Expected-Last-Subject-Sequence",
+                r.to_string().as_str(),
+            );
+            h
+        });
+        let answer = self
+            .api(client, &self.subject(key), value, headers)
+            .await
+            .map_err(CasError::Failed)?;
+        match answer.get("error") {
+            None => Ok(()),
+            // 10071: wrong last sequence.
+            Some(e) if e["err_code"] == 10071 => Err(CasError::Conflict),
+            Some(e) => Err(CasError::Failed(format!("JetStream: {e}"))),
+        }
+    }
+
     /// A session's record and its revision.
     pub(super) async fn load(&self, session: u64) -> Result<Option<(SessionRecord, u64)>, String> {
-        let store = self.store().await?;
-        let entry = store
-            .entry(record_key(session))
-            .await
-            .map_err(|e| format!("reading session {session:016x}: {e}"))?;
-        let Some(entry) = entry.filter(|e| e.operation == kv::Operation::Put) else {
+        let Some((value, revision)) = self.get(&record_key(session)).await? else {
             return Ok(None);
         };
-        let record = rmp_serde::from_slice(&entry.value)
+        let record = rmp_serde::from_slice(&value)
             .map_err(|e| format!("session {session:016x}'s record: {e}"))?;
-        Ok(Some((record, entry.revision)))
+        Ok(Some((record, revision)))
     }
 
     /// Replaces a session's record if it is still at `revision`.
@@ -210,22 +310,14 @@ impl SharedSessions {
         record: &SessionRecord,
         revision: u64,
     ) -> Result<(), CasError> {
-        let store = self.store().await.map_err(CasError::Failed)?;
         let bytes = rmp_serde::to_vec_named(record).map_err(|e| CasError::Failed(e.to_string()))?;
-        match store
-            .update(record_key(session), Bytes::from(bytes), revision)
+        self.put(&record_key(session), Bytes::from(bytes), Some(revision))
             .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Err(CasError::Conflict),
-            Err(e) => Err(CasError::Failed(e.to_string())),
-        }
     }
 
     /// When node `index` last said it was alive (ms since the Unix epoch).
     pub(super) async fn alive_at(&self, index: u16) -> Option<u64> {
-        let store = self.store().await.ok()?;
-        let value = store.get(alive_key(index)).await.ok()??;
+        let (value, _) = self.get(&alive_key(index)).await.ok()??;
         std::str::from_utf8(&value).ok()?.parse().ok()
     }
 
@@ -272,30 +364,20 @@ impl SharedSessions {
     }
 
     async fn put_alive(&self, index: u16) -> Result<(), String> {
-        let store = self.store().await?;
-        store
-            .put(alive_key(index), Bytes::from(now_ms().to_string()))
+        self.put(&alive_key(index), Bytes::from(now_ms().to_string()), None)
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(CasError::into_message)
     }
 
     async fn write(&self, session: u64, record: Option<&SessionRecord>) -> Result<(), String> {
-        let store = self.store().await?;
-        match record {
-            Some(record) => {
-                let bytes = rmp_serde::to_vec_named(record).map_err(|e| e.to_string())?;
-                store
-                    .put(record_key(session), Bytes::from(bytes))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| e.to_string())
-            }
-            None => store
-                .delete(record_key(session))
-                .await
-                .map_err(|e| e.to_string()),
-        }
+        let bytes = match record {
+            Some(record) => rmp_serde::to_vec_named(record).map_err(|e| e.to_string())?,
+            // A removal: the empty value (one message per subject is kept).
+            None => Vec::new(),
+        };
+        self.put(&record_key(session), Bytes::from(bytes), None)
+            .await
+            .map_err(CasError::into_message)
     }
 
     /// Whether a session of a gate last alive at `alive` (or, not known, now) is still in

@@ -471,6 +471,7 @@ impl Sessions {
         match self.push_local(id, topic, payload.clone()) {
             Err(PushError::NoSuchSession) => match self.remote().and_then(|r| r.moved_to(id)) {
                 Some(gate) if gate != self.node_index => {
+                    tracing::debug!(session = id, gate, topic, "push follows a moved session");
                     self.remote().map_or(Err(PushError::NoSuchSession), |r| {
                         r.push(gate, id, topic, payload)
                     })

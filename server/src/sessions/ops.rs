@@ -456,8 +456,8 @@ impl Sessions {
         let (Place::Gate(mut gate), Some(cluster)) = (self.place(id), self.remote()) else {
             return self.apply(op);
         };
-        // A session that moved is followed once: the gate it left says where it went.
-        for _ in 0..2 {
+        // A session that moved is followed: the gate it left says where it went.
+        for _ in 0..3 {
             match cluster.request_op(gate, op.clone()).await {
                 Ok(OpReply {
                     moved: Some(to), ..
@@ -466,6 +466,11 @@ impl Sessions {
                     gate = to;
                 }
                 Ok(reply) => return reply,
+                // The gate it moved to is gone: the gate that issued it knows where it is.
+                Err(_) if gate != (id >> 48) as u16 && (id >> 48) as u16 != self.node_index => {
+                    gate = (id >> 48) as u16;
+                    cluster.handed_over(id, gate);
+                }
                 Err(err) => {
                     tracing::debug!(session = id, "session operation failed: {err}");
                     return OpReply::status(session_status::UNAVAILABLE);
