@@ -135,3 +135,67 @@ async fn parked_sessions_buffer_then_resume_or_expire() {
 }
 
 use resume::ResumeError;
+
+#[tokio::test]
+async fn a_session_is_handed_to_another_gate_with_its_user_groups_and_pushes() {
+    let ended = Arc::new(AtomicUsize::new(0));
+    let e = ended.clone();
+    let a = Arc::new(Sessions::for_node(1).on_end(move |_| {
+        e.fetch_add(1, Ordering::Relaxed);
+    }));
+    let b = Sessions::for_node(2);
+    let settings = SessionSettings {
+        single_login: true,
+        resume: Some(ResumeSettings {
+            grace: Duration::from_secs(60),
+            buffer: 4,
+        }),
+    };
+    let attached = a.attach_new(settings.clone());
+    let id = attached.id;
+    a.bind_local(id, Some("ann")).unwrap();
+    a.join_local(id, "room", true).unwrap();
+    let token = a.issue_token(id).unwrap();
+    a.detach(attached, false);
+    a.push_local(id, 9, Bytes::from_static(b"missed")).unwrap();
+    let (_, secret) = resume::parse_token(&token).unwrap();
+
+    let wrong = [0u8; resume::SECRET_LEN];
+    assert_eq!(a.hand_over(id, &wrong, 2), Err(ResumeError::Invalid));
+    let handover = a.hand_over(id, &secret, 2).unwrap();
+    assert_eq!(handover.user.as_deref(), Some("ann"));
+    assert_eq!(handover.groups, vec!["room".to_owned()]);
+    assert_eq!(handover.replay.len(), 1);
+    assert!(a.is_empty(), "gone from the old gate");
+    assert_eq!(a.push_group_local("room", 1, &Bytes::new()), 0);
+    assert_eq!(ended.load(Ordering::Relaxed), 0, "a hand-over ends nothing");
+    // Once only.
+    assert_eq!(a.hand_over(id, &secret, 2), Err(ResumeError::Invalid));
+
+    let mut adopted = b.adopt(id, &handover, settings, [7; resume::SECRET_LEN]);
+    assert_eq!(adopted.id, id, "the same session id on the new gate");
+    assert_eq!(b.user_of_local(id).unwrap().as_deref(), Some("ann"));
+    assert_eq!(b.push_group_local("room", 5, &Bytes::new()), 1);
+    assert_eq!(b.push_user_local("ann", 6, &Bytes::new()), 1);
+    assert_eq!(topic_of(adopted.rx.try_recv().unwrap()), 5);
+    assert_eq!(topic_of(adopted.rx.try_recv().unwrap()), 6);
+}
+
+#[test]
+fn a_shared_record_keeps_at_most_its_buffer_and_knows_its_token() {
+    let secret = [3u8; resume::SECRET_LEN];
+    let mut record = SessionRecord {
+        token: serde_bytes::ByteBuf::from(shared::token_hash(&secret)),
+        buffer: 2,
+        ..SessionRecord::default()
+    };
+    for topic in 1..=3 {
+        record.keep(topic, b"x");
+    }
+    assert_eq!((record.pushes.len(), record.dropped), (2, 1));
+    assert!(record.token_is(&secret));
+    assert!(!record.token_is(&[4u8; resume::SECRET_LEN]));
+    let handover = record.into_handover();
+    assert_eq!(handover.replay[0].0, 1);
+    assert_eq!(handover.dropped, 1);
+}
