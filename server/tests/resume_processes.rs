@@ -203,4 +203,17 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     );
     let _: Value = talker.call(106, &tell("home")).await.unwrap();
     assert_eq!(next_text(&mut roamer, "home").await, (801, "home".into()));
+
+    // The shared NATS server outlives this run: its stream of session records goes.
+    let nats = async_nats::connect(&url).await.unwrap();
+    let name = cluster.replace('-', "_");
+    let answer = nats
+        .request(
+            format!("$JS.API.STREAM.DELETE.firefly_sessions_{name}"),
+            "".into(),
+        )
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
 }

@@ -1,6 +1,6 @@
 //! The cluster's shared session records on the NATS fabric: a JetStream stream used as a
 //! key-value store (`firefly_sessions_<cluster>`, in memory, one message per key, at most
-//! [`BUCKET_BYTES`]; spoken through the JetStream API directly, which NATS 2.9 servers
+//! [`MAX_RECORDS`]; spoken through the JetStream API directly, which NATS 2.9 servers
 //! answer) that lets a resume token work on any gate (see [`crate::sessions::shared`]).
 //!
 //! * `s.<session id in hex>`: a [`SessionRecord`], written by the gate holding the session
@@ -28,8 +28,9 @@ use crate::sessions::SessionRecord;
 pub const ALIVE_EVERY: Duration = Duration::from_secs(2);
 /// How long a record nobody rewrites is kept.
 pub const RECORD_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
-/// The bucket's size limit.
-pub const BUCKET_BYTES: i64 = 256 * 1024 * 1024;
+/// At most this many records are kept (a count, not a byte size: a memory stream with a
+/// byte limit reserves that much of the NATS server's JetStream memory up front).
+pub const MAX_RECORDS: i64 = 1_000_000;
 /// Pushes for sessions of gone gates waiting to be appended to their records.
 const GONE_QUEUE: usize = 4096;
 
@@ -135,7 +136,7 @@ impl SharedSessions {
                     "retention": "limits",
                     "max_msgs_per_subject": 1,
                     "max_age": RECORD_MAX_AGE.as_nanos() as u64,
-                    "max_bytes": BUCKET_BYTES,
+                    "max_msgs": MAX_RECORDS,
                     "max_msg_size": 1024 * 1024,
                     "storage": "memory",
                     "num_replicas": 1,
