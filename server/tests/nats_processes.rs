@@ -31,7 +31,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Up, free_addr, node, workspace};
+use common::{Up, free_addr, node, rpc_counter, workspace};
 
 const TOKEN: &str = "nats-admin-token-0123456789";
 const SECRET: &str = "nats-cluster-secret-0123456789";
@@ -96,20 +96,6 @@ async fn served_in_a_row(client: &mut Client, n: usize, within: Duration, what: 
     failures
 }
 
-/// A gate's `firefly_rpc_<what>_total` for `peer`, from its `/metrics`.
-async fn rpc_counter(metrics: std::net::SocketAddr, what: &str, peer: &str) -> u64 {
-    let (code, body) = firefly::master::http_request(metrics, "GET", "/metrics", "")
-        .await
-        .unwrap();
-    assert_eq!(code, 200, "{body}");
-    let series = format!("firefly_rpc_{what}_total{{");
-    let label = format!("peer=\"{peer}\"}}");
-    body.lines()
-        .find(|l| l.starts_with(&series) && l.contains(&label))
-        .and_then(|l| l.rsplit(' ').next())
-        .map_or(0, |v| v.parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats() {
     let url = common::services::service_url("FIREFLY_TEST_NATS_URL");
@@ -168,12 +154,12 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
     // announcements; round_robin alternates).
     for (client, metrics) in [(&mut on_a, a_metrics), (&mut on_b, b_metrics)] {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while rpc_counter(metrics, "calls", "logic-2").await == 0 {
+        while rpc_counter(metrics, "", "calls", "logic-2").await == 0 {
             assert!(Instant::now() < deadline, "no request reached logic-2");
             served_in_a_row(client, 2, Duration::from_secs(10), "before the kill").await;
         }
     }
-    let failed_before = rpc_counter(a_metrics, "failures", "logic-2").await;
+    let failed_before = rpc_counter(a_metrics, "", "failures", "logic-2").await;
 
     // Kill logic-2 the hard way, and its `firefly up` before it can restart it: no goodbye
     // on NATS, it just stops being announced.
@@ -211,7 +197,7 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
         killed.elapsed()
     );
     assert!(
-        rpc_counter(a_metrics, "failures", "logic-2").await > failed_before,
+        rpc_counter(a_metrics, "", "failures", "logic-2").await > failed_before,
         "the kill went unnoticed: no request to logic-2 failed"
     );
     // And they keep doing so while logic-2 stays down.

@@ -17,7 +17,9 @@ pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;
 pub mod tls;
-pub use services::{PrivateNats, drop_redis_keys, private_nats, service_url};
+pub use services::{
+    PrivateNats, PrivateRedis, drop_redis_keys, private_nats, private_redis_at, service_url,
+};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

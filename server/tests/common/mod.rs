@@ -1,6 +1,6 @@
 //! What the `firefly` binary's tests share: the binary, the workspace, starting and stopping
-//! `firefly up` ([`Up`]), the master's status, free ports. (These tests cannot use
-//! `firefly_testkit`, which depends on this crate.)
+//! `firefly up` ([`Up`]), the master's status, free ports, private networks of namespaces
+//! ([`netns`]). (These tests cannot use `firefly_testkit`, which depends on this crate.)
 #![allow(
     dead_code,
     unused_imports,
@@ -9,6 +9,7 @@
     reason = "each test binary uses part of this; tests fail loudly on purpose"
 )]
 
+pub mod netns;
 pub mod services;
 pub mod up;
 
@@ -25,11 +26,13 @@ pub const FIREFLY: &str = env!("CARGO_BIN_EXE_firefly");
 /// (`FIREFLY_CACHE_DIR`), so each module is compiled once per machine, not once per cluster.
 pub fn firefly() -> Command {
     let mut command = Command::new(FIREFLY);
-    command.env(
-        "FIREFLY_CACHE_DIR",
-        workspace().join("target").join("firefly-test-cache"),
-    );
+    command.env("FIREFLY_CACHE_DIR", cache_dir());
     command
+}
+
+/// The compiled-module cache the whole test suite shares.
+pub fn cache_dir() -> PathBuf {
+    workspace().join("target").join("firefly-test-cache")
 }
 
 /// The workspace root.
@@ -86,4 +89,20 @@ pub fn alive(pid: u64) -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false)
+}
+
+/// A node's `firefly_rpc_<what>_total` counter for `peer` (`calls`, `failures`), from its
+/// `/metrics` at `metrics` (`token`: its bearer token, or "" on the loopback), 0 when the
+/// series is not there yet.
+pub async fn rpc_counter(metrics: SocketAddr, token: &str, what: &str, peer: &str) -> u64 {
+    let (code, body) = firefly::master::http_request(metrics, "GET", "/metrics", token)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let series = format!("firefly_rpc_{what}_total{{");
+    let label = format!("peer=\"{peer}\"}}");
+    body.lines()
+        .find(|l| l.starts_with(&series) && l.contains(&label))
+        .and_then(|l| l.rsplit(' ').next())
+        .map_or(0, |v| v.parse().unwrap())
 }

@@ -1,5 +1,6 @@
-//! The external services some tests use (PostgreSQL, MariaDB, Redis, NATS): their URLs, and cleaning
-//! up after a test. Shared by `server/tests` and the workspace test kit (`tests/support`).
+//! The external services some tests use (PostgreSQL, MariaDB, Redis, NATS): their URLs, cleaning
+//! up after a test, and private `nats-server` / `redis-server` processes of one test's own.
+//! Shared by `server/tests` and the workspace test kit (`tests/support`).
 
 /// The URL in `var`. A test that needs a service fails loudly without it, in every profile and
 /// under plain `cargo test`: it never passes having tested nothing.
@@ -73,8 +74,14 @@ pub fn private_nats(args: &[&str]) -> PrivateNats {
 /// [`private_nats`] on `port` (a test that stops its server and starts it again on the same
 /// port).
 pub fn private_nats_on(port: u16, args: &[&str]) -> PrivateNats {
+    private_nats_at("127.0.0.1", port, args)
+}
+
+/// [`private_nats`] listening on `ip:port` (a test whose nodes reach it over a network of its
+/// own rather than the loopback).
+pub fn private_nats_at(ip: &str, port: u16, args: &[&str]) -> PrivateNats {
     let child = std::process::Command::new(nats_server())
-        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .args(["-a", ip, "-p", &port.to_string()])
         .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
@@ -84,17 +91,56 @@ pub fn private_nats_on(port: u16, args: &[&str]) -> PrivateNats {
         });
     let server = PrivateNats {
         child,
-        url: format!("nats://127.0.0.1:{port}"),
+        url: format!("nats://{ip}:{port}"),
     };
+    wait_listening(ip, port, "nats-server");
+    server
+}
+
+/// A `redis-server` of one test's own (no persistence), stopped when dropped.
+pub struct PrivateRedis {
+    child: std::process::Child,
+    /// Its URL.
+    pub url: String,
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `redis-server` listening on `ip:port`, without persistence, and waits until it
+/// listens.
+pub fn private_redis_at(ip: &str, port: u16) -> PrivateRedis {
+    let child = std::process::Command::new("redis-server")
+        .args(["--bind", ip, "--port", &port.to_string()])
+        .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("redis-server ({e}): Debian's `redis-server`, which .ci/run uses")
+        });
+    let server = PrivateRedis {
+        child,
+        url: format!("redis://{ip}:{port}"),
+    };
+    wait_listening(ip, port, "redis-server");
+    server
+}
+
+/// Waits (10 s at most) until something accepts connections on `ip:port`.
+fn wait_listening(ip: &str, port: u16, what: &str) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((ip, port)).is_err() {
         assert!(
             std::time::Instant::now() < deadline,
-            "nats-server did not listen"
+            "{what} did not listen on {ip}:{port}"
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    server
 }
 
 /// The `nats-server` program: on the `PATH`, else where Debian puts it.

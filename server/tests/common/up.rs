@@ -51,6 +51,8 @@ pub struct Up {
     envs: Vec<(OsString, OsString)>,
     tag: Option<String>,
     ready: Option<Ready>,
+    /// The network namespace to run it in (`ip netns exec`), as on a machine of its own.
+    netns: Option<String>,
 }
 
 /// What [`Up::start`] polls until it holds (see the module documentation).
@@ -72,6 +74,7 @@ impl Up {
             envs: Vec::new(),
             tag: None,
             ready: None,
+            netns: None,
         }
     }
 
@@ -101,6 +104,13 @@ impl Up {
     /// arguments after the topology.
     pub fn tag(mut self, tag: impl Into<String>) -> Up {
         self.tag = Some(tag.into());
+        self
+    }
+
+    /// Runs it inside network namespace `ns` (see [`super::netns`]), as on another machine:
+    /// it reaches, and is reached at, only that namespace's addresses.
+    pub fn in_netns(mut self, ns: impl Into<String>) -> Up {
+        self.netns = Some(ns.into());
         self
     }
 
@@ -142,7 +152,11 @@ impl Up {
                 .collect();
             format!("up {}", extra.join(" ")).trim_end().to_owned()
         });
-        let mut child = super::firefly()
+        let mut command = match &self.netns {
+            Some(ns) => super::netns::firefly_in(ns),
+            None => super::firefly(),
+        };
+        let mut child = command
             .arg("up")
             .args(&self.args)
             .envs(self.envs)
