@@ -34,6 +34,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio::sync::{OnceCell, watch};
 
 use crate::config::{NatsAuth, NatsSpec};
+use crate::timers::now_ms;
 
 /// How often a process announces itself.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
@@ -89,12 +90,6 @@ fn announce_parts<'a>(
         instance.as_bytes(),
         stamp,
     ]
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// One process's connection to the NATS fabric: its identity there, the shared client, and

@@ -23,6 +23,7 @@ use tokio::sync::{Notify, OnceCell, mpsc};
 
 use super::nats::Fabric;
 use crate::sessions::SessionRecord;
+use crate::timers::now_ms;
 
 /// How often a node writes that it is alive.
 pub const ALIVE_EVERY: Duration = Duration::from_secs(2);
@@ -73,12 +74,6 @@ fn record_key(session: u64) -> String {
 
 fn alive_key(index: u16) -> String {
     format!("alive.{index}")
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Why a compare-and-set did not happen.

@@ -283,11 +283,6 @@ impl Sessions {
         self.node_index
     }
 
-    /// Whether `id` was issued by this node.
-    pub fn is_local(&self, id: u64) -> bool {
-        (id >> 48) as u16 == self.node_index
-    }
-
     /// Where session `id` is: held here, else on the gate it moved to, else on the gate that
     /// issued it.
     pub(crate) fn place(&self, id: u64) -> Place {

@@ -62,8 +62,10 @@ pub(super) fn parse_token(token: &str) -> Option<(u64, [u8; SECRET_LEN])> {
     Some((id, secret))
 }
 
-pub(super) fn same(a: &[u8; SECRET_LEN], b: &[u8; SECRET_LEN]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Whether two secrets (or their hashes) are equal, in time that does not depend on where
+/// they differ.
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 impl Sessions {
