@@ -23,6 +23,7 @@ mod data_link;
 mod inbound;
 pub mod nats;
 pub mod peer;
+pub(crate) mod queue;
 pub mod server;
 pub mod shared_sessions;
 pub mod wire;
@@ -100,6 +101,9 @@ pub struct Cluster {
     shared: Option<Arc<SharedSessions>>,
     /// Sessions known to have left the gate that issued them, and where they went.
     moved: RwLock<HashMap<u64, u16>>,
+    /// One peer per announced copy of the nodes with copies (`"<node> <instance>"`), made
+    /// on first use by [`Cluster::instances`].
+    copies: std::sync::Mutex<HashMap<String, Arc<Peer>>>,
 }
 
 /// At most this many moved sessions are remembered (then the memory starts over).
@@ -124,7 +128,14 @@ impl Cluster {
     ) -> Self {
         let peers = peers
             .into_iter()
-            .map(|(name, index)| (name, index, Route::Nats(fabric.clone())))
+            .map(|(name, index)| {
+                let route = if fabric.has_copies(&name) {
+                    Route::Queue(fabric.clone())
+                } else {
+                    Route::Nats(fabric.clone())
+                };
+                (name, index, route)
+            })
             .collect();
         Self::with_routes(identity, my_index, peers, Some(fabric))
     }
@@ -157,6 +168,7 @@ impl Cluster {
             fabric,
             shared,
             moved: RwLock::new(HashMap::new()),
+            copies: std::sync::Mutex::default(),
         }
     }
 
@@ -173,11 +185,13 @@ impl Cluster {
                 Self::new(identity, my_index, peers)
             }
             Transport::Nats(spec) => {
-                let fabric = nats::Fabric::new(
+                let copies = topology.nodes.values().filter(|n| n.copies);
+                let fabric = nats::Fabric::with_copies(
                     spec.clone(),
                     &topology.cluster,
                     &me,
                     identity.credential.clone(),
+                    copies.map(|n| n.name.clone()).collect(),
                 );
                 let peers = others.map(|n| (n.name.clone(), n.index)).collect();
                 Self::over_nats(identity, my_index, fabric, peers)
@@ -372,6 +386,43 @@ impl Cluster {
     /// Every peer.
     pub fn peers(&self) -> impl Iterator<Item = &Arc<Peer>> {
         self.peers.values()
+    }
+
+    /// The processes of node `name`, each as a peer of its own: the node's peer, or for a
+    /// node with copies one peer per copy announced lately (none while no copy runs). The
+    /// master deploys to and asks the status of each.
+    pub fn instances(&self, name: &str) -> Vec<Arc<Peer>> {
+        let Some(peer) = self.peers.get(name) else {
+            return Vec::new();
+        };
+        let Route::Queue(fabric) = peer.route() else {
+            return vec![peer.clone()];
+        };
+        let running = fabric.instances(name);
+        let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
+        copies.retain(|key, _| {
+            key.split_once(' ').is_none_or(|(node, instance)| {
+                node != name || running.iter().any(|r| r == instance)
+            })
+        });
+        running
+            .into_iter()
+            .map(|instance| {
+                let key = format!("{name} {instance}");
+                copies
+                    .entry(key)
+                    .or_insert_with(|| {
+                        let route = Route::Instance(fabric.clone(), instance);
+                        Arc::new(Peer::new(
+                            name.to_owned(),
+                            peer.index,
+                            route,
+                            self.identity.clone(),
+                        ))
+                    })
+                    .clone()
+            })
+            .collect()
     }
 }
 

@@ -56,6 +56,7 @@ pub const NKEY_ENV: &str = "FIREFLY_NATS_NKEY";
 
 /// The last announcement heard from one node.
 struct Seen {
+    node: String,
     instance: String,
     at: Instant,
     /// Its sender's clock (ms since the Unix epoch): the next one must be later.
@@ -109,6 +110,8 @@ pub struct Fabric {
     /// than run on with a hole in its byte stream.
     epoch: Arc<std::sync::atomic::AtomicU64>,
     seen: Mutex<HashMap<String, Seen>>,
+    /// The nodes with `copies: any`: any number of processes run each (see [`super::queue`]).
+    copies: std::collections::HashSet<String>,
 }
 
 impl std::fmt::Debug for Fabric {
@@ -137,6 +140,17 @@ impl Fabric {
         node: &str,
         credential: super::authority::Credential,
     ) -> Arc<Fabric> {
+        Self::with_copies(spec, cluster, node, credential, Vec::new())
+    }
+
+    /// [`Fabric::new`] in a cluster whose nodes `copies` run as any number of processes each.
+    pub fn with_copies(
+        spec: NatsSpec,
+        cluster: &str,
+        node: &str,
+        credential: super::authority::Credential,
+        copies: Vec<String>,
+    ) -> Arc<Fabric> {
         Arc::new(Fabric {
             spec,
             cluster: cluster.to_owned(),
@@ -146,7 +160,46 @@ impl Fabric {
             client: OnceCell::new(),
             epoch: Arc::default(),
             seen: Mutex::new(HashMap::new()),
+            copies: copies.into_iter().collect(),
         })
+    }
+
+    /// This process's node name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The cluster's name.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// Whether `node` has `copies: any`.
+    pub fn has_copies(&self, node: &str) -> bool {
+        self.copies.contains(node)
+    }
+
+    /// The subject of `node`'s copies' queue group (requests to any one copy).
+    pub(crate) fn queue_subject(&self, node: &str) -> String {
+        self.subject("queue", node)
+    }
+
+    /// The subject every copy of `node` hears (session events).
+    pub(crate) fn events_subject(&self, node: &str) -> String {
+        self.subject("events", node)
+    }
+
+    /// The processes of `node` announced lately (one instance each; several for a node with
+    /// copies).
+    pub fn instances(&self, node: &str) -> Vec<String> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        let mut found: Vec<String> = seen
+            .values()
+            .filter(|s| s.node == node && s.at.elapsed() < GONE_AFTER)
+            .map(|s| s.instance.clone())
+            .collect();
+        found.sort();
+        found
     }
 
     fn subject(&self, kind: &str, node: &str) -> String {
@@ -191,11 +244,23 @@ impl Fabric {
             .await
     }
 
+    /// Where an announcement is kept. A node name has one process at a time, so a new
+    /// instance replaces the old one (whose links then close at once); masters are one per
+    /// `firefly up` (one per machine) under the same name, and a node with copies runs in
+    /// any number of processes, so each instance of those is kept on its own.
+    fn seen_key(&self, node: &str, instance: &str) -> String {
+        if node == super::authority::MASTER || self.copies.contains(node) {
+            format!("{node} {instance}")
+        } else {
+            node.to_owned()
+        }
+    }
+
     /// Whether `node`'s process `instance` is still announced (a link just opened gets
     /// [`GONE_AFTER`] before its peer's first announcement must have arrived).
     fn alive(&self, node: &str, instance: &str, opened: Instant) -> bool {
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        match seen.get(&seen_key(node, instance)) {
+        match seen.get(&self.seen_key(node, instance)) {
             Some(s) if s.instance == instance => s.at.elapsed() < GONE_AFTER,
             Some(s) if s.at > opened => false,
             _ => opened.elapsed() < GONE_AFTER,
@@ -204,8 +269,18 @@ impl Fabric {
 
     /// Whether `node` has been announced recently (routing may skip one that has not).
     pub fn announced(&self, node: &str) -> bool {
+        if self.copies.contains(node) {
+            return !self.instances(node).is_empty();
+        }
         let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         seen.get(node).is_some_and(|s| s.at.elapsed() < GONE_AFTER)
+    }
+
+    /// Whether process `instance` of `node` has been announced lately.
+    pub fn instance_announced(&self, node: &str, instance: &str) -> bool {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(&self.seen_key(node, instance))
+            .is_some_and(|s| s.instance == instance && s.at.elapsed() < GONE_AFTER)
     }
 
     /// Announces this process every second and listens to the others' announcements, until
@@ -289,7 +364,7 @@ impl Fabric {
             ));
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let key = seen_key(&a.node, &a.instance);
+        let key = self.seen_key(&a.node, &a.instance);
         if seen.get(&key).is_some_and(|s| s.stamp >= a.stamp) {
             return Err(format!("`{}`: a replayed announcement", a.node));
         }
@@ -301,6 +376,7 @@ impl Fabric {
         seen.insert(
             key,
             Seen {
+                node: a.node,
                 instance: a.instance,
                 at: Instant::now(),
                 stamp: a.stamp,
@@ -311,13 +387,27 @@ impl Fabric {
 
     /// Opens a link to `peer`: the byte stream to run the handshake on.
     pub async fn dial(self: &Arc<Self>, peer: &str) -> Result<DuplexStream, String> {
+        self.dial_instance(peer, None).await
+    }
+
+    /// Opens a link to `peer`, to its process `instance` if given (a node with copies is
+    /// reached one copy at a time, by instance).
+    pub async fn dial_instance(
+        self: &Arc<Self>,
+        peer: &str,
+        instance: Option<&str>,
+    ) -> Result<DuplexStream, String> {
         let client = self.client().await?.clone();
         let id = hex::encode(&super::auth::nonce()[..12]);
         let inbox = self.subject("link", &format!("{}.{id}", self.node));
         let sub = client.subscribe(inbox).await.map_err(|e| e.to_string())?;
         let hello = format!("{} {} {id}", self.node, self.instance);
+        let accept = match instance {
+            Some(instance) => self.subject("accept", &format!("{peer}.{instance}")),
+            None => self.subject("accept", peer),
+        };
         let reply = client
-            .request(self.subject("accept", peer), hello.into())
+            .request(accept, hello.into())
             .await
             .map_err(|e| match e.kind() {
                 async_nats::RequestErrorKind::NoResponders => {
@@ -359,7 +449,12 @@ impl Fabric {
                 }
             }
         };
-        let subject = self.subject("accept", &self.node);
+        // A copy is dialled by instance: the node's name is shared by all its copies.
+        let subject = if self.copies.contains(&self.node) {
+            self.subject("accept", &format!("{}.{}", self.node, self.instance))
+        } else {
+            self.subject("accept", &self.node)
+        };
         let mut requests = match client.subscribe(subject.clone()).await {
             Ok(s) => s,
             Err(err) => {
@@ -418,17 +513,6 @@ impl Fabric {
             ));
             accept(peer.to_owned(), mine);
         }
-    }
-}
-
-/// Where an announcement is kept. A node name has one process at a time, so a new instance
-/// replaces the old one (whose links then close at once); masters are one per `firefly up`
-/// (one per machine) under the same name, so each instance of a master is kept on its own.
-fn seen_key(node: &str, instance: &str) -> String {
-    if node == super::authority::MASTER {
-        format!("{node} {instance}")
-    } else {
-        node.to_owned()
     }
 }
 

@@ -49,6 +49,12 @@ pub enum Route {
     Tcp(SocketAddr),
     /// By name through this process's NATS fabric.
     Nats(Arc<super::nats::Fabric>),
+    /// A node with copies: each request to any one copy, through its NATS queue group
+    /// ([`super::queue`]); no link.
+    Queue(Arc<super::nats::Fabric>),
+    /// One copy of a node with copies, by its process instance (the master reaches each copy
+    /// this way, to deploy to it and ask its status).
+    Instance(Arc<super::nats::Fabric>, String),
 }
 
 impl std::fmt::Display for Route {
@@ -56,6 +62,8 @@ impl std::fmt::Display for Route {
         match self {
             Route::Tcp(addr) => write!(f, "{addr}"),
             Route::Nats(_) => f.write_str("NATS"),
+            Route::Queue(_) => f.write_str("a NATS queue group"),
+            Route::Instance(_, instance) => write!(f, "NATS (copy {instance})"),
         }
     }
 }
@@ -92,11 +100,11 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 
 struct Link {
-    tx: mpsc::UnboundedSender<Msg>,
+    tx: wire::LinkTx,
     /// The listener's handshake nonce: the master's deploy signatures name it, so they are
     /// good on this link only.
     nonce: Vec<u8>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Msg>>>,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Answered>>>,
     next_id: AtomicU64,
     alive: AtomicBool,
 }
@@ -112,6 +120,9 @@ impl Link {
     }
 }
 
+/// What a request's waiter is given: the reply, or (over a queue group) why there is none.
+type Answered = Result<Msg, RpcError>;
+
 struct Backoff {
     retry_at: Option<Instant>,
     delay: Duration,
@@ -120,11 +131,12 @@ struct Backoff {
 /// A request sent to a peer whose reply has not been awaited yet.
 pub struct Pending<'a> {
     peer: &'a Peer,
-    link: Arc<Link>,
+    /// The link it went out on (none over a queue group).
+    link: Option<Arc<Link>>,
     id: u64,
     /// Requests the message carries (in the peer's in-flight count until it is answered).
     requests: usize,
-    rx: Option<oneshot::Receiver<Msg>>,
+    rx: Option<oneshot::Receiver<Answered>>,
     sent: Instant,
 }
 
@@ -133,10 +145,11 @@ impl Drop for Pending<'_> {
         self.peer
             .in_flight
             .fetch_sub(self.requests, Ordering::Relaxed);
-        if self.rx.is_some() {
+        if self.rx.is_some()
+            && let Some(link) = &self.link
+        {
             // Never awaited: forget the waiter so a late reply is simply dropped.
-            self.link
-                .pending
+            link.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&self.id);
@@ -159,18 +172,23 @@ impl Pending<'_> {
             return Err(peer.unavailable("reply already taken"));
         };
         match tokio::time::timeout_at(deadline, rx).await {
-            Ok(Ok(msg)) => Ok(msg),
+            Ok(Ok(Ok(msg))) => Ok(msg),
+            Ok(Ok(Err(err))) => {
+                peer.failures.add(self.requests as u64);
+                Err(err)
+            }
             Ok(Err(_)) => {
                 peer.failures.add(self.requests as u64);
                 Err(peer.unavailable("connection lost"))
             }
             Err(_) => {
                 peer.failures.add(self.requests as u64);
-                self.link
-                    .pending
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(&self.id);
+                if let Some(link) = &self.link {
+                    link.pending
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(&self.id);
+                }
                 Err(RpcError::Timeout {
                     node: peer.name.clone(),
                     timeout,
@@ -227,11 +245,16 @@ impl Peer {
         }
     }
 
+    /// How it is reached.
+    pub fn route(&self) -> &Route {
+        &self.route
+    }
+
     /// The peer's RPC address (`None` over NATS).
     pub fn addr(&self) -> Option<SocketAddr> {
         match &self.route {
             Route::Tcp(addr) => Some(*addr),
-            Route::Nats(_) => None,
+            Route::Nats(_) | Route::Queue(_) | Route::Instance(..) => None,
         }
     }
 
@@ -240,7 +263,8 @@ impl Peer {
     pub fn presumed_down(&self) -> bool {
         match &self.route {
             Route::Tcp(_) => false,
-            Route::Nats(fabric) => !fabric.announced(&self.name),
+            Route::Nats(fabric) | Route::Queue(fabric) => !fabric.announced(&self.name),
+            Route::Instance(fabric, instance) => !fabric.instance_announced(&self.name, instance),
         }
     }
 
@@ -306,6 +330,14 @@ impl Peer {
                 self.open(stream).await
             }
             Route::Nats(fabric) => self.open(fabric.dial(&self.name).await?).await,
+            Route::Instance(fabric, instance) => {
+                let stream = fabric.dial_instance(&self.name, Some(instance)).await?;
+                self.open(stream).await
+            }
+            Route::Queue(_) => Err(format!(
+                "`{}` has copies: it is reached through its queue group, not a link",
+                self.name
+            )),
         }
     }
 
@@ -367,7 +399,7 @@ impl Peer {
             Msg::Refused { reason } => return Err(format!("refused: {reason}")),
             _ => return Err("unexpected handshake reply".into()),
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = wire::link_queue();
         let link = Arc::new(Link {
             tx,
             nonce: nonce.into_vec(),
@@ -400,6 +432,24 @@ impl Peer {
         make: impl FnOnce(u64) -> Msg,
     ) -> Result<Pending<'_>, RpcError> {
         self.calls.add(requests as u64);
+        if let Route::Queue(fabric) = &self.route {
+            let msg = make(1);
+            let (tx, rx) = oneshot::channel();
+            let (fabric, identity, name) =
+                (fabric.clone(), self.identity.clone(), self.name.clone());
+            tokio::spawn(async move {
+                let _ = tx.send(super::queue::request(&fabric, &identity, &name, &msg).await);
+            });
+            self.in_flight.fetch_add(requests, Ordering::Relaxed);
+            return Ok(Pending {
+                peer: self,
+                link: None,
+                id: 0,
+                requests,
+                rx: Some(rx),
+                sent: Instant::now(),
+            });
+        }
         let link = match self.get_link().await {
             Ok(link) => link,
             Err(err) => {
@@ -415,18 +465,22 @@ impl Peer {
             .insert(id, tx);
         let mut msg = make(id);
         self.sign(&link, &mut msg);
-        if link.tx.send(msg).is_err() || !link.alive.load(Ordering::Acquire) {
+        let queued = wire::queue(&link.tx, msg);
+        if queued.is_err() || !link.alive.load(Ordering::Acquire) {
             link.pending
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&id);
             self.failures.add(requests as u64);
-            return Err(self.unavailable("connection lost"));
+            return Err(self.unavailable(match queued {
+                Err(wire::Unqueued::Full) => "its link's queue is full (it is not reading)",
+                _ => "connection lost",
+            }));
         }
         self.in_flight.fetch_add(requests, Ordering::Relaxed);
         Ok(Pending {
             peer: self,
-            link,
+            link: Some(link),
             id,
             requests,
             rx: Some(rx),
@@ -464,16 +518,27 @@ impl Peer {
     /// Sends a one-way message (push, event). When no link is up, one is opened in the
     /// background; if that fails the message is dropped and logged (its target is gone).
     pub fn send(self: &Arc<Self>, msg: Msg) {
+        if let Route::Queue(fabric) = &self.route {
+            let (fabric, identity, name) =
+                (fabric.clone(), self.identity.clone(), self.name.clone());
+            tokio::spawn(async move {
+                if let Err(err) = super::queue::publish(&fabric, &identity, &name, &msg).await {
+                    tracing::debug!("dropping one-way message to `{name}`'s copies: {err}");
+                }
+            });
+            return;
+        }
         if let Some(link) = self.live() {
-            // A link that died since `live()` drops the message, as a dead peer would.
-            let _ = link.tx.send(msg);
+            // A link that died since `live()` drops the message, as a dead peer would; a full
+            // one drops it too (logged).
+            let _ = wire::queue(&link.tx, msg);
             return;
         }
         let peer = self.clone();
         tokio::spawn(async move {
             match peer.get_link().await {
                 Ok(link) => {
-                    let _ = link.tx.send(msg);
+                    let _ = wire::queue(&link.tx, msg);
                 }
                 Err(err) => tracing::debug!("dropping one-way message: {err}"),
             }
@@ -481,11 +546,7 @@ impl Peer {
     }
 }
 
-async fn write_loop(
-    writer: impl AsyncWrite + Unpin,
-    rx: mpsc::UnboundedReceiver<Msg>,
-    link: Arc<Link>,
-) {
+async fn write_loop(writer: impl AsyncWrite + Unpin, rx: mpsc::Receiver<Msg>, link: Arc<Link>) {
     wire::write_loop(writer, rx).await;
     link.fail_all();
 }
@@ -517,7 +578,7 @@ async fn read_loop(
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
                     if let Some(waiter) = waiter {
-                        let _ = waiter.send(msg);
+                        let _ = waiter.send(Ok(msg));
                     }
                 }
                 Ok(None) => break,

@@ -14,6 +14,7 @@ use super::inbound::Inbound;
 use super::peer::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
 use super::{Cluster, auth, authority};
+use crate::protocol::ErrorReply;
 
 /// How long a peer has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -75,13 +76,25 @@ pub(crate) async fn serve_nats<I: Inbound>(
 type LinkCount = Arc<Mutex<HashMap<String, usize>>>;
 
 /// Who is on the other end of an accepted link, and what binds the master's signatures to it.
-struct LinkAuth {
+pub(super) struct LinkAuth {
     /// The peer's node name, proven in the handshake.
     peer: String,
     /// This side's challenge nonce (the master's deploy signatures name it).
     nonce: Vec<u8>,
     /// The highest request id of a deploy accepted on this link: a signed deploy is good once.
     last_deploy: std::sync::atomic::AtomicU64,
+}
+
+impl LinkAuth {
+    /// The sender of one proven message (a queue request): a link of its own, so no
+    /// signature made for another link is good on it.
+    pub(super) fn new(peer: String) -> Self {
+        LinkAuth {
+            peer,
+            nonce: auth::nonce(),
+            last_deploy: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 async fn handshake(
@@ -212,7 +225,7 @@ async fn connection<I: Inbound, S: LinkStream>(
         .entry(peer.clone())
         .or_default() += 1;
     let (mut reader, writer) = stream.halves();
-    let (tx, rx) = mpsc::unbounded_channel::<Msg>();
+    let (tx, rx) = wire::link_queue();
     let writer_task = tokio::spawn(wire::write_loop(writer, rx));
     let queues: SessionQueues = Arc::default();
     'conn: loop {
@@ -258,7 +271,7 @@ const MAX_RUN: usize = 64;
 
 /// Forwarded requests waiting for their session's earlier ones: one `Forward` or a gate's
 /// `ForwardRun`, answered with `Reply` or `ReplyRun`.
-struct Job {
+pub(super) struct Job {
     id: u64,
     run: bool,
     requests: Vec<(u32, bytes::Bytes)>,
@@ -285,6 +298,30 @@ impl Job {
             id,
             run: true,
             requests,
+        }
+    }
+}
+
+impl Job {
+    /// The job answered without running: an `overloaded` error frame per request.
+    fn refuse(self) -> Open {
+        let answers: Vec<wire::Answer> = self
+            .requests
+            .iter()
+            .map(|(command, _)| {
+                let error = ErrorReply::new(
+                    *command,
+                    "overloaded",
+                    "too many requests of this session are waiting on this node",
+                );
+                (Vec::new(), Err(error))
+            })
+            .collect();
+        Open {
+            id: self.id,
+            run: self.run,
+            expected: answers.len(),
+            answers,
         }
     }
 }
@@ -318,25 +355,42 @@ impl Open {
 /// Per session, the queue of its forwarded requests on this link, while any are pending.
 /// A gate may pipeline a session's requests; they must still run one at a time, in the order
 /// they arrived (the link delivers them in order).
-type SessionQueues = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<Job>>>>;
+pub(super) type SessionQueues = Arc<Mutex<HashMap<u64, mpsc::Sender<Job>>>>;
+
+/// Jobs (a `Forward` or a `ForwardRun` each) one session may have waiting on one link. A gate
+/// pipelines at most its `MAX_PIPELINE` per session, so only a misbehaving peer reaches this;
+/// past it a job is answered at once with `overloaded` error frames instead of queued.
+const SESSION_QUEUE: usize = 1024;
 
 fn enqueue<I: Inbound>(
     session: u64,
     job: Job,
     node: &Arc<I>,
-    tx: &mpsc::UnboundedSender<Msg>,
+    tx: &wire::LinkTx,
     queues: &SessionQueues,
 ) {
     let mut map = queues.lock().unwrap_or_else(|p| p.into_inner());
     let job = match map.get(&session) {
-        Some(queue) => match queue.send(job) {
+        Some(queue) => match queue.try_send(job) {
             Ok(()) => return,
-            Err(mpsc::error::SendError(job)) => job,
+            Err(mpsc::error::TrySendError::Full(job)) => {
+                drop(map);
+                tracing::warn!(
+                    session,
+                    "{SESSION_QUEUE} jobs of one session queued on a node link: answering `overloaded`"
+                );
+                let mut refused = job.refuse();
+                if let Some(msg) = refused.reply() {
+                    let _ = wire::queue(tx, msg);
+                }
+                return;
+            }
+            Err(mpsc::error::TrySendError::Closed(job)) => job,
         },
         None => job,
     };
-    let (queue, mut jobs) = mpsc::unbounded_channel();
-    let _ = queue.send(job);
+    let (queue, mut jobs) = mpsc::channel(SESSION_QUEUE);
+    let _ = queue.try_send(job);
     map.insert(session, queue);
     drop(map);
     let (node, tx, queues) = (node.clone(), tx.clone(), queues.clone());
@@ -356,7 +410,7 @@ fn enqueue<I: Inbound>(
             if expected == 0 {
                 // Nothing to run (an empty run): answer at once.
                 if let Some(msg) = o.reply() {
-                    let _ = tx.send(msg);
+                    let _ = wire::queue(&tx, msg);
                 }
                 return;
             }
@@ -391,7 +445,7 @@ fn enqueue<I: Inbound>(
                 };
                 o.answers.push((pushes, result));
                 if let Some(msg) = o.reply() {
-                    let _ = tx.send(msg);
+                    let _ = wire::queue(&tx, msg);
                 }
             })
             .await;
@@ -400,12 +454,12 @@ fn enqueue<I: Inbound>(
     });
 }
 
-fn handle<I: Inbound>(
+pub(super) fn handle<I: Inbound>(
     msg: Msg,
     cluster: &Cluster,
     link: &LinkAuth,
     node: &Arc<I>,
-    tx: &mpsc::UnboundedSender<Msg>,
+    tx: &wire::LinkTx,
     queues: &SessionQueues,
 ) {
     match msg {
@@ -432,7 +486,7 @@ fn handle<I: Inbound>(
                 let (pushes, result) = node
                     .serve_one(session, command, payload.into_vec().into())
                     .await;
-                let _ = tx.send(Msg::Reply { id, pushes, result });
+                let _ = wire::queue(&tx, Msg::Reply { id, pushes, result });
             });
         }
         Msg::Push {
@@ -445,10 +499,13 @@ fn handle<I: Inbound>(
             tokio::spawn(async move { node.session_event(session, connect).await });
         }
         Msg::Status { id } => {
-            let _ = tx.send(Msg::StatusReply {
-                id,
-                json: node.status_json(),
-            });
+            let _ = wire::queue(
+                tx,
+                Msg::StatusReply {
+                    id,
+                    json: node.status_json(),
+                },
+            );
         }
         Msg::Deploy {
             id,
@@ -468,13 +525,13 @@ fn handle<I: Inbound>(
                     "refused a deploy from `{}`: {why} (only deploys the master signed change a node)",
                     link.peer
                 ));
-                let _ = tx.send(Msg::DeployReply { id, result });
+                let _ = wire::queue(tx, Msg::DeployReply { id, result });
                 return;
             }
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
                 let result = node.deploy(module, version, wasm.into_vec()).await;
-                let _ = tx.send(Msg::DeployReply { id, result });
+                let _ = wire::queue(&tx, Msg::DeployReply { id, result });
             });
         }
         Msg::DataRequest { id, body } => {
@@ -482,18 +539,21 @@ fn handle<I: Inbound>(
             tokio::spawn(async move {
                 let (status, body) = node.data_request(body.into_vec()).await;
                 let body = serde_bytes::ByteBuf::from(body);
-                let _ = tx.send(Msg::DataReply { id, status, body });
+                let _ = wire::queue(&tx, Msg::DataReply { id, status, body });
             });
         }
         Msg::Sessions { id, op } => {
             let reply = node.sessions_op(&link.peer, op);
             if id != 0 {
                 let bytes = rmp_serde::to_vec(&reply).unwrap_or_default();
-                let _ = tx.send(Msg::Reply {
-                    id,
-                    pushes: Vec::new(),
-                    result: Ok(serde_bytes::ByteBuf::from(bytes)),
-                });
+                let _ = wire::queue(
+                    tx,
+                    Msg::Reply {
+                        id,
+                        pushes: Vec::new(),
+                        result: Ok(serde_bytes::ByteBuf::from(bytes)),
+                    },
+                );
             }
         }
         other => tracing::warn!("unexpected message from a peer: {other:?}"),

@@ -197,11 +197,98 @@ pub fn encode(msg: &Msg, out: &mut BytesMut) {
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
+/// Messages a node link queues for its writer at most. A peer that stops reading fills its
+/// socket buffers and then this queue; past it, requests fail at once ("its link's queue is
+/// full") and one-way messages are dropped and logged, instead of growing memory without end.
+pub const LINK_QUEUE: usize = 65_536;
+
+/// The sending half of a link's queue.
+pub type LinkTx = tokio::sync::mpsc::Sender<Msg>;
+
+/// A link's queue: [`LINK_QUEUE`] messages.
+pub fn link_queue() -> (LinkTx, tokio::sync::mpsc::Receiver<Msg>) {
+    tokio::sync::mpsc::channel(LINK_QUEUE)
+}
+
+/// Why a message could not be queued on a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unqueued {
+    /// The link's writer is gone (the link closed).
+    Closed,
+    /// [`LINK_QUEUE`] messages are waiting: the peer is not reading.
+    Full,
+}
+
+/// Queues `msg` on a link without waiting; a full queue logs and drops it (see
+/// [`LINK_QUEUE`]).
+pub fn queue(tx: &LinkTx, msg: Msg) -> Result<(), Unqueued> {
+    use tokio::sync::mpsc::error::TrySendError;
+    match tx.try_send(msg) {
+        Ok(()) => Ok(()),
+        Err(TrySendError::Closed(_)) => Err(Unqueued::Closed),
+        Err(TrySendError::Full(msg)) => {
+            tracing::warn!(
+                "a node link's queue is full ({LINK_QUEUE} messages: its peer is not reading); dropped a {}",
+                msg.kind()
+            );
+            Err(Unqueued::Full)
+        }
+    }
+}
+
+impl Msg {
+    /// The request or reply id of a message that has one.
+    pub fn id_mut(&mut self) -> Option<&mut u64> {
+        match self {
+            Msg::Forward { id, .. }
+            | Msg::Reply { id, .. }
+            | Msg::Status { id }
+            | Msg::StatusReply { id, .. }
+            | Msg::Deploy { id, .. }
+            | Msg::DeployReply { id, .. }
+            | Msg::DataRequest { id, .. }
+            | Msg::DataReply { id, .. }
+            | Msg::ForwardRun { id, .. }
+            | Msg::ReplyRun { id, .. }
+            | Msg::Sessions { id, .. } => Some(id),
+            Msg::Challenge { .. }
+            | Msg::Hello { .. }
+            | Msg::Welcome { .. }
+            | Msg::Refused { .. }
+            | Msg::Push { .. }
+            | Msg::Event { .. } => None,
+        }
+    }
+
+    /// The message's kind, for logs (never its contents).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Msg::Challenge { .. } => "Challenge",
+            Msg::Hello { .. } => "Hello",
+            Msg::Welcome { .. } => "Welcome",
+            Msg::Refused { .. } => "Refused",
+            Msg::Forward { .. } => "Forward",
+            Msg::Reply { .. } => "Reply",
+            Msg::Push { .. } => "Push",
+            Msg::Event { .. } => "Event",
+            Msg::Status { .. } => "Status",
+            Msg::StatusReply { .. } => "StatusReply",
+            Msg::Deploy { .. } => "Deploy",
+            Msg::DeployReply { .. } => "DeployReply",
+            Msg::DataRequest { .. } => "DataRequest",
+            Msg::DataReply { .. } => "DataReply",
+            Msg::ForwardRun { .. } => "ForwardRun",
+            Msg::ReplyRun { .. } => "ReplyRun",
+            Msg::Sessions { .. } => "Sessions",
+        }
+    }
+}
+
 /// Writes every message sent on `rx` to `writer`, coalescing what is queued into one write,
 /// until the channel closes or a write fails.
 pub async fn write_loop(
     mut writer: impl tokio::io::AsyncWrite + Unpin,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Msg>,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
 ) {
     use tokio::io::AsyncWriteExt as _;
     let mut buf = BytesMut::with_capacity(4096);

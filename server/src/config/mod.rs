@@ -250,6 +250,10 @@ pub struct NodeSpec {
     /// The file holding the bearer token a scrape of `/metrics` must send (absolute; `None`:
     /// no token, and then `metrics` is a loopback address).
     pub metrics_token_file: Option<PathBuf>,
+    /// `copies: any` (NATS only): any number of processes run this node, one per
+    /// `firefly up --only <name>`, and requests routed to it go to one of them through a NATS
+    /// queue group, so a copy is added on another machine without editing anything.
+    pub copies: bool,
 }
 
 /// How a route picks one of its nodes.

@@ -94,6 +94,7 @@ pub(super) struct RawNode {
     #[serde(default)]
     pub routes: Vec<RawRoute>,
     pub metrics: Option<RawMetrics>,
+    pub copies: Option<String>,
 }
 
 /// `commands: 7` or `commands: "100-199"`.

@@ -172,10 +172,23 @@ fn embedded(
                     format!("unknown node `{owner}` (defined: {})", known.join(", ")),
                 ));
             }
+            if nodes.get(owner).is_some_and(|n| n.copies) {
+                return Err(invalid(
+                    "owner",
+                    format!(
+                        "node `{owner}` has copies, and the embedded cache lives in one process: name a node without `copies`, or use a Redis cache"
+                    ),
+                ));
+            }
             owner.clone()
         }
-        // The first node in name order: every node knows the same answer without talking.
-        None => nodes.keys().next().cloned().unwrap_or_default(),
+        // The first node in name order without copies: every node knows the same answer without talking.
+        // (A node with copies runs in many processes: never the owner.)
+        None => nodes
+            .values()
+            .find(|n| !n.copies)
+            .map(|n| n.name.clone())
+            .unwrap_or_default(),
     };
     let journal = match &raw.journal {
         Some(path) if path.trim().is_empty() => {

@@ -447,6 +447,29 @@ fn nodes(
             modules,
             base_dir,
         };
+        if let Some(copies) = &n.copies {
+            let p = format!("nodes.{name}.copies");
+            if copies != "any" {
+                return Err(ConfigError::invalid(
+                    p,
+                    format!(
+                        "`{copies}`: the only value is `any` (any number of processes run this node)"
+                    ),
+                ));
+            }
+            if !nats {
+                return Err(ConfigError::invalid(
+                    p,
+                    "needs `cluster.transport: nats://...`: copies take their requests from a NATS queue group",
+                ));
+            }
+            if !n.listen.is_empty() {
+                return Err(ConfigError::invalid(
+                    p,
+                    "a gate cannot have copies (its clients' sessions live in one process); give copies to logic nodes",
+                ));
+            }
+        }
         let spec = node(&name, n, index, &cx, &mut addresses)?;
         nodes.insert(name, spec);
     }
@@ -542,6 +565,7 @@ fn node(
         routes,
         metrics,
         metrics_token_file,
+        copies: n.copies.is_some(),
     })
 }
 

@@ -36,44 +36,79 @@ pub(crate) async fn roll_out(
     targets: &[String],
 ) -> Vec<(String, NodeResult)> {
     let mut tasks = tokio::task::JoinSet::new();
+    let mut none_running: Vec<String> = Vec::new();
     for node in targets {
-        let Some(peer) = state.deployer.peer(node).cloned() else {
+        if state.deployer.peer(node).is_none() {
             continue;
-        };
-        let (node, module, wasm) = (node.clone(), module.to_owned(), wasm.to_vec());
-        tasks.spawn(async move {
-            let answer = peer
-                .request(|id| Msg::Deploy {
-                    id,
-                    module,
-                    version,
-                    wasm: serde_bytes::ByteBuf::from(wasm),
-                    // Signed by the master's link as it is sent (cluster/authority.rs).
-                    authority: serde_bytes::ByteBuf::new(),
-                })
-                .await;
-            let result = match answer {
-                Ok(Msg::DeployReply {
-                    result: Ok(previous),
-                    ..
-                }) => NodeResult::Ok { previous },
-                Ok(Msg::DeployReply {
-                    result: Err(err), ..
-                }) => NodeResult::Failed(err),
-                Ok(other) => NodeResult::Failed(format!("unexpected answer {other:?}")),
-                Err(err) => NodeResult::Down(err.to_string()),
-            };
-            (node, result)
-        });
+        }
+        // A node with copies: every copy running now (each is one process to swap).
+        let instances = state.deployer.instances(node);
+        if instances.is_empty() {
+            none_running.push(node.clone());
+        }
+        for peer in instances {
+            let (node, module, wasm) = (node.clone(), module.to_owned(), wasm.to_vec());
+            tasks.spawn(async move {
+                let answer = peer
+                    .request(|id| Msg::Deploy {
+                        id,
+                        module,
+                        version,
+                        wasm: serde_bytes::ByteBuf::from(wasm),
+                        // Signed by the master's link as it is sent (cluster/authority.rs).
+                        authority: serde_bytes::ByteBuf::new(),
+                    })
+                    .await;
+                let result = match answer {
+                    Ok(Msg::DeployReply {
+                        result: Ok(previous),
+                        ..
+                    }) => NodeResult::Ok { previous },
+                    Ok(Msg::DeployReply {
+                        result: Err(err), ..
+                    }) => NodeResult::Failed(err),
+                    Ok(other) => NodeResult::Failed(format!("unexpected answer {other:?}")),
+                    Err(err) => NodeResult::Down(err.to_string()),
+                };
+                (node, result)
+            });
+        }
     }
-    let mut results = Vec::new();
+    let mut results: Vec<(String, NodeResult)> = none_running
+        .into_iter()
+        .map(|node| {
+            let why = format!("no copy of `{node}` is running");
+            (node, NodeResult::Down(why))
+        })
+        .collect();
     while let Some(joined) = tasks.join_next().await {
         if let Ok(result) = joined {
             results.push(result);
         }
     }
     results.sort_by(|a, b| a.0.cmp(&b.0));
+    // One answer per node: a node with copies answers as its worst copy.
+    results.dedup_by(|later, kept| {
+        if later.0 != kept.0 {
+            return false;
+        }
+        if later.1.rank() > kept.1.rank() {
+            std::mem::swap(&mut later.1, &mut kept.1);
+        }
+        true
+    });
     results
+}
+
+impl NodeResult {
+    /// How bad an answer is: of several copies' answers the worst stands for the node.
+    fn rank(&self) -> u8 {
+        match self {
+            NodeResult::Ok { .. } => 0,
+            NodeResult::Down(_) => 1,
+            NodeResult::Failed(_) => 2,
+        }
+    }
 }
 
 /// Rolls `version` out to `targets` and records the outcome in the registry: the active

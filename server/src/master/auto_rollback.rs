@@ -22,10 +22,9 @@ async fn sample(
     count: FailureKind,
 ) -> (u64, u64) {
     let (mut calls, mut failures) = (0, 0);
-    for node in nodes {
-        let Some(peer) = state.watcher.peer(node) else {
-            continue;
-        };
+    // Every process of each node: each copy of a node with copies counts.
+    let peers = nodes.iter().flat_map(|node| state.watcher.instances(node));
+    for peer in peers {
         let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await else {
             continue;
         };

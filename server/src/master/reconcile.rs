@@ -1,7 +1,6 @@
 //! Keeping every node on the version the registry says it should serve: a node that was
 //! starting (not yet reachable) during a deploy is caught up here.
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use super::activate::{NodeResult, roll_out};
@@ -27,21 +26,25 @@ pub(crate) async fn reconcile(state: AdminState) {
     }
 }
 
-/// Which version of which module `node` serves, as it says (nothing when it does not answer).
-async fn serving(state: &AdminState, node: &str) -> HashMap<String, u64> {
-    let Some(peer) = state.watcher.peer(node) else {
-        return HashMap::new();
-    };
-    let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await else {
-        return HashMap::new();
-    };
-    let live: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
-    live["modules"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|m| Some((m["name"].as_str()?.to_owned(), m["version"].as_u64()?)))
-        .collect()
+/// Which version of which module `node` serves, as it says (nothing when it does not answer);
+/// of a node with copies, every version any copy serves.
+async fn serving(state: &AdminState, node: &str) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for peer in state.watcher.instances(node) {
+        let Ok(Msg::StatusReply { json, .. }) = peer.request(|id| Msg::Status { id }).await else {
+            continue;
+        };
+        let live: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        let modules = live["modules"].as_array().into_iter().flatten();
+        for m in modules {
+            if let (Some(name), Some(version)) = (m["name"].as_str(), m["version"].as_u64())
+                && !out.iter().any(|(n, v)| n == name && *v == version)
+            {
+                out.push((name.to_owned(), version));
+            }
+        }
+    }
+    out
 }
 
 /// Sends `node` the registry's version of `module` if it serves another (`version`); records

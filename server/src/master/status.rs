@@ -27,16 +27,7 @@ pub(crate) async fn status(State(state): State<AdminState>, headers: HeaderMap) 
 /// One node's entry in `/status`.
 async fn node_status(state: &AdminState, node: &Arc<Supervised>) -> serde_json::Value {
     let process = node.state();
-    let live = match state.peers.peer(&process.name) {
-        Some(peer) => match peer.request(|id| Msg::Status { id }).await {
-            Ok(Msg::StatusReply { json, .. }) => {
-                serde_json::from_str::<serde_json::Value>(&json).unwrap_or(serde_json::Value::Null)
-            }
-            Ok(_) => serde_json::Value::Null,
-            Err(err) => serde_json::json!({ "unreachable": err.to_string() }),
-        },
-        None => serde_json::Value::Null,
-    };
+    let live = live_status(state, &process.name, process.pid).await;
     let healthy = process.pid.is_some() && live.get("node").is_some();
     serde_json::json!({
         "name": process.name,
@@ -48,6 +39,33 @@ async fn node_status(state: &AdminState, node: &Arc<Supervised>) -> serde_json::
         "live": live,
         "deploy_failures": failures_of(state, &process.name),
     })
+}
+
+/// What the node process `name` (process id `pid`, started here) says of itself. Of a node
+/// with copies, the copy this master started answers (the one with that process id).
+async fn live_status(state: &AdminState, name: &str, pid: Option<u32>) -> serde_json::Value {
+    let Some(peer) = state.peers.peer(name) else {
+        return serde_json::Value::Null;
+    };
+    let ask = |peer: Arc<crate::cluster::Peer>| async move {
+        match peer.request(|id| Msg::Status { id }).await {
+            Ok(Msg::StatusReply { json, .. }) => {
+                serde_json::from_str::<serde_json::Value>(&json).unwrap_or(serde_json::Value::Null)
+            }
+            Ok(_) => serde_json::Value::Null,
+            Err(err) => serde_json::json!({ "unreachable": err.to_string() }),
+        }
+    };
+    if !matches!(peer.route(), crate::cluster::Route::Queue(_)) {
+        return ask(peer.clone()).await;
+    }
+    for copy in state.peers.instances(name) {
+        let live = ask(copy).await;
+        if pid.is_some() && live["pid"].as_u64() == pid.map(u64::from) {
+            return live;
+        }
+    }
+    serde_json::json!({ "unreachable": format!("this machine's copy of `{name}` is not announced on NATS yet") })
 }
 
 /// Per module, this node's last deploy failure (for `/status`).

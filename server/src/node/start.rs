@@ -209,6 +209,14 @@ pub(super) fn serve(
                 core.clone(),
                 stop.clone(),
             ));
+            if fabric.has_copies(name) {
+                tasks.spawn(crate::cluster::queue::serve(
+                    fabric.clone(),
+                    cluster.clone(),
+                    core.clone(),
+                    stop.clone(),
+                ));
+            }
         }
     }
     if let Some(listener) = sockets.metrics {

@@ -1,0 +1,461 @@
+//! Nodes with copies (`copies: any`, NATS only): any number of processes run one node, and
+//! a request for it goes to one of them through a NATS queue group.
+//!
+//! Every copy joins the queue group `firefly.<cluster>.queue.<node>` and listens on
+//! `firefly.<cluster>.events.<node>`. A request to the node (a gate's forwarded run, a
+//! module's `call_node`) is one NATS request to the queue subject: NATS hands it to one
+//! copy, which answers on the request's reply subject. Session events (connect, disconnect)
+//! go to the events subject, so every copy hears them. A copy is added by starting it
+//! (`firefly up --only <node>` on any machine): nothing else is edited, and a copy that stops
+//! leaves the queue group with its NATS connection.
+//!
+//! A queue request is a link of one message, so it carries its own proof where a link proves
+//! itself once: the sender's key, the master's certificate of it for the sender's name, and
+//! its signature over the cluster, the target, a time and a fresh nonce and the message. A
+//! copy refuses a request without a valid proof, one whose time is off by more than
+//! [`CLOCK_SKEW`], or one whose nonce it has seen. The copy's answer is signed over the
+//! request's nonce, so it cannot be forged or replayed either. A copy serves the message with
+//! the same code as a link's messages (a session's requests in order, the same replies), so
+//! the only difference between `to: [game]` over a queue group and over a link is who picks
+//! the process.
+//!
+//! A gate sends one session's requests for a node as one run at a time (it waits for a run's
+//! answer before it sends the next), so a session's requests run in order even when
+//! consecutive runs land on different copies.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::watch;
+
+use super::nats::Fabric;
+use super::wire::{self, Msg};
+use super::{Cluster, Identity, Inbound, RpcError, auth};
+use crate::timers::now_ms;
+
+/// How far a request's time may be from the copy's clock (machines are expected to run NTP).
+pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// Nonces a copy remembers (those of the last [`CLOCK_SKEW`] at most); past this many it
+/// refuses requests until older ones expire, rather than forget one it might be replayed.
+const MAX_NONCES: usize = 1 << 20;
+
+/// A message with its sender's proof.
+#[derive(Serialize, Deserialize)]
+struct Envelope {
+    /// The sender's node name.
+    from: String,
+    /// The sender's clock (ms since the Unix epoch); 0 on an answer.
+    stamp: u64,
+    /// The request's nonce (an answer repeats its request's).
+    nonce: ByteBuf,
+    key: ByteBuf,
+    cert: ByteBuf,
+    proof: ByteBuf,
+    /// The message, framed as on a link.
+    body: ByteBuf,
+}
+
+/// What a request's proof signs.
+fn request_parts<'a>(
+    cluster: &'a str,
+    to: &'a str,
+    from: &'a str,
+    stamp: &'a [u8; 8],
+    nonce: &'a [u8],
+    body: &'a [u8],
+) -> [&'a [u8]; 7] {
+    [
+        b"firefly queue request",
+        cluster.as_bytes(),
+        to.as_bytes(),
+        from.as_bytes(),
+        stamp,
+        nonce,
+        body,
+    ]
+}
+
+/// What an answer's proof signs.
+fn answer_parts<'a>(
+    cluster: &'a str,
+    from: &'a str,
+    nonce: &'a [u8],
+    body: &'a [u8],
+) -> [&'a [u8]; 5] {
+    [
+        b"firefly queue answer",
+        cluster.as_bytes(),
+        from.as_bytes(),
+        nonce,
+        body,
+    ]
+}
+
+fn frame(msg: &Msg) -> ByteBuf {
+    let mut buf = BytesMut::new();
+    wire::encode(msg, &mut buf);
+    ByteBuf::from(buf.to_vec())
+}
+
+fn unframe(body: &[u8]) -> Result<Msg, String> {
+    let mut buf = BytesMut::from(body);
+    match wire::decode(&mut buf) {
+        Ok(Some(msg)) if buf.is_empty() => Ok(msg),
+        Ok(_) => Err("not one whole message".into()),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn seal(identity: &Identity, to: &str, msg: &Msg) -> (Bytes, Vec<u8>) {
+    seal_at(identity, to, msg, now_ms())
+}
+
+fn seal_at(identity: &Identity, to: &str, msg: &Msg, stamp: u64) -> (Bytes, Vec<u8>) {
+    let nonce = auth::nonce();
+    let body = frame(msg);
+    let proof = identity.credential.prove(&request_parts(
+        &identity.cluster,
+        to,
+        &identity.node,
+        &stamp.to_be_bytes(),
+        &nonce,
+        &body,
+    ));
+    let (key, cert) = identity.credential.public();
+    let envelope = Envelope {
+        from: identity.node.clone(),
+        stamp,
+        nonce: ByteBuf::from(nonce.clone()),
+        key: ByteBuf::from(key),
+        cert: ByteBuf::from(cert),
+        proof: ByteBuf::from(proof),
+        body,
+    };
+    let bytes = rmp_serde::to_vec(&envelope).unwrap_or_default();
+    (bytes.into(), nonce)
+}
+
+/// Sends `msg` to one copy of `to` and waits for its answer, up to the RPC timeout.
+pub(crate) async fn request(
+    fabric: &Fabric,
+    identity: &Identity,
+    to: &str,
+    msg: &Msg,
+) -> Result<Msg, RpcError> {
+    let unavailable = |reason: String| RpcError::Unavailable {
+        node: to.to_owned(),
+        reason,
+    };
+    let client = fabric.client().await.map_err(unavailable)?;
+    let (bytes, nonce) = seal(identity, to, msg);
+    let asked = client.request(fabric.queue_subject(to), bytes);
+    let reply = match tokio::time::timeout(identity.rpc_timeout, asked).await {
+        Err(_) => {
+            return Err(RpcError::Timeout {
+                node: to.to_owned(),
+                timeout: identity.rpc_timeout,
+            });
+        }
+        Ok(Err(e)) => {
+            return Err(unavailable(match e.kind() {
+                async_nats::RequestErrorKind::NoResponders => {
+                    format!("no copy of `{to}` is on NATS")
+                }
+                _ => e.to_string(),
+            }));
+        }
+        Ok(Ok(reply)) => reply,
+    };
+    let answer: Envelope = rmp_serde::from_slice(&reply.payload)
+        .map_err(|e| unavailable(format!("an undecodable answer: {e}")))?;
+    // Any copy may answer, but only with the master's certificate for this node's name.
+    if answer.from != to || answer.nonce.as_slice() != nonce.as_slice() {
+        return Err(unavailable("an answer for another request".into()));
+    }
+    let parts = answer_parts(&identity.cluster, to, &nonce, &answer.body);
+    identity
+        .credential
+        .check_peer(
+            &identity.cluster,
+            to,
+            &answer.key,
+            &answer.cert,
+            &parts,
+            &answer.proof,
+        )
+        .map_err(|why| {
+            tracing::warn!(node = %to, "refused a queue answer: {why}");
+            unavailable(format!("a forged answer ({why})"))
+        })?;
+    unframe(&answer.body).map_err(unavailable)
+}
+
+/// Sends a one-way `msg` to every copy of `to` (a session event) or, for other messages, to
+/// one of them.
+pub(crate) async fn publish(
+    fabric: &Fabric,
+    identity: &Identity,
+    to: &str,
+    msg: &Msg,
+) -> Result<(), String> {
+    let client = fabric.client().await?;
+    let subject = match msg {
+        Msg::Event { .. } => fabric.events_subject(to),
+        _ => fabric.queue_subject(to),
+    };
+    let (bytes, _) = seal(identity, to, msg);
+    client
+        .publish(subject, bytes)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The nonces a copy has seen lately, with their times.
+#[derive(Default)]
+struct Nonces {
+    seen: HashMap<Vec<u8>, u64>,
+}
+
+impl Nonces {
+    /// Records `nonce`; `false` if it was seen already or there is no room.
+    fn fresh(&mut self, nonce: &[u8], stamp: u64, now: u64) -> bool {
+        if self.seen.len() >= MAX_NONCES / 2 {
+            let oldest = now.saturating_sub(2 * CLOCK_SKEW.as_millis() as u64);
+            self.seen.retain(|_, at| *at >= oldest);
+        }
+        if self.seen.len() >= MAX_NONCES || self.seen.contains_key(nonce) {
+            return false;
+        }
+        self.seen.insert(nonce.to_vec(), stamp);
+        true
+    }
+}
+
+/// Checks a request's envelope: the sender's name, and its message.
+fn open(identity: &Identity, nonces: &Mutex<Nonces>, payload: &[u8]) -> Result<Opened, String> {
+    let e: Envelope = rmp_serde::from_slice(payload).map_err(|e| e.to_string())?;
+    if e.nonce.len() < 16 {
+        return Err(format!("`{}` sent a short nonce", e.from));
+    }
+    let stamp = e.stamp.to_be_bytes();
+    let parts = request_parts(
+        &identity.cluster,
+        &identity.node,
+        &e.from,
+        &stamp,
+        &e.nonce,
+        &e.body,
+    );
+    identity.credential.check_peer(
+        &identity.cluster,
+        &e.from,
+        &e.key,
+        &e.cert,
+        &parts,
+        &e.proof,
+    )?;
+    let now = now_ms();
+    if now.abs_diff(e.stamp) > CLOCK_SKEW.as_millis() as u64 {
+        return Err(format!(
+            "`{}`'s clock is off by more than {CLOCK_SKEW:?} (or the request is old)",
+            e.from
+        ));
+    }
+    let fresh = nonces
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .fresh(&e.nonce, e.stamp, now);
+    if !fresh {
+        return Err(format!("`{}`: a replayed request", e.from));
+    }
+    Ok(Opened {
+        msg: unframe(&e.body)?,
+        from: e.from,
+        nonce: e.nonce.into_vec(),
+    })
+}
+
+struct Opened {
+    from: String,
+    nonce: Vec<u8>,
+    msg: Msg,
+}
+
+/// A request being served: where its answer goes.
+struct Waiting {
+    reply: async_nats::Subject,
+    nonce: Vec<u8>,
+    id: u64,
+}
+
+/// Serves this copy's share of the queue group and every session event, until `stop`: each
+/// request is handed to the node exactly as a link's message is, and its answer sealed and
+/// sent back.
+pub(crate) async fn serve<I: Inbound>(
+    fabric: Arc<Fabric>,
+    cluster: Arc<Cluster>,
+    node: Arc<I>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let client = loop {
+        match fabric.client().await {
+            Ok(c) => break c.clone(),
+            Err(err) => {
+                tracing::warn!("{err}; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    };
+    let me = fabric.node().to_owned();
+    let queue_subject = fabric.queue_subject(&me);
+    let subscribed = async {
+        let queue = client
+            .queue_subscribe(queue_subject.clone(), me.clone())
+            .await?;
+        let events = client.subscribe(fabric.events_subject(&me)).await?;
+        Ok::<_, async_nats::SubscribeError>((queue, events))
+    };
+    let (mut queue, mut events) = match subscribed.await {
+        Ok(both) => both,
+        Err(err) => {
+            tracing::error!("NATS subscribe {queue_subject}: {err}");
+            return;
+        }
+    };
+    tracing::info!(node = %me, "serving as one copy of `{me}` (NATS queue group {queue_subject})");
+    let identity = cluster.identity().clone();
+    let nonces = Mutex::new(Nonces::default());
+    let waiting: Arc<Mutex<HashMap<u64, Waiting>>> = Arc::default();
+    let next = AtomicU64::new(1);
+    let (tx, mut answers) = wire::link_queue();
+    let queues = super::server::SessionQueues::default();
+    // Answers come back from the shared link code with the ids given below.
+    let answering = {
+        let (waiting, client, identity) = (waiting.clone(), client.clone(), identity.clone());
+        tokio::spawn(async move {
+            while let Some(mut msg) = answers.recv().await {
+                let Some(id) = msg.id_mut() else { continue };
+                let Some(w) = waiting.lock().unwrap_or_else(|p| p.into_inner()).remove(id) else {
+                    continue;
+                };
+                *id = w.id;
+                let body = frame(&msg);
+                let proof = identity.credential.prove(&answer_parts(
+                    &identity.cluster,
+                    &identity.node,
+                    &w.nonce,
+                    &body,
+                ));
+                let (key, cert) = identity.credential.public();
+                let envelope = Envelope {
+                    from: identity.node.clone(),
+                    stamp: 0,
+                    nonce: ByteBuf::from(w.nonce),
+                    key: ByteBuf::from(key),
+                    cert: ByteBuf::from(cert),
+                    proof: ByteBuf::from(proof),
+                    body,
+                };
+                let bytes = rmp_serde::to_vec(&envelope).unwrap_or_default();
+                let _ = client.publish(w.reply, bytes.into()).await;
+            }
+        })
+    };
+    loop {
+        let (msg, from_queue) = tokio::select! {
+            m = queue.next() => match m { Some(m) => (m, true), None => break },
+            m = events.next() => match m { Some(m) => (m, false), None => break },
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let opened = match open(&identity, &nonces, &msg.payload) {
+            Ok(o) => o,
+            Err(why) => {
+                tracing::warn!(node = %me, "refused a queue request: {why}");
+                continue;
+            }
+        };
+        let Opened {
+            from,
+            nonce,
+            msg: mut inner,
+        } = opened;
+        if !from_queue && !matches!(inner, Msg::Event { .. }) {
+            tracing::warn!(node = %me, %from, "ignored a {} on the events subject", inner.kind());
+            continue;
+        }
+        if let (Some(reply), Some(id)) = (msg.reply, inner.id_mut())
+            && *id != 0
+        {
+            let local = next.fetch_add(1, Ordering::Relaxed);
+            waiting.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                local,
+                Waiting {
+                    reply,
+                    nonce,
+                    id: *id,
+                },
+            );
+            *id = local;
+        }
+        let link = super::server::LinkAuth::new(from);
+        super::server::handle(inner, &cluster, &link, &node, &tx, &queues);
+    }
+    drop(tx);
+    answering.abort();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn identity(node: &str, secret: &[u8]) -> Identity {
+        Identity::from_secret("q", node, secret, Duration::from_secs(1))
+    }
+
+    #[test]
+    fn a_copy_takes_only_requests_proven_recent_and_new() {
+        let secret = b"queue-test-secret-0123456789";
+        let gate = identity("gate", secret);
+        let copy = identity("game", secret);
+        let nonces = Mutex::new(Nonces::default());
+        let msg = Msg::Forward {
+            id: 4,
+            session: 1 << 48 | 9,
+            command: 101,
+            payload: ByteBuf::from(b"hi".to_vec()),
+        };
+        let (sealed, _) = seal(&gate, "game", &msg);
+        let opened = open(&copy, &nonces, &sealed).unwrap();
+        assert_eq!(opened.from, "gate");
+        assert_eq!(opened.msg, msg);
+        // The same bytes again: a replay.
+        let err = open(&copy, &nonces, &sealed).err().unwrap();
+        assert!(err.contains("replayed"), "{err}");
+        // Sealed for another node, or by a process without this cluster's certificate.
+        let (for_other, _) = seal(&gate, "other", &msg);
+        assert!(open(&copy, &nonces, &for_other).is_err());
+        let stranger = identity("gate", b"another-secret-0123456789");
+        let (forged, _) = seal(&stranger, "game", &msg);
+        let err = open(&copy, &nonces, &forged).err().unwrap();
+        assert!(err.contains("certificate"), "{err}");
+        // A node with the cluster's certificate for its own name cannot pose as another.
+        let mut e: Envelope = rmp_serde::from_slice(&seal(&gate, "game", &msg).0).unwrap();
+        e.from = "admin".into();
+        let posed = rmp_serde::to_vec(&e).unwrap();
+        assert!(open(&copy, &nonces, &posed).is_err());
+        // An old request (its time outside the window) is refused even if never seen.
+        let long_ago = now_ms() - 2 * CLOCK_SKEW.as_millis() as u64;
+        let (old, _) = seal_at(&gate, "game", &msg, long_ago);
+        let err = open(&copy, &nonces, &old).err().unwrap();
+        assert!(err.contains("clock"), "{err}");
+    }
+}
