@@ -334,6 +334,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_link_queue_its_peer_does_not_drain_refuses_past_its_bound() {
+        let (tx, mut rx) = link_queue();
+        let push = || Msg::Push {
+            session: 1,
+            topic: 2,
+            payload: serde_bytes::ByteBuf::from(vec![0; 16]),
+        };
+        for _ in 0..LINK_QUEUE {
+            assert_eq!(queue(&tx, push()), Ok(()));
+        }
+        assert_eq!(queue(&tx, push()), Err(Unqueued::Full));
+        // Drained by one, it takes one more; closed, it says so.
+        assert!(rx.try_recv().is_ok());
+        assert_eq!(queue(&tx, push()), Ok(()));
+        drop(rx);
+        assert_eq!(queue(&tx, push()), Err(Unqueued::Closed));
+    }
+
+    #[test]
     fn round_trips_in_pieces() {
         let msgs = vec![
             Msg::Forward {
