@@ -158,19 +158,7 @@ async fn a_forged_deploy_from_a_node_is_refused_and_the_masters_deploy_works() {
     assert!(err.to_string().contains("is `gate`, not `logic`"), "{err}");
 
     // The master's deploy, signed with its key, still goes through.
-    let out = common::firefly()
-        .args([
-            "deploy",
-            &module("versioned-v2"),
-            "--module",
-            "versioned",
-            "-c",
-        ])
-        .arg(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    common::deploy("versioned-v2", "versioned", &topology, TOKEN);
     assert_eq!(serving(admin, "logic").await, Some(2));
     assert_eq!(whoami(client).await, "v2:hi");
 }
@@ -215,19 +203,7 @@ async fn two_clusters_in_one_folder_keep_their_own_state() {
 
     // Deploy v2 to demo, then stop it.
     let mut running = up(&demo, demo_admin);
-    let out = common::firefly()
-        .args([
-            "deploy",
-            &module("versioned-v2"),
-            "--module",
-            "versioned",
-            "-c",
-        ])
-        .arg(&demo)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
+    common::deploy("versioned-v2", "versioned", &demo, TOKEN);
     assert_eq!(serving(demo_admin, "solo").await, Some(2));
     running.stop();
 

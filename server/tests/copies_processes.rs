@@ -142,21 +142,7 @@ async fn copies_join_a_queue_group_take_deploys_and_cover_for_a_killed_one_on_na
     );
 
     // The master's deploy (from the gate's machine) swaps the module on both copies.
-    let v2 = workspace().join("modules").join("versioned-v2");
-    let out = common::firefly()
-        .args(["deploy"])
-        .arg(&v2)
-        .args(["--module", "versioned", "-c"])
-        .arg(&gate_file)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::deploy("versioned-v2", "versioned", &gate_file, TOKEN);
     for _ in 0..40 {
         assert_eq!(whoami(&mut client, Duration::from_secs(5)).await, "v2:hi");
     }

@@ -347,23 +347,6 @@ async fn the_masters_deploy_goes_over_nats_and_a_nodes_forged_one_is_refused_on_
 
     // The master's deploy (the module's code in many NATS messages, signed for the link)
     // swaps the module.
-    let out = common::firefly()
-        .args([
-            "deploy",
-            &module("versioned-v2"),
-            "--module",
-            "versioned",
-            "-c",
-        ])
-        .arg(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::deploy("versioned-v2", "versioned", &topology, TOKEN);
     assert_eq!(whoami().await, "v2:hi");
 }

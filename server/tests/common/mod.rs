@@ -106,3 +106,22 @@ pub async fn rpc_counter(metrics: SocketAddr, token: &str, what: &str, peer: &st
         .and_then(|l| l.rsplit(' ').next())
         .map_or(0, |v| v.parse().unwrap())
 }
+
+/// `firefly deploy modules/<krate> --module <module> -c <topology>` with the admin `token`
+/// (the master deploys it to every node hosting the module), asserting it succeeds.
+pub fn deploy(krate: &str, module: &str, topology: &Path, token: &str) {
+    let out = firefly()
+        .arg("deploy")
+        .arg(workspace().join("modules").join(krate))
+        .args(["--module", module, "-c"])
+        .arg(topology)
+        .env("FIREFLY_ADMIN_TOKEN", token)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "firefly deploy {krate}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
