@@ -101,9 +101,9 @@ pub struct Cluster {
     shared: Option<Arc<SharedSessions>>,
     /// Sessions known to have left the gate that issued them, and where they went.
     moved: RwLock<HashMap<u64, u16>>,
-    /// One peer per announced copy of the nodes with copies (`"<node> <instance>"`), made
-    /// on first use by [`Cluster::instances`].
-    copies: std::sync::Mutex<HashMap<String, Arc<Peer>>>,
+    /// One peer per announced copy of the nodes with copies, by `(node, instance)`, made on
+    /// first use by [`Cluster::instances`].
+    copies: std::sync::Mutex<HashMap<(String, String), Arc<Peer>>>,
 }
 
 /// At most this many moved sessions are remembered (then the memory starts over).
@@ -400,17 +400,12 @@ impl Cluster {
         };
         let running = fabric.instances(name);
         let mut copies = self.copies.lock().unwrap_or_else(|p| p.into_inner());
-        copies.retain(|key, _| {
-            key.split_once(' ').is_none_or(|(node, instance)| {
-                node != name || running.iter().any(|r| r == instance)
-            })
-        });
+        copies.retain(|(node, instance), _| node != name || running.contains(instance));
         running
             .into_iter()
             .map(|instance| {
-                let key = format!("{name} {instance}");
                 copies
-                    .entry(key)
+                    .entry((name.to_owned(), instance.clone()))
                     .or_insert_with(|| {
                         let route = Route::Instance(fabric.clone(), instance);
                         Arc::new(Peer::new(

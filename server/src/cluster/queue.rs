@@ -127,18 +127,29 @@ fn seal_at(identity: &Identity, to: &str, msg: &Msg, stamp: u64) -> (Bytes, Vec<
         &nonce,
         &body,
     ));
+    let sealed = envelope(identity, stamp, nonce.clone(), proof, body);
+    (sealed, nonce)
+}
+
+/// `body` with this process's name, key and certificate and its `proof`, encoded.
+fn envelope(
+    identity: &Identity,
+    stamp: u64,
+    nonce: Vec<u8>,
+    proof: Vec<u8>,
+    body: ByteBuf,
+) -> Bytes {
     let (key, cert) = identity.credential.public();
     let envelope = Envelope {
         from: identity.node.clone(),
         stamp,
-        nonce: ByteBuf::from(nonce.clone()),
+        nonce: ByteBuf::from(nonce),
         key: ByteBuf::from(key),
         cert: ByteBuf::from(cert),
         proof: ByteBuf::from(proof),
         body,
     };
-    let bytes = rmp_serde::to_vec(&envelope).unwrap_or_default();
-    (bytes.into(), nonce)
+    rmp_serde::to_vec(&envelope).unwrap_or_default().into()
 }
 
 /// Sends `msg` to one copy of `to` and waits for its answer, up to the RPC timeout.
@@ -355,18 +366,8 @@ pub(crate) async fn serve<I: Inbound>(
                     &w.nonce,
                     &body,
                 ));
-                let (key, cert) = identity.credential.public();
-                let envelope = Envelope {
-                    from: identity.node.clone(),
-                    stamp: 0,
-                    nonce: ByteBuf::from(w.nonce),
-                    key: ByteBuf::from(key),
-                    cert: ByteBuf::from(cert),
-                    proof: ByteBuf::from(proof),
-                    body,
-                };
-                let bytes = rmp_serde::to_vec(&envelope).unwrap_or_default();
-                let _ = client.publish(w.reply, bytes.into()).await;
+                let sealed = envelope(&identity, 0, w.nonce, proof, body);
+                let _ = client.publish(w.reply, sealed).await;
             }
         })
     };
