@@ -46,6 +46,11 @@ impl<T: Transport> Transport for Stall<T> {
     }
 
     async fn write(&mut self, frames: &[u8]) -> io::Result<()> {
+        if self.stalled {
+            // The connection is over: a second wait would double the time the client holds
+            // the session and count the one stall twice.
+            return Err(stalled(self.limit));
+        }
         match tokio::time::timeout(self.limit, self.inner.write(frames)).await {
             Ok(written) => written,
             Err(_) => {
@@ -55,10 +60,7 @@ impl<T: Transport> Transport for Stall<T> {
                     .edge
                     .write_stalls
                     .fetch_add(1, Ordering::Relaxed);
-                Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    format!("the client read nothing for {:?} (write_stall)", self.limit),
-                ))
+                Err(stalled(self.limit))
             }
         }
     }
@@ -69,4 +71,11 @@ impl<T: Transport> Transport for Stall<T> {
         }
         let _ = tokio::time::timeout(self.limit, self.inner.close(why)).await;
     }
+}
+
+fn stalled(limit: Duration) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::TimedOut,
+        format!("the client read nothing for {limit:?} (write_stall)"),
+    )
 }
