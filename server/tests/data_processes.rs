@@ -144,7 +144,7 @@ async fn kill9(cluster: &Cluster, name: &str) {
     loop {
         let now = status(cluster.admin).await;
         let n = node(&now, name);
-        if n["restarts"].as_u64().unwrap_or(0) > restarts && n["healthy"] == true {
+        if n["restarts"].as_u64().unwrap_or(0) > restarts && n["ready"] == true {
             return;
         }
         assert!(Instant::now() < deadline, "{name} was not restarted: {now}");

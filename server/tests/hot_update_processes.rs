@@ -337,7 +337,7 @@ async fn nodes_down_during_a_deploy_catch_up() {
         let status = status(cluster.admin, TOKEN).await;
         status["nodes"].as_array().unwrap().iter().any(|n| {
             n["name"] == "logic-1"
-                && n["healthy"] == true
+                && n["ready"] == true
                 && n["pid"].as_u64().is_some_and(|p| p != pid)
         })
     })

@@ -30,7 +30,9 @@ async fn healthy(admin: std::net::SocketAddr, names: &[&str], within: Duration) 
     let deadline = Instant::now() + within;
     loop {
         let s = common::status(admin, TOKEN).await;
-        if names.iter().all(|n| node(&s, n)["healthy"] == true) {
+        // Ready: healthy, and linked to every node it needs (a restarted node's gate links
+        // again a moment after it answers the master).
+        if names.iter().all(|n| node(&s, n)["ready"] == true) {
             return s;
         }
         assert!(Instant::now() < deadline, "nodes never all healthy: {s}");

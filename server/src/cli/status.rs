@@ -11,7 +11,15 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let status: serde_json::Value = serde_json::from_str(&body)?;
-    println!("cluster {}", status["cluster"].as_str().unwrap_or("?"));
+    let ready = if status["ready"] == true {
+        "ready: every node is up and linked"
+    } else {
+        "not ready"
+    };
+    println!(
+        "cluster {}, {ready}",
+        status["cluster"].as_str().unwrap_or("?")
+    );
     println!(
         "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7}  MODULES",
         "NODE", "STATE", "PID", "UPTIME", "RESTART", "CONNS", "REQUESTS", "ERRORS"
@@ -35,7 +43,10 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
 /// One node's row of the table.
 fn row(n: &serde_json::Value) -> String {
     let live = &n["live"];
-    let state = if n["healthy"].as_bool() == Some(true) {
+    let state = if n["healthy"] == true && n["ready"] == false {
+        // Up, but a link it needs (a route's target, the data owner) is not.
+        "linking"
+    } else if n["healthy"] == true {
         "healthy"
     } else if n["pid"].is_null() {
         "down"

@@ -27,6 +27,10 @@ pub struct UpArgs {
     /// Do not serve the admin API from this invocation (another machine's master does).
     #[arg(long)]
     no_admin: bool,
+    /// Write this file (listing the nodes) once every node started here runs, has loaded its
+    /// modules and is linked to the nodes it needs; it is removed while one is not.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
 }
 
 /// Builds the modules of the chosen nodes, starts the master, and runs until a signal or
@@ -56,6 +60,7 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         secret,
         admin_token,
         grace: Duration::from_secs(10),
+        ready_file: args.ready_file.clone(),
     };
     let master = Master::start(config).await?;
     tracing::info!(cluster = %topology.cluster, nodes = ?names, "up; Ctrl-C, SIGTERM or `firefly stop` stops it");

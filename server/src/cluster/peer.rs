@@ -98,6 +98,8 @@ impl LinkStream for tokio::io::DuplexStream {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+/// How often [`Peer::keep_linked`] dials a peer whose link is down.
+const KEEP_LINKED_EVERY: Duration = Duration::from_millis(200);
 
 struct Link {
     tx: wire::LinkTx,
@@ -282,15 +284,49 @@ impl Peer {
             .cloned()
     }
 
+    /// Whether requests to it would go out now: a link is up (over a queue group: some copy
+    /// is announced). What a node's readiness is made of (see [`Peer::keep_linked`]).
+    pub fn linked(&self) -> bool {
+        match &self.route {
+            Route::Queue(fabric) => fabric.announced(&self.name),
+            _ => self.live().is_some(),
+        }
+    }
+
+    /// Keeps a link to the peer up until `stop`: dials it at once, then again every
+    /// [`KEEP_LINKED_EVERY`] while it is down, without waiting out the backoff a failed
+    /// request left behind. A node runs this for each peer it cannot serve without (its
+    /// routes' targets, the data owner), so that it becomes ready — and a restarted peer is
+    /// linked again — as soon as the peer answers, not at the next request after the backoff.
+    pub async fn keep_linked(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            if !self.linked() && !matches!(self.route, Route::Queue(_)) {
+                let _ = self.dial(false).await;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(KEEP_LINKED_EVERY) => {}
+                _ = stop.wait_for(|s| *s) => return,
+            }
+        }
+    }
+
     async fn get_link(&self) -> Result<Arc<Link>, RpcError> {
         if let Some(link) = self.live() {
             return Ok(link);
         }
+        self.dial(true).await
+    }
+
+    /// Opens a link (one dial at a time). `for_request`: a request's dial fails at once while
+    /// the backoff of an earlier failed one runs, and a failure lengthens it; the keeper's
+    /// dials neither wait for it nor lengthen it (they are already paced), so a request right
+    /// after the keeper's link dropped is not refused for a backoff it did not earn.
+    async fn dial(&self, for_request: bool) -> Result<Arc<Link>, RpcError> {
         let _one_at_a_time = self.connecting.lock().await;
         if let Some(link) = self.live() {
             return Ok(link);
         }
-        {
+        if for_request {
             let backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(at) = backoff.retry_at
                 && Instant::now() < at
@@ -313,9 +349,11 @@ impl Peer {
                     Ok(Err(e)) => e,
                     _ => format!("no answer within {connect_timeout:?}"),
                 };
-                let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
-                backoff.retry_at = Some(Instant::now() + backoff.delay);
-                backoff.delay = (backoff.delay * 2).min(MAX_BACKOFF);
+                if for_request {
+                    let mut backoff = self.backoff.lock().unwrap_or_else(|p| p.into_inner());
+                    backoff.retry_at = Some(Instant::now() + backoff.delay);
+                    backoff.delay = (backoff.delay * 2).min(MAX_BACKOFF);
+                }
                 tracing::debug!(peer = %self.name, "link failed: {reason}");
                 Err(self.unavailable(reason))
             }
@@ -568,7 +606,7 @@ async fn read_loop(
                         | Msg::DeployReply { id, .. }
                         | Msg::DataReply { id, .. } => *id,
                         other => {
-                            tracing::warn!(%peer, "unexpected message on an outbound link: {other:?}");
+                            crate::logs::warn_limited!(%peer, "unexpected message on an outbound link: {other:?}");
                             continue;
                         }
                     };
@@ -583,7 +621,7 @@ async fn read_loop(
                 }
                 Ok(None) => break,
                 Err(err) => {
-                    tracing::warn!(%peer, "bad frame from peer: {err}");
+                    crate::logs::warn_limited!(%peer, "bad frame from peer: {err}");
                     break 'read;
                 }
             }

@@ -25,4 +25,6 @@ pub struct MasterConfig {
     pub admin_token: Option<String>,
     /// How long nodes get to finish in-flight requests when stopping.
     pub grace: Duration,
+    /// A file written while every node runs and is linked, removed otherwise (`None`: none).
+    pub ready_file: Option<PathBuf>,
 }

@@ -12,13 +12,15 @@
 //! * `auto_rollback.rs`: watching a new version and going back when it fails too often;
 //!   `reconcile.rs`: catching up nodes that missed a deploy;
 //! * `status.rs` (`/status`, `/stop`) and `deploy.rs` (`/modules/..`): the handlers;
-//! * `admin.rs`: the routes, served.
+//! * `admin.rs`: the routes, served;
+//! * `ready.rs`: whether every node runs and is linked (the log line, `--ready-file`).
 
 mod activate;
 mod admin;
 mod auto_rollback;
 mod config;
 mod deploy;
+mod ready;
 mod reconcile;
 mod secrets;
 mod state;
@@ -75,6 +77,12 @@ impl Master {
             let command = supervise::command(&config, name, registry.clone());
             tasks.spawn(supervise::run(node, command, config.grace, stop_rx.clone()));
         }
+        tasks.spawn(ready::watch(
+            nodes.clone(),
+            links.status.clone(),
+            config.ready_file.clone(),
+            stop_rx.clone(),
+        ));
         let mut admin_addr = None;
         if let (Some(addr), Some(token)) =
             (config.topology.master.admin, config.admin_token.clone())

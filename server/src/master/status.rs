@@ -11,8 +11,9 @@ use super::state::{AdminState, authorized, unauthorized};
 use super::supervise::Supervised;
 use crate::cluster::wire::Msg;
 
-/// `GET /status`: every supervised node's process state, what it reports live, and its last
-/// deploy failures.
+/// `GET /status`: every supervised node's process state, what it reports live, whether it is
+/// ready (healthy and linked to every node it needs), and its last deploy failures; `ready` at
+/// the top when every node is.
 pub(crate) async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if !authorized(&state, &headers) {
         return unauthorized();
@@ -21,15 +22,18 @@ pub(crate) async fn status(State(state): State<AdminState>, headers: HeaderMap) 
     for node in &state.nodes {
         nodes.push(node_status(&state, node).await);
     }
-    Json(serde_json::json!({ "cluster": state.cluster, "nodes": nodes })).into_response()
+    let ready = nodes.iter().all(|n| n["ready"] == true);
+    Json(serde_json::json!({ "cluster": state.cluster, "ready": ready, "nodes": nodes }))
+        .into_response()
 }
 
 /// One node's entry in `/status`.
 async fn node_status(state: &AdminState, node: &Arc<Supervised>) -> serde_json::Value {
     let process = node.state();
-    let live = live_status(state, &process.name, process.pid).await;
+    let live = live_status(&state.peers, &process.name, process.pid).await;
     let healthy = process.pid.is_some() && live.get("node").is_some();
     serde_json::json!({
+        "ready": healthy && live["ready"] == true,
         "name": process.name,
         "pid": process.pid,
         "uptime_secs": process.uptime_secs,
@@ -43,8 +47,12 @@ async fn node_status(state: &AdminState, node: &Arc<Supervised>) -> serde_json::
 
 /// What the node process `name` (process id `pid`, started here) says of itself. Of a node
 /// with copies, the copy this master started answers (the one with that process id).
-async fn live_status(state: &AdminState, name: &str, pid: Option<u32>) -> serde_json::Value {
-    let Some(peer) = state.peers.peer(name) else {
+pub(super) async fn live_status(
+    peers: &crate::cluster::Cluster,
+    name: &str,
+    pid: Option<u32>,
+) -> serde_json::Value {
+    let Some(peer) = peers.peer(name) else {
         return serde_json::Value::Null;
     };
     let ask = |peer: Arc<crate::cluster::Peer>| async move {
@@ -59,7 +67,7 @@ async fn live_status(state: &AdminState, name: &str, pid: Option<u32>) -> serde_
     if !matches!(peer.route(), crate::cluster::Route::Queue(_)) {
         return ask(peer.clone()).await;
     }
-    for copy in state.peers.instances(name) {
+    for copy in peers.instances(name) {
         let live = ask(copy).await;
         if pid.is_some() && live["pid"].as_u64() == pid.map(u64::from) {
             return live;

@@ -10,7 +10,7 @@ mod status;
 mod timers;
 
 pub use start::Sockets;
-pub use status::{ModuleStatus, NodeStatus};
+pub use status::{LinkStatus, ModuleStatus, NodeStatus};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -146,6 +146,9 @@ impl NodeConfig {
 /// State shared by a node's listeners and connections.
 pub(crate) struct NodeCore {
     pub name: String,
+    /// The peers it cannot serve without (its routes' targets): kept linked, and
+    /// the node is ready only while every one is.
+    pub needs: Vec<Arc<crate::cluster::Peer>>,
     pub started: std::time::Instant,
     /// The request path: routes, sessions, counters (shared with the gate and the inbound
     /// side of the cluster links).

@@ -113,8 +113,10 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         remote_routes(config)?,
         sessions,
     );
+    let needs = needed_peers(config);
     let core = Arc::new(NodeCore {
         name: config.name.clone(),
+        needs,
         started: std::time::Instant::now(),
         dispatch: Arc::new(dispatch),
         slots,
@@ -151,6 +153,27 @@ async fn load_modules(
         slots.push(Arc::new(ModuleSlot::new(version)));
     }
     Ok(slots)
+}
+
+/// The peers this node cannot serve without, whose links it keeps up and reports in its
+/// readiness: the targets of its routes (what a gate forwards to). Not the data owner, nor a
+/// node a module calls by name: those are linked on first use, and a node may rightly start
+/// before them (on another machine, the data owner's `firefly up` may come later).
+fn needed_peers(config: &NodeConfig) -> Vec<Arc<crate::cluster::Peer>> {
+    let Some(cluster) = &config.cluster else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = config
+        .routes
+        .iter()
+        .flat_map(|r| r.to.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+        .into_iter()
+        .filter_map(|n| cluster.peer(n).cloned())
+        .collect()
 }
 
 /// The gate's routes to other nodes, over the node's cluster links.
@@ -218,6 +241,9 @@ pub(super) fn serve(
                 ));
             }
         }
+    }
+    for peer in &core.needs {
+        tasks.spawn(peer.clone().keep_linked(stop.clone()));
     }
     if let Some(listener) = sockets.metrics {
         let addr = listener.local_addr()?;

@@ -31,6 +31,22 @@ pub struct NodeStatus {
     pub rooms: usize,
     /// Every hosted module, on the version serving new requests.
     pub modules: Vec<ModuleStatus>,
+    /// The links this node cannot serve without (its routes' targets), each
+    /// with whether it is up now.
+    pub links: Vec<LinkStatus>,
+    /// Ready to serve every request it routes: its modules are loaded, its listeners bound
+    /// (a node answers a status request only then) and every one of [`NodeStatus::links`] is
+    /// up. `firefly up` says when every node is; tests wait on it.
+    pub ready: bool,
+}
+
+/// One link a node needs, and whether it is up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkStatus {
+    /// The peer node.
+    pub peer: String,
+    /// Whether requests to it go out now.
+    pub up: bool,
 }
 
 /// One hosted module, on the version serving new requests.
@@ -61,7 +77,17 @@ impl NodeCore {
     /// The node's status now.
     pub fn status(&self) -> NodeStatus {
         let stats = &self.dispatch.gate_stats;
+        let links: Vec<LinkStatus> = self
+            .needs
+            .iter()
+            .map(|p| LinkStatus {
+                peer: p.name.clone(),
+                up: p.linked(),
+            })
+            .collect();
         NodeStatus {
+            ready: links.iter().all(|l| l.up),
+            links,
             node: self.name.clone(),
             pid: std::process::id(),
             uptime_secs: self.started.elapsed().as_secs(),

@@ -5,10 +5,13 @@
 //! Readiness is never read from the log. [`Up::start`] polls, with a deadline, one of:
 //!
 //! * [`Up::ready_on_status`]: the master's admin API. `GET /status` (bearer token) answers 200,
-//!   lists exactly the nodes this `firefly up` supervises, and reports each `healthy`: its
-//!   process runs and answered the master's status request over the cluster link. A node
-//!   answers only once it has loaded its modules, opened its data store and bound all its
-//!   listeners (client listeners first, the node-to-node one last), so clients can connect.
+//!   lists exactly the nodes this `firefly up` supervises, and says `ready`: each node's
+//!   process runs, answered the master's status request over the cluster link (it answers
+//!   only once it has loaded its modules, opened its data store and bound all its listeners),
+//!   and has linked to every node it routes to. A gate's
+//!   port is open before its links are up: requests sent then fail `node_unavailable`.
+//! * [`Up::ready_when_linked`]: the same readiness, for a `firefly up --no-admin`, from the
+//!   file `firefly up --ready-file` writes.
 //! * [`Up::ready_on_rpc`]: for a `firefly up --no-admin` (no admin API on that host), each of
 //!   these node-to-node ports sends the first message of the cluster handshake. A node binds
 //!   that port after loading its modules and serves it at once, so this is the point the node
@@ -62,6 +65,8 @@ enum Ready {
         token: String,
         nodes: usize,
     },
+    /// `--ready-file`: written by `firefly up` once its nodes run and are linked.
+    File(std::path::PathBuf),
     Rpc(Vec<SocketAddr>),
     Gate(Vec<SocketAddr>),
 }
@@ -122,6 +127,16 @@ impl Up {
             token: token.to_owned(),
             nodes,
         });
+        self
+    }
+
+    /// Ready when `firefly up` says so: every node it runs is up, has loaded its modules and
+    /// is linked to every node it needs (`--ready-file`, at `path`). For a `firefly up
+    /// --no-admin` whose peers are already running.
+    pub fn ready_when_linked(mut self, path: &Path) -> Up {
+        self.args.push("--ready-file".into());
+        self.args.push(path.into());
+        self.ready = Some(Ready::File(path.to_owned()));
         self
     }
 
@@ -299,15 +314,18 @@ async fn probe(ready: &Ready) -> Result<(), String> {
                 .map_err(|e| format!("GET /status at {admin}: {e}"))?;
             let status: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
             let listed = status["nodes"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-            if code == 200 && listed.len() == *nodes && listed.iter().all(|n| n["healthy"] == true)
-            {
+            if code == 200 && listed.len() == *nodes && status["ready"] == true {
                 Ok(())
             } else {
                 Err(format!(
-                    "GET /status at {admin} ({code}), {nodes} healthy nodes wanted: {body}"
+                    "GET /status at {admin} ({code}), {nodes} ready nodes wanted: {body}"
                 ))
             }
         }
+        Ready::File(path) => match std::fs::read_to_string(path) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("ready file {}: {e}", path.display())),
+        },
         Ready::Rpc(addrs) => {
             for addr in addrs {
                 rpc_serves(*addr).map_err(|e| format!("node-to-node port {addr}: {e}"))?;
