@@ -48,9 +48,9 @@ async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request()
     let _gate = up("gate").ready_on_gate(&[listen]).start();
     let mut client = Client::connect(listen).await.unwrap();
     let hello = serde_json::json!({ "name": "early" });
-    // Long enough for its link's backoff to reach its longest (2 s).
+    // Long enough for its link's backoff to reach its longest (2 s) and stay there.
     let first = Instant::now();
-    while first.elapsed() < Duration::from_secs(3) {
+    while first.elapsed() < Duration::from_secs(4) {
         let err = client
             .call::<_, serde_json::Value>(101, &hello)
             .await
@@ -83,8 +83,21 @@ async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request()
         "{table}"
     );
 
-    // Its logic node, started on its own: as soon as the gate's master says ready, every
-    // routed request is served — the first one included.
+    // Its logic node, started on its own, while players keep knocking (each failed request
+    // may dial again and lengthen the gate's backoff, as in the CI run that found this): as
+    // soon as the gate's master says ready, every routed request is served.
+    let knocking = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let knocker = {
+        let knocking = knocking.clone();
+        tokio::spawn(async move {
+            let mut client = Client::connect(listen).await.unwrap();
+            let hello = serde_json::json!({ "name": "knock" });
+            while knocking.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = client.call::<_, serde_json::Value>(101, &hello).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
     let _logic = up("logic")
         .arg("--no-admin")
         .ready_on_rpc(&[logic_rpc])
@@ -103,6 +116,8 @@ async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request()
         assert!(Instant::now() < deadline, "never ready: {status}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    knocking.store(false, std::sync::atomic::Ordering::Relaxed);
+    knocker.await.unwrap();
     for i in 0..30 {
         let name = format!("player {i}");
         let greeting: serde_json::Value = client
