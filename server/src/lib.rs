@@ -17,7 +17,8 @@
 //! * [`master`] starts and supervises node processes and serves the admin API.
 //!
 //! [`client`] speaks the same protocol (and the admin API) from the other side; [`builder`]
-//! compiles module crates; [`counter`] is the striped counter the request path bumps.
+//! compiles module crates; [`counter`] is the striped counter the request path bumps; [`logs`]
+//! keeps warnings that outsiders can trigger from flooding the log.
 
 pub mod builder;
 pub mod client;
@@ -28,6 +29,7 @@ pub mod data;
 pub mod engine;
 pub mod gate;
 pub mod hot;
+pub mod logs;
 pub mod master;
 pub mod metrics;
 pub mod node;

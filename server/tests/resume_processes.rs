@@ -105,6 +105,13 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     assert_eq!(ticket.session, id);
     let mut talker = Client::connect(b).await.unwrap();
     call_until_served(&mut talker, 105, &json!(null)).await;
+    // A session gate-b issued itself: once gate-b is gone (below), only the shared record says
+    // which gate took it over.
+    let mut native = Client::connect(b).await.unwrap();
+    let bea = call_until_served(&mut native, 112, &json!({"user": "bea"})).await;
+    let native_id = bea["session"].as_u64().unwrap();
+    let native_ticket = native.session_ticket().await.unwrap();
+    drop(native);
     let say = |text: &str| json!({"group": "room", "topic": 800, "text": text});
     let tell = |text: &str| json!({"session": id, "topic": 801, "text": text});
     // Links open on first use: one push through each gate first, so that what follows
@@ -204,14 +211,21 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     let _: Value = talker.call(106, &tell("home")).await.unwrap();
     assert_eq!(next_text(&mut roamer, "home").await, (801, "home".into()));
 
+    // gate-b's own session, resumed on gate-a from its record: the logic node finds it
+    // there (it asked gate-b, dead, for its user until gate-b came back).
+    let (mut native, resumed) = Client::resume(a, &native_ticket.token).await.unwrap();
+    assert_eq!(resumed.session, native_id);
+    let who: Value = native.call(116, &json!(null)).await.unwrap();
+    assert_eq!(
+        (who["session"].as_u64(), &who["user"]),
+        (Some(native_id), &json!("bea"))
+    );
+
     // The shared NATS server outlives this run: its stream of session records goes.
     let nats = async_nats::connect(&url).await.unwrap();
-    let name = cluster.replace('-', "_");
+    let stream = firefly::cluster::shared_sessions::stream_name(&cluster);
     let answer = nats
-        .request(
-            format!("$JS.API.STREAM.DELETE.firefly_sessions_{name}"),
-            "".into(),
-        )
+        .request(format!("$JS.API.STREAM.DELETE.{stream}"), "".into())
         .await
         .unwrap();
     let answer: Value = serde_json::from_slice(&answer.payload).unwrap();

@@ -500,6 +500,14 @@ impl RemoteSessions for Cluster {
         Ok(())
     }
 
+    fn locate(&self, session: u64) -> crate::sessions::LocateFuture<'_> {
+        Box::pin(async move {
+            let shared = self.shared.as_ref()?;
+            let (record, _) = shared.load(session).await.ok()??;
+            Some(record.gate).filter(|gate| self.up(*gate).is_some())
+        })
+    }
+
     fn moved_to(&self, session: u64) -> Option<u16> {
         self.moved
             .read()

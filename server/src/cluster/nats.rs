@@ -7,9 +7,11 @@
 //! byte stream is a pair of subjects, one per direction, one NATS message per chunk of bytes
 //! (an empty message closes the stream):
 //!
-//! * `firefly.<cluster>.accept.<B>`: A opens a link to B by a NATS request carrying its name,
-//!   its instance and a fresh link id; B answers with its own instance (no responder: B is not
-//!   running, as a refused TCP connect).
+//! * `firefly.<cluster>.accept.<B>.<instance>`: A opens a link to B's process by a NATS
+//!   request carrying its name, its instance and a fresh link id; B answers with its own
+//!   instance (no responder: B is not running, as a refused TCP connect). A dials only the
+//!   instance that B's signed announcements name, so a process started as B without B's
+//!   certificate is never asked.
 //! * `firefly.<cluster>.link.<B>.<id>`: A's bytes to B; `firefly.<cluster>.link.<A>.<id>`: B's
 //!   bytes to A.
 //! * `firefly.<cluster>.announce`: every process publishes `{node, instance, time}` every
@@ -169,6 +171,12 @@ impl Fabric {
         &self.node
     }
 
+    /// The credential this process signs with (announcements, shared session records) and
+    /// checks other nodes' signatures with.
+    pub(crate) fn credential(&self) -> &super::authority::Credential {
+        &self.credential
+    }
+
     /// The cluster's name.
     pub fn cluster(&self) -> &str {
         &self.cluster
@@ -313,7 +321,7 @@ impl Fabric {
                     msg = heard.next() => {
                         let Some(msg) = msg else { return };
                         if let Err(why) = self.heard(&msg.payload) {
-                            tracing::warn!("ignored an announcement on NATS: {why}");
+                            crate::logs::warn_limited!("ignored an announcement on NATS: {why}");
                         }
                     }
                 }
@@ -385,9 +393,36 @@ impl Fabric {
         Ok(())
     }
 
-    /// Opens a link to `peer`: the byte stream to run the handshake on.
+    /// Opens a link to `peer`: the byte stream to run the handshake on. Only to the process
+    /// announced as `peer` with the master's certificate for that name (by its instance): a
+    /// process that claims the name without it is never asked, so it cannot answer in the
+    /// real one's place.
+    ///
+    /// A peer not heard yet (this process, or the peer, has just started) is waited for, up to
+    /// 800 ms (a process announces itself as it starts, then every second), within the 1 s
+    /// the caller gives a dial.
     pub async fn dial(self: &Arc<Self>, peer: &str) -> Result<DuplexStream, String> {
-        self.dial_instance(peer, None).await
+        let deadline = Instant::now() + Duration::from_millis(800);
+        let instance = loop {
+            if let Some(instance) = self.announced_instance(peer) {
+                break instance;
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "`{peer}` is not on NATS (not announced lately with this cluster's certificate)"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        self.dial_instance(peer, Some(&instance)).await
+    }
+
+    /// The process announced lately as `peer` (a node without copies runs one at a time).
+    fn announced_instance(&self, peer: &str) -> Option<String> {
+        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        seen.get(peer)
+            .filter(|s| s.at.elapsed() < GONE_AFTER)
+            .map(|s| s.instance.clone())
     }
 
     /// Opens a link to `peer`, to its process `instance` if given (a node with copies is
@@ -449,12 +484,10 @@ impl Fabric {
                 }
             }
         };
-        // A copy is dialled by instance: the node's name is shared by all its copies.
-        let subject = if self.copies.contains(&self.node) {
-            self.subject("accept", &format!("{}.{}", self.node, self.instance))
-        } else {
-            self.subject("accept", &self.node)
-        };
+        // Every process is dialled by instance, the one its signed announcements name: a
+        // copy's name is shared by all copies, and a process claiming a name it holds no
+        // certificate for must not answer links meant for the real one.
+        let subject = self.subject("accept", &format!("{}.{}", self.node, self.instance));
         let mut requests = match client.subscribe(subject.clone()).await {
             Ok(s) => s,
             Err(err) => {
@@ -477,11 +510,11 @@ impl Fabric {
                 parts.next(),
                 msg.reply,
             ) else {
-                tracing::warn!("malformed NATS link request ignored");
+                crate::logs::warn_limited!("malformed NATS link request ignored");
                 continue;
             };
             if ![peer, instance, id].iter().all(|t| token_ok(t)) {
-                tracing::warn!("malformed NATS link request ignored");
+                crate::logs::warn_limited!("malformed NATS link request ignored");
                 continue;
             }
             let inbox = self.subject("link", &format!("{}.{id}", self.node));
@@ -811,3 +844,7 @@ mod tests {
         assert_eq!(&three, b"two");
     }
 }
+
+#[cfg(test)]
+#[path = "nats_impostor_tests.rs"]
+mod impostor_tests;

@@ -201,7 +201,7 @@ pub(crate) async fn request(
             &answer.proof,
         )
         .map_err(|why| {
-            tracing::warn!(node = %to, "refused a queue answer: {why}");
+            crate::logs::warn_limited!(node = %to, "refused a queue answer: {why}");
             unavailable(format!("a forged answer ({why})"))
         })?;
     unframe(&answer.body).map_err(unavailable)
@@ -380,7 +380,7 @@ pub(crate) async fn serve<I: Inbound>(
         let opened = match open(&identity, &nonces, &msg.payload) {
             Ok(o) => o,
             Err(why) => {
-                tracing::warn!(node = %me, "refused a queue request: {why}");
+                crate::logs::warn_limited!(node = %me, "refused a queue request: {why}");
                 continue;
             }
         };
@@ -390,7 +390,7 @@ pub(crate) async fn serve<I: Inbound>(
             msg: mut inner,
         } = opened;
         if !from_queue && !matches!(inner, Msg::Event { .. }) {
-            tracing::warn!(node = %me, %from, "ignored a {} on the events subject", inner.kind());
+            crate::logs::warn_limited!(node = %me, %from, "ignored a {} on the events subject", inner.kind());
             continue;
         }
         if let (Some(reply), Some(id)) = (msg.reply, inner.id_mut())

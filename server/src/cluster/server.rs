@@ -208,12 +208,12 @@ async fn connection<I: Inbound, S: LinkStream>(
     {
         Ok(Ok(link)) => Arc::new(link),
         Ok(Err(reason)) => {
-            tracing::warn!(%addr, "refused a node-to-node connection: {reason}");
+            crate::logs::warn_limited!(%addr, "refused a node-to-node connection: {reason}");
             let _ = write_msg(&mut stream, &Msg::Refused { reason }).await;
             return;
         }
         Err(_) => {
-            tracing::warn!(%addr, "refused a node-to-node connection: handshake timed out");
+            crate::logs::warn_limited!(%addr, "refused a node-to-node connection: handshake timed out");
             return;
         }
     };
@@ -234,7 +234,7 @@ async fn connection<I: Inbound, S: LinkStream>(
                 Ok(Some(msg)) => handle(msg, &cluster, &link, &node, &tx, &queues),
                 Ok(None) => break,
                 Err(err) => {
-                    tracing::warn!(%peer, "bad frame from peer: {err}");
+                    crate::logs::warn_limited!(%peer, "bad frame from peer: {err}");
                     break 'conn;
                 }
             }
@@ -556,7 +556,7 @@ pub(super) fn handle<I: Inbound>(
                 );
             }
         }
-        other => tracing::warn!("unexpected message from a peer: {other:?}"),
+        other => crate::logs::warn_limited!("unexpected message from a peer: {other:?}"),
     }
 }
 

@@ -14,12 +14,15 @@
 //! Records of sessions whose gate died and that nobody resumed expire with the bucket's
 //! [`RECORD_MAX_AGE`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, OnceCell, mpsc};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+use tokio::sync::{Notify, mpsc};
 
 use super::nats::Fabric;
 use crate::sessions::SessionRecord;
@@ -49,13 +52,18 @@ pub struct SharedSessions {
     bucket: String,
     /// Subjects of the stream: `<prefix>.<key>`.
     prefix: String,
-    /// Set once the stream exists.
-    store: OnceCell<()>,
+    /// Whether the stream is known to exist. Cleared when a request to it fails (a restarted
+    /// NATS server has lost a memory stream), so that the next request makes it again.
+    made: AtomicBool,
+    /// Held while the stream is made; `true` once it was made at least once, so that a later
+    /// making is known to be a re-making (and every record held here is written again).
+    making: tokio::sync::Mutex<bool>,
     /// Writes waiting for the writer (`None`: remove), the newest per session.
     pending: Mutex<HashMap<u64, Option<SessionRecord>>>,
     wake: Notify,
-    /// Sessions this process wrote a record for (only those are removed when they end).
-    written: Mutex<HashSet<u64>>,
+    /// The records this process wrote, newest (only those are removed when their sessions
+    /// end; all are written again into a re-made stream).
+    written: Mutex<HashMap<u64, SessionRecord>>,
     gone_tx: mpsc::Sender<GonePush>,
     gone_rx: Mutex<Option<mpsc::Receiver<GonePush>>>,
 }
@@ -68,12 +76,58 @@ impl std::fmt::Debug for SharedSessions {
     }
 }
 
+/// The JetStream stream holding `cluster`'s shared session records.
+pub fn stream_name(cluster: &str) -> String {
+    format!("firefly_sessions_{}", stream_safe(cluster))
+}
+
+/// `cluster` as it appears in a JetStream stream name and in subjects: letters and digits
+/// as they are, every other character escaped (`_` as `__`, `-` as `_d`, any other as `_x`
+/// and its code point in hex), so two cluster names never share a stream (`x-y` and `x_y`
+/// once did).
+pub(crate) fn stream_safe(cluster: &str) -> String {
+    let mut out = String::with_capacity(cluster.len());
+    for c in cluster.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => out.push(c),
+            '_' => out.push_str("__"),
+            '-' => out.push_str("_d"),
+            other => out.push_str(&format!("_x{:x}_", u32::from(other))),
+        }
+    }
+    out
+}
+
 fn record_key(session: u64) -> String {
     format!("s.{session:016x}")
 }
 
 fn alive_key(index: u16) -> String {
     format!("alive.{index}")
+}
+
+/// A value as the stream keeps it: its bytes, signed by the node that wrote them with the key
+/// the cluster's master certified for that node, over the cluster, the key (so a value cannot
+/// be moved to another session) and the bytes. Anyone who may publish on the cluster's NATS
+/// can still remove or spoil a record (so that its session cannot be resumed elsewhere), but
+/// not write one that a gate takes: no record with a token of their own, no session bound to
+/// a user of their choice.
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    node: String,
+    key: ByteBuf,
+    cert: ByteBuf,
+    proof: ByteBuf,
+    body: ByteBuf,
+}
+
+fn seal_parts<'a>(cluster: &'a str, key: &'a str, body: &'a [u8]) -> [&'a [u8]; 4] {
+    [
+        b"firefly session record",
+        cluster.as_bytes(),
+        key.as_bytes(),
+        body,
+    ]
 }
 
 /// Why a compare-and-set did not happen.
@@ -96,19 +150,17 @@ impl CasError {
 impl SharedSessions {
     /// The shared records of `cluster`, reached through `fabric`.
     pub fn new(fabric: Arc<Fabric>, cluster: &str) -> Arc<Self> {
-        let name: String = cluster
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .collect();
         let (gone_tx, gone_rx) = mpsc::channel(GONE_QUEUE);
         Arc::new(SharedSessions {
             fabric,
-            bucket: format!("firefly_sessions_{name}"),
-            prefix: format!("firefly.{name}.sessions"),
-            store: OnceCell::new(),
+            bucket: stream_name(cluster),
+            // Under the cluster's subjects (`firefly.<cluster>.>`, what its NATS user may use).
+            prefix: format!("firefly.{cluster}.sessions"),
+            made: AtomicBool::new(false),
+            making: tokio::sync::Mutex::new(false),
             pending: Mutex::new(HashMap::new()),
             wake: Notify::new(),
-            written: Mutex::new(HashSet::new()),
+            written: Mutex::new(HashMap::new()),
             gone_tx,
             gone_rx: Mutex::new(Some(gone_rx)),
         })
@@ -119,45 +171,80 @@ impl SharedSessions {
         format!("{}.{key}", self.prefix)
     }
 
-    /// The client, with the stream made on first use.
+    /// The client, with the stream made on first use and again after it was lost.
     async fn store(&self) -> Result<&async_nats::Client, String> {
         let client = self.fabric.client().await?;
-        self.store
-            .get_or_try_init(|| async {
-                let config = serde_json::json!({
-                    "name": self.bucket,
-                    "description": "firefly: sessions a resume token can take to any gate",
-                    "subjects": [format!("{}.>", self.prefix)],
-                    "retention": "limits",
-                    "max_msgs_per_subject": 1,
-                    "max_age": RECORD_MAX_AGE.as_nanos() as u64,
-                    "max_msgs": MAX_RECORDS,
-                    "max_msg_size": 1024 * 1024,
-                    "storage": "memory",
-                    "num_replicas": 1,
-                    "discard": "old",
-                    "allow_direct": true,
-                });
-                let answer = self
-                    .api(
-                        client,
-                        &format!("$JS.API.STREAM.CREATE.{}", self.bucket),
-                        config.to_string().into(),
-                        None,
-                    )
-                    .await?;
-                match answer.get("error") {
-                    // 10058: it exists already (made by another process).
-                    Some(e) if e["err_code"] != 10058 => Err(format!(
-                        "JetStream stream `{}` (is JetStream enabled on the NATS server, \
-                         `nats-server -js`?): {e}",
-                        self.bucket
-                    )),
-                    _ => Ok(()),
-                }
-            })
-            .await?;
+        if self.made.load(Ordering::Acquire) {
+            return Ok(client);
+        }
+        let mut made_before = self.making.lock().await;
+        if self.made.load(Ordering::Acquire) {
+            return Ok(client);
+        }
+        self.make(client).await?;
+        self.made.store(true, Ordering::Release);
+        if std::mem::replace(&mut *made_before, true) {
+            let held = self.rewrite_all();
+            tracing::warn!(
+                stream = %self.bucket,
+                "shared session stream made again (the NATS server lost it): writing the {held} records held here again"
+            );
+        }
         Ok(client)
+    }
+
+    /// Queues every record this process holds for writing (into a re-made stream); how many.
+    fn rewrite_all(&self) -> usize {
+        let written = self.written.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        for (session, record) in written.iter() {
+            pending
+                .entry(*session)
+                .or_insert_with(|| Some(record.clone()));
+        }
+        self.wake.notify_one();
+        written.len()
+    }
+
+    /// A request to the stream failed: it may be gone (a NATS restart loses memory streams);
+    /// the next request makes it again (making an existing stream changes nothing).
+    fn forget_stream(&self) {
+        self.made.store(false, Ordering::Release);
+    }
+
+    /// Creates the stream (an existing one is fine).
+    async fn make(&self, client: &async_nats::Client) -> Result<(), String> {
+        let config = serde_json::json!({
+            "name": self.bucket,
+            "description": "firefly: sessions a resume token can take to any gate",
+            "subjects": [format!("{}.>", self.prefix)],
+            "retention": "limits",
+            "max_msgs_per_subject": 1,
+            "max_age": RECORD_MAX_AGE.as_nanos() as u64,
+            "max_msgs": MAX_RECORDS,
+            "max_msg_size": 1024 * 1024,
+            "storage": "memory",
+            "num_replicas": 1,
+            "discard": "old",
+            "allow_direct": true,
+        });
+        let answer = self
+            .api(
+                client,
+                &format!("$JS.API.STREAM.CREATE.{}", self.bucket),
+                config.to_string().into(),
+                None,
+            )
+            .await?;
+        match answer.get("error") {
+            // 10058: it exists already (made by another process).
+            Some(e) if e["err_code"] != 10058 => Err(format!(
+                "JetStream stream `{}` (is JetStream enabled on the NATS server, \
+                 `nats-server -js`?): {e}",
+                self.bucket
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// A JetStream API request (or a publish to the stream, which JetStream acknowledges).
@@ -193,10 +280,10 @@ impl SharedSessions {
         {
             let mut written = self.written.lock().unwrap_or_else(|p| p.into_inner());
             match &record {
-                Some(_) => {
-                    written.insert(session);
+                Some(record) => {
+                    written.insert(session, record.clone());
                 }
-                None if !written.remove(&session) => return,
+                None if written.remove(&session).is_none() => return,
                 None => {}
             }
         }
@@ -241,6 +328,58 @@ impl SharedSessions {
     /// The newest value of `key` and its revision (`None`: none, or removed).
     async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, String> {
         let client = self.store().await?;
+        let got = self.direct_get(client, key).await;
+        if got.is_err() {
+            self.forget_stream();
+        }
+        let Some((sealed, revision)) = got? else {
+            return Ok(None);
+        };
+        Ok(Some((self.open(key, &sealed)?, revision)))
+    }
+
+    /// `body` signed by this process for `key` (see [`Sealed`]).
+    fn seal(&self, key: &str, body: &[u8]) -> Result<Bytes, String> {
+        let credential = self.fabric.credential();
+        let (public, cert) = credential.public();
+        let proof = credential.prove(&seal_parts(self.fabric.cluster(), key, body));
+        let sealed = Sealed {
+            node: self.fabric.node().to_owned(),
+            key: ByteBuf::from(public),
+            cert: ByteBuf::from(cert),
+            proof: ByteBuf::from(proof),
+            body: ByteBuf::from(body.to_vec()),
+        };
+        rmp_serde::to_vec(&sealed)
+            .map(Bytes::from)
+            .map_err(|e| e.to_string())
+    }
+
+    /// The body of the value at `key`, if a node of this cluster signed it for that key.
+    fn open(&self, key: &str, sealed: &[u8]) -> Result<Bytes, String> {
+        let refused = |why: String| format!("shared record `{key}` refused: {why}");
+        let sealed: Sealed = rmp_serde::from_slice(sealed)
+            .map_err(|e| refused(format!("not a sealed record ({e})")))?;
+        let cluster = self.fabric.cluster();
+        self.fabric
+            .credential()
+            .check_peer(
+                cluster,
+                &sealed.node,
+                &sealed.key,
+                &sealed.cert,
+                &seal_parts(cluster, key, &sealed.body),
+                &sealed.proof,
+            )
+            .map_err(refused)?;
+        Ok(Bytes::from(sealed.body.into_vec()))
+    }
+
+    async fn direct_get(
+        &self,
+        client: &async_nats::Client,
+        key: &str,
+    ) -> Result<Option<(Bytes, u64)>, String> {
         let subject = format!("$JS.API.DIRECT.GET.{}", self.bucket);
         let body = serde_json::json!({ "last_by_subj": self.subject(key) }).to_string();
         let message = tokio::time::timeout(
@@ -268,6 +407,12 @@ impl SharedSessions {
 
     /// Writes `value` at `key`; with `revision`, only if that is still its newest revision.
     async fn put(&self, key: &str, value: Bytes, revision: Option<u64>) -> Result<(), CasError> {
+        // A removal stays the empty value; anything else is signed.
+        let value = if value.is_empty() {
+            value
+        } else {
+            self.seal(key, &value).map_err(CasError::Failed)?
+        };
         let client = self.store().await.map_err(CasError::Failed)?;
         let headers = revision.map(|r| {
             let mut h = async_nats::HeaderMap::new();
@@ -280,12 +425,19 @@ impl SharedSessions {
         let answer = self
             .api(client, &self.subject(key), value, headers)
             .await
-            .map_err(CasError::Failed)?;
+            .map_err(|e| {
+                // No stream took the message ("no responders"): it may be gone.
+                self.forget_stream();
+                CasError::Failed(e)
+            })?;
         match answer.get("error") {
             None => Ok(()),
             // 10071: wrong last sequence.
             Some(e) if e["err_code"] == 10071 => Err(CasError::Conflict),
-            Some(e) => Err(CasError::Failed(format!("JetStream: {e}"))),
+            Some(e) => {
+                self.forget_stream();
+                Err(CasError::Failed(format!("JetStream: {e}")))
+            }
         }
     }
 
@@ -382,3 +534,7 @@ impl SharedSessions {
         now_ms() <= alive.unwrap_or_else(now_ms).saturating_add(grace_ms)
     }
 }
+
+#[cfg(test)]
+#[path = "shared_sessions_tests.rs"]
+mod tests;

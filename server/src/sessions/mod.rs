@@ -87,6 +87,10 @@ pub type TakeFuture<'a> = std::pin::Pin<
     Box<dyn std::future::Future<Output = Result<Handover, resume::ResumeError>> + Send + 'a>,
 >;
 
+/// A future the cluster resolves with the gate its shared state says holds a session.
+pub type LocateFuture<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Option<u16>> + Send + 'a>>;
+
 /// Delivers pushes and session operations to sessions held by other nodes.
 pub trait RemoteSessions: Send + Sync {
     /// Queues a push for a session held by gate `gate`.
@@ -100,6 +104,12 @@ pub trait RemoteSessions: Send + Sync {
     /// The gate a session went to when it left the gate that issued it, if known here.
     fn moved_to(&self, _session: u64) -> Option<u16> {
         None
+    }
+    /// The gate the cluster's shared record of `session` names, when the gate this node
+    /// knew for it cannot be reached (a session resumed from its record after its gate died
+    /// told no one but the record). `None`: no record, or no shared state.
+    fn locate(&self, _session: u64) -> LocateFuture<'_> {
+        Box::pin(async { None })
     }
     /// Session `session` is now held by gate `to` (this node's own index: here).
     fn handed_over(&self, _session: u64, _to: u16) {}

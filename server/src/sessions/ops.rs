@@ -471,10 +471,17 @@ impl Sessions {
                     gate = (id >> 48) as u16;
                     cluster.handed_over(id, gate);
                 }
-                Err(err) => {
-                    tracing::debug!(session = id, "session operation failed: {err}");
-                    return OpReply::status(session_status::UNAVAILABLE);
-                }
+                Err(err) => match cluster.locate(id).await {
+                    // Resumed from its shared record on another gate, which told no one.
+                    Some(to) if to != gate && to != self.node_index => {
+                        cluster.handed_over(id, to);
+                        gate = to;
+                    }
+                    _ => {
+                        tracing::debug!(session = id, "session operation failed: {err}");
+                        return OpReply::status(session_status::UNAVAILABLE);
+                    }
+                },
             }
         }
         OpReply::status(session_status::NO_SUCH_SESSION)
