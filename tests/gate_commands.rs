@@ -62,18 +62,22 @@ async fn keep_alive_is_answered_by_the_gate_and_keeps_an_idle_connection() {
             .is_empty()
     );
     let session: Value = client.call(116, &()).await.unwrap();
-    // Keep-alives every 300 ms for 2.5 idle timeouts keep the connection and its session.
-    let started = tokio::time::Instant::now();
+    // A client that sends nothing, opened after the last request: the listener closes it after
+    // its idle timeout. Meanwhile keep-alives every 300 ms keep the first connection.
+    let mut silent = Client::connect(node.client_addrs()[1]).await.unwrap();
+    let closed = silent.wait_closed();
+    tokio::pin!(closed);
     let mut ticks = tokio::time::interval(Duration::from_millis(300));
-    while started.elapsed() < Duration::from_millis(2500) {
-        ticks.tick().await;
-        assert!(
-            client
-                .request(KEEPALIVE_COMMAND, b"")
-                .await
-                .unwrap()
-                .is_empty()
-        );
+    loop {
+        tokio::select! {
+            frames = &mut closed => {
+                assert!(frames.unwrap().is_empty());
+                break;
+            }
+            _ = ticks.tick() => {
+                assert!(client.request(KEEPALIVE_COMMAND, b"").await.unwrap().is_empty());
+            }
+        }
     }
     let again: Value = client.call(116, &()).await.unwrap();
     assert_eq!(again["session"], session["session"], "the same connection");
