@@ -1,6 +1,7 @@
 // The demo page: log in with `accounts`, join the lobby's room, chat, and show pushes and the
-// connection's state live. The gate's WebSocket address comes from `?ws=` (default: the
-// default topology's ws://127.0.0.1:11010).
+// connection's state live. The session's resume token is kept in `sessionStorage`, so a reload
+// takes the session back (still logged in); "Log out" ends it. The gate's WebSocket address
+// comes from `?ws=` (default: the default topology's ws://127.0.0.1:11010).
 import { FireflyError, connectWebSocket } from "/client/index.js";
 
 const ROOM = "lobby";
@@ -21,7 +22,14 @@ function status(text, kind) {
   $("status").className = kind;
 }
 
-const client = await connectWebSocket(url, { reconnect: { initialDelayMs: 100, maxDelayMs: 1000 } });
+const TOKEN = "firefly-demo-token";
+const client = await connectWebSocket(url, {
+  reconnect: { initialDelayMs: 100, maxDelayMs: 1000 },
+  restore: sessionStorage.getItem(TOKEN) ?? undefined,
+});
+const keep = (ticket) => sessionStorage.setItem(TOKEN, ticket.token);
+if (client.session) keep(client.session);
+client.on("ticket", keep);
 status(`connected (session ${client.session?.session ?? "?"})`, "connected");
 client.onPush(CHAT_TOPIC, (notice) => log(notice.text));
 client.on("disconnected", (reason) => status(`reconnecting… (${reason})`, "reconnecting"));
@@ -31,6 +39,20 @@ client.on("resumed", (t) => {
 });
 client.on("lost", (reason) => status(`session lost: ${reason}; log in again`, "lost"));
 client.on("kicked", (error) => status(`kicked: ${error.message}`, "lost"));
+client.on("closed", () => $("chat").disabled = true);
+
+function loggedIn(text) {
+  $("who").textContent = text;
+  $("login").disabled = true;
+  $("chat").disabled = false;
+}
+
+if (client.session?.resumed) {
+  // A reload with a stored token: the same session, still logged in and in the room.
+  me = await client.request(203);
+  loggedIn(`logged in as ${me.username} (account ${me.account}, session restored)`);
+  status(`restored: same session ${client.session.session}`, "connected");
+}
 
 async function login(username, password) {
   try {
@@ -46,9 +68,7 @@ $("login-button").onclick = async () => {
   try {
     me = await login($("username").value, $("password").value);
     await client.request(108, { group: ROOM });
-    $("who").textContent = `logged in as ${me.username} (account ${me.account})`;
-    $("login").disabled = true;
-    $("chat").disabled = false;
+    loggedIn(`logged in as ${me.username} (account ${me.account})`);
     log(`${me.username} joined the room`, true);
   } catch (error) {
     $("who").textContent = `login failed: ${error.message}`;
@@ -72,6 +92,13 @@ $("whoami").onclick = async () => {
   } catch (error) {
     log(`whoami: ${error.code ?? error.message}`, true);
   }
+};
+
+$("logout").onclick = async () => {
+  sessionStorage.removeItem(TOKEN);
+  await client.logout();
+  $("who").textContent = "logged out";
+  status("logged out: the session ended", "lost");
 };
 
 window.demo = { client };

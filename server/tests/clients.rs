@@ -26,7 +26,7 @@ use common::{Running, Up, free_addr, workspace};
 
 const TOKEN: &str = "clients-admin-token-0123456789";
 
-/// A cluster for the clients: a gate (echo) with five listeners and one logic node (lobby,
+/// A cluster for the clients: a gate (echo) with six listeners and one logic node (lobby,
 /// accounts, the embedded cache over SQLite), described to the client tests as JSON.
 struct Cluster {
     _up: Running,
@@ -39,7 +39,8 @@ struct Cluster {
 fn cluster(name: &str, page_origin: Option<&str>) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let (admin, gate_rpc, logic_rpc) = (free_addr(), free_addr(), free_addr());
-    let (tcp, ws, plain, custom, origins) = (
+    let (tcp, ws, plain, custom, origins, idle) = (
+        free_addr(),
         free_addr(),
         free_addr(),
         free_addr(),
@@ -70,6 +71,7 @@ nodes:
       - {{ tcp: "{plain}" }}
       - {{ tcp: "{custom}", magic: [78, 37, 38, 48], protocol_version: 9, server_version: 0, error_command: 4000000000 }}
       - {{ ws: "{origins}", origins: {allowed}, max_frame: 1KiB, resume: {{ grace: 60s, buffer: 64 }} }}
+      - {{ tcp: "{idle}", idle_timeout: 1s }}
     routes:
       - {{ commands: "101-299", to: logic }}
   logic: {{ rpc: "{logic_rpc}", modules: [lobby, accounts] }}
@@ -104,6 +106,8 @@ storage: {{ database: "sqlite://{db}", cache: embedded, owner: logic }}
         "origins_ws": format!("ws://{origins}/"),
         "origins_addr": origins.to_string(),
         "origins_max_frame": 1024,
+        "idle_tcp": idle.to_string(),
+        "idle_timeout_ms": 1000,
     })
     .to_string();
     Cluster {
@@ -166,7 +170,7 @@ fn typescript_client_with_node() {
     let cluster = cluster("clients-ts", None);
     let mut command = node();
     command
-        .args(["--test", "test/client.test.mjs"])
+        .args(["--test", "test/client.test.mjs", "test/sessions.test.mjs"])
         .current_dir(&dir);
     run("node --test (clients/typescript)", command, &cluster);
 }

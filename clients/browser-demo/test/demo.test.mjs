@@ -1,7 +1,8 @@
 // The browser demo in real headless Chromium (server/tests/clients.rs starts the cluster):
 // two pages log in and chat, each sees the other's pushes live; one page's WebSocket is
 // dropped for real (a proxy cuts it) and resumed without a new login, with the message it
-// missed. Screenshots go to SCREENSHOT_DIR.
+// missed; a reloaded page takes its session back with the token it kept, and "Log out" ends
+// it. Screenshots go to SCREENSHOT_DIR.
 import assert from "node:assert/strict";
 import * as path from "node:path";
 import { after, before, test } from "node:test";
@@ -89,4 +90,36 @@ test("two pages chat through pushes; a dropped WebSocket is resumed without a ne
 
   await ada.screenshot({ path: path.join(shots, "demo.png"), fullPage: true });
   await bob.screenshot({ path: path.join(shots, "demo-bob.png"), fullPage: true });
+});
+
+test("a reloaded page restores its session with the stored token; log out ends it", async () => {
+  const user = `cyd${Date.now().toString(36)}`;
+  const cyd = await open(user, c.origins_ws);
+  const session = await cyd.evaluate(() => window.demo.client.session.session);
+
+  await cyd.reload();
+  await cyd.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
+  const ticket = await cyd.evaluate(() => window.demo.client.session);
+  assert.equal(ticket.session, session, "the same session after the reload");
+  assert.equal(ticket.resumed, true);
+  await cyd.waitForSelector(`#who:has-text("logged in as ${user}")`, { timeout: 20_000 });
+  await cyd.click("#whoami");
+  await sees(cyd, `you are ${user}`);
+  await say(cyd, "after the reload");
+  await sees(cyd, `${user}: after the reload`);
+  // The next token is stored too: a second reload comes back as well.
+  await cyd.reload();
+  await cyd.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
+  assert.equal(await cyd.evaluate(() => window.demo.client.session.session), session);
+
+  await cyd.click("#logout");
+  await cyd.waitForSelector('#status:has-text("logged out")', { timeout: 20_000 });
+  assert.equal(await cyd.evaluate(() => window.demo.client.state), "closed");
+  // Nothing to restore any more: a reload starts a new session, logged out.
+  await cyd.reload();
+  await cyd.waitForSelector("body[data-ready=true]", { timeout: 20_000 });
+  const fresh = await cyd.evaluate(() => window.demo.client.session);
+  assert.notEqual(fresh.session, session);
+  assert.equal(fresh.resumed, false);
+  assert.equal(await cyd.textContent("#who"), "not logged in");
 });

@@ -10,7 +10,9 @@ export interface ErrorReply {
 }
 
 /** The server answered with an error frame (`code` is e.g. `unknown_command`, `bad_request`,
- *  `timeout` or a module's own code; `module`/`version` name the module version that served it). */
+ *  `timeout` or a module's own code; `module`/`version` name the module version that served it).
+ *  `message` is the frame's message as the server wrote it, without the code (the stack's first
+ *  line and `toString()` read `FireflyError: <code>: <message>`). */
 export class FireflyError extends Error {
   override name = "FireflyError";
   readonly command: number;
@@ -20,10 +22,15 @@ export class FireflyError extends Error {
 
   constructor(reply: ErrorReply) {
     super(`${reply.code}: ${reply.message}`);
+    this.message = reply.message;
     this.command = reply.command;
     this.code = reply.code;
     this.module = reply.module;
     this.version = reply.version;
+  }
+
+  override toString(): string {
+    return `${this.name}: ${this.code}: ${this.message}`;
   }
 }
 

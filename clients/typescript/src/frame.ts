@@ -18,6 +18,22 @@ export const HEADER_LEN = 17;
 /** The reserved command the gate answers itself: session tickets and resumes. */
 export const SESSION_COMMAND = 0xffffff00;
 
+/** The topic of the gate's `room_lost` push. */
+export const ROOM_LOST_TOPIC = 0xffffff01;
+
+/** Keep-alive: the gate answers it with an empty frame (never routed to a module). */
+export const KEEPALIVE_COMMAND = 0xffffff02;
+
+/** Log out: the gate answers, closes the connection and ends the session at once. */
+export const LOGOUT_COMMAND = 0xffffff03;
+
+/** Hello: the connection's options (`{push_frames: true}`). */
+export const HELLO_COMMAND = 0xffffff04;
+
+/** After hello `push_frames: true`, every push comes on this command id, its payload the
+ *  topic id (4 bytes, big-endian) and then the push's payload. */
+export const PUSH_COMMAND = 0xffffff05;
+
 /** Header values and limits of one listener (they must match the server's `listen:` entry). */
 export interface FrameSettings {
   /** Frame header bytes 0-3. Default `[0, 0, 0, 0]`. */

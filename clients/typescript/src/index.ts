@@ -10,27 +10,38 @@
  * Node also has TCP and a WebSocket built on `ws`: `@firefly-rs/client/node`.
  */
 import { FireflyClient, type ClientOptions, type Connection, type Dial } from "./client.js";
+import { ConnectionError } from "./errors.js";
 
 export * from "./client.js";
 export * from "./errors.js";
 export * from "./frame.js";
+export { decodeValue, encodeValue } from "./msgpack.js";
 
 /** The WebSocket constructor shape the client needs (the browser's, or a compatible one). */
 export interface WebSocketLike {
   binaryType: string;
   onopen: ((ev: unknown) => void) | null;
   onclose: ((ev: { code: number; reason: string }) => void) | null;
-  onerror: ((ev: unknown) => void) | null;
+  onerror: ((ev: { message?: string; error?: { message?: string } }) => void) | null;
   onmessage: ((ev: { data: unknown }) => void) | null;
   send(data: Uint8Array): void;
   close(code?: number, reason?: string): void;
 }
 
-/** A `Dial` over a WebSocket made by `create` (each Firefly frame is one binary message). */
-export function webSocketDial(create: () => WebSocketLike): Dial {
+/** A `Dial` over a WebSocket made by `create` (each Firefly frame is one binary message).
+ *  `url` names the address in connection errors. */
+export function webSocketDial(create: () => WebSocketLike, url = "the WebSocket server"): Dial {
   return (handlers) =>
     new Promise<Connection>((resolve, reject) => {
-      const ws = create();
+      let ws: WebSocketLike;
+      try {
+        ws = create();
+      } catch (error) {
+        reject(new ConnectionError(`WebSocket connection to ${url} failed: ${(error as Error).message}`));
+        return;
+      }
+      // Browsers say nothing about why (no status, no network error); Node's `ws` does.
+      let cause = "";
       ws.binaryType = "arraybuffer";
       let opened = false;
       ws.onopen = () => {
@@ -44,12 +55,15 @@ export function webSocketDial(create: () => WebSocketLike): Dial {
           handlers.onData(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
         }
       };
-      ws.onerror = () => {
-        if (!opened) reject(new Error("WebSocket connection failed"));
+      ws.onerror = (ev) => {
+        cause = ev?.message || ev?.error?.message || cause;
       };
       ws.onclose = (ev) => {
-        if (!opened) reject(new Error(`WebSocket closed before opening (${ev.code})`));
-        else handlers.onClose(`websocket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`);
+        if (!opened) {
+          const why = cause || "refused or unreachable (the browser gives no detail)";
+          const reason = ev.reason ? `: ${ev.reason}` : "";
+          reject(new ConnectionError(`WebSocket connection to ${url} failed: ${why} (close code ${ev.code}${reason})`));
+        } else handlers.onClose(`websocket closed (${ev.code}${ev.reason ? `: ${ev.reason}` : ""})`);
       };
     });
 }
@@ -63,7 +77,7 @@ export function connectWebSocket(url: string, options?: ClientOptions): Promise<
     );
   }
   return FireflyClient.connect(
-    webSocketDial(() => new Ctor(url)),
+    webSocketDial(() => new Ctor(url), url),
     options,
   );
 }

@@ -6,6 +6,7 @@ import * as net from "node:net";
 import WebSocket from "ws";
 
 import { FireflyClient, type ClientOptions, type Connection, type Dial } from "./client.js";
+import { ConnectionError } from "./errors.js";
 import { webSocketDial, type WebSocketLike } from "./index.js";
 
 export * from "./index.js";
@@ -23,7 +24,7 @@ export function tcpDial(host: string, port: number): Dial {
       });
       socket.on("data", (chunk: Buffer) => handlers.onData(new Uint8Array(chunk)));
       socket.on("error", (error) => {
-        if (!opened) reject(error);
+        if (!opened) reject(new ConnectionError(`TCP connection to ${host}:${port} failed: ${error.message}`));
       });
       socket.on("close", () => {
         if (opened) handlers.onClose("tcp connection closed");
@@ -46,5 +47,5 @@ export interface NodeWebSocketOptions extends ClientOptions {
 export function connectNodeWebSocket(url: string, options: NodeWebSocketOptions = {}): Promise<FireflyClient> {
   const create = () =>
     new WebSocket(url, { origin: options.origin, perMessageDeflate: false }) as unknown as WebSocketLike;
-  return FireflyClient.connect(webSocketDial(create), options);
+  return FireflyClient.connect(webSocketDial(create, url), options);
 }

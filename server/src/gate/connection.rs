@@ -8,13 +8,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
-use super::forward::{Forwards, MAX_PIPELINE};
+use super::forward::{Forwards, MAX_PIPELINE, write_answers};
 use super::limits::Bucket;
-use super::session_command::session_request;
+use super::session_command::{After, Options, gate_command};
 use super::transport::{Close, ReadError, Transport};
 
-use crate::cluster::wire::Msg;
-use crate::cluster::{Peer, RpcError};
 use crate::engine::{Batch, Lease};
 use crate::protocol::session;
 use crate::protocol::{ErrorReply, FrameError, HEADER_LEN};
@@ -93,13 +91,13 @@ pub(super) async fn run<T: Transport>(
                 // What was queued for this session before these frames arrived goes first: a
                 // session kicked meanwhile (say its user logged in elsewhere) must not have
                 // them served, and pushes keep their order ahead of the replies.
-                if let Some(end) = drain_outbound(shared, &mut slot.rx, &mut wbuf) {
+                if let Some(end) = drain_outbound(shared, &mut slot.rx, &mut wbuf, &scratch.options) {
                     let _ = stream.write(&wbuf).await;
                     break end;
                 }
                 let close = process(shared, &mut slot, &mut rbuf, &mut wbuf, &mut stream, &mut scratch).await;
                 scratch.flush_stats(shared);
-                let kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
+                let kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf, &scratch.options);
                 if !wbuf.is_empty() && stream.write(&wbuf).await.is_err() {
                     break End::Lost(Why::WriteError);
                 }
@@ -115,7 +113,8 @@ pub(super) async fn run<T: Transport>(
             msg = slot.rx.recv() => {
                 let mut kicked = match msg {
                     Some(Outbound::Push { topic, payload }) => {
-                        shared.codec.encode(topic, &payload, &mut wbuf);
+                        let tagged = scratch.options.push_frames;
+                        shared.codec.encode_push(tagged, topic, &payload, &mut wbuf);
                         None
                     }
                     Some(Outbound::Kick(reason)) => Some(kick_frame(shared, reason, &mut wbuf)),
@@ -123,7 +122,7 @@ pub(super) async fn run<T: Transport>(
                     None => break End::Lost(Why::TakenOver),
                 };
                 if kicked.is_none() {
-                    kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf);
+                    kicked = drain_outbound(shared, &mut slot.rx, &mut wbuf, &scratch.options);
                 }
                 let written = stream.write(&wbuf).await;
                 wbuf.clear();
@@ -157,7 +156,7 @@ pub(super) async fn run<T: Transport>(
 enum End {
     /// The connection went away; a resumable session is parked.
     Lost(Why),
-    /// The session ends with it (kicked, bad input, node stopping).
+    /// The session ends with it (kicked, logged out, bad input, node stopping).
     Ended(Why),
 }
 
@@ -169,6 +168,7 @@ enum Why {
     WriteError,
     TakenOver,
     IdleTimeout,
+    LoggedOut,
     NodeStopping,
     Kicked,
     BadHeader,
@@ -185,6 +185,7 @@ impl Why {
             Why::WriteError => "write error",
             Why::TakenOver => "session taken over",
             Why::IdleTimeout => "idle timeout",
+            Why::LoggedOut => "logged out",
             Why::NodeStopping => "node stopping",
             Why::Kicked => "kicked",
             Why::BadHeader => "bad header",
@@ -200,6 +201,7 @@ impl Why {
             Why::ClosedByPeer | Why::ReadError | Why::WriteError => return None,
             Why::TakenOver => (1000, "the session was resumed on another connection"),
             Why::IdleTimeout => (1000, "idle timeout"),
+            Why::LoggedOut => (1000, "logged out"),
             Why::NodeStopping => (1001, "the node is stopping"),
             Why::Kicked => (4000, "kicked"),
             Why::BadHeader => (1002, "frame header does not match this listener"),
@@ -229,10 +231,15 @@ fn drain_outbound(
     shared: &Listener,
     outbound: &mut tokio::sync::mpsc::Receiver<Outbound>,
     wbuf: &mut BytesMut,
+    options: &Options,
 ) -> Option<End> {
     while let Ok(msg) = outbound.try_recv() {
         match msg {
-            Outbound::Push { topic, payload } => shared.codec.encode(topic, &payload, wbuf),
+            Outbound::Push { topic, payload } => {
+                shared
+                    .codec
+                    .encode_push(options.push_frames, topic, &payload, wbuf);
+            }
             Outbound::Kick(reason) => return Some(kick_frame(shared, reason, wbuf)),
         }
     }
@@ -256,6 +263,8 @@ struct Scratch {
     /// session starts with a full bucket, which a reconnect loop cannot exploit past the
     /// per-address connection cap.
     bucket: Option<Bucket>,
+    /// The connection's options (hello).
+    options: Options,
 }
 
 impl Scratch {
@@ -316,14 +325,20 @@ async fn process<T: Transport>(
                     }
                     continue;
                 }
-                if command == session::SESSION_COMMAND {
+                if session::is_gate_command(command) {
                     if !serve_batch(shared, session, wbuf, stream, scratch).await {
                         break Some(End::Lost(Why::WriteError));
                     }
                     drain(shared, session, &mut fwd, wbuf, scratch).await;
                     scratch.lease = None;
                     scratch.requests += 1;
-                    session_request(shared, slot, &frame.payload, wbuf, &mut scratch.errors).await;
+                    let (errors, options) = (&mut scratch.errors, &mut scratch.options);
+                    let after =
+                        gate_command(shared, slot, command, &frame.payload, wbuf, errors, options)
+                            .await;
+                    if after == After::LogOut {
+                        break Some(End::Ended(Why::LoggedOut));
+                    }
                     continue;
                 }
                 let route = node.local_route(command, scratch.lease.as_ref());
@@ -424,7 +439,16 @@ async fn drain(
             Err(err) => Err(err),
         };
         fwd.pending = fwd.pending.saturating_sub(commands.len());
-        write_answers(shared, &commands, peer, answer, wbuf, scratch);
+        let push_frames = scratch.options.push_frames;
+        write_answers(
+            shared,
+            &commands,
+            peer,
+            answer,
+            wbuf,
+            &mut scratch.errors,
+            push_frames,
+        );
     }
     fwd.pending = 0;
 }
@@ -503,7 +527,7 @@ async fn serve_batch<T: Transport>(
         scratch.requests += 1;
         let command = answer.command;
         for (topic, payload) in answer.pushes {
-            codec.encode(*topic, payload, wbuf);
+            codec.encode_push(scratch.options.push_frames, *topic, payload, wbuf);
         }
         match answer.reply(session, module) {
             Ok(reply) => codec.encode(command, reply, wbuf),
@@ -523,69 +547,4 @@ async fn serve_batch<T: Transport>(
         wbuf.clear();
     }
     true
-}
-
-/// Writes the answers to one forwarded run (`commands`, in order): each reply or error frame
-/// after its pushes, or the failure for every request of the run.
-fn write_answers(
-    shared: &Listener,
-    commands: &[u32],
-    peer: &Peer,
-    answer: Result<Msg, RpcError>,
-    wbuf: &mut BytesMut,
-    scratch: &mut Scratch,
-) {
-    let error_command = shared.settings.error_command;
-    let codec = &shared.codec;
-    let fail = |command: u32, code: &str, message: String, wbuf: &mut BytesMut| {
-        let reply = ErrorReply::new(command, code, message);
-        codec.encode(error_command, &reply.to_msgpack(), wbuf);
-    };
-    let replies = match answer {
-        Ok(Msg::ReplyRun { replies, .. }) => replies,
-        Ok(Msg::Reply { pushes, result, .. }) => vec![(pushes, result)],
-        Ok(other) => {
-            for &command in commands {
-                scratch.errors += 1;
-                fail(
-                    command,
-                    codes::INTERNAL,
-                    format!("unexpected answer {other:?}"),
-                    wbuf,
-                );
-            }
-            return;
-        }
-        Err(err) => {
-            let code = match err {
-                RpcError::Timeout { .. } => codes::TIMEOUT,
-                RpcError::Unavailable { .. } => codes::NODE_UNAVAILABLE,
-            };
-            tracing::debug!(peer = %peer.name, requests = commands.len(), "forward failed: {err}");
-            for &command in commands {
-                scratch.errors += 1;
-                fail(command, code, err.to_string(), wbuf);
-            }
-            return;
-        }
-    };
-    let mut replies = replies.into_iter();
-    for &command in commands {
-        let Some((pushes, result)) = replies.next() else {
-            let message = format!("node `{}` sent no answer for this request", peer.name);
-            scratch.errors += 1;
-            fail(command, codes::INTERNAL, message, wbuf);
-            continue;
-        };
-        for (topic, payload) in &pushes {
-            codec.encode(*topic, payload, wbuf);
-        }
-        match result {
-            Ok(reply) => codec.encode(command, &reply, wbuf),
-            Err(reply) => {
-                scratch.errors += 1;
-                codec.encode(error_command, &reply.to_msgpack(), wbuf);
-            }
-        }
-    }
 }

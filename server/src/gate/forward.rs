@@ -3,8 +3,13 @@
 
 use std::collections::VecDeque;
 
+use bytes::BytesMut;
+use firefly_abi::codes;
+
+use super::Listener;
 use crate::cluster::wire::Msg;
 use crate::cluster::{Peer, Pending, RpcError};
+use crate::protocol::ErrorReply;
 
 /// Most forwarded requests one connection keeps in flight to one node.
 pub(super) const MAX_PIPELINE: usize = 64;
@@ -62,5 +67,71 @@ impl<'a> Forwards<'a> {
             .await;
         self.inflight
             .push_back((std::mem::take(&mut self.commands), peer, started));
+    }
+}
+
+/// Writes the answers to one forwarded run (`commands`, in order): each reply or error frame
+/// after its pushes, or the failure for every request of the run.
+pub(super) fn write_answers(
+    shared: &Listener,
+    commands: &[u32],
+    peer: &Peer,
+    answer: Result<Msg, RpcError>,
+    wbuf: &mut BytesMut,
+    errors: &mut u64,
+    push_frames: bool,
+) {
+    let error_command = shared.settings.error_command;
+    let codec = &shared.codec;
+    let fail = |command: u32, code: &str, message: String, wbuf: &mut BytesMut| {
+        let reply = ErrorReply::new(command, code, message);
+        codec.encode(error_command, &reply.to_msgpack(), wbuf);
+    };
+    let replies = match answer {
+        Ok(Msg::ReplyRun { replies, .. }) => replies,
+        Ok(Msg::Reply { pushes, result, .. }) => vec![(pushes, result)],
+        Ok(other) => {
+            for &command in commands {
+                *errors += 1;
+                fail(
+                    command,
+                    codes::INTERNAL,
+                    format!("unexpected answer {other:?}"),
+                    wbuf,
+                );
+            }
+            return;
+        }
+        Err(err) => {
+            let code = match err {
+                RpcError::Timeout { .. } => codes::TIMEOUT,
+                RpcError::Unavailable { .. } => codes::NODE_UNAVAILABLE,
+            };
+            tracing::debug!(peer = %peer.name, requests = commands.len(), "forward failed: {err}");
+            for &command in commands {
+                *errors += 1;
+                fail(command, code, err.to_string(), wbuf);
+            }
+            return;
+        }
+    };
+    let mut replies = replies.into_iter();
+    for &command in commands {
+        let Some((pushes, result)) = replies.next() else {
+            let message = format!("node `{}` sent no answer for this request", peer.name);
+            *errors += 1;
+            fail(command, codes::INTERNAL, message, wbuf);
+            continue;
+        };
+        for (topic, payload) in &pushes {
+            codec.encode_push(push_frames, *topic, payload, wbuf);
+        }
+        match result {
+            Ok(reply) => codec.encode(command, &reply, wbuf),
+            Err(reply) => {
+                *errors += 1;
+                codec.encode(error_command, &reply.to_msgpack(), wbuf);
+            }
+        }
     }
 }

@@ -1,22 +1,89 @@
-//! The reserved session command on a connection: a ticket for the current session (its id
-//! and a resume token), or taking back a dropped session with a token.
+//! The commands the gate answers itself on a connection: the session command (a ticket for
+//! the current session, its id and a resume token, or taking back a dropped session with a
+//! token), keep-alive, log-out and hello (the connection's options).
 
 use bytes::BytesMut;
 use firefly_abi::codes;
 
 use super::Listener;
 use crate::protocol::ErrorReply;
-use crate::protocol::session::{self, SessionRequest, SessionTicket};
+use crate::protocol::session::{self, Hello, SessionRequest, SessionTicket};
 use crate::sessions::Attached;
 use crate::sessions::resume::ResumeError;
 
+/// What the connection does after a gate command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum After {
+    /// Carry on.
+    Serve,
+    /// The client logged out: close the connection and end the session now.
+    LogOut,
+}
+
+/// A connection's options, as set by hello.
+#[derive(Debug, Default)]
+pub(super) struct Options {
+    /// Pushes go out as tagged push frames.
+    pub(super) push_frames: bool,
+}
+
+/// Answers one of the commands the gate serves itself (see [`session::is_gate_command`]).
+pub(super) async fn gate_command(
+    shared: &Listener,
+    slot: &mut Attached,
+    command: u32,
+    payload: &[u8],
+    wbuf: &mut BytesMut,
+    errors: &mut u64,
+    options: &mut Options,
+) -> After {
+    match command {
+        session::KEEPALIVE_COMMAND => shared.codec.encode(command, &[], wbuf),
+        session::LOGOUT_COMMAND => {
+            shared.codec.encode(command, &[], wbuf);
+            return After::LogOut;
+        }
+        session::HELLO_COMMAND => {
+            let hello: Hello = if payload.is_empty() {
+                Hello::default()
+            } else {
+                match rmp_serde::from_slice(payload) {
+                    Ok(h) => h,
+                    Err(e) => {
+                        *errors += 1;
+                        let reply =
+                            ErrorReply::new(command, codes::BAD_REQUEST, format!("hello: {e}"));
+                        shared.codec.encode(
+                            shared.settings.error_command,
+                            &reply.to_msgpack(),
+                            wbuf,
+                        );
+                        return After::Serve;
+                    }
+                }
+            };
+            if let Some(on) = hello.push_frames {
+                options.push_frames = on;
+            }
+            let now = Hello {
+                push_frames: Some(options.push_frames),
+            };
+            let bytes = rmp_serde::to_vec_named(&now).unwrap_or_default();
+            shared.codec.encode(command, &bytes, wbuf);
+        }
+        _ => session_request(shared, slot, payload, wbuf, errors, options.push_frames).await,
+    }
+    After::Serve
+}
+
 /// Answers the reserved session command: the current session's ticket, or a resume.
-pub(super) async fn session_request(
+async fn session_request(
     shared: &Listener,
     slot: &mut Attached,
     payload: &[u8],
     wbuf: &mut BytesMut,
     errors: &mut u64,
+    push_frames: bool,
 ) {
     let command = session::SESSION_COMMAND;
     let sessions = &shared.node.sessions;
@@ -69,7 +136,7 @@ pub(super) async fn session_request(
                 let bytes = rmp_serde::to_vec_named(&ticket).unwrap_or_default();
                 shared.codec.encode(command, &bytes, wbuf);
                 for (topic, payload) in &resumed.replay {
-                    shared.codec.encode(*topic, payload, wbuf);
+                    shared.codec.encode_push(push_frames, *topic, payload, wbuf);
                 }
                 ticket
             }),

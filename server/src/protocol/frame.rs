@@ -114,6 +114,23 @@ impl Codec {
         out.put_slice(payload);
     }
 
+    /// Appends one push on `topic`: a frame on the topic id, or with `tagged` (the connection
+    /// asked for push frames) a [`PUSH_COMMAND`](super::session::PUSH_COMMAND) frame whose
+    /// payload is the topic id (4 bytes, big-endian) and then the push's payload.
+    pub fn encode_push(&self, tagged: bool, topic: u32, payload: &[u8], out: &mut BytesMut) {
+        if !tagged {
+            return self.encode(topic, payload, out);
+        }
+        out.reserve(HEADER_LEN + 4 + payload.len());
+        out.put_slice(&self.magic);
+        out.put_u8(self.protocol_version);
+        out.put_u32(self.server_version);
+        out.put_u32(u32::try_from(payload.len() + 8).unwrap_or(u32::MAX));
+        out.put_u32(super::session::PUSH_COMMAND);
+        out.put_u32(topic);
+        out.put_slice(payload);
+    }
+
     /// One encoded frame as its own buffer.
     pub fn encode_to_bytes(&self, command: u32, payload: &[u8]) -> Bytes {
         let mut out = BytesMut::with_capacity(HEADER_LEN + payload.len());
@@ -200,6 +217,19 @@ mod tests {
         // Exactly at the limit is fine.
         let mut ok = BytesMut::from(&small.encode_to_bytes(1, &[0u8; 8])[..]);
         assert!(small.decode(&mut ok).unwrap().is_some());
+    }
+
+    #[test]
+    fn pushes_are_plain_frames_unless_tagged() {
+        let c = codec();
+        let mut plain = BytesMut::new();
+        c.encode_push(false, 104, b"hi", &mut plain);
+        assert_eq!(&plain[..], &c.encode_to_bytes(104, b"hi")[..]);
+        let mut tagged = BytesMut::new();
+        c.encode_push(true, 104, b"hi", &mut tagged);
+        let frame = c.decode(&mut tagged).unwrap().unwrap();
+        assert_eq!(frame.command, crate::protocol::session::PUSH_COMMAND);
+        assert_eq!(&frame.payload[..], &[0, 0, 0, 104, b'h', b'i']);
     }
 
     #[test]

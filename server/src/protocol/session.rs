@@ -16,6 +16,42 @@ use serde::{Deserialize, Serialize};
 /// The command id of session requests (reserved: modules cannot serve it).
 pub const SESSION_COMMAND: u32 = 0xFFFF_FF00;
 
+/// The keep-alive command: answered by the gate with an empty frame on the same command id,
+/// never routed to a module. A client idle for longer than its own timer sends it so the
+/// listener's `idle_timeout` does not close a connection that is merely quiet.
+pub const KEEPALIVE_COMMAND: u32 = 0xFFFF_FF02;
+
+/// The log-out command: the gate answers with an empty frame on the same command id, closes
+/// the connection and ends the session at once (its disconnect event fires now; nothing is
+/// parked, even on a listener with `resume`, and the session's tokens stop working).
+pub const LOGOUT_COMMAND: u32 = 0xFFFF_FF03;
+
+/// The hello command: a connection's options. Payload a [`Hello`] map (empty: change
+/// nothing); the reply is the [`Hello`] map in force for the connection from then on.
+pub const HELLO_COMMAND: u32 = 0xFFFF_FF04;
+
+/// The command id of a tagged push (after [`Hello`] `push_frames: true`): the payload is the
+/// topic id (4 bytes, big-endian) followed by the push's payload. Without the opt-in a push
+/// is a frame on its topic id, as in the original Firefly.
+pub const PUSH_COMMAND: u32 = 0xFFFF_FF05;
+
+/// Whether the gate answers `command` itself (session, keep-alive, log-out and hello).
+pub fn is_gate_command(command: u32) -> bool {
+    matches!(
+        command,
+        SESSION_COMMAND | KEEPALIVE_COMMAND | LOGOUT_COMMAND | HELLO_COMMAND
+    )
+}
+
+/// A hello's payload and reply (MessagePack map): the connection's options.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// Pushes come as [`PUSH_COMMAND`] frames (topic in the payload), so no push can be taken
+    /// for a reply whatever its topic. Absent: unchanged.
+    #[serde(default)]
+    pub push_frames: Option<bool>,
+}
+
 /// Error code: the listener does not resume sessions.
 pub const RESUME_DISABLED: &str = "resume_disabled";
 

@@ -8,7 +8,18 @@ as exceptions, pushes by topic id, per-request timeouts and resumable sessions.
 
 from .client import Client, Reconnect, SessionTicket
 from .errors import ConnectionLost, FireflyError, RequestTimeout
-from .framing import ERROR_COMMAND, HEADER_LEN, SESSION_COMMAND, Codec, FrameError, FrameSettings
+from .framing import (
+    ERROR_COMMAND,
+    HEADER_LEN,
+    HELLO_COMMAND,
+    KEEPALIVE_COMMAND,
+    LOGOUT_COMMAND,
+    PUSH_COMMAND,
+    SESSION_COMMAND,
+    Codec,
+    FrameError,
+    FrameSettings,
+)
 
 __all__ = [
     "Client",
@@ -19,6 +30,10 @@ __all__ = [
     "FrameError",
     "FrameSettings",
     "HEADER_LEN",
+    "HELLO_COMMAND",
+    "KEEPALIVE_COMMAND",
+    "LOGOUT_COMMAND",
+    "PUSH_COMMAND",
     "RequestTimeout",
     "Reconnect",
     "SESSION_COMMAND",

@@ -30,3 +30,7 @@ class RequestTimeout(TimeoutError):
 
 class ConnectionLost(ConnectionError):
     """The connection dropped or was closed before the reply: the request may have run."""
+
+
+class ConnectionFailed(ConnectionLost):
+    """A connection could not be opened; the message names the address and the cause."""

@@ -22,6 +22,17 @@ from dataclasses import dataclass, field
 HEADER = struct.Struct("!4sBIII")
 HEADER_LEN = HEADER.size  # 17
 SESSION_COMMAND = 0xFFFFFF00
+#: The topic of the gate's ``room_lost`` push.
+ROOM_LOST_TOPIC = 0xFFFFFF01
+#: Keep-alive: the gate answers it with an empty frame (never routed to a module).
+KEEPALIVE_COMMAND = 0xFFFFFF02
+#: Log out: the gate answers, closes the connection and ends the session at once.
+LOGOUT_COMMAND = 0xFFFFFF03
+#: Hello: the connection's options (``{"push_frames": True}``).
+HELLO_COMMAND = 0xFFFFFF04
+#: After hello ``push_frames``, every push comes on this command id, its payload the topic id
+#: (4 bytes, big-endian) and then the push's payload.
+PUSH_COMMAND = 0xFFFFFF05
 ERROR_COMMAND = 0xFFFFFFFF
 
 

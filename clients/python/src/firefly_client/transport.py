@@ -5,10 +5,13 @@ message). A ``Dial`` opens a connection that feeds received bytes to ``on_data``
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Awaitable, Callable, Optional, Protocol
 
 from websockets.asyncio.client import connect as ws_connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from .errors import ConnectionFailed
 
 OnData = Callable[[bytes], None]
 OnClose = Callable[[str], None]
@@ -20,6 +23,15 @@ class Connection(Protocol):
 
 
 Dial = Callable[[OnData, OnClose], Awaitable[Connection]]
+
+
+def _cause(error: BaseException) -> str:
+    """What went wrong, readable: the OS's words for an errno first ("Connection refused")."""
+    text = str(error) or type(error).__name__
+    number = getattr(error, "errno", None)
+    if isinstance(number, int) and number > 0:
+        return f"{os.strerror(number)} ({text})"
+    return text
 
 
 class _Tcp:
@@ -53,7 +65,10 @@ class _Tcp:
 
 def tcp_dial(host: str, port: int) -> Dial:
     async def dial(on_data: OnData, on_close: OnClose) -> Connection:
-        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            reader, writer = await asyncio.open_connection(host, port)
+        except OSError as error:
+            raise ConnectionFailed(f"TCP connection to {host}:{port} failed: {_cause(error)}") from error
         return _Tcp(reader, writer, on_data, on_close)
 
     return dial
@@ -89,7 +104,13 @@ class _Ws:
 
 def ws_dial(url: str, origin: Optional[str] = None) -> Dial:
     async def dial(on_data: OnData, on_close: OnClose) -> Connection:
-        ws = await ws_connect(url, origin=origin, compression=None, max_size=None)
+        try:
+            ws = await ws_connect(url, origin=origin, compression=None, max_size=None)
+        except InvalidStatus as error:
+            status = error.response.status_code
+            raise ConnectionFailed(f"WebSocket connection to {url} failed: HTTP status {status}") from error
+        except (OSError, WebSocketException) as error:
+            raise ConnectionFailed(f"WebSocket connection to {url} failed: {_cause(error)}") from error
         return _Ws(ws, on_data, on_close)
 
     return dial
