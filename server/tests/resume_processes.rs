@@ -223,7 +223,7 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
 
     // The shared NATS server outlives this run: its stream of session records goes.
     let nats = async_nats::connect(&url).await.unwrap();
-    let stream = firefly::cluster::shared_sessions::stream_name(&cluster);
+    let stream = firefly::cluster::nats::sessions::stream_name(&cluster);
     let answer = nats
         .request(format!("$JS.API.STREAM.DELETE.{stream}"), "".into())
         .await

@@ -7,7 +7,7 @@ use std::pin::Pin;
 use firefly_abi::call_status;
 
 use super::Cluster;
-use super::peer::RpcError;
+use super::RpcError;
 use super::wire::Msg;
 use crate::engine::{CallAnswer, NodeCalls};
 

@@ -1,85 +1,41 @@
-//! The cluster: node-to-node links, routing of client commands to other nodes, pushes to
-//! sessions held by other gates.
+//! The cluster: how nodes reach each other, by concern.
 //!
-//! * [`wire`]: message types and framing (u32 length + MessagePack).
-//! * [`auth`]: the cluster secret and handshake nonces; [`authority`]: per-node credentials
-//!   issued by the master, the mutual handshake proofs and the master's deploy signature.
-//! * `data_link`: requests to the data-owning node (the data layer's `OwnerLink`).
-//! * `calls`: modules' `call_node` / `send_node` over the links (the engine's `NodeCalls`).
-//! * [`peer`]: outbound links (requests with ids and timeouts, reconnect with backoff).
-//! * [`nats`]: NATS as the byte transport of the links (`cluster.transport: nats://...`):
-//!   announcements, link subjects; the links run the same handshake and messages.
-//! * [`server`]: the inbound side: authenticates links, keeps a session's forwarded requests
-//!   in order, and hands every message to the node's [`Inbound`] (the transport knows no
-//!   feature).
+//! * [`link`]: the node link, one authenticated ordered byte stream between two nodes, and the
+//!   messages framed on it: the outbound side ([`peer`]) and the inbound one ([`listen`]);
+//! * [`nats`]: NATS as the links' transport (`cluster.transport: nats://...`): announcements,
+//!   link subjects, the queue groups of nodes with copies, the shared session records;
+//! * [`trust`]: identities, the master's certificates, handshake proofs and signatures;
+//! * `serve`: the one place every inbound message is served, whatever carried it;
+//! * `handover`: sessions across gates (operations, pushes, hand-over, shared records);
+//! * `calls` (modules' `call_node`/`send_node`, the engine's `NodeCalls`) and `data_link`
+//!   (requests to the data-owning node, the data layer's `OwnerLink`);
+//! * this file: the [`Cluster`] view a node has of the others, and its [`Identity`].
 //!
 //! Session ids are cluster-unique: the high 16 bits are the index of the gate that holds the
 //! session, so any node can push to any session by sending to that gate.
 
-pub mod auth;
-pub mod authority;
 mod calls;
 mod data_link;
+mod handover;
 mod inbound;
+pub mod link;
 pub mod nats;
-pub mod peer;
-pub(crate) mod queue;
-pub mod server;
-pub mod shared_sessions;
-pub mod wire;
+pub(crate) mod serve;
+pub mod trust;
+
+pub use link::{listen, peer, wire};
+pub use trust::{auth, authority};
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
-
-use bytes::Bytes;
-use firefly_abi::session_status;
 
 use crate::config::{Topology, Transport};
-use crate::sessions::resume::{ResumeError, SECRET_LEN};
-use crate::sessions::{
-    Handover, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord, TakeFuture,
-};
 pub use inbound::Inbound;
-pub use peer::{Peer, Pending, Route, RpcError};
-use shared_sessions::{CasError, GonePush, SharedSessions};
-
-/// Who this process is in the cluster and how it proves it.
-#[derive(Clone)]
-pub struct Identity {
-    /// The cluster's name (peers of another cluster are refused).
-    pub cluster: String,
-    /// This node's name (`master` for the master).
-    pub node: String,
-    /// Its credential: its own key and certificate, and the master's public key.
-    pub credential: authority::Credential,
-    /// How long a request to a peer may take.
-    pub rpc_timeout: Duration,
-}
-
-impl std::fmt::Debug for Identity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print the secret.
-        f.debug_struct("Identity")
-            .field("cluster", &self.cluster)
-            .field("node", &self.node)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Identity {
-    /// The identity a process holding the cluster `secret` gives itself as `node` (a master
-    /// as [`authority::MASTER`]; a node started by hand or in-process with the secret).
-    pub fn from_secret(cluster: &str, node: &str, secret: &[u8], rpc_timeout: Duration) -> Self {
-        Identity {
-            cluster: cluster.to_owned(),
-            node: node.to_owned(),
-            credential: authority::Credential::issue(secret, cluster, node),
-            rpc_timeout,
-        }
-    }
-}
+pub use link::route::{Route, RpcError};
+use nats::sessions::SharedSessions;
+pub use peer::{Peer, Pending};
+pub use trust::Identity;
 
 /// The node index encoded in a session id.
 pub fn session_node(session: u64) -> u16 {
@@ -204,147 +160,6 @@ impl Cluster {
         self.fabric.as_ref()
     }
 
-    /// Over NATS: writes the shared session records and keeps the pushes for sessions of
-    /// gone gates, until `stop`.
-    pub async fn run_shared(self: Arc<Self>, stop: tokio::sync::watch::Receiver<bool>) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        let Some(mut gone) = shared.take_gone_queue() else {
-            return;
-        };
-        let writer = tokio::spawn(shared.clone().run_writer(self.my_index, stop.clone()));
-        let mut stop_gone = stop;
-        loop {
-            tokio::select! {
-                _ = stop_gone.changed() => break,
-                push = gone.recv() => match push {
-                    Some(push) => self.keep_gone_push(&shared, push).await,
-                    None => break,
-                },
-            }
-        }
-        let _ = writer.await;
-    }
-
-    /// Whether gate `index` is reachable (not presumed down).
-    fn up(&self, index: u16) -> Option<&Arc<Peer>> {
-        self.by_index.get(&index).filter(|p| !p.presumed_down())
-    }
-
-    fn remember_moved(&self, session: u64, to: u16) {
-        let mut moved = self.moved.write().unwrap_or_else(|p| p.into_inner());
-        if to == self.my_index {
-            moved.remove(&session);
-            return;
-        }
-        if moved.len() >= MAX_MOVED {
-            tracing::warn!("forgetting {} moved sessions (too many)", moved.len());
-            moved.clear();
-        }
-        moved.insert(session, to);
-    }
-
-    /// A push for a session whose gate was gone: to the gate that took it over, or into its
-    /// record (compare-and-set, so a gate claiming the record meanwhile is not missed).
-    async fn keep_gone_push(&self, shared: &SharedSessions, push: GonePush) {
-        let GonePush {
-            gate,
-            session,
-            topic,
-            payload,
-        } = push;
-        for _ in 0..8 {
-            let (mut record, revision) = match shared.load(session).await {
-                Ok(Some(found)) => found,
-                Ok(None) => {
-                    tracing::debug!(session, gate, "push to a session no gate holds dropped");
-                    return;
-                }
-                Err(err) => {
-                    tracing::warn!(session, "push to a session of a gone gate lost: {err}");
-                    return;
-                }
-            };
-            if let Some(peer) = self
-                .up(record.gate)
-                .filter(|_| record.gate != self.my_index)
-            {
-                self.remember_moved(session, record.gate);
-                peer.send(wire::Msg::Push {
-                    session,
-                    topic,
-                    payload: serde_bytes::ByteBuf::from(payload.to_vec()),
-                });
-                return;
-            }
-            record.keep(topic, &payload);
-            match shared.update(session, &record, revision).await {
-                Ok(()) => return,
-                Err(CasError::Conflict) => continue,
-                Err(CasError::Failed(err)) => {
-                    tracing::warn!(session, "push to a session of a gone gate lost: {err}");
-                    return;
-                }
-            }
-        }
-        tracing::warn!(
-            session,
-            "push to a session of a gone gate lost: its record kept changing"
-        );
-    }
-
-    /// Takes a session over from its record, its gate being gone (see [`Cluster::take`]).
-    /// `Ok(Err(gate))`: the record says gate `gate`, which is up, holds it: ask there.
-    /// `lost`: a gate that answered it does not hold the session (it restarted): its record
-    /// is taken as a gone gate's.
-    async fn take_from_record(
-        &self,
-        session: u64,
-        secret: &[u8; SECRET_LEN],
-        to: u16,
-        lost: Option<u16>,
-    ) -> Result<Result<Handover, u16>, ResumeError> {
-        let Some(shared) = &self.shared else {
-            return Err(ResumeError::Invalid);
-        };
-        for _ in 0..8 {
-            let (record, revision) = match shared.load(session).await {
-                Ok(Some(found)) => found,
-                Ok(None) => return Err(ResumeError::Invalid),
-                Err(err) => {
-                    tracing::warn!(session, "resume from the shared record failed: {err}");
-                    return Err(ResumeError::Invalid);
-                }
-            };
-            if record.gate != to && Some(record.gate) != lost && self.up(record.gate).is_some() {
-                return Ok(Err(record.gate));
-            }
-            if !record.token_is(secret) {
-                return Err(ResumeError::Invalid);
-            }
-            let alive = shared.alive_at(record.gate).await;
-            if !SharedSessions::within_grace(alive, record.grace_ms) {
-                return Err(ResumeError::Invalid);
-            }
-            let claimed = SessionRecord {
-                gate: to,
-                pushes: Vec::new(),
-                dropped: 0,
-                ..record.clone()
-            };
-            match shared.update(session, &claimed, revision).await {
-                Ok(()) => return Ok(Ok(record.into_handover())),
-                Err(CasError::Conflict) => continue,
-                Err(CasError::Failed(err)) => {
-                    tracing::warn!(session, "resume from the shared record failed: {err}");
-                    return Err(ResumeError::Invalid);
-                }
-            }
-        }
-        Err(ResumeError::Invalid)
-    }
-
     /// The view node `node` of `topology` has: every other node it can reach.
     pub fn from_topology(
         topology: &Topology,
@@ -418,169 +233,5 @@ impl Cluster {
                     .clone()
             })
             .collect()
-    }
-}
-
-impl RemoteSessions for Cluster {
-    fn send_op(&self, gate: u16, op: SessionOp) {
-        if let (
-            Some(shared),
-            SessionOp::PushMany {
-                sessions,
-                topic,
-                payload,
-            },
-        ) = (&self.shared, &op)
-            && self.by_index.get(&gate).is_some_and(|p| p.presumed_down())
-        {
-            for &session in sessions {
-                shared.gone_push(GonePush {
-                    gate,
-                    session,
-                    topic: *topic,
-                    payload: Bytes::from(payload.to_vec()),
-                });
-            }
-            return;
-        }
-        match self.by_index.get(&gate) {
-            Some(peer) => peer.send(wire::Msg::Sessions { id: 0, op }),
-            None => tracing::debug!(gate, "session operation for an unknown gate dropped"),
-        }
-    }
-
-    fn broadcast_op(&self, op: SessionOp) {
-        for gate in &self.gates {
-            gate.send(wire::Msg::Sessions {
-                id: 0,
-                op: op.clone(),
-            });
-        }
-    }
-
-    fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_> {
-        Box::pin(async move {
-            let Some(peer) = self.by_index.get(&gate) else {
-                return Err(format!("no node has index {gate}"));
-            };
-            match peer.request(|id| wire::Msg::Sessions { id, op }).await {
-                Ok(wire::Msg::Reply {
-                    result: Ok(bytes), ..
-                }) => rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(err) => Err(err.to_string()),
-            }
-        })
-    }
-
-    fn push(&self, gate: u16, session: u64, topic: u32, payload: Bytes) -> Result<(), PushError> {
-        let Some(peer) = self.by_index.get(&gate) else {
-            return Err(PushError::NoSuchSession);
-        };
-        if let Some(shared) = &self.shared
-            && peer.presumed_down()
-        {
-            let push = GonePush {
-                gate,
-                session,
-                topic,
-                payload,
-            };
-            return if shared.gone_push(push) {
-                Ok(())
-            } else {
-                Err(PushError::Backpressure)
-            };
-        }
-        peer.send(wire::Msg::Push {
-            session,
-            topic,
-            payload: serde_bytes::ByteBuf::from(payload.to_vec()),
-        });
-        Ok(())
-    }
-
-    fn locate(&self, session: u64) -> crate::sessions::LocateFuture<'_> {
-        Box::pin(async move {
-            let shared = self.shared.as_ref()?;
-            let (record, _) = shared.load(session).await.ok()??;
-            Some(record.gate).filter(|gate| self.up(*gate).is_some())
-        })
-    }
-
-    fn moved_to(&self, session: u64) -> Option<u16> {
-        self.moved
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&session)
-            .copied()
-    }
-
-    fn handed_over(&self, session: u64, to: u16) {
-        self.remember_moved(session, to);
-        if to != self.my_index
-            && let Some(shared) = &self.shared
-        {
-            shared.disown(session);
-        }
-    }
-
-    fn save(&self, session: u64, record: Option<SessionRecord>) {
-        if let Some(shared) = &self.shared {
-            shared.save(session, record);
-        }
-    }
-
-    fn take(&self, gate: u16, session: u64, secret: [u8; SECRET_LEN], to: u16) -> TakeFuture<'_> {
-        Box::pin(async move {
-            let mut gate = gate;
-            // Each step either gets the session or learns a newer place for it.
-            for _ in 0..4 {
-                let mut lost = None;
-                if gate != to
-                    && let Some(peer) = self.up(gate)
-                {
-                    let op = SessionOp::Hand {
-                        session,
-                        secret: serde_bytes::ByteBuf::from(secret.to_vec()),
-                        to,
-                    };
-                    let reply = match peer.request(|id| wire::Msg::Sessions { id, op }).await {
-                        Ok(wire::Msg::Reply {
-                            result: Ok(bytes), ..
-                        }) => rmp_serde::from_slice::<OpReply>(&bytes).ok(),
-                        _ => None,
-                    };
-                    match reply {
-                        Some(OpReply {
-                            handover: Some(handover),
-                            ..
-                        }) => return Ok(handover),
-                        Some(OpReply {
-                            moved: Some(next), ..
-                        }) if next != gate => {
-                            gate = next;
-                            continue;
-                        }
-                        Some(OpReply { status, .. }) if status == session_status::INVALID => {
-                            return Err(ResumeError::Invalid);
-                        }
-                        Some(OpReply { status, .. })
-                            if status == session_status::NO_SUCH_SESSION =>
-                        {
-                            lost = Some(gate);
-                        }
-                        // No answer: the shared record knows more.
-                        _ => {}
-                    }
-                }
-                match self.take_from_record(session, &secret, to, lost).await? {
-                    Ok(handover) => return Ok(handover),
-                    Err(next) if next != gate => gate = next,
-                    Err(_) => return Err(ResumeError::Invalid),
-                }
-            }
-            Err(ResumeError::Invalid)
-        })
     }
 }

@@ -9,6 +9,8 @@
 mod auto_rollback;
 mod edge;
 mod names;
+mod routes;
+pub use names::MASTER;
 mod origins;
 mod raw;
 mod sessions_settings;
@@ -106,7 +108,7 @@ pub enum Transport {
     #[default]
     Tcp,
     /// Through NATS servers: nodes announce themselves and open their links over subjects
-    /// (see `cluster/nats.rs`); `rpc:` addresses are not used.
+    /// (see `cluster/nats/`); `rpc:` addresses are not used.
     Nats(NatsSpec),
 }
 

@@ -2,6 +2,9 @@
 
 use super::ConfigError;
 
+/// The name the master goes by on node links (a node may not take it).
+pub const MASTER: &str = "master";
+
 /// Checks that `name` (at `path` in the topology) is a valid name.
 pub(super) fn check_name(path: &str, name: &str) -> Result<(), ConfigError> {
     let ok = name.len() <= 64

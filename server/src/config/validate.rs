@@ -4,19 +4,17 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
-use super::raw::{
-    CommandsValue, RawLimits, RawListener, RawMaster, RawModule, RawNode, RawRoute, RawTopology,
-    SizeValue, TargetsValue,
-};
+use super::raw::{RawLimits, RawListener, RawMaster, RawModule, RawNode, RawTopology, SizeValue};
 use super::units::{format_size, parse_duration, parse_size};
 use super::{
     ConfigError, Limits, ListenerKind, ListenerSpec, MasterSpec, ModuleSource, ModuleSpec,
-    NodeSpec, Policy, ProtocolSettings, RouteSpec, SUPPORTED_VERSION, Topology,
+    NodeSpec, ProtocolSettings, SUPPORTED_VERSION, Topology,
 };
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
 pub(super) use super::names::check_name;
+use super::routes::{check_route_targets, routes};
 
 fn size(path: &str, value: &SizeValue) -> Result<u64> {
     match value {
@@ -213,83 +211,6 @@ fn master(raw: Option<&RawMaster>, base_dir: &Path, state_dir: &Path) -> Result<
     Ok(spec)
 }
 
-fn route(path: &str, raw: &RawRoute, node: &str, nodes: &[&String]) -> Result<RouteSpec> {
-    let (first, last) = match &raw.commands {
-        None => {
-            return Err(ConfigError::invalid(
-                path,
-                "a route needs `commands: <id>` or `commands: \"<first>-<last>\"`",
-            ));
-        }
-        Some(CommandsValue::One(id)) => (*id, *id),
-        Some(CommandsValue::Range(text)) => {
-            let bad = || {
-                ConfigError::invalid(
-                    format!("{path}.commands"),
-                    format!("`{text}` is not a command id or a range like \"100-199\""),
-                )
-            };
-            let (a, b) = text.split_once('-').ok_or_else(bad)?;
-            let a: u32 = a.trim().parse().map_err(|_| bad())?;
-            let b: u32 = b.trim().parse().map_err(|_| bad())?;
-            if a > b {
-                return Err(ConfigError::invalid(
-                    format!("{path}.commands"),
-                    format!("range `{text}` is empty (first > last)"),
-                ));
-            }
-            (a, b)
-        }
-    };
-    let to = match &raw.to {
-        None => {
-            return Err(ConfigError::invalid(
-                path,
-                "a route needs `to: <node>` or `to: [<node>, ...]`",
-            ));
-        }
-        Some(TargetsValue::One(n)) => vec![n.clone()],
-        Some(TargetsValue::Many(list)) => list.clone(),
-    };
-    if to.is_empty() {
-        return Err(ConfigError::invalid(format!("{path}.to"), "names no node"));
-    }
-    for (i, target) in to.iter().enumerate() {
-        let p = format!("{path}.to[{i}]");
-        if target == node {
-            return Err(ConfigError::invalid(
-                p,
-                "a gate routes to other nodes; its own modules are served directly",
-            ));
-        }
-        if !nodes.contains(&target) {
-            let known: Vec<&str> = nodes.iter().map(|n| n.as_str()).collect();
-            return Err(ConfigError::invalid(
-                p,
-                format!("unknown node `{target}` (defined: {})", known.join(", ")),
-            ));
-        }
-    }
-    let policy = match raw.policy.as_deref() {
-        None | Some("sticky") => Policy::Sticky,
-        Some("round_robin") => Policy::RoundRobin,
-        Some("least_loaded") => Policy::LeastLoaded,
-        Some("room") => Policy::Room,
-        Some(other) => {
-            return Err(ConfigError::invalid(
-                format!("{path}.policy"),
-                format!("unknown policy `{other}` (sticky, round_robin, least_loaded or room)"),
-            ));
-        }
-    };
-    Ok(RouteSpec {
-        first,
-        last,
-        to,
-        policy,
-    })
-}
-
 pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
     let version = version(raw.version)?;
     let (cluster, transport) = super::transport::cluster(raw.cluster)?;
@@ -424,7 +345,7 @@ fn nodes(
     if let Some(admin) = master.admin {
         addresses.claim("master.admin", admin)?;
     }
-    if raw.contains_key(crate::cluster::authority::MASTER) {
+    if raw.contains_key(super::names::MASTER) {
         return Err(ConfigError::invalid(
             "nodes.master",
             "`master` is reserved for the master's identity on node links; name the node otherwise",
@@ -569,29 +490,6 @@ fn node(
     })
 }
 
-/// A gate's routes, none overlapping another.
-fn routes(path: &str, raw: &[RawRoute], node: &str, names: &[&String]) -> Result<Vec<RouteSpec>> {
-    let mut routes: Vec<RouteSpec> = Vec::new();
-    for (i, r) in raw.iter().enumerate() {
-        let p = format!("{path}.routes[{i}]");
-        let spec = route(&p, r, node, names)?;
-        if let Some(other) = routes
-            .iter()
-            .position(|o| o.first <= spec.last && spec.first <= o.last)
-        {
-            return Err(ConfigError::invalid(
-                format!("{p}.commands"),
-                format!(
-                    "overlaps routes[{other}] ({}-{})",
-                    routes[other].first, routes[other].last
-                ),
-            ));
-        }
-        routes.push(spec);
-    }
-    Ok(routes)
-}
-
 /// A node's modules: each defined, none listed twice.
 fn check_hosted(
     path: &str,
@@ -613,23 +511,6 @@ fn check_hosted(
                 p,
                 format!("module `{m}` is listed twice"),
             ));
-        }
-    }
-    Ok(())
-}
-
-/// Route targets must be reachable: every node a route names has an `rpc` address.
-fn check_route_targets(nodes: &BTreeMap<String, NodeSpec>) -> Result<()> {
-    for node in nodes.values() {
-        for (i, r) in node.routes.iter().enumerate() {
-            for (j, target) in r.to.iter().enumerate() {
-                if nodes.get(target).is_some_and(|t| t.rpc.is_none()) {
-                    return Err(ConfigError::invalid(
-                        format!("nodes.{}.routes[{i}].to[{j}]", node.name),
-                        format!("node `{target}` has no `rpc` address"),
-                    ));
-                }
-            }
         }
     }
     Ok(())

@@ -55,7 +55,7 @@ pub(crate) async fn roll_out(
                         module,
                         version,
                         wasm: serde_bytes::ByteBuf::from(wasm),
-                        // Signed by the master's link as it is sent (cluster/authority.rs).
+                        // Signed by the master's link as it is sent (cluster/trust/authority.rs).
                         authority: serde_bytes::ByteBuf::new(),
                     })
                     .await;

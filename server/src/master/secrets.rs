@@ -51,7 +51,7 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The cluster secret: `FIREFLY_CLUSTER_SECRET`, else `cluster-secret` in the cluster's state
 /// directory (created when missing). Every master of a cluster (one per host) needs the same
-/// one; node processes never get it (they get their own credential, cluster/authority.rs).
+/// one; node processes never get it (they get their own credential, cluster/trust/authority.rs).
 pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
     if let Ok(secret) = std::env::var(auth::SECRET_ENV) {
         if secret.len() < 16 {

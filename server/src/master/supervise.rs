@@ -79,7 +79,7 @@ pub(crate) struct NodeCommand {
     /// Says which version of each module the node serves; read at every (re)start, so a node
     /// that was down during a deploy comes back on the deployed version.
     registry: Arc<crate::hot::Registry>,
-    /// The node's own credential (never the cluster secret: see cluster/authority.rs).
+    /// The node's own credential (never the cluster secret: see cluster/trust/authority.rs).
     credential: crate::cluster::authority::Credential,
 }
 

@@ -214,7 +214,7 @@ pub(super) fn serve(
         let addr = listener.local_addr()?;
         tracing::info!(node = %name, "listening for nodes on {addr}");
         bound.rpc = Some(addr);
-        tasks.spawn(crate::cluster::server::serve(
+        tasks.spawn(crate::cluster::listen::serve(
             listener,
             cluster.clone(),
             core.clone(),
@@ -226,14 +226,14 @@ pub(super) fn serve(
         tasks.spawn(fabric.clone().run(stop.clone()));
         if let Some(cluster) = &config.cluster {
             tasks.spawn(cluster.clone().run_shared(stop.clone()));
-            tasks.spawn(crate::cluster::server::serve_nats(
+            tasks.spawn(crate::cluster::listen::serve_nats(
                 fabric.clone(),
                 cluster.clone(),
                 core.clone(),
                 stop.clone(),
             ));
             if fabric.has_copies(name) {
-                tasks.spawn(crate::cluster::queue::serve(
+                tasks.spawn(crate::cluster::nats::copies::serve(
                     fabric.clone(),
                     cluster.clone(),
                     core.clone(),

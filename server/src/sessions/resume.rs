@@ -8,7 +8,6 @@
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::shared::replay_of;
 use super::{Attached, OUTBOUND_QUEUE, Place, Sessions};
 use crate::config::SessionSettings;
 
@@ -115,7 +114,7 @@ impl Sessions {
             attached,
             token: format_token(id, &next),
             dropped: handover.dropped,
-            replay: replay_of(handover),
+            replay: handover.into_replay(),
         })
     }
 

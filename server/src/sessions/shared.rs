@@ -219,11 +219,12 @@ impl Sessions {
     }
 }
 
-/// The pushes of a handover as the gate replays them.
-pub(super) fn replay_of(handover: Handover) -> Vec<(u32, Bytes)> {
-    handover
-        .replay
-        .into_iter()
-        .map(|(t, p)| (t, Bytes::from(p.into_vec())))
-        .collect()
+impl Handover {
+    /// Its pushes as the gate replays them.
+    pub(super) fn into_replay(self) -> Vec<(u32, Bytes)> {
+        self.replay
+            .into_iter()
+            .map(|(t, p)| (t, Bytes::from(p.into_vec())))
+            .collect()
+    }
 }

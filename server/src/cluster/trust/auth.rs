@@ -1,11 +1,11 @@
 //! The cluster secret and the handshake nonces.
 //!
 //! Only masters hold the cluster secret; from it they derive the master key and every node's
-//! credential ([`super::authority`]). The handshake signs fresh random nonces from both
+//! credential ([`crate::cluster::trust::authority`]). The handshake signs fresh random nonces from both
 //! sides, so a recorded handshake cannot be replayed.
 
 /// The environment variable that gives a master the cluster secret (node processes are
-/// given their own credential instead, see [`super::authority`]).
+/// given their own credential instead, see [`crate::cluster::trust::authority`]).
 pub const SECRET_ENV: &str = "FIREFLY_CLUSTER_SECRET";
 
 /// A fresh random secret, hex encoded (what the master generates on first start).

@@ -27,7 +27,7 @@ pub enum Msg {
         /// Random bytes to sign (also binds the master's deploy signatures to this link).
         nonce: serde_bytes::ByteBuf,
     },
-    /// Client → server: who I am, and the proof (see [`super::authority`]).
+    /// Client → server: who I am, and the proof (see [`crate::cluster::trust::authority`]).
     Hello {
         /// The client's cluster name.
         cluster: String,
@@ -118,7 +118,7 @@ pub enum Msg {
         version: u32,
         /// The module's code (empty: use the retained copy).
         wasm: serde_bytes::ByteBuf,
-        /// The master's ed25519 signature over [`super::authority::deploy_digest`]; a node
+        /// The master's ed25519 signature over [`crate::cluster::trust::authority::deploy_digest`]; a node
         /// refuses a deploy without a valid one. Filled in by the master's link when sent.
         authority: serde_bytes::ByteBuf,
     },

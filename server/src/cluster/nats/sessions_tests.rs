@@ -6,8 +6,8 @@ use serde_bytes::ByteBuf;
 use tokio::sync::watch;
 
 use super::{SharedSessions, stream_safe};
-use crate::cluster::authority::Credential;
 use crate::cluster::nats::Fabric;
+use crate::cluster::trust::authority::Credential;
 use crate::config::{NatsAuth, NatsSpec};
 use crate::sessions::SessionRecord;
 use crate::test_services::private_nats_on;

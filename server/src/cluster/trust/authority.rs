@@ -19,7 +19,7 @@ pub const CREDENTIAL_ENV: &str = "FIREFLY_NODE_CREDENTIAL";
 /// The environment variable carrying the master's public key (hex).
 pub const MASTER_KEY_ENV: &str = "FIREFLY_MASTER_KEY";
 /// The node name the master uses on its links; no node of a topology may take it.
-pub const MASTER: &str = "master";
+pub use crate::config::MASTER;
 
 /// A process's proof of who it is: its signing key, its certificate, the master's public key
 /// and, in a master, the master's signing key.

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::{mpsc, watch};
 
 use super::Fabric;
-use crate::cluster::authority::Credential;
+use crate::cluster::trust::authority::Credential;
 use crate::config::{NatsAuth, NatsSpec};
 use crate::test_services::private_nats;
 

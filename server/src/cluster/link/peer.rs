@@ -13,88 +13,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
+use super::route::{Route, RpcError};
+use super::stream::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
-use super::{Identity, auth, authority};
+use crate::cluster::trust::{Identity, auth, authority};
 use crate::counter::Counter;
-
-/// Why a request to a peer failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RpcError {
-    /// The peer cannot be reached (connection refused, lost, or backing off).
-    #[error("node `{node}` is unavailable: {reason}")]
-    Unavailable {
-        /// The peer.
-        node: String,
-        /// What happened.
-        reason: String,
-    },
-    /// The peer did not answer in time.
-    #[error("node `{node}` did not answer within {timeout:?}")]
-    Timeout {
-        /// The peer.
-        node: String,
-        /// The RPC timeout.
-        timeout: Duration,
-    },
-}
-
-/// How a peer is reached: the direct mesh or NATS.
-#[derive(Debug, Clone)]
-pub enum Route {
-    /// Its `rpc:` address.
-    Tcp(SocketAddr),
-    /// By name through this process's NATS fabric.
-    Nats(Arc<super::nats::Fabric>),
-    /// A node with copies: each request to any one copy, through its NATS queue group
-    /// ([`super::queue`]); no link.
-    Queue(Arc<super::nats::Fabric>),
-    /// One copy of a node with copies, by its process instance (the master reaches each copy
-    /// this way, to deploy to it and ask its status).
-    Instance(Arc<super::nats::Fabric>, String),
-}
-
-impl std::fmt::Display for Route {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Route::Tcp(addr) => write!(f, "{addr}"),
-            Route::Nats(_) => f.write_str("NATS"),
-            Route::Queue(_) => f.write_str("a NATS queue group"),
-            Route::Instance(_, instance) => write!(f, "NATS (copy {instance})"),
-        }
-    }
-}
-
-/// A byte stream a link runs on (a TCP connection, or one end of a NATS link), and how it
-/// splits into halves that a reader and a writer task own.
-pub(crate) trait LinkStream: AsyncRead + AsyncWrite + Send + Unpin + 'static {
-    /// The read half.
-    type Read: AsyncRead + Send + Unpin + 'static;
-    /// The write half.
-    type Write: AsyncWrite + Send + Unpin + 'static;
-    /// Splits it.
-    fn halves(self) -> (Self::Read, Self::Write);
-}
-
-impl LinkStream for TcpStream {
-    type Read = tokio::net::tcp::OwnedReadHalf;
-    type Write = tokio::net::tcp::OwnedWriteHalf;
-    fn halves(self) -> (Self::Read, Self::Write) {
-        // TCP's own halves: no lock between reader and writer on the default transport.
-        self.into_split()
-    }
-}
-
-impl LinkStream for tokio::io::DuplexStream {
-    type Read = tokio::io::ReadHalf<Self>;
-    type Write = tokio::io::WriteHalf<Self>;
-    fn halves(self) -> (Self::Read, Self::Write) {
-        tokio::io::split(self)
-    }
-}
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
@@ -476,7 +403,9 @@ impl Peer {
             let (fabric, identity, name) =
                 (fabric.clone(), self.identity.clone(), self.name.clone());
             tokio::spawn(async move {
-                let _ = tx.send(super::queue::request(&fabric, &identity, &name, &msg).await);
+                let _ = tx.send(
+                    crate::cluster::nats::queue::request(&fabric, &identity, &name, &msg).await,
+                );
             });
             self.in_flight.fetch_add(requests, Ordering::Relaxed);
             return Ok(Pending {
@@ -560,7 +489,9 @@ impl Peer {
             let (fabric, identity, name) =
                 (fabric.clone(), self.identity.clone(), self.name.clone());
             tokio::spawn(async move {
-                if let Err(err) = super::queue::publish(&fabric, &identity, &name, &msg).await {
+                if let Err(err) =
+                    crate::cluster::nats::queue::publish(&fabric, &identity, &name, &msg).await
+                {
                     tracing::debug!("dropping one-way message to `{name}`'s copies: {err}");
                 }
             });
@@ -633,29 +564,4 @@ async fn read_loop(
     }
     tracing::info!(%peer, "link lost");
     link.fail_all();
-}
-
-pub(crate) async fn read_msg(
-    stream: &mut (impl AsyncRead + Unpin),
-    buf: &mut BytesMut,
-) -> Result<Msg, String> {
-    loop {
-        if let Some(msg) = wire::decode(buf).map_err(|e| e.to_string())? {
-            return Ok(msg);
-        }
-        match stream.read_buf(buf).await {
-            Ok(0) => return Err("connection closed during the handshake".into()),
-            Err(e) => return Err(e.to_string()),
-            Ok(_) => {}
-        }
-    }
-}
-
-pub(crate) async fn write_msg(
-    stream: &mut (impl AsyncWrite + Unpin),
-    msg: &Msg,
-) -> Result<(), String> {
-    let mut buf = BytesMut::new();
-    wire::encode(msg, &mut buf);
-    stream.write_all(&buf).await.map_err(|e| e.to_string())
 }

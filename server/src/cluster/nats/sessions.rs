@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 use tokio::sync::{Notify, mpsc};
 
-use super::nats::Fabric;
+use crate::cluster::nats::Fabric;
 use crate::sessions::SessionRecord;
 use crate::timers::now_ms;
 
@@ -39,7 +39,7 @@ pub const MAX_RECORDS: i64 = 1_000_000;
 const GONE_QUEUE: usize = 4096;
 
 /// A push for a session whose gate was gone when it was sent.
-pub(super) struct GonePush {
+pub(crate) struct GonePush {
     pub gate: u16,
     pub session: u64,
     pub topic: u32,
@@ -131,7 +131,7 @@ fn seal_parts<'a>(cluster: &'a str, key: &'a str, body: &'a [u8]) -> [&'a [u8]; 
 }
 
 /// Why a compare-and-set did not happen.
-pub(super) enum CasError {
+pub(crate) enum CasError {
     /// Someone wrote the record in between: read it again.
     Conflict,
     /// NATS failed.
@@ -307,7 +307,7 @@ impl SharedSessions {
     }
 
     /// Queues a push for a session whose gate is gone (appended to its record in order).
-    pub(super) fn gone_push(&self, push: GonePush) -> bool {
+    pub(crate) fn gone_push(&self, push: GonePush) -> bool {
         match self.gone_tx.try_send(push) {
             Ok(()) => true,
             Err(_) => {
@@ -318,7 +318,7 @@ impl SharedSessions {
     }
 
     /// The pushes queued by [`SharedSessions::gone_push`] (taken once, by the cluster's task).
-    pub(super) fn take_gone_queue(&self) -> Option<mpsc::Receiver<GonePush>> {
+    pub(crate) fn take_gone_queue(&self) -> Option<mpsc::Receiver<GonePush>> {
         self.gone_rx
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -442,7 +442,7 @@ impl SharedSessions {
     }
 
     /// A session's record and its revision.
-    pub(super) async fn load(&self, session: u64) -> Result<Option<(SessionRecord, u64)>, String> {
+    pub(crate) async fn load(&self, session: u64) -> Result<Option<(SessionRecord, u64)>, String> {
         let Some((value, revision)) = self.get(&record_key(session)).await? else {
             return Ok(None);
         };
@@ -452,7 +452,7 @@ impl SharedSessions {
     }
 
     /// Replaces a session's record if it is still at `revision`.
-    pub(super) async fn update(
+    pub(crate) async fn update(
         &self,
         session: u64,
         record: &SessionRecord,
@@ -464,14 +464,14 @@ impl SharedSessions {
     }
 
     /// When node `index` last said it was alive (ms since the Unix epoch).
-    pub(super) async fn alive_at(&self, index: u16) -> Option<u64> {
+    pub(crate) async fn alive_at(&self, index: u16) -> Option<u64> {
         let (value, _) = self.get(&alive_key(index)).await.ok()??;
         std::str::from_utf8(&value).ok()?.parse().ok()
     }
 
     /// Writes the queued records, and every [`ALIVE_EVERY`] that node `index` is alive,
     /// until `stop`.
-    pub(super) async fn run_writer(
+    pub(crate) async fn run_writer(
         self: Arc<Self>,
         index: u16,
         mut stop: tokio::sync::watch::Receiver<bool>,
@@ -530,11 +530,11 @@ impl SharedSessions {
 
     /// Whether a session of a gate last alive at `alive` (or, not known, now) is still in
     /// its grace window of `grace_ms`.
-    pub(super) fn within_grace(alive: Option<u64>, grace_ms: u64) -> bool {
+    pub(crate) fn within_grace(alive: Option<u64>, grace_ms: u64) -> bool {
         now_ms() <= alive.unwrap_or_else(now_ms).saturating_add(grace_ms)
     }
 }
 
 #[cfg(test)]
-#[path = "shared_sessions_tests.rs"]
+#[path = "sessions_tests.rs"]
 mod tests;

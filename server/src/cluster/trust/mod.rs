@@ -1,0 +1,13 @@
+//! Who a node is, and what it may do: the cluster secret and handshake nonces ([`auth`]),
+//! the credentials the master issues to each node (its own key, certified for its name),
+//! the proofs of the mutual handshake, the master's signature on cluster changes, and the
+//! checks that refuse a forged, replayed or other cluster's message ([`authority`]).
+//! Announcements over NATS, queue-group requests and shared session records are signed and
+//! checked with the same credential.
+
+pub mod auth;
+pub mod authority;
+
+mod identity;
+
+pub use identity::Identity;
