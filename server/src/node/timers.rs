@@ -8,7 +8,7 @@ use firefly_abi::DispatchKind;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::NodeCore;
-use crate::engine::TimerHost as _;
+use crate::engine::{Lease, TimerHost as _};
 use crate::rooms::{Event, TickStart};
 use crate::timers::Due;
 use firefly_abi::rooms::RoomTick;
@@ -89,9 +89,26 @@ impl NodeCore {
     /// state, and what it returns becomes the new state. A firing that comes while the room's
     /// previous tick still runs (a slow handler, a loaded machine) is skipped, so ticks never
     /// overlap; the next tick's `elapsed` then covers both periods.
+    ///
+    /// The instance is taken before the room is marked as ticking: writers to the room wait
+    /// for a marked tick while holding instances of their own (see `crate::rooms`).
     async fn tick_room(&self, due: Due) {
         let Due { module, firing } = due;
         let key = String::from_utf8_lossy(&firing.payload).into_owned();
+        let Some(slot) = self.slot(&module) else {
+            self.timers.cancel(&module, firing.timer);
+            return;
+        };
+        let version = slot.current();
+        let mut lease = Lease::for_tick(version.clone(), Arc::from(key.as_str()));
+        if let Err(err) = lease.ready().await {
+            self.timers.record(&module, false);
+            tracing::debug!(
+                %module, room = %key, code = %err.code,
+                "room tick skipped: no instance to run it: {}", err.message
+            );
+            return;
+        }
         let tick = match self.rooms.tick(&module, &key) {
             TickStart::Run(tick) => tick,
             TickStart::Busy => {
@@ -104,23 +121,20 @@ impl NodeCore {
                 return;
             }
         };
-        let state = self.run_tick(&module, &key, firing.timer, &tick).await;
+        let state = self.run_tick(&module, &mut lease, &key, &tick).await;
         self.rooms.tick_done(&module, &key, state);
     }
 
-    /// Calls the tick handler; the new state, `None` when it kept the old one or failed.
+    /// Calls the tick handler on `lease`; the new state, `None` when it kept the old one or
+    /// failed.
     async fn run_tick(
         &self,
         module: &Arc<str>,
+        lease: &mut Lease,
         key: &str,
-        timer: u64,
         tick: &RoomTick,
     ) -> Option<Vec<u8>> {
-        let Some(slot) = self.slot(module) else {
-            self.timers.cancel(module, timer);
-            return None;
-        };
-        let version = slot.current();
+        let version = lease.module().clone();
         let input = match rmp_serde::to_vec_named(tick) {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
@@ -128,8 +142,9 @@ impl NodeCore {
                 return None;
             }
         };
-        let (outcome, state) = version
-            .call_owned(DispatchKind::RoomTick, 0, 0, input)
+        let mut state = Vec::new();
+        let outcome = lease
+            .call(DispatchKind::RoomTick, 0, 0, input, &mut state)
             .await;
         match outcome.result {
             Ok(()) => (!state.is_empty()).then_some(state),

@@ -1,0 +1,93 @@
+//! `tally`: a counter kept in a ticking room, for the test of rooms as the single writer of
+//! their state. Commands 461-464.
+//!
+//! 461 opens a room whose tick burns `work_us` microseconds of CPU (a busy game loop) and
+//! counts its ticks; 462 adds one to the room's counter with `update_room`, and 464 with a
+//! read then a blind `set_room_state`, both racing the tick; 463 reads the room. Every
+//! acknowledged increment must be counted.
+
+#[firefly_sdk::module]
+mod tally {
+    use std::time::Duration;
+
+    use firefly_sdk::prelude::*;
+    use serde::{Deserialize, Serialize};
+
+    /// The room's state.
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    pub struct Tally {
+        /// Increments by 462.
+        pub count: u64,
+        /// Ticks that ran (written by the tick).
+        pub ticks: u64,
+        /// CPU each tick burns, in microseconds.
+        pub work_us: u64,
+    }
+
+    /// Command 461: open a room.
+    #[derive(Deserialize)]
+    pub struct Open {
+        pub room: String,
+        pub tick_ms: u64,
+        pub work_us: u64,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Room {
+        pub room: String,
+    }
+
+    /// Command 461: opens a ticking room with a zero count.
+    #[handler(461)]
+    fn open(ctx: &mut Ctx, req: Open) -> Result<()> {
+        let spec = RoomSpec::new()
+            .tick(Duration::from_millis(req.tick_ms))
+            .state(&Tally {
+                work_us: req.work_us,
+                ..Tally::default()
+            })?;
+        ctx.open_room(&req.room, spec)
+    }
+
+    /// Command 462: adds one to the room's count with `update_room` (right with any number of
+    /// clients at once); the count after it.
+    #[handler(462)]
+    fn add(ctx: &mut Ctx, req: Room) -> Result<u64> {
+        ctx.update_room(&req.room, |tally: &mut Tally| {
+            tally.count += 1;
+            Ok(tally.count)
+        })
+    }
+
+    /// Command 464: adds one to the room's count the plain way, a read then a blind write
+    /// (`set_room_state`): right from one client at a time, whatever the tick does.
+    #[handler(464)]
+    fn add_blind(ctx: &mut Ctx, req: Room) -> Result<u64> {
+        let Some(room) = ctx.room::<Tally>(&req.room)? else {
+            bail!("no_such_room", "no room {}", req.room);
+        };
+        let mut tally = room.state;
+        tally.count += 1;
+        ctx.set_room_state(&req.room, &tally)?;
+        Ok(tally.count)
+    }
+
+    /// Command 463: the room's state (nil when closed).
+    #[handler(463)]
+    fn read(ctx: &mut Ctx, req: Room) -> Result<Option<Tally>> {
+        Ok(ctx.room::<Tally>(&req.room)?.map(|r| r.state))
+    }
+
+    /// Each tick: `work_us` of busy work, then one more tick counted.
+    #[room_tick]
+    fn tick(ctx: &mut Ctx, t: Tick<Tally>) -> Result<Option<Tally>> {
+        let mut tally = t.state;
+        let until = ctx.now_micros() + tally.work_us;
+        let mut spin = 0u64;
+        while ctx.now_micros() < until {
+            spin = spin.wrapping_add(1);
+        }
+        tally.ticks += 1;
+        Ok(Some(tally))
+    }
+}

@@ -1,0 +1,120 @@
+//! Rooms as the single writer of their state, through a real module (`modules/tally`) on a
+//! node in this process: request handlers that read, change and write a room's state while its
+//! tick runs (and burns CPU) never lose an acknowledged write.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "tests fail loudly on purpose"
+)]
+
+use std::time::Duration;
+
+use firefly::client::Client;
+use serde::Deserialize;
+use serde_json::json;
+
+/// Clients sending increments at once.
+const CLIENTS: u64 = 10;
+/// Increments each client sends, one after another.
+const EACH: u64 = 50;
+
+#[derive(Debug, Deserialize)]
+struct Tally {
+    count: u64,
+    ticks: u64,
+}
+
+async fn read(c: &mut Client, room: &str) -> Tally {
+    let tally: Option<Tally> = c.call(463, &json!({ "room": room })).await.unwrap();
+    tally.expect("the room is open")
+}
+
+/// Opens room `room` with a 50 ms tick that works 20 ms: a tick runs about 40% of the time.
+async fn busy_room(c: &mut Client, room: &str) {
+    let () = c
+        .call(
+            461,
+            &json!({ "room": room, "tick_ms": 50, "work_us": 20_000 }),
+        )
+        .await
+        .unwrap();
+}
+
+/// The count once every tick that may have started before the last write has ended.
+async fn settled(c: &mut Client, room: &str) -> Tally {
+    let after = read(c, room).await.ticks;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let tally = read(c, room).await;
+        if tally.ticks >= after + 2 {
+            return tally;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the room stopped ticking: {tally:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The defect as reported: a read then a blind `set_room_state` from a request handler, made
+/// while the room's tick runs, was acknowledged and then overwritten by the tick's result.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_made_while_the_tick_runs_is_not_overwritten_by_it() {
+    let node = firefly_testkit::start_node(&["tally"]).await;
+    let mut c = Client::connect(node.client_addrs()[0]).await.unwrap();
+    busy_room(&mut c, "blind").await;
+    let mut acked = 0u64;
+    for _ in 0..CLIENTS * EACH {
+        let _count: u64 = c.call(464, &json!({ "room": "blind" })).await.unwrap();
+        acked += 1;
+    }
+    let tally = settled(&mut c, "blind").await;
+    assert!(tally.ticks > 0);
+    assert_eq!(
+        tally.count,
+        acked,
+        "{} of {acked} acknowledged writes were lost",
+        acked.saturating_sub(tally.count)
+    );
+}
+
+/// Many clients at once, each read-modify-write through `update_room`: all are counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_acknowledged_write_to_a_busy_ticking_room_is_kept() {
+    let node = firefly_testkit::start_node(&["tally"]).await;
+    let addr = node.client_addrs()[0];
+    let mut admin = Client::connect(addr).await.unwrap();
+    busy_room(&mut admin, "busy").await;
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = Client::connect(addr).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let mut acked = 0u64;
+            for _ in 0..EACH {
+                if c.call::<_, u64>(462, &json!({ "room": "busy" }))
+                    .await
+                    .is_ok()
+                {
+                    acked += 1;
+                }
+            }
+            acked
+        }));
+    }
+    let mut acked = 0;
+    for task in tasks {
+        acked += task.await.unwrap();
+    }
+    assert_eq!(acked, CLIENTS * EACH, "every increment was acknowledged");
+    // A tick that started before the last acknowledgement may still be running.
+    let tally = settled(&mut admin, "busy").await;
+    assert!(tally.ticks > 0);
+    assert_eq!(
+        tally.count,
+        acked,
+        "{} of {acked} acknowledged increments were lost",
+        acked.saturating_sub(tally.count)
+    );
+}
