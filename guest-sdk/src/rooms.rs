@@ -17,8 +17,13 @@
 //! fn tick(ctx: &mut Ctx, t: Tick<Arena>) -> Result<Option<Arena>> {
 //!     let mut s = t.state;
 //!     s.left -= 1;
-//!     ctx.broadcast_room(&t.key, 4701, &s.left)?;
-//!     if s.left == 0 { ctx.close_room(&t.key)?; }
+//!     if s.left == 0 {
+//!         // Closed first, then told: a member reacting at once finds it closed.
+//!         ctx.close_room(&t.key)?;
+//!         ctx.push_sessions(&t.members, 4701, &0)?;
+//!     } else {
+//!         ctx.broadcast_room(&t.key, 4701, &s.left)?;
+//!     }
 //!     Ok(Some(s))
 //! }
 //! ```
