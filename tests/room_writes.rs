@@ -23,6 +23,9 @@ const EACH: u64 = 50;
 struct Tally {
     count: u64,
     ticks: u64,
+    pokes: u64,
+    poked: u64,
+    busy: u64,
 }
 
 async fn read(c: &mut Client, room: &str) -> Tally {
@@ -116,5 +119,45 @@ async fn every_acknowledged_write_to_a_busy_ticking_room_is_kept() {
         acked,
         "{} of {acked} acknowledged increments were lost",
         acked.saturating_sub(tally.count)
+    );
+}
+
+/// Two busy rooms whose ticks write each other's state: neither waits for the other (a tick's
+/// write to a room that is mid-tick is refused with `room_busy`), both keep ticking, and every
+/// acknowledged poke is counted by the room it reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ticks_writing_each_others_rooms_never_wait_for_each_other() {
+    let node = firefly_testkit::start_node(&["tally"]).await;
+    let mut c = Client::connect(node.client_addrs()[0]).await.unwrap();
+    for (room, other) in [("ping", "pong"), ("pong", "ping")] {
+        let open = json!({ "room": room, "tick_ms": 20, "work_us": 5_000, "poke": other });
+        let () = c.call(461, &open).await.unwrap();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ping, pong) = (read(&mut c, "ping").await, read(&mut c, "pong").await);
+        if ping.ticks >= 30 && pong.ticks >= 30 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rooms stopped ticking: {ping:?} {pong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Acknowledged once no tick of the room runs: no poke is made after these.
+    for room in ["ping", "pong"] {
+        let _: Tally = c.call(465, &json!({ "room": room })).await.unwrap();
+    }
+    let (ping, pong) = (read(&mut c, "ping").await, read(&mut c, "pong").await);
+    assert!(ping.poked > 0 && pong.poked > 0, "{ping:?} {pong:?}");
+    assert_eq!(ping.pokes, pong.poked, "{ping:?} {pong:?}");
+    assert_eq!(pong.pokes, ping.poked, "{ping:?} {pong:?}");
+    eprintln!(
+        "pokes refused as busy: {} of {} and {} of {}",
+        ping.busy,
+        ping.busy + ping.poked,
+        pong.busy,
+        pong.busy + pong.poked
     );
 }

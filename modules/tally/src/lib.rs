@@ -1,10 +1,12 @@
 //! `tally`: a counter kept in a ticking room, for the test of rooms as the single writer of
-//! their state. Commands 461-464.
+//! their state. Commands 461-465.
 //!
 //! 461 opens a room whose tick burns `work_us` microseconds of CPU (a busy game loop) and
 //! counts its ticks; 462 adds one to the room's counter with `update_room`, and 464 with a
 //! read then a blind `set_room_state`, both racing the tick; 463 reads the room. Every
-//! acknowledged increment must be counted.
+//! acknowledged increment must be counted. A room opened with `poke` adds one to that other
+//! room's `pokes` at each tick (two rooms poking each other: ticks writing each other's rooms);
+//! 465 stops it.
 
 #[firefly_sdk::module]
 mod tally {
@@ -22,6 +24,14 @@ mod tally {
         pub ticks: u64,
         /// CPU each tick burns, in microseconds.
         pub work_us: u64,
+        /// Another room each tick adds one to (`pokes`), empty for none.
+        pub poke: String,
+        /// Pokes received from another room's ticks.
+        pub pokes: u64,
+        /// Pokes this room's ticks made that were acknowledged.
+        pub poked: u64,
+        /// Pokes refused with `room_busy` (the other room was mid-tick).
+        pub busy: u64,
     }
 
     /// Command 461: open a room.
@@ -30,6 +40,8 @@ mod tally {
         pub room: String,
         pub tick_ms: u64,
         pub work_us: u64,
+        #[serde(default)]
+        pub poke: String,
     }
 
     #[derive(Deserialize)]
@@ -44,6 +56,7 @@ mod tally {
             .tick(Duration::from_millis(req.tick_ms))
             .state(&Tally {
                 work_us: req.work_us,
+                poke: req.poke,
                 ..Tally::default()
             })?;
         ctx.open_room(&req.room, spec)
@@ -72,6 +85,15 @@ mod tally {
         Ok(tally.count)
     }
 
+    /// Command 465: the room's ticks stop poking; its state once they have.
+    #[handler(465)]
+    fn stop(ctx: &mut Ctx, req: Room) -> Result<Tally> {
+        ctx.update_room(&req.room, |tally: &mut Tally| {
+            tally.poke.clear();
+            Ok(tally.clone())
+        })
+    }
+
     /// Command 463: the room's state (nil when closed).
     #[handler(463)]
     fn read(ctx: &mut Ctx, req: Room) -> Result<Option<Tally>> {
@@ -88,6 +110,18 @@ mod tally {
             spin = spin.wrapping_add(1);
         }
         tally.ticks += 1;
+        if !tally.poke.is_empty() {
+            // A tick writing another room: refused at once when that room is mid-tick (two
+            // ticks poking each other would otherwise wait for each other).
+            match ctx.update_room(&tally.poke, |other: &mut Tally| {
+                other.pokes += 1;
+                Ok(())
+            }) {
+                Ok(()) => tally.poked += 1,
+                Err(e) if e.code == "room_busy" => tally.busy += 1,
+                Err(e) => return Err(e),
+            }
+        }
         Ok(Some(tally))
     }
 }

@@ -13,6 +13,22 @@ use crate::rooms::{Event, TickStart};
 use crate::timers::Due;
 use firefly_abi::rooms::RoomTick;
 
+/// Ends a room's tick when dropped, with the state it returned (`None`: kept the old one, or
+/// the tick's task was dropped mid-way): writers waiting for the tick are never left waiting.
+struct TickEnd<'a> {
+    rooms: &'a crate::rooms::Rooms,
+    module: &'a str,
+    key: &'a str,
+    state: Option<Vec<u8>>,
+}
+
+impl Drop for TickEnd<'_> {
+    fn drop(&mut self) {
+        self.rooms
+            .tick_done(self.module, self.key, self.state.take());
+    }
+}
+
 impl NodeCore {
     /// Serves the firings `due` delivers, each in a task of its own (a slow handler delays
     /// only itself).
@@ -121,8 +137,13 @@ impl NodeCore {
                 return;
             }
         };
-        let state = self.run_tick(&module, &mut lease, &key, &tick).await;
-        self.rooms.tick_done(&module, &key, state);
+        let mut end = TickEnd {
+            rooms: &self.rooms,
+            module: &module,
+            key: &key,
+            state: None,
+        };
+        end.state = self.run_tick(&module, &mut lease, &key, &tick).await;
     }
 
     /// Calls the tick handler on `lease`; the new state, `None` when it kept the old one or
