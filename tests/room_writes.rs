@@ -161,3 +161,35 @@ async fn ticks_writing_each_others_rooms_never_wait_for_each_other() {
         pong.busy + pong.poked
     );
 }
+
+/// A room that closes itself in a busy tick while writers wait for that tick: every waiting
+/// write is answered (`no_such_room`), none hangs, and every acknowledged one was counted
+/// before the close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writers_waiting_for_a_tick_that_closes_the_room_are_told_it_is_gone() {
+    let node = firefly_testkit::start_node(&["tally"]).await;
+    let addr = node.client_addrs()[0];
+    let mut c = Client::connect(addr).await.unwrap();
+    let open = json!({ "room": "last", "tick_ms": 50, "work_us": 20_000, "close_at": 4 });
+    let () = c.call(461, &open).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut c = Client::connect(addr).await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            let add = json!({ "room": "last" });
+            loop {
+                let call = c.call::<_, u64>(462, &add);
+                match tokio::time::timeout(Duration::from_secs(10), call).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return e.server().map(|r| r.code.clone()),
+                    Err(_) => panic!("a write waiting for the room's tick hung"),
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap().as_deref(), Some("no_such_room"));
+    }
+    let gone: Option<serde_json::Value> = c.call(463, &json!({ "room": "last" })).await.unwrap();
+    assert!(gone.is_none());
+}

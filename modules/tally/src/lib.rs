@@ -6,7 +6,7 @@
 //! read then a blind `set_room_state`, both racing the tick; 463 reads the room. Every
 //! acknowledged increment must be counted. A room opened with `poke` adds one to that other
 //! room's `pokes` at each tick (two rooms poking each other: ticks writing each other's rooms);
-//! 465 stops it.
+//! 465 stops it. A room opened with `close_at` closes itself in that tick.
 
 #[firefly_sdk::module]
 mod tally {
@@ -32,6 +32,8 @@ mod tally {
         pub poked: u64,
         /// Pokes refused with `room_busy` (the other room was mid-tick).
         pub busy: u64,
+        /// The tick that closes the room (after its work), 0 for none.
+        pub close_at: u64,
     }
 
     /// Command 461: open a room.
@@ -42,6 +44,8 @@ mod tally {
         pub work_us: u64,
         #[serde(default)]
         pub poke: String,
+        #[serde(default)]
+        pub close_at: u64,
     }
 
     #[derive(Deserialize)]
@@ -57,6 +61,7 @@ mod tally {
             .state(&Tally {
                 work_us: req.work_us,
                 poke: req.poke,
+                close_at: req.close_at,
                 ..Tally::default()
             })?;
         ctx.open_room(&req.room, spec)
@@ -110,6 +115,11 @@ mod tally {
             spin = spin.wrapping_add(1);
         }
         tally.ticks += 1;
+        if tally.ticks == tally.close_at {
+            // Writers waiting for this tick find the room closed.
+            ctx.close_room(&t.key)?;
+            return Ok(None);
+        }
         if !tally.poke.is_empty() {
             // A tick writing another room: refused at once when that room is mid-tick (two
             // ticks poking each other would otherwise wait for each other).
