@@ -19,13 +19,14 @@ struct TickEnd<'a> {
     rooms: &'a crate::rooms::Rooms,
     module: &'a str,
     key: &'a str,
+    timer: u64,
     state: Option<Vec<u8>>,
 }
 
 impl Drop for TickEnd<'_> {
     fn drop(&mut self) {
         self.rooms
-            .tick_done(self.module, self.key, self.state.take());
+            .tick_done(self.module, self.key, self.timer, self.state.take());
     }
 }
 
@@ -125,7 +126,7 @@ impl NodeCore {
             );
             return;
         }
-        let tick = match self.rooms.tick(&module, &key) {
+        let tick = match self.rooms.tick(&module, &key, firing.timer) {
             TickStart::Run(tick) => tick,
             TickStart::Busy => {
                 tracing::debug!(%module, room = %key, "room tick skipped: the previous one still runs");
@@ -141,6 +142,7 @@ impl NodeCore {
             rooms: &self.rooms,
             module: &module,
             key: &key,
+            timer: firing.timer,
             state: None,
         };
         end.state = self.run_tick(&module, &mut lease, &key, &tick).await;

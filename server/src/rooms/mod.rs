@@ -79,6 +79,17 @@ struct Room {
     idle: Arc<Notify>,
 }
 
+impl Room {
+    /// Whether `timer` is this room's tick timer (taken on trust in the moment between the
+    /// room's opening and its timer's start; a room without a tick has none).
+    fn ticks_by(&self, timer: u64) -> bool {
+        match self.timer {
+            Some(t) => t == timer,
+            None => self.tick_ms > 0,
+        }
+    }
+}
+
 /// What a room's tick firing should do.
 #[derive(Debug)]
 pub enum TickStart {
@@ -478,12 +489,17 @@ impl Rooms {
     }
 
     /// Starts room `key`'s next tick: its input, counted as run now, unless the previous tick
-    /// is still running or the room is gone.
-    pub fn tick(&self, module: &str, key: &str) -> TickStart {
+    /// is still running or the room is gone. `timer` is the firing tick timer:
+    /// a room opened again under the same key has a timer of its own, so the old one's firing
+    /// finds its room gone.
+    pub fn tick(&self, module: &str, key: &str, timer: u64) -> TickStart {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
             return TickStart::Gone;
         };
+        if !room.ticks_by(timer) {
+            return TickStart::Gone;
+        }
         if room.ticking {
             return TickStart::Busy;
         }
@@ -503,11 +519,15 @@ impl Rooms {
 
     /// Ends the tick [`Rooms::tick`] started: stores the state the handler returned (`None`:
     /// it failed or kept the old one) if the room is still open, and lets the next tick run.
-    pub fn tick_done(&self, module: &str, key: &str, state: Option<Vec<u8>>) {
+    pub fn tick_done(&self, module: &str, key: &str, timer: u64, state: Option<Vec<u8>>) {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
             return;
         };
+        if !room.ticks_by(timer) {
+            // The room closed in its tick and was opened again: this result is not its own.
+            return;
+        }
         room.ticking = false;
         match state {
             Some(state) if state.len() > MAX_STATE => tracing::warn!(
