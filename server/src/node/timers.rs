@@ -111,13 +111,12 @@ impl NodeCore {
     /// for a marked tick while holding instances of their own (see `crate::rooms`).
     async fn tick_room(&self, due: Due) {
         let Due { module, firing } = due;
-        let key = String::from_utf8_lossy(&firing.payload).into_owned();
+        let key: Arc<str> = Arc::from(String::from_utf8_lossy(&firing.payload));
         let Some(slot) = self.slot(&module) else {
             self.timers.cancel(&module, firing.timer);
             return;
         };
-        let version = slot.current();
-        let mut lease = Lease::for_tick(version.clone(), Arc::from(key.as_str()));
+        let mut lease = Lease::for_tick(slot.current(), key.clone());
         if let Err(err) = lease.ready().await {
             self.timers.record(&module, false);
             tracing::debug!(
