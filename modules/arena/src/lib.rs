@@ -55,17 +55,32 @@ mod arena {
         /// The matched sessions, in match order.
         pub players: Vec<u64>,
         /// Each player's user id, taken at join (empty for one who never joined; kept when
-        /// the player disconnects).
+        /// the player disconnects). Defaulted, as for `points`, so a room opened by an arena
+        /// that kept points in the store goes on after a hot update.
+        #[serde(default)]
         pub users: Vec<String>,
         /// Each player's points: one per hit.
+        #[serde(default)]
         pub points: Vec<u32>,
         pub started: bool,
         /// Ticks since the start.
         pub ticks: u64,
     }
 
+    impl Game {
+        /// One entry of `users` and `points` per player (a state from before they were kept
+        /// in the room has none).
+        fn seated(mut self) -> Self {
+            self.users.resize(self.players.len(), String::new());
+            self.points.resize(self.players.len(), 0);
+            self
+        }
+    }
+
     /// Where `session` is in `game.players`.
-    fn seat(game: &Game, session: u64) -> Result<usize> {
+    fn seat(game: &mut Game, session: u64) -> Result<usize> {
+        let taken = std::mem::take(game);
+        *game = taken.seated();
         match game.players.iter().position(|p| *p == session) {
             Some(i) => Ok(i),
             None => bail!(
@@ -190,11 +205,12 @@ mod arena {
         let Some(room) = ctx.room::<Game>(&req.room)? else {
             bail!("no_game", "{} is not being played", req.room);
         };
+        let game = room.state.seated();
         Ok(ScoreBoard {
-            points: room.state.points,
+            points: game.points,
             room: req.room,
-            started: room.state.started,
-            players: room.state.players,
+            started: game.started,
+            players: game.players,
         })
     }
 
@@ -207,7 +223,7 @@ mod arena {
     /// Starts the game once every player is in, broadcasts the score, and ends it.
     #[room_tick]
     fn tick(ctx: &mut Ctx, t: Tick<Game>) -> Result<Option<Game>> {
-        let mut game = t.state;
+        let mut game = t.state.seated();
         let all_in = game.players.iter().all(|p| t.members.contains(p));
         if !game.started {
             if !all_in {
