@@ -205,6 +205,17 @@ async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
         code(cy.call(472, &json!({ "room": "nowhere" })).await),
         "no_such_room"
     );
+    // A field of the wrong type is named.
+    let err = cy
+        .call::<_, ()>(
+            471,
+            &json!({ "room": "typo", "from": "three", "tick_ms": 50 }),
+        )
+        .await
+        .unwrap_err();
+    let reply = err.server().expect("an error frame");
+    assert_eq!(reply.code, "bad_request");
+    assert!(reply.message.contains("at `from`"), "{}", reply.message);
     assert_eq!(info(&mut ada, "duel").await.unwrap().members.len(), 2);
 
     drop(bob);

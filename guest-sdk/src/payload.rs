@@ -54,15 +54,28 @@ impl<T: DeserializeOwned> FromPayload for T {
     fn from_payload(bytes: &[u8]) -> Result<Self> {
         let bytes = if bytes.is_empty() { NIL } else { bytes };
         rmp_serde::from_slice(bytes).map_err(|e| {
+            let at = failed_at::<T>(bytes)
+                .map(|path| format!(" at `{path}`"))
+                .unwrap_or_default();
             Error::new(
                 firefly_abi::codes::BAD_REQUEST,
                 format!(
-                    "cannot decode the request as {}: {e}",
+                    "cannot decode the request as {}{at}: {e}",
                     short_type_name::<T>()
                 ),
             )
         })
     }
+}
+
+/// Where in `bytes` decoding a `T` fails (`room`, `players[2].name`), by decoding again with
+/// the path tracked: only once decoding failed, so a good request pays nothing for it.
+/// `None` when the failure is at the top (not a map at all, say).
+fn failed_at<T: DeserializeOwned>(bytes: &[u8]) -> Option<String> {
+    let mut decoder = rmp_serde::Deserializer::from_read_ref(bytes);
+    let err = serde_path_to_error::deserialize::<_, T>(&mut decoder).err()?;
+    let path = err.path().to_string();
+    (path != ".").then_some(path)
 }
 
 impl<T: Serialize> IntoPayload for T {

@@ -17,8 +17,13 @@
 //! fn tick(ctx: &mut Ctx, t: Tick<Arena>) -> Result<Option<Arena>> {
 //!     let mut s = t.state;
 //!     s.left -= 1;
-//!     ctx.broadcast_room(&t.key, 4701, &s.left)?;
-//!     if s.left == 0 { ctx.close_room(&t.key)?; }
+//!     if s.left == 0 {
+//!         // Closed first, then told: a member reacting at once finds it closed.
+//!         ctx.close_room(&t.key)?;
+//!         ctx.push_sessions(&t.members, 4701, &0)?;
+//!     } else {
+//!         ctx.broadcast_room(&t.key, 4701, &s.left)?;
+//!     }
 //!     Ok(Some(s))
 //! }
 //! ```
@@ -87,7 +92,13 @@ pub struct RoomView<S> {
     pub state: S,
     /// Ticks so far.
     pub ticks: u64,
+    /// The state's version: it grows at every change of the state.
+    pub version: u64,
 }
+
+/// How many times [`Ctx::update_room`] reads and changes a room's state before it gives up
+/// with `room_conflict` (each retry means another write got in first).
+pub const UPDATE_ATTEMPTS: u32 = 64;
 
 /// One tick of a room, as its `#[room_tick]` handler receives it.
 #[derive(Debug, Clone)]
@@ -124,6 +135,8 @@ fn room_call(op: &RoomOp) -> Result<Vec<u8>> {
         room_status::INVALID => Err(Error::new("invalid_room", text())),
         room_status::LIMIT => Err(Error::new("room_limit", text())),
         room_status::UNAVAILABLE => Err(Error::new("room_unavailable", text())),
+        room_status::CONFLICT => Err(Error::new("room_conflict", text())),
+        room_status::BUSY => Err(Error::new("room_busy", text())),
         other => Err(Error::msg(format!(
             "room operation failed with status {other}"
         ))),
@@ -177,6 +190,7 @@ impl Ctx {
                     members: info.members,
                     state: S::from_payload(&info.state)?,
                     ticks: info.ticks,
+                    version: info.version,
                 }))
             }
             Err(e) if e.code == "no_such_room" => Ok(None),
@@ -184,7 +198,10 @@ impl Ctx {
         }
     }
 
-    /// Replaces room `key`'s state.
+    /// Replaces room `key`'s state. While the room's tick runs, this waits for it to end and
+    /// then replaces the state the tick returned, so the tick never overwrites it. To change
+    /// the state from what it is (a counter, a list of inputs), use [`Ctx::update_room`]: a
+    /// read with [`Ctx::room`] then this call loses what others wrote in between.
     pub fn set_room_state<S: Serialize>(&self, key: &str, state: &S) -> Result<()> {
         room_call(&RoomOp::SetState {
             key: key.to_owned(),
@@ -193,7 +210,49 @@ impl Ctx {
         .map(drop)
     }
 
-    /// Closes room `key`: its tick stops and its members leave it.
+    /// Changes room `key`'s state with `change` and stores it, as the room's one writer at
+    /// this moment: when another write or a tick's result got in between the read and the
+    /// write, the state is read again and `change` runs again on it (so `change` should only
+    /// change the state), up to [`UPDATE_ATTEMPTS`] times. While the room's tick runs the
+    /// write waits for it to end. This is how a request handler feeds player input to a
+    /// ticking room: push the input into the state; the next tick consumes it.
+    ///
+    /// Fails with `no_such_room`, with `change`'s own error (nothing is written), with
+    /// `room_conflict` after [`UPDATE_ATTEMPTS`] lost races, and, from a room's tick writing
+    /// to *another* room whose tick runs, with `room_busy`.
+    pub fn update_room<S, R>(
+        &self,
+        key: &str,
+        mut change: impl FnMut(&mut S) -> Result<R>,
+    ) -> Result<R>
+    where
+        S: Serialize + DeserializeOwned,
+    {
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(room) = self.room::<S>(key)? else {
+                return Err(Error::new("no_such_room", format!("no room `{key}`")));
+            };
+            let mut state = room.state;
+            let out = change(&mut state)?;
+            let update = RoomOp::Update {
+                key: key.to_owned(),
+                version: room.version,
+                state: state.into_payload()?,
+            };
+            match room_call(&update) {
+                Ok(_) => return Ok(out),
+                Err(e) if e.code == "room_conflict" => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::new(
+            "room_conflict",
+            format!("room `{key}` changed under {UPDATE_ATTEMPTS} attempts in a row to update it"),
+        ))
+    }
+
+    /// Closes room `key`: its tick stops and its members leave it. While the room's tick runs
+    /// (and it is not that tick closing it), this waits for the tick to end.
     pub fn close_room(&self, key: &str) -> Result<()> {
         room_call(&RoomOp::Close {
             key: key.to_owned(),

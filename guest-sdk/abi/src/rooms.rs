@@ -42,10 +42,23 @@ pub enum RoomOp {
         /// The session.
         session: u64,
     },
-    /// Replaces room `key`'s state. Answer: nothing.
+    /// Replaces room `key`'s state. Answer: nothing. Waits for a running tick of the room to
+    /// end (unless that tick makes the call), so the tick's result never overwrites it.
     SetState {
         /// The room.
         key: String,
+        /// The new state.
+        #[serde(with = "serde_bytes")]
+        state: Vec<u8>,
+    },
+    /// Replaces room `key`'s state if its version is still `version` (as [`RoomOp::Get`]
+    /// answered it): one step of a read-modify-write. Waits for a running tick like
+    /// [`RoomOp::SetState`]. Answer: nothing. `CONFLICT` when the state changed since.
+    Update {
+        /// The room.
+        key: String,
+        /// The version the new state was computed from.
+        version: u64,
         /// The new state.
         #[serde(with = "serde_bytes")]
         state: Vec<u8>,
@@ -76,6 +89,10 @@ pub struct RoomInfo {
     pub tick_ms: u64,
     /// Ticks so far.
     pub ticks: u64,
+    /// The state's version: it grows at every change (a write, a tick that returned a state),
+    /// for [`RoomOp::Update`].
+    #[serde(default)]
+    pub version: u64,
 }
 
 /// The input of a room tick call.
@@ -135,4 +152,9 @@ pub mod room_status {
     pub const LIMIT: u32 = 5;
     /// Rooms are not available here, or a member's gate cannot be reached.
     pub const UNAVAILABLE: u32 = 6;
+    /// [`super::RoomOp::Update`]: the state changed since it was read (read it again).
+    pub const CONFLICT: u32 = 7;
+    /// A room's tick wrote to another room whose own tick was running: a tick never waits
+    /// for another room's tick (two ticks could wait for each other).
+    pub const BUSY: u32 = 8;
 }

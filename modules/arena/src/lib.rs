@@ -10,17 +10,19 @@
 //! on a tie). The winner gets a win on the `arena_wins` leaderboard (`leaderboard` 502/503);
 //! every player of a finished match is on it.
 //!
-//! The room's state (started, ticks) is written by the tick alone, and each player's points by
-//! that player's own requests (one cached object each), so no write races another.
+//! The players' inputs live in the room: a hit adds to the hitter's points in the room's state
+//! with `update_room`, and the tick reads them from there (no store round trip per input or
+//! per tick). The room is the one writer of its state (README "Rooms"), so no hit is lost to
+//! a tick running at the same time.
 
 #[firefly_sdk::module]
 mod arena {
     use std::time::Duration;
 
     use firefly_sdk::prelude::*;
+    use gameplay_common::caller;
     use gameplay_common::matches::match_of;
     use gameplay_common::scores::{self, Keep};
-    use gameplay_common::{caller, delete_if_there, get_or, upsert};
     use serde::{Deserialize, Serialize};
 
     #[table]
@@ -45,31 +47,47 @@ mod arena {
     /// Pushed once, when the game ends.
     pub const RESULT_TOPIC: u32 = 4902;
 
-    /// The room's state (written by the tick only).
+    /// The room's state: the tick writes `started` and `ticks`, the players' requests their
+    /// own entries of `users` and `points` (through `update_room`).
     #[derive(Debug, Clone, Default, Serialize, Deserialize)]
     pub struct Game {
         pub match_id: u64,
         /// The matched sessions, in match order.
         pub players: Vec<u64>,
+        /// Each player's user id, taken at join (empty for one who never joined; kept when
+        /// the player disconnects). Defaulted, as for `points`, so a room opened by an arena
+        /// that kept points in the store goes on after a hot update.
+        #[serde(default)]
+        pub users: Vec<String>,
+        /// Each player's points: one per hit.
+        #[serde(default)]
+        pub points: Vec<u32>,
         pub started: bool,
         /// Ticks since the start.
         pub ticks: u64,
     }
 
-    /// One player's points in one match.
-    #[derive(Debug, Clone, Serialize, Deserialize, Table)]
-    #[table(name = "arena_points")]
-    pub struct Points {
-        /// `<match>#<session>`.
-        #[primary_key]
-        pub key: String,
-        /// The player's user id, taken at join (it may have disconnected by the end).
-        pub user: String,
-        pub points: u32,
+    impl Game {
+        /// One entry of `users` and `points` per player (a state from before they were kept
+        /// in the room has none).
+        fn seated(mut self) -> Self {
+            self.users.resize(self.players.len(), String::new());
+            self.points.resize(self.players.len(), 0);
+            self
+        }
     }
 
-    fn points_key(match_id: u64, session: u64) -> String {
-        format!("{match_id}#{session}")
+    /// Where `session` is in `game.players`.
+    fn seat(game: &mut Game, session: u64) -> Result<usize> {
+        let taken = std::mem::take(game);
+        *game = taken.seated();
+        match game.players.iter().position(|p| *p == session) {
+            Some(i) => Ok(i),
+            None => bail!(
+                "not_in_match",
+                "session {session} is not a player of this match"
+            ),
+        }
     }
 
     #[derive(Deserialize)]
@@ -124,6 +142,8 @@ mod arena {
         );
         let game = Game {
             match_id: m.id,
+            users: vec![String::new(); m.players.len()],
+            points: vec![0; m.players.len()],
             players: m.players.clone(),
             ..Game::default()
         };
@@ -136,14 +156,13 @@ mod arena {
             Err(e) if e.code == "room_exists" => {}
             Err(e) => return Err(e),
         }
-        let key = points_key(m.id, ctx.session());
-        let fresh = || Points {
-            key: key.clone(),
-            user: user.clone(),
-            points: 0,
-        };
-        upsert::<Points>(ctx, key.clone(), fresh, |_| Ok(()))?;
-        ctx.join_room(&req.room, ctx.session())?;
+        let me = ctx.session();
+        ctx.update_room(&req.room, |g: &mut Game| {
+            let i = seat(g, me)?;
+            g.users[i].clone_from(&user);
+            Ok(())
+        })?;
+        ctx.join_room(&req.room, me)?;
         state(ctx, Room { room: req.room })
     }
 
@@ -167,32 +186,17 @@ mod arena {
             "not_started",
             "wait for the other players"
         );
-        let key = points_key(room.state.match_id, me);
-        let p = ctx.modify::<Points>(key, |p| {
-            p.points = p.points.saturating_add(1);
-            Ok(())
-        })?;
-        Ok(p.points)
-    }
-
-    /// Each player's points object (a player who never joined has none: no user, 0 points).
-    fn players(ctx: &Ctx, game: &Game) -> Result<Vec<Points>> {
-        game.players
-            .iter()
-            .map(|s| {
-                let key = points_key(game.match_id, *s);
-                let fresh = || Points {
-                    key: key.clone(),
-                    user: String::new(),
-                    points: 0,
-                };
-                get_or::<Points>(ctx, key.clone(), fresh)
-            })
-            .collect()
-    }
-
-    fn points(ctx: &Ctx, game: &Game) -> Result<Vec<u32>> {
-        Ok(players(ctx, game)?.iter().map(|p| p.points).collect())
+        // Into the room's state, as its one writer: a tick running now is waited for.
+        ctx.update_room(&req.room, |g: &mut Game| {
+            let i = seat(g, me)?;
+            g.points[i] = g.points[i].saturating_add(1);
+            Ok(g.points[i])
+        })
+        .map_err(|e| match e.code.as_str() {
+            // The game ended since the read above.
+            "no_such_room" => Error::new("no_game", format!("{} is not being played", req.room)),
+            _ => e,
+        })
     }
 
     /// 493: the score of a room.
@@ -201,11 +205,12 @@ mod arena {
         let Some(room) = ctx.room::<Game>(&req.room)? else {
             bail!("no_game", "{} is not being played", req.room);
         };
+        let game = room.state.seated();
         Ok(ScoreBoard {
-            points: points(ctx, &room.state)?,
+            points: game.points,
             room: req.room,
-            started: room.state.started,
-            players: room.state.players,
+            started: game.started,
+            players: game.players,
         })
     }
 
@@ -218,7 +223,7 @@ mod arena {
     /// Starts the game once every player is in, broadcasts the score, and ends it.
     #[room_tick]
     fn tick(ctx: &mut Ctx, t: Tick<Game>) -> Result<Option<Game>> {
-        let mut game = t.state;
+        let mut game = t.state.seated();
         let all_in = game.players.iter().all(|p| t.members.contains(p));
         if !game.started {
             if !all_in {
@@ -239,7 +244,7 @@ mod arena {
             game.started = true;
         }
         game.ticks += 1;
-        let points = points(ctx, &game)?;
+        let points = game.points.clone();
         let board = ScoreBoard {
             room: t.key.clone(),
             started: true,
@@ -280,7 +285,7 @@ mod arena {
         points: Vec<u32>,
         reason: &'static str,
     ) -> Result<()> {
-        let users: Vec<String> = players(ctx, game)?.into_iter().map(|p| p.user).collect();
+        let users = game.users.clone();
         if game.started {
             for (i, user) in users.iter().enumerate() {
                 if !user.is_empty() {
@@ -296,9 +301,6 @@ mod arena {
             points,
             reason,
         };
-        for s in &game.players {
-            delete_if_there::<Points>(ctx, points_key(game.match_id, *s))?;
-        }
         // Closed before the players hear of it, so nothing they send after sees it open.
         ctx.close_room(room)?;
         ctx.push_sessions(members, RESULT_TOPIC, &result)

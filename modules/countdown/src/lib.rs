@@ -2,7 +2,8 @@
 //!
 //! A player opens a room that counts down from N at a fixed tick; others join it; every tick
 //! the host calls `tick`, which lowers the count in the room's state (kept by the host) and
-//! broadcasts it to the members (topic 4701); at 0 the room closes itself. Every join, leave
+//! broadcasts it to the members (topic 4701); at 0 the room closes itself, then tells the
+//! members of that last tick. Every join, leave
 //! and disconnect of a member is told to the members on topic 4702 (its `#[room_event]`).
 
 #[firefly_sdk::module]
@@ -121,9 +122,14 @@ mod countdown {
             left: count.left,
             elapsed_ms: count.elapsed_ms,
         };
-        ctx.broadcast_room(&t.key, TICK_TOPIC, &tock)?;
         if count.left == 0 {
+            // Closed before the members hear of the last tick, so one that reacts to it finds
+            // the room closed. Told with `push_sessions`: the close took them out of the room's
+            // group, so a broadcast now would reach nobody.
             ctx.close_room(&t.key)?;
+            ctx.push_sessions(&t.members, TICK_TOPIC, &tock)?;
+        } else {
+            ctx.broadcast_room(&t.key, TICK_TOPIC, &tock)?;
         }
         Ok(Some(count))
     }

@@ -24,12 +24,39 @@ use super::{MAX_USES, wasi};
 pub struct Lease {
     pub(super) module: Arc<ModuleVersion>,
     pub(super) warm: Option<Warm>,
+    /// The room whose tick the calls on this lease run (`None`: they are not a room's tick).
+    /// The room host lets a tick write its own room at once, where any other caller waits for
+    /// the running tick to end (see `crate::rooms`).
+    tick_room: Option<Arc<str>>,
 }
 
 impl Lease {
     /// A lease on `module`; the instance is taken on the first call.
     pub fn new(module: Arc<ModuleVersion>) -> Self {
-        Self { module, warm: None }
+        Self {
+            module,
+            warm: None,
+            tick_room: None,
+        }
+    }
+
+    /// A lease whose calls run the tick of room `key` of its module.
+    pub fn for_tick(module: Arc<ModuleVersion>, key: Arc<str>) -> Self {
+        Self {
+            module,
+            warm: None,
+            tick_room: Some(key),
+        }
+    }
+
+    /// Takes the instance the next call runs on now rather than at that call. A room's tick
+    /// does this before it marks the room as ticking: request handlers that wait for the tick
+    /// hold instances, so a tick that waited for one while marked would wait for its waiters.
+    pub async fn ready(&mut self) -> Result<(), CallError> {
+        if self.warm.is_none() {
+            self.warm = Some(self.module.acquire().await?);
+        }
+        Ok(())
     }
 
     /// The module version this lease calls.
@@ -70,6 +97,7 @@ impl Lease {
         let len = u32::try_from(input.len()).unwrap_or(u32::MAX);
         let state = warm.store.data_mut();
         state.call.reset(session, input);
+        state.call.tick_room.clone_from(&self.tick_room);
         state.cpu_ticks = 0;
         state.deadline_ms = state.env.clock.now_ms() + timeout_ms(&module.limits);
         state.wall_timeout = false;

@@ -11,10 +11,13 @@ pub type RoomAnswer = (u32, Vec<u8>);
 
 /// The node's rooms, as modules reach them.
 pub trait RoomHost: Send + Sync {
-    /// Runs `op` for `module` (each module has rooms of its own).
+    /// Runs `op` for `module` (each module has rooms of its own). `tick` is the room whose tick
+    /// makes the call (`None`: a request, timer or event handler), which changes whether a
+    /// write may wait for a running tick (see `crate::rooms`).
     fn call<'a>(
         &'a self,
         module: &'a str,
+        tick: Option<&'a str>,
         op: RoomOp,
     ) -> Pin<Box<dyn Future<Output = RoomAnswer> + Send + 'a>>;
 }

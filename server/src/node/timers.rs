@@ -8,10 +8,27 @@ use firefly_abi::DispatchKind;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::NodeCore;
-use crate::engine::TimerHost as _;
+use crate::engine::{Lease, TimerHost as _};
 use crate::rooms::{Event, TickStart};
 use crate::timers::Due;
 use firefly_abi::rooms::RoomTick;
+
+/// Ends a room's tick when dropped, with the state it returned (`None`: kept the old one, or
+/// the tick's task was dropped mid-way): writers waiting for the tick are never left waiting.
+struct TickEnd<'a> {
+    rooms: &'a crate::rooms::Rooms,
+    module: &'a str,
+    key: &'a str,
+    timer: u64,
+    state: Option<Vec<u8>>,
+}
+
+impl Drop for TickEnd<'_> {
+    fn drop(&mut self) {
+        self.rooms
+            .tick_done(self.module, self.key, self.timer, self.state.take());
+    }
+}
 
 impl NodeCore {
     /// Serves the firings `due` delivers, each in a task of its own (a slow handler delays
@@ -89,10 +106,26 @@ impl NodeCore {
     /// state, and what it returns becomes the new state. A firing that comes while the room's
     /// previous tick still runs (a slow handler, a loaded machine) is skipped, so ticks never
     /// overlap; the next tick's `elapsed` then covers both periods.
+    ///
+    /// The instance is taken before the room is marked as ticking: writers to the room wait
+    /// for a marked tick while holding instances of their own (see `crate::rooms`).
     async fn tick_room(&self, due: Due) {
         let Due { module, firing } = due;
-        let key = String::from_utf8_lossy(&firing.payload).into_owned();
-        let tick = match self.rooms.tick(&module, &key) {
+        let key: Arc<str> = Arc::from(String::from_utf8_lossy(&firing.payload));
+        let Some(slot) = self.slot(&module) else {
+            self.timers.cancel(&module, firing.timer);
+            return;
+        };
+        let mut lease = Lease::for_tick(slot.current(), key.clone());
+        if let Err(err) = lease.ready().await {
+            self.timers.record(&module, false);
+            tracing::debug!(
+                %module, room = %key, code = %err.code,
+                "room tick skipped: no instance to run it: {}", err.message
+            );
+            return;
+        }
+        let tick = match self.rooms.tick(&module, &key, firing.timer) {
             TickStart::Run(tick) => tick,
             TickStart::Busy => {
                 tracing::debug!(%module, room = %key, "room tick skipped: the previous one still runs");
@@ -104,23 +137,26 @@ impl NodeCore {
                 return;
             }
         };
-        let state = self.run_tick(&module, &key, firing.timer, &tick).await;
-        self.rooms.tick_done(&module, &key, state);
+        let mut end = TickEnd {
+            rooms: &self.rooms,
+            module: &module,
+            key: &key,
+            timer: firing.timer,
+            state: None,
+        };
+        end.state = self.run_tick(&module, &mut lease, &key, &tick).await;
     }
 
-    /// Calls the tick handler; the new state, `None` when it kept the old one or failed.
+    /// Calls the tick handler on `lease`; the new state, `None` when it kept the old one or
+    /// failed.
     async fn run_tick(
         &self,
         module: &Arc<str>,
+        lease: &mut Lease,
         key: &str,
-        timer: u64,
         tick: &RoomTick,
     ) -> Option<Vec<u8>> {
-        let Some(slot) = self.slot(module) else {
-            self.timers.cancel(module, timer);
-            return None;
-        };
-        let version = slot.current();
+        let version = lease.module().clone();
         let input = match rmp_serde::to_vec_named(tick) {
             Ok(bytes) => Bytes::from(bytes),
             Err(e) => {
@@ -128,8 +164,9 @@ impl NodeCore {
                 return None;
             }
         };
-        let (outcome, state) = version
-            .call_owned(DispatchKind::RoomTick, 0, 0, input)
+        let mut state = Vec::new();
+        let outcome = lease
+            .call(DispatchKind::RoomTick, 0, 0, input, &mut state)
             .await;
         match outcome.result {
             Ok(()) => (!state.is_empty()).then_some(state),

@@ -9,6 +9,28 @@
 //! Membership changes (a join, a leave, a member whose session ended) are reported as
 //! [`Event`]s, which the node turns into calls of the module's `#[room_event]` handler.
 //!
+//! # One writer at a time
+//!
+//! A room's state has one writer at a time, so no acknowledged write is ever lost:
+//! - A tick is the writer for as long as it runs: it gets the state when it starts and what it
+//!   returns is stored when it ends. Its instance is taken *before* the room is marked as
+//!   ticking, so the tick never waits for something its waiters hold.
+//! - A write from anyone else (`SetState`, `Update`, `Close`) made while the room ticks waits
+//!   until the tick has ended (its result stored), then applies on top of it. The waiter holds
+//!   no room, only its own instance; the tick it waits for already runs, so it ends (at worst
+//!   at the module's time limit).
+//! - A read-modify-write from a handler is `Get` (state and version) then `Update` with that
+//!   version, which fails with `CONFLICT` when the state changed in between (a tick ended, a
+//!   handler wrote); the SDK's `update_room` reads again and retries. No lock is held across
+//!   guest code, so a handler that touches several rooms cannot deadlock.
+//! - A tick's own writes to its room apply at once (it is the writer); its writes to *another*
+//!   room whose tick is running fail with `BUSY` instead of waiting, as two ticks writing each
+//!   other's rooms would wait for each other.
+//! - Reads never wait: they see the last stored state. Joins and leaves do not wait either:
+//!   they change the members, never the state.
+//!
+//! Every change of the state (a write, a tick that returned one) adds one to its version.
+//!
 //! Bounds: keys are 1 to 64 bytes; a module has at most [`MAX_ROOMS`] open rooms per node; a
 //! room has at most 1000 members and 64 KiB of state; ticks are at least 10 ms apart.
 
@@ -25,6 +47,7 @@ use firefly_abi::session_status;
 use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
 use crate::sessions::{ROOM_GROUP_PREFIX, SessionOp, Sessions};
 use crate::timers::Scheduler;
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
 /// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
@@ -47,8 +70,24 @@ struct Room {
     last_tick: Instant,
     timer: Option<u64>,
     /// A tick is running: the next firing is skipped rather than run beside it, so two ticks
-    /// never see the same state (each would act on it, e.g. end a game twice).
+    /// never see the same state (each would act on it, e.g. end a game twice), and writes from
+    /// others wait for it to end (see "One writer at a time").
     ticking: bool,
+    /// +1 at every change of `state`, for `Update`'s compare-and-set.
+    version: u64,
+    /// Woken when a tick ends or the room closes: what writers waiting for the tick wait on.
+    idle: Arc<Notify>,
+}
+
+impl Room {
+    /// Whether `timer` is this room's tick timer (taken on trust in the moment between the
+    /// room's opening and its timer's start; a room without a tick has none).
+    fn ticks_by(&self, timer: u64) -> bool {
+        match self.timer {
+            Some(t) => t == timer,
+            None => self.tick_ms > 0,
+        }
+    }
 }
 
 /// What a room's tick firing should do.
@@ -63,6 +102,19 @@ pub enum TickStart {
 }
 
 type RoomKey = (Arc<str>, String);
+
+/// The node's rooms, locked.
+type Locked<'a> = std::sync::MutexGuard<'a, HashMap<RoomKey, Room>>;
+
+/// Whether a caller may change a room now.
+enum Turn<'a> {
+    /// Yes: here are the rooms, locked.
+    Now(Locked<'a>),
+    /// Once the running tick ends (this is woken then).
+    Wait(Arc<Notify>),
+    /// No (no such room, or a tick that would wait for another room's tick).
+    Refused(RoomAnswer),
+}
 
 /// The node's rooms.
 pub struct Rooms {
@@ -139,7 +191,7 @@ impl Rooms {
             .map(|room| room.members.clone())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomKey, Room>> {
+    fn lock(&self) -> Locked<'_> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -148,7 +200,51 @@ impl Rooms {
         self.lock().len()
     }
 
-    async fn run(&self, module: &str, op: RoomOp) -> RoomAnswer {
+    /// Waits until `tick` (the room whose tick calls, `None`: any other caller) may change
+    /// room `id`, and hands over the rooms, locked, for the change (see "One writer at a
+    /// time"). `NOT_FOUND` when the room is closed (also while waiting), `BUSY` for a tick
+    /// that would have to wait for another room's tick.
+    async fn writable(&self, id: &RoomKey, tick: Option<&str>) -> Result<Locked<'_>, RoomAnswer> {
+        loop {
+            let idle = match self.turn(id, tick) {
+                Turn::Now(rooms) => return Ok(rooms),
+                Turn::Refused(answer) => return Err(answer),
+                Turn::Wait(idle) => idle,
+            };
+            let ended = idle.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            // Look again now that the tick's end cannot be missed.
+            match self.turn(id, tick) {
+                Turn::Now(rooms) => return Ok(rooms),
+                Turn::Refused(answer) => return Err(answer),
+                Turn::Wait(_) => {}
+            }
+            ended.await;
+        }
+    }
+
+    fn turn(&self, id: &RoomKey, tick: Option<&str>) -> Turn<'_> {
+        let rooms = self.lock();
+        let Some(room) = rooms.get(id) else {
+            return Turn::Refused(answer(room_status::NOT_FOUND, "no such room"));
+        };
+        if !room.ticking || tick == Some(id.1.as_str()) {
+            return Turn::Now(rooms);
+        }
+        if tick.is_some() {
+            return Turn::Refused(answer(
+                room_status::BUSY,
+                format!(
+                    "room `{}` is running its tick: a tick cannot wait for another room's",
+                    id.1
+                ),
+            ));
+        }
+        Turn::Wait(room.idle.clone())
+    }
+
+    async fn run(&self, module: &str, tick: Option<&str>, op: RoomOp) -> RoomAnswer {
         let module: Arc<str> = Arc::from(module);
         match op {
             RoomOp::Create {
@@ -159,21 +255,12 @@ impl Rooms {
             } => self.create(module, key, tick_ms, max_members, state).await,
             RoomOp::Join { key, session } => self.join(module, key, session).await,
             RoomOp::Leave { key, session } => self.leave(module, key, session).await,
-            RoomOp::SetState { key, state } => {
-                if state.len() > MAX_STATE {
-                    return answer(
-                        room_status::INVALID,
-                        format!("room state is at most {MAX_STATE} bytes"),
-                    );
-                }
-                match self.lock().get_mut(&(module, key)) {
-                    Some(room) => {
-                        room.state = state;
-                        ok(Vec::new())
-                    }
-                    None => answer(room_status::NOT_FOUND, "no such room"),
-                }
-            }
+            RoomOp::SetState { key, state } => self.write(module, key, tick, None, state).await,
+            RoomOp::Update {
+                key,
+                version,
+                state,
+            } => self.write(module, key, tick, Some(version), state).await,
             RoomOp::Get { key } => match self.lock().get(&(module, key.clone())) {
                 Some(room) => {
                     let info = RoomInfo {
@@ -182,13 +269,49 @@ impl Rooms {
                         state: room.state.clone(),
                         tick_ms: room.tick_ms,
                         ticks: room.ticks,
+                        version: room.version,
                     };
                     ok(rmp_serde::to_vec_named(&info).unwrap_or_default())
                 }
                 None => answer(room_status::NOT_FOUND, "no such room"),
             },
-            RoomOp::Close { key } => self.close(&module, &key).await,
+            RoomOp::Close { key } => self.close(&module, &key, tick).await,
         }
+    }
+
+    /// Replaces room `key`'s state once no tick runs (`SetState`), and only if it is still at
+    /// `version` (`Update`).
+    async fn write(
+        &self,
+        module: Arc<str>,
+        key: String,
+        tick: Option<&str>,
+        version: Option<u64>,
+        state: Vec<u8>,
+    ) -> RoomAnswer {
+        if state.len() > MAX_STATE {
+            return answer(
+                room_status::INVALID,
+                format!("room state is at most {MAX_STATE} bytes"),
+            );
+        }
+        let id = (module, key);
+        let mut rooms = match self.writable(&id, tick).await {
+            Ok(rooms) => rooms,
+            Err(answer) => return answer,
+        };
+        let Some(room) = rooms.get_mut(&id) else {
+            return answer(room_status::NOT_FOUND, "no such room");
+        };
+        if version.is_some_and(|v| v != room.version) {
+            return answer(
+                room_status::CONFLICT,
+                format!("room `{}` changed since it was read", id.1),
+            );
+        }
+        room.state = state;
+        room.version += 1;
+        ok(Vec::new())
     }
 
     async fn create(
@@ -245,6 +368,8 @@ impl Rooms {
                     last_tick: Instant::now(),
                     timer: None,
                     ticking: false,
+                    version: 0,
+                    idle: Arc::new(Notify::new()),
                 },
             );
         }
@@ -338,10 +463,18 @@ impl Rooms {
         ok(rmp_serde::to_vec(&was.is_some()).unwrap_or_default())
     }
 
-    async fn close(&self, module: &Arc<str>, key: &str) -> RoomAnswer {
-        let Some(room) = self.lock().remove(&(module.clone(), key.to_owned())) else {
+    /// Closes a room once no tick runs (unless it is the room's own tick that closes it).
+    async fn close(&self, module: &Arc<str>, key: &str, tick: Option<&str>) -> RoomAnswer {
+        let id = (module.clone(), key.to_owned());
+        let removed = match self.writable(&id, tick).await {
+            Ok(mut rooms) => rooms.remove(&id),
+            Err(answer) => return answer,
+        };
+        let Some(room) = removed else {
             return answer(room_status::NOT_FOUND, "no such room");
         };
+        // Writers waiting for its tick find it closed.
+        room.idle.notify_waiters();
         if let Some(timer) = room.timer {
             self.timers.cancel(module, timer);
         }
@@ -356,12 +489,17 @@ impl Rooms {
     }
 
     /// Starts room `key`'s next tick: its input, counted as run now, unless the previous tick
-    /// is still running or the room is gone.
-    pub fn tick(&self, module: &str, key: &str) -> TickStart {
+    /// is still running or the room is gone. `timer` is the firing tick timer:
+    /// a room opened again under the same key has a timer of its own, so the old one's firing
+    /// finds its room gone.
+    pub fn tick(&self, module: &str, key: &str, timer: u64) -> TickStart {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
             return TickStart::Gone;
         };
+        if !room.ticks_by(timer) {
+            return TickStart::Gone;
+        }
         if room.ticking {
             return TickStart::Busy;
         }
@@ -381,11 +519,15 @@ impl Rooms {
 
     /// Ends the tick [`Rooms::tick`] started: stores the state the handler returned (`None`:
     /// it failed or kept the old one) if the room is still open, and lets the next tick run.
-    pub fn tick_done(&self, module: &str, key: &str, state: Option<Vec<u8>>) {
+    pub fn tick_done(&self, module: &str, key: &str, timer: u64, state: Option<Vec<u8>>) {
         let mut rooms = self.lock();
         let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
             return;
         };
+        if !room.ticks_by(timer) {
+            // The room closed in its tick and was opened again: this result is not its own.
+            return;
+        }
         room.ticking = false;
         match state {
             Some(state) if state.len() > MAX_STATE => tracing::warn!(
@@ -393,9 +535,14 @@ impl Rooms {
                 room = key,
                 "a room tick returned more than {MAX_STATE} bytes of state: kept the old one"
             ),
-            Some(state) => room.state = state,
+            Some(state) => {
+                room.state = state;
+                room.version += 1;
+            }
             None => {}
         }
+        // The writers that waited for this tick apply on top of its result.
+        room.idle.notify_waiters();
     }
 
     /// Takes `session` out of every room (its session ended), reporting each.
@@ -418,8 +565,9 @@ impl RoomHost for Rooms {
     fn call<'a>(
         &'a self,
         module: &'a str,
+        tick: Option<&'a str>,
         op: RoomOp,
     ) -> Pin<Box<dyn Future<Output = RoomAnswer> + Send + 'a>> {
-        Box::pin(self.run(module, op))
+        Box::pin(self.run(module, tick, op))
     }
 }

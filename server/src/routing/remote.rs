@@ -83,19 +83,18 @@ impl RemoteRoute {
     }
 }
 
-/// The `room` field of a MessagePack map payload.
+/// The `room` field of a MessagePack map payload; the error says what is wrong with it.
 fn room_of(payload: &[u8]) -> Result<String, String> {
     #[derive(serde::Deserialize)]
     struct Keyed {
         room: Option<String>,
     }
-    let missing = || {
-        "this command is routed by room: its payload must be a MessagePack map with a `room` field (text)"
-            .to_owned()
-    };
+    const NEEDS: &str = "this command is routed by room: its payload must be a MessagePack map with a `room` field (text)";
     match rmp_serde::from_slice::<Keyed>(payload) {
         Ok(Keyed { room: Some(room) }) if !room.is_empty() => Ok(room),
-        _ => Err(missing()),
+        Ok(Keyed { room: Some(_) }) => Err(format!("{NEEDS}; its `room` is empty")),
+        Ok(Keyed { room: None }) => Err(format!("{NEEDS}; it has none")),
+        Err(e) => Err(format!("{NEEDS}; it cannot be read as one: {e}")),
     }
 }
 
@@ -111,4 +110,28 @@ fn mix(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::room_of;
+
+    fn msgpack(value: &serde_json::Value) -> Vec<u8> {
+        rmp_serde::to_vec_named(value).unwrap_or_default()
+    }
+
+    #[test]
+    fn a_room_routed_payload_is_told_what_is_wrong_with_its_room() {
+        let room = |v: serde_json::Value| room_of(&msgpack(&v));
+        assert_eq!(
+            room(serde_json::json!({ "room": "r1" })),
+            Ok("r1".to_owned())
+        );
+        let err = |v: serde_json::Value| room(v).err().unwrap_or_default();
+        assert!(err(serde_json::json!({ "room": "" })).ends_with("its `room` is empty"));
+        assert!(err(serde_json::json!({ "name": "x" })).ends_with("it has none"));
+        let wrong = err(serde_json::json!({ "room": 3 }));
+        assert!(wrong.contains("cannot be read as one"), "{wrong}");
+        assert!(err(serde_json::json!([1, 2])).contains("cannot be read as one"));
+    }
 }

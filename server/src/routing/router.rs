@@ -111,6 +111,8 @@ impl Router {
                 match event.as_str() {
                     "connect" => router.on_connect.push(slot.clone()),
                     "disconnect" => router.on_disconnect.push(slot.clone()),
+                    // Served by the node's rooms (`crate::node`), not routed.
+                    "room_tick" | "room_event" => {}
                     other => {
                         tracing::warn!(module = slot.name(), "ignoring unknown event `{other}`")
                     }

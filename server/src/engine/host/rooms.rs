@@ -14,10 +14,11 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
         "room_call",
         |mut caller: Caller<'_, HostState>, (ptr, len): (u32, u32)| {
             Box::new(async move {
-                let (op, env) = {
+                let (op, env, tick) = {
                     let (mem, state) = memory(&mut caller)?;
                     let r = range(mem.len(), ptr, len, "room_call")?;
-                    (rmp_serde::from_slice::<RoomOp>(&mem[r]), state.env.clone())
+                    let op = rmp_serde::from_slice::<RoomOp>(&mem[r]);
+                    (op, state.env.clone(), state.call.tick_room.clone())
                 };
                 let (status, answer) = match (op, &env.rooms) {
                     (Err(e), _) => (
@@ -25,7 +26,7 @@ pub(super) fn add_to_linker(linker: &mut Linker<HostState>) -> anyhow::Result<()
                         format!("undecodable room operation: {e}").into_bytes(),
                     ),
                     (Ok(_), None) => (room_status::UNAVAILABLE, b"this node has no rooms".to_vec()),
-                    (Ok(op), Some(rooms)) => rooms.call(&env.name, op).await,
+                    (Ok(op), Some(rooms)) => rooms.call(&env.name, tick.as_deref(), op).await,
                 };
                 let len = u64::try_from(answer.len()).unwrap_or(u64::MAX);
                 caller.data_mut().call.call_reply = answer;

@@ -75,6 +75,9 @@ pub(crate) struct CallState {
     pub call_reply: Vec<u8>,
     /// The answer of the last `data_call`, until the guest reads it.
     pub data_reply: Vec<u8>,
+    /// The room whose tick this call runs (`None`: not a tick): its room operations on that
+    /// room never wait for the tick, which is their own.
+    pub tick_room: Option<Arc<str>>,
 }
 
 impl CallState {
@@ -85,6 +88,7 @@ impl CallState {
         self.output_base = 0;
         self.error = None;
         self.own_pushes.clear();
+        self.tick_room = None;
     }
 
     /// Resets for a batch call: `output` already holds the batch's earlier replies and keeps
@@ -95,6 +99,7 @@ impl CallState {
         self.output_base = self.output.len();
         self.error = None;
         self.own_pushes.clear();
+        self.tick_room = None;
     }
 }
 
