@@ -18,7 +18,8 @@
 //!
 //! [`client`] speaks the same protocol (and the admin API) from the other side; [`builder`]
 //! compiles module crates; [`counter`] is the striped counter the request path bumps; [`logs`]
-//! keeps warnings that outsiders can trigger from flooding the log.
+//! keeps warnings that outsiders can trigger from flooding the log; [`wall`] is the one wall
+//! clock.
 
 pub mod builder;
 pub mod client;
@@ -38,6 +39,7 @@ pub mod rooms;
 pub mod routing;
 pub mod sessions;
 pub mod timers;
+pub mod wall;
 
 pub use node::{Node, NodeConfig, Sockets};
 

@@ -9,7 +9,6 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 
 use firefly::client::admin::{http_request, http_request_with_body};
-use firefly::config::Topology;
 use firefly::master;
 
 /// How long the master may take to validate a module and have every node swap it in (the
@@ -29,7 +28,7 @@ pub struct AdminArgs {
 
 /// The admin API's address and token for the topology in `config`.
 fn target(config: &Path) -> anyhow::Result<(SocketAddr, String)> {
-    let topology = Topology::load(config)?;
+    let topology = super::load_topology(config)?;
     let Some(addr) = topology.master.admin else {
         bail!("{} has no `master.admin` address", config.display());
     };

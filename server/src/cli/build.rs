@@ -29,7 +29,7 @@ pub fn build(args: BuildArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let topology = Topology::load(&args.config)?;
+    let topology = super::load_topology(&args.config)?;
     let names: Vec<String> = topology.modules.keys().cloned().collect();
     let files = module_files(&topology, &names)?;
     for name in &names {

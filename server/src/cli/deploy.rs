@@ -72,7 +72,7 @@ fn wasm_of(path: &Path) -> anyhow::Result<PathBuf> {
 pub(super) async fn deploy_once(args: &DeployArgs) -> anyhow::Result<serde_json::Value> {
     let path = args.path.clone();
     let wasm = tokio::task::spawn_blocking(move || wasm_of(&path)).await??;
-    let topology = Topology::load(&args.config).ok();
+    let topology = super::load_topology(&args.config).ok();
     let module = match &args.module {
         Some(m) => m.clone(),
         None => module_name(topology.as_ref(), &args.path, &wasm)?,

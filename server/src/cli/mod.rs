@@ -95,6 +95,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// Loads the topology at `path` with what this process's environment says about it: the
+/// environment is read here, at the edge, and never inside the library.
+/// * `FIREFLY_CACHE_DIR` moves the cache of precompiled modules;
+/// * `FIREFLY_NATS_TOKEN`, or `FIREFLY_NATS_USER` + `FIREFLY_NATS_PASSWORD`, or
+///   `FIREFLY_NATS_NKEY` replace the NATS credentials of the file.
+fn load_topology(path: &std::path::Path) -> anyhow::Result<firefly::config::Topology> {
+    let mut topology = firefly::config::Topology::load(path)?;
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    if let Some(dir) = var(firefly::config::CACHE_DIR_ENV) {
+        topology.cache_dir = PathBuf::from(dir);
+    }
+    if let firefly::config::Transport::Nats(spec) = &mut topology.transport
+        && let Some(auth) = nats_auth_from_env(var)
+    {
+        spec.auth = auth;
+    }
+    Ok(topology)
+}
+
+/// The NATS credentials the environment gives, if any.
+fn nats_auth_from_env(var: impl Fn(&str) -> Option<String>) -> Option<firefly::config::NatsAuth> {
+    use firefly::cluster::nats::{NKEY_ENV, PASSWORD_ENV, TOKEN_ENV, USER_ENV};
+    use firefly::config::NatsAuth;
+    if let Some(token) = var(TOKEN_ENV) {
+        return Some(NatsAuth::Token(token));
+    }
+    if let (Some(user), Some(password)) = (var(USER_ENV), var(PASSWORD_ENV)) {
+        return Some(NatsAuth::UserPassword { user, password });
+    }
+    var(NKEY_ENV).map(NatsAuth::NKey)
+}
+
 /// The topology file a subcommand reads unless `-c` says otherwise.
 fn default_topology() -> PathBuf {
     PathBuf::from("topology.yaml")

@@ -9,7 +9,6 @@ use anyhow::Context as _;
 use clap::Args;
 
 use firefly::cluster::authority::Credential;
-use firefly::config::Topology;
 use firefly::{Node, NodeConfig};
 
 use super::build::module_files;
@@ -66,7 +65,7 @@ fn parse_fallback(text: &str) -> Result<(String, (u32, PathBuf)), String> {
 /// Runs the node until a signal, on the given versions of its modules (or, when those do not
 /// load, on the fallback ones); then finishes in-flight requests and stops.
 pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
-    let topology = Topology::load(&args.config)?;
+    let topology = super::load_topology(&args.config)?;
     let spec = topology.node(&args.name)?;
     let given: HashMap<String, PathBuf> = args.wasm.into_iter().collect();
     let missing: Vec<String> = spec

@@ -36,7 +36,7 @@ pub struct UpArgs {
 /// Builds the modules of the chosen nodes, starts the master, and runs until a signal or
 /// `firefly stop`; then stops every node gracefully.
 pub async fn up(args: UpArgs) -> anyhow::Result<()> {
-    let topology = Topology::load(&args.config)?;
+    let topology = super::load_topology(&args.config)?;
     // Before anything is built or created there: the state directory must be this cluster's.
     topology.claim_state_dir()?;
     let names = chosen_nodes(&topology, &args)?;

@@ -99,6 +99,9 @@ pub struct Topology {
     /// This cluster's own state: registry, secrets, admin token, default journal and SQLite
     /// database (`state_dir:`, default `.firefly/<cluster>/`; see config/state_dir.rs).
     pub state_dir: PathBuf,
+    /// Where nodes and the master cache precompiled modules: `.firefly/cache` next to the
+    /// topology file, unless the caller moved it (the CLI honours [`CACHE_DIR_ENV`]).
+    pub cache_dir: PathBuf,
 }
 
 /// How the nodes of a cluster reach each other.
@@ -480,17 +483,15 @@ impl Topology {
 #[cfg(test)]
 mod tests;
 
-/// The environment variable that moves the cache of precompiled modules (default:
-/// `.firefly/cache` next to the topology file). Artifacts are keyed by content and engine
-/// settings, so one directory can serve many clusters (the tests share one).
+/// The environment variable with which the `firefly` command moves the cache of precompiled
+/// modules (default: `.firefly/cache` next to the topology file). Artifacts are keyed by
+/// content and engine settings, so one directory can serve many clusters (the tests share
+/// one). The library never reads it: the CLI sets [`Topology::cache_dir`].
 pub const CACHE_DIR_ENV: &str = "FIREFLY_CACHE_DIR";
 
 impl Topology {
     /// Where nodes and the master of this topology cache precompiled modules.
     pub fn cache_dir(&self) -> std::path::PathBuf {
-        match std::env::var_os(CACHE_DIR_ENV) {
-            Some(dir) if !dir.is_empty() => std::path::PathBuf::from(dir),
-            _ => self.base_dir.join(".firefly").join("cache"),
-        }
+        self.cache_dir.clone()
     }
 }

@@ -245,6 +245,7 @@ pub(super) fn validate(raw: RawTopology, base_dir: &Path) -> Result<Topology> {
         path: None,
         base_dir: base_dir.to_owned(),
         state_dir,
+        cache_dir: base_dir.join(".firefly").join("cache"),
     })
 }
 

@@ -59,8 +59,18 @@ pub struct Master {
 }
 
 impl Master {
-    /// Starts every node and the admin API.
+    /// Starts every node and the admin API (bound from the topology's `master.admin`).
     pub async fn start(config: MasterConfig) -> anyhow::Result<Master> {
+        Self::start_on(config, None).await
+    }
+
+    /// [`Master::start`] serving the admin API on `admin`, a listener the caller bound (a
+    /// test on port 0, a supervisor handing sockets down), as [`crate::Node::start_on`] does;
+    /// `None`: bound from the topology's `master.admin`. No admin token: no admin API.
+    pub async fn start_on(
+        config: MasterConfig,
+        admin: Option<tokio::net::TcpListener>,
+    ) -> anyhow::Result<Master> {
         config.topology.claim_state_dir()?;
         let (stop, stop_rx) = watch::channel(false);
         let links = Links::new(&config);
@@ -84,12 +94,16 @@ impl Master {
             stop_rx.clone(),
         ));
         let mut admin_addr = None;
-        if let (Some(addr), Some(token)) =
-            (config.topology.master.admin, config.admin_token.clone())
-        {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("master: cannot serve the admin API on {addr}"))?;
+        let admin = match (admin, config.topology.master.admin) {
+            (Some(listener), _) => Some(listener),
+            (None, Some(addr)) if config.admin_token.is_some() => Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("master: cannot serve the admin API on {addr}"))?,
+            ),
+            (None, _) => None,
+        };
+        if let (Some(listener), Some(token)) = (admin, config.admin_token.clone()) {
             admin_addr = Some(listener.local_addr()?);
             tracing::info!("admin API on http://{}", listener.local_addr()?);
             let sessions = Arc::new(crate::sessions::Sessions::for_node(0));

@@ -16,7 +16,7 @@ mod durable;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use firefly_abi::{TIMER_ID_BITS, TimerFiring};
@@ -121,11 +121,7 @@ pub struct Scheduler {
 }
 
 /// Wall-clock milliseconds since the Unix epoch (timers must mean the same after a restart).
-pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+pub(crate) use crate::wall::now_ms;
 
 impl Scheduler {
     /// A scheduler whose due firings arrive on the returned channel; durable timers are kept

@@ -34,8 +34,9 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, watch};
 
+use crate::cluster::trust::CLOCK_SKEW;
 use crate::config::{NatsAuth, NatsSpec};
-use crate::timers::now_ms;
+use crate::wall::now_ms;
 
 pub(crate) mod copies;
 mod link;
@@ -68,9 +69,6 @@ struct Seen {
     /// Its sender's clock (ms since the Unix epoch): the next one must be later.
     stamp: u64,
 }
-
-/// How far an announcement's clock may be from ours (machines are expected to run NTP).
-const CLOCK_SKEW_MS: u64 = 30_000;
 
 /// What a process announces, signed (see [`Fabric::run`]).
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -240,7 +238,7 @@ impl Fabric {
                     .name(format!("firefly {} {}", self.cluster, self.node))
                     .connection_timeout(Duration::from_secs(2))
                     .ping_interval(Duration::from_secs(2));
-                options = match auth_from_env().unwrap_or_else(|| self.spec.auth.clone()) {
+                options = match self.spec.auth.clone() {
                     NatsAuth::None => options,
                     NatsAuth::Token(t) => options.token(t),
                     NatsAuth::UserPassword { user, password } => {
@@ -369,9 +367,9 @@ impl Fabric {
         let parts = announce_parts(&self.cluster, &a.node, &a.instance, &stamp);
         self.credential
             .check_peer(&self.cluster, &a.node, &a.key, &a.cert, &parts, &a.proof)?;
-        if now_ms().abs_diff(a.stamp) > CLOCK_SKEW_MS {
+        if now_ms().abs_diff(a.stamp) > CLOCK_SKEW.as_millis() as u64 {
             return Err(format!(
-                "`{}`'s clock is off by more than {CLOCK_SKEW_MS} ms",
+                "`{}`'s clock is off by more than {CLOCK_SKEW:?}",
                 a.node
             ));
         }
@@ -396,18 +394,6 @@ impl Fabric {
         );
         Ok(())
     }
-}
-
-/// The credentials the environment gives, if any.
-fn auth_from_env() -> Option<NatsAuth> {
-    let var = |k| std::env::var(k).ok().filter(|v: &String| !v.is_empty());
-    if let Some(token) = var(TOKEN_ENV) {
-        return Some(NatsAuth::Token(token));
-    }
-    if let (Some(user), Some(password)) = (var(USER_ENV), var(PASSWORD_ENV)) {
-        return Some(NatsAuth::UserPassword { user, password });
-    }
-    var(NKEY_ENV).map(NatsAuth::NKey)
 }
 
 #[cfg(test)]

@@ -25,7 +25,6 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -35,10 +34,10 @@ use super::Fabric;
 use crate::cluster::link::route::RpcError;
 use crate::cluster::link::wire::{self, Msg};
 use crate::cluster::trust::{Identity, auth};
-use crate::timers::now_ms;
+use crate::wall::now_ms;
 
-/// How far a request's time may be from the copy's clock (machines are expected to run NTP).
-pub const CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// How far a request's clock may be from the copy's (the cluster's one bound).
+pub use crate::cluster::trust::CLOCK_SKEW;
 /// Nonces a copy remembers (those of the last [`CLOCK_SKEW`] at most); past this many it
 /// refuses requests until older ones expire, rather than forget one it might be replayed.
 const MAX_NONCES: usize = 1 << 20;
@@ -302,6 +301,8 @@ pub(super) struct Opened {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     fn identity(node: &str, secret: &[u8]) -> Identity {

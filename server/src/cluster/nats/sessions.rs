@@ -26,7 +26,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::nats::Fabric;
 use crate::sessions::SessionRecord;
-use crate::timers::now_ms;
+use crate::wall::now_ms;
 
 /// How often a node writes that it is alive.
 pub const ALIVE_EVERY: Duration = Duration::from_secs(2);

@@ -5,6 +5,10 @@
 //! Announcements over NATS, queue-group requests and shared session records are signed and
 //! checked with the same credential.
 
+/// How far a signed message's clock may be from ours before it is refused (announcements,
+/// queue-group requests): machines are expected to run NTP. One bound for the cluster.
+pub const CLOCK_SKEW: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub mod auth;
 pub mod authority;
 

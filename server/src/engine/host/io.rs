@@ -1,8 +1,6 @@
 //! The plain imports of `firefly_v1`: the request's input and reply, errors, logging, time and
 //! randomness.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use firefly_abi::{IMPORT_MODULE, log_level};
 use wasmtime::{Caller, Linker};
 
@@ -111,10 +109,7 @@ fn add_time_and_randomness(linker: &mut Linker<HostState>) -> anyhow::Result<()>
     let m = IMPORT_MODULE;
 
     linker.func_wrap(m, "time_now_micros", || -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
-            .unwrap_or(0)
+        crate::wall::now_micros()
     })?;
 
     linker.func_wrap(
