@@ -147,11 +147,18 @@ pub fn free_addr() -> std::net::SocketAddr {
 /// [`free_addr`] on another loopback address (e.g. `127.0.0.2`).
 pub fn free_addr_on(ip: &str) -> std::net::SocketAddr {
     use std::hash::{BuildHasher, Hasher};
+    // Never the same port twice in one test process: it is free only until someone binds it.
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
         let port = 20_000 + (h.finish() % 12_000) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(listener) = std::net::TcpListener::bind((ip, port)) {
+            given.push(port);
             return listener.local_addr().expect("local addr");
         }
     }

@@ -82,6 +82,29 @@ pub struct ModuleIndex {
     /// Automatic rollbacks, oldest first.
     #[serde(default)]
     pub rolled_back: Vec<RolledBack>,
+    /// A deploy or rollback being rolled out now, and until when (ms since the Unix epoch) it
+    /// may take: nodes may serve either version meanwhile, so no master catches one up (with
+    /// several `firefly up`s on one registry, one's catch-up once undid another's deploy).
+    #[serde(default)]
+    pub rolling: Option<Rolling>,
+}
+
+/// A roll-out in progress (see [`ModuleIndex::rolling`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rolling {
+    /// The version being rolled out.
+    pub version: u32,
+    /// When the roll-out is given up as over (its master died mid-way), ms since the epoch.
+    pub until_ms: u64,
+}
+
+impl ModuleIndex {
+    /// Whether a roll-out is in progress now.
+    pub fn rolling_out(&self) -> bool {
+        self.rolling
+            .as_ref()
+            .is_some_and(|r| r.until_ms > crate::wall::now_ms())
+    }
 }
 
 impl ModuleIndex {

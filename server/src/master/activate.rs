@@ -123,6 +123,16 @@ pub(crate) async fn activate(
     listed: bool,
 ) -> Result<serde_json::Value, String> {
     let before = state.registry.index(module).map_err(|e| format!("{e:#}"))?;
+    // Said before the first node swaps, so that no catch-up (of this master or another on
+    // the same registry) undoes the roll-out half-way; cleared by `record`.
+    let until_ms = crate::wall::now_ms() + 2 * DEPLOY_TIMEOUT.as_millis() as u64;
+    state
+        .registry
+        .update(module, |index| {
+            index.rolling = Some(crate::hot::registry::Rolling { version, until_ms });
+            Ok(())
+        })
+        .map_err(|e| format!("{e:#}"))?;
     let results = roll_out(state, module, version, wasm, targets).await;
     state
         .registry
@@ -142,6 +152,7 @@ fn record(
     results: &[(String, NodeResult)],
     listed: bool,
 ) {
+    index.rolling = None;
     if !listed {
         index.active = version;
         index.pins.clear();

@@ -1,5 +1,5 @@
 //! Readiness of what this master runs: every node's process is up, has loaded its modules,
-//! bound its listeners and linked to every node it routes to. `firefly up` logs when the cluster becomes ready and when it stops being so, and
+//! bound its listeners and linked, for each of its routes, to one of the route's targets. `firefly up` logs when the cluster becomes ready and when it stops being so, and
 //! writes `--ready-file` while it is: what a script or a test waits on, rather than an open
 //! port (a gate's port opens before its links to the logic nodes are up).
 

@@ -55,7 +55,9 @@ async fn catch_up(state: &AdminState, node: &str, module: &str, version: u64) {
         return;
     };
     let wanted = index.serving(node);
-    if wanted == 0 {
+    // A deploy or rollback is under way (perhaps by another master on this registry): nodes
+    // may serve either version until it is recorded.
+    if wanted == 0 || index.rolling_out() {
         return;
     }
     if u64::from(wanted) == version {

@@ -12,7 +12,7 @@ use super::supervise::Supervised;
 use crate::cluster::wire::Msg;
 
 /// `GET /status`: every supervised node's process state, what it reports live, whether it is
-/// ready (healthy and linked to every node it needs), and its last deploy failures; `ready` at
+/// ready (healthy and linked, for each of its routes, to one of its targets), and its last deploy failures; `ready` at
 /// the top when every node is.
 pub(crate) async fn status(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     if !authorized(&state, &headers) {

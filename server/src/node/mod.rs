@@ -146,9 +146,9 @@ impl NodeConfig {
 /// State shared by a node's listeners and connections.
 pub(crate) struct NodeCore {
     pub name: String,
-    /// The peers it cannot serve without (its routes' targets): kept linked, and
-    /// the node is ready only while every one is.
-    pub needs: Vec<Arc<crate::cluster::Peer>>,
+    /// The peers its routes go to: kept linked; the node is ready while every route has one
+    /// of its targets linked.
+    pub needs: status::Needs,
     pub started: std::time::Instant,
     /// The request path: routes, sessions, counters (shared with the gate and the inbound
     /// side of the cluster links).

@@ -155,25 +155,19 @@ async fn load_modules(
     Ok(slots)
 }
 
-/// The peers this node cannot serve without, whose links it keeps up and reports in its
-/// readiness: the targets of its routes (what a gate forwards to). Not the data owner, nor a
-/// node a module calls by name: those are linked on first use, and a node may rightly start
-/// before them (on another machine, the data owner's `firefly up` may come later).
-fn needed_peers(config: &NodeConfig) -> Vec<Arc<crate::cluster::Peer>> {
+/// The peers this node's routes go to, whose links it keeps up and reports in its readiness.
+/// Not the data owner, nor a node a module calls by name: those are linked on first use, and
+/// a node may rightly start before them (on another machine, its `firefly up` may come later).
+fn needed_peers(config: &NodeConfig) -> super::status::Needs {
+    let mut needs = super::status::Needs::default();
     let Some(cluster) = &config.cluster else {
-        return Vec::new();
+        return needs;
     };
-    let mut names: Vec<&str> = config
-        .routes
-        .iter()
-        .flat_map(|r| r.to.iter().map(String::as_str))
-        .collect();
-    names.sort_unstable();
-    names.dedup();
-    names
-        .into_iter()
-        .filter_map(|n| cluster.peer(n).cloned())
-        .collect()
+    for route in &config.routes {
+        let targets = route.to.iter().filter_map(|n| cluster.peer(n)).cloned();
+        needs.add_route(targets);
+    }
+    needs
 }
 
 /// The gate's routes to other nodes, over the node's cluster links.
@@ -242,7 +236,7 @@ pub(super) fn serve(
             }
         }
     }
-    for peer in &core.needs {
+    for peer in core.needs.peers() {
         tasks.spawn(peer.clone().keep_linked(stop.clone()));
     }
     if let Some(listener) = sockets.metrics {

@@ -35,9 +35,50 @@ pub struct NodeStatus {
     /// with whether it is up now.
     pub links: Vec<LinkStatus>,
     /// Ready to serve every request it routes: its modules are loaded, its listeners bound
-    /// (a node answers a status request only then) and every one of [`NodeStatus::links`] is
-    /// up. `firefly up` says when every node is; tests wait on it.
+    /// (a node answers a status request only then) and each of its routes has a target among
+    /// [`NodeStatus::links`] up. `firefly up` says when every node is; tests wait on it.
     pub ready: bool,
+}
+
+/// The peers a node's routes go to: each once, and per route which of them it may use.
+#[derive(Debug, Default)]
+pub(crate) struct Needs {
+    peers: Vec<std::sync::Arc<crate::cluster::Peer>>,
+    /// Per route, indices into `peers`: the route can be served while any one is linked.
+    routes: Vec<Vec<usize>>,
+}
+
+impl Needs {
+    /// One more route, to `targets`.
+    pub(crate) fn add_route(
+        &mut self,
+        targets: impl IntoIterator<Item = std::sync::Arc<crate::cluster::Peer>>,
+    ) {
+        let mut route = Vec::new();
+        for peer in targets {
+            let at = match self.peers.iter().position(|p| p.name == peer.name) {
+                Some(at) => at,
+                None => {
+                    self.peers.push(peer);
+                    self.peers.len() - 1
+                }
+            };
+            route.push(at);
+        }
+        self.routes.push(route);
+    }
+
+    /// Every peer, once.
+    pub(crate) fn peers(&self) -> &[std::sync::Arc<crate::cluster::Peer>] {
+        &self.peers
+    }
+
+    /// Whether every route has a target up, `links` being [`Needs::peers`]' states in order.
+    fn ready(&self, links: &[LinkStatus]) -> bool {
+        self.routes.iter().all(|route| {
+            route.is_empty() || route.iter().any(|&i| links.get(i).is_some_and(|l| l.up))
+        })
+    }
 }
 
 /// One link a node needs, and whether it is up.
@@ -79,6 +120,7 @@ impl NodeCore {
         let stats = &self.dispatch.gate_stats;
         let links: Vec<LinkStatus> = self
             .needs
+            .peers()
             .iter()
             .map(|p| LinkStatus {
                 peer: p.name.clone(),
@@ -86,7 +128,7 @@ impl NodeCore {
             })
             .collect();
         NodeStatus {
-            ready: links.iter().all(|l| l.up),
+            ready: self.needs.ready(&links),
             links,
             node: self.name.clone(),
             pid: std::process::id(),

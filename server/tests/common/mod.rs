@@ -47,11 +47,19 @@ pub fn workspace() -> PathBuf {
 /// tests binding port 0 can never be handed it (as `firefly_testkit::free_addr_on`).
 pub fn free_addr_on(ip: &str) -> SocketAddr {
     use std::hash::{BuildHasher, Hasher};
+    // A port is free only until someone binds it: never hand the same one out twice in a
+    // test (the admin API and a gate were once given one port, and `firefly up` refused).
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
     loop {
         let mut h = std::collections::hash_map::RandomState::new().build_hasher();
         h.write_u32(std::process::id());
         let port = 20_000 + (h.finish() % 12_000) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
         if let Ok(l) = std::net::TcpListener::bind((ip, port)) {
+            given.push(port);
             return l.local_addr().unwrap();
         }
     }

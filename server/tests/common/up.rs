@@ -8,7 +8,7 @@
 //!   lists exactly the nodes this `firefly up` supervises, and says `ready`: each node's
 //!   process runs, answered the master's status request over the cluster link (it answers
 //!   only once it has loaded its modules, opened its data store and bound all its listeners),
-//!   and has linked to every node it routes to. A gate's
+//!   and has linked, for each of its routes, to one of the route's targets. A gate's
 //!   port is open before its links are up: requests sent then fail `node_unavailable`.
 //! * [`Up::ready_when_linked`]: the same readiness, for a `firefly up --no-admin`, from the
 //!   file `firefly up --ready-file` writes.
@@ -131,7 +131,7 @@ impl Up {
     }
 
     /// Ready when `firefly up` says so: every node it runs is up, has loaded its modules and
-    /// is linked to every node it needs (`--ready-file`, at `path`). For a `firefly up
+    /// is linked for each of its routes (`--ready-file`, at `path`). For a `firefly up
     /// --no-admin` whose peers are already running.
     pub fn ready_when_linked(mut self, path: &Path) -> Up {
         self.args.push("--ready-file".into());
