@@ -24,6 +24,37 @@ def split(addr: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def dialer(kind: str, addr: str):
+    """``connect(**options)`` for a transport at ``addr`` (host:port)."""
+    from firefly_client import Client
+
+    if kind == "tcp":
+        host, port = split(addr)
+        return lambda **o: Client.connect_tcp(host, port, **o)
+    return lambda **o: Client.connect_ws(f"ws://{addr}/", **o)
+
+
+class Transports:
+    """The same checks over each transport (subclasses set KIND and ADDR, a key of the
+    cluster's description); ``open()`` connects and closes the client after the test."""
+
+    KIND = ""
+    ADDR = ""
+
+    async def asyncSetUp(self):
+        self.connect = dialer(self.KIND, cluster()[self.ADDR])
+        self.clients = []
+
+    async def asyncTearDown(self):
+        for client in self.clients:
+            await client.close()
+
+    async def open(self, connect=None, **options):
+        client = await (connect or self.connect)(**options)
+        self.clients.append(client)
+        return client
+
+
 class Proxy:
     """A TCP proxy on 127.0.0.1 to ``target``: ``cut()`` drops every connection and refuses
     new ones until ``accept()``; ``stall()`` holds back what the server sends until ``release()``."""

@@ -16,37 +16,13 @@ from firefly_client import (
     Reconnect,
     RequestTimeout,
 )
-from support import Proxy, cluster, next_event, split
+from support import Proxy, Transports, cluster, dialer, next_event, split
 
 C = cluster()
 
 
-def dialer(kind: str, addr: str):
-    """``connect(**options)`` for a transport at ``addr`` (host:port)."""
-    if kind == "tcp":
-        host, port = split(addr)
-        return lambda **o: Client.connect_tcp(host, port, **o)
-    return lambda **o: Client.connect_ws(f"ws://{addr}/", **o)
-
-
-class Transports:
-    """The same checks over each transport (subclasses set KIND and ADDR)."""
-
-    KIND = ""
-    ADDR = ""
-
-    async def asyncSetUp(self):
-        self.connect = dialer(self.KIND, C[self.ADDR])
-        self.clients = []
-
-    async def asyncTearDown(self):
-        for client in self.clients:
-            await client.close()
-
-    async def open(self, connect=None, **options):
-        client = await (connect or self.connect)(**options)
-        self.clients.append(client)
-        return client
+class Checks(Transports):
+    """The client's checks, over each transport."""
 
     async def test_raw_and_msgpack_requests(self):
         client = await self.open()
@@ -159,11 +135,11 @@ class Transports:
             await proxy.close()
 
 
-class OverTcp(Transports, unittest.IsolatedAsyncioTestCase):
+class OverTcp(Checks, unittest.IsolatedAsyncioTestCase):
     KIND, ADDR = "tcp", "tcp"
 
 
-class OverWebSocket(Transports, unittest.IsolatedAsyncioTestCase):
+class OverWebSocket(Checks, unittest.IsolatedAsyncioTestCase):
     KIND, ADDR = "ws", "ws_addr"
 
 

@@ -10,7 +10,7 @@ import unittest
 
 from firefly_client import Client, ConnectionLost, FireflyError, Reconnect
 from firefly_client.errors import ConnectionFailed
-from support import Proxy, cluster, next_event, split
+from support import Proxy, Transports, cluster, dialer, next_event, split
 
 C = cluster()
 COUNT = [0]
@@ -39,29 +39,8 @@ def push_where(client: Client, topic: int, match) -> asyncio.Future:
     return future
 
 
-def dialer(kind: str, addr: str):
-    if kind == "tcp":
-        host, port = split(addr)
-        return lambda **o: Client.connect_tcp(host, port, **o)
-    return lambda **o: Client.connect_ws(f"ws://{addr}/", **o)
-
-
-class Transports:
-    KIND = ""
-    ADDR = ""
-
-    async def asyncSetUp(self):
-        self.connect = dialer(self.KIND, C[self.ADDR])
-        self.clients = []
-
-    async def asyncTearDown(self):
-        for client in self.clients:
-            await client.close()
-
-    async def open(self, connect=None, **options):
-        client = await (connect or self.connect)(**options)
-        self.clients.append(client)
-        return client
+class Checks(Transports):
+    """The session checks, over each transport."""
 
     async def test_kicked_client_ends_its_session(self):
         user = name(f"kicked-{self.KIND}")
@@ -104,11 +83,11 @@ class Transports:
         await asyncio.wait_for(left, 10)
 
 
-class OverTcp(Transports, unittest.IsolatedAsyncioTestCase):
+class OverTcp(Checks, unittest.IsolatedAsyncioTestCase):
     KIND, ADDR = "tcp", "tcp"
 
 
-class OverWebSocket(Transports, unittest.IsolatedAsyncioTestCase):
+class OverWebSocket(Checks, unittest.IsolatedAsyncioTestCase):
     KIND, ADDR = "ws", "ws_addr"
 
 
