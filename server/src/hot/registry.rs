@@ -105,9 +105,7 @@ impl ModuleIndex {
             .as_ref()
             .is_some_and(|r| r.until_ms > crate::wall::now_ms())
     }
-}
 
-impl ModuleIndex {
     /// The version `node` should serve.
     pub fn serving(&self, node: &str) -> u32 {
         self.pins.get(node).copied().unwrap_or(self.active)
