@@ -6,19 +6,18 @@ use std::future::Future;
 
 use bytes::Bytes;
 
-use super::wire::{Answer, PushItem};
-use crate::protocol::ErrorReply;
+use crate::protocol::{Answers, Collected};
 use crate::sessions::{OpReply, SessionOp};
 
 /// The receiving side of a node's links.
 pub trait Inbound: Send + Sync + 'static {
-    /// Runs requests forwarded for one session, `(id, command, payload)`, one at a time in
-    /// order, handing each answer to `answer` with its id, in order. Drains `jobs`.
+    /// Runs requests forwarded for one session, `(command, payload)`, one at a time in order,
+    /// handing their answers to `out` in order. Drains `requests`.
     fn serve_run(
         &self,
         session: u64,
-        jobs: &mut Vec<(u64, u32, Bytes)>,
-        answer: impl FnMut(u64, Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>) + Send,
+        requests: &mut Vec<(u32, Bytes)>,
+        out: &mut (impl Answers + Send),
     ) -> impl Future<Output = ()> + Send;
 
     /// Runs one forwarded request that belongs to no session (a module's `call_node`).
@@ -27,7 +26,7 @@ pub trait Inbound: Send + Sync + 'static {
         session: u64,
         command: u32,
         payload: Bytes,
-    ) -> impl Future<Output = Answer> + Send;
+    ) -> impl Future<Output = Collected> + Send;
 
     /// Delivers a push to a session held here.
     fn push(&self, session: u64, topic: u32, payload: Bytes);

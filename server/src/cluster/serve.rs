@@ -14,7 +14,7 @@ use crate::cluster::Cluster;
 use crate::cluster::inbound::Inbound;
 use crate::cluster::link::wire::{self, Msg};
 use crate::cluster::trust::{auth, authority};
-use crate::protocol::ErrorReply;
+use crate::protocol::{Answers, Collected, ErrorReply};
 
 /// Who is on the other end of an accepted link, and what binds the master's signatures to it.
 pub(crate) struct LinkAuth {
@@ -109,66 +109,150 @@ impl Job {
     }
 
     /// A `ForwardRun`, answered with a `ReplyRun`.
-    fn run(id: u64, requests: Vec<(u32, serde_bytes::ByteBuf)>) -> Self {
-        let requests = requests
-            .into_iter()
-            .map(|(c, p)| (c, p.into_vec().into()))
-            .collect();
+    fn run(id: u64, requests: Vec<(u32, bytes::Bytes)>) -> Self {
         Self {
             id,
             run: true,
             requests,
         }
     }
-}
 
-impl Job {
-    /// The job answered without running: an `overloaded` error frame per request.
-    fn refuse(self) -> Open {
-        let answers: Vec<wire::Answer> = self
-            .requests
-            .iter()
-            .map(|(command, _)| {
-                let error = ErrorReply::new(
-                    *command,
-                    "overloaded",
-                    "too many requests of this session are waiting on this node",
-                );
-                (Vec::new(), Err(error))
-            })
-            .collect();
+    /// The job being served: its answers to come.
+    fn open(&self) -> Open {
         Open {
             id: self.id,
-            run: self.run,
-            expected: answers.len(),
-            answers,
+            expected: self.requests.len(),
+            answered: 0,
+            answers: if self.run {
+                Collect::Run(wire::RunReplies::default())
+            } else {
+                Collect::One(Collected::default())
+            },
         }
+    }
+
+    /// The job answered without running: an `overloaded` error frame per request.
+    fn refuse(self) -> Option<Msg> {
+        let mut open = self.open();
+        for (command, _) in &self.requests {
+            let error = ErrorReply::new(
+                *command,
+                "overloaded",
+                "too many requests of this session are waiting on this node",
+            );
+            open.answers.error(&error);
+            open.answered += 1;
+        }
+        open.reply()
     }
 }
 
 /// A job being served: its answers so far.
 struct Open {
     id: u64,
-    run: bool,
     expected: usize,
-    answers: Vec<wire::Answer>,
+    answered: usize,
+    answers: Collect,
+}
+
+/// Where a job's answers are collected: a run's encoded replies, or one request's answer.
+enum Collect {
+    Run(wire::RunReplies),
+    One(Collected),
+}
+
+impl Collect {
+    fn sink(&mut self) -> &mut dyn Answers {
+        match self {
+            Collect::Run(replies) => replies,
+            Collect::One(one) => one,
+        }
+    }
+
+    fn error(&mut self, reply: &ErrorReply) {
+        self.sink().error(reply);
+    }
 }
 
 impl Open {
     /// The message answering the job, once every request of it has its answer.
     fn reply(&mut self) -> Option<Msg> {
-        if self.answers.len() < self.expected {
+        if self.answered < self.expected {
             return None;
         }
         let id = self.id;
-        if self.run {
-            return Some(Msg::ReplyRun {
+        Some(match &mut self.answers {
+            Collect::Run(replies) => Msg::ReplyRun {
                 id,
-                replies: std::mem::take(&mut self.answers),
-            });
+                replies: std::mem::take(replies),
+            },
+            Collect::One(one) => {
+                let (pushes, result) = answer_of(std::mem::take(one), 0);
+                Msg::Reply { id, pushes, result }
+            }
+        })
+    }
+}
+
+/// One request's collected answer as a `Reply`'s fields.
+pub(crate) fn answer_of(one: Collected, command: u32) -> wire::Answer {
+    let pushes = one
+        .pushes
+        .into_iter()
+        .map(|(topic, p)| (topic, serde_bytes::ByteBuf::from(p)))
+        .collect();
+    let result = match one.result {
+        Some(Ok(reply)) => Ok(serde_bytes::ByteBuf::from(reply)),
+        Some(Err(error)) => Err(error),
+        None => Err(ErrorReply::new(
+            command,
+            firefly_abi::codes::INTERNAL,
+            "no answer",
+        )),
+    };
+    (pushes, result)
+}
+
+/// The answers of a session's queued jobs, served as one run: each goes to the job its
+/// request came from, and a job's reply is queued on the link as soon as it is complete.
+struct JobAnswers<'a> {
+    open: &'a mut [Open],
+    at: usize,
+    tx: &'a wire::LinkTx,
+}
+
+impl JobAnswers<'_> {
+    fn answered(&mut self) {
+        let Some(job) = self.open.get_mut(self.at) else {
+            return;
+        };
+        job.answered += 1;
+        if let Some(msg) = job.reply() {
+            let _ = wire::queue(self.tx, msg);
+            self.at += 1;
         }
-        let (pushes, result) = self.answers.pop()?;
-        Some(Msg::Reply { id, pushes, result })
+    }
+}
+
+impl Answers for JobAnswers<'_> {
+    fn push(&mut self, topic: u32, payload: &[u8]) {
+        if let Some(job) = self.open.get_mut(self.at) {
+            job.answers.sink().push(topic, payload);
+        }
+    }
+
+    fn reply(&mut self, command: u32, payload: &[u8]) {
+        if let Some(job) = self.open.get_mut(self.at) {
+            job.answers.sink().reply(command, payload);
+        }
+        self.answered();
+    }
+
+    fn error(&mut self, reply: &ErrorReply) {
+        if let Some(job) = self.open.get_mut(self.at) {
+            job.answers.error(reply);
+        }
+        self.answered();
     }
 }
 
@@ -199,8 +283,7 @@ fn enqueue<I: Inbound>(
                     session,
                     "{SESSION_QUEUE} jobs of one session queued on a node link: answering `overloaded`"
                 );
-                let mut refused = job.refuse();
-                if let Some(msg) = refused.reply() {
+                if let Some(msg) = job.refuse() {
                     let _ = wire::queue(tx, msg);
                 }
                 return;
@@ -215,27 +298,20 @@ fn enqueue<I: Inbound>(
     drop(map);
     let (node, tx, queues) = (node.clone(), tx.clone(), queues.clone());
     tokio::spawn(async move {
-        // `(job index, command, payload)`: every request queued by now, served as one run, so
-        // consecutive requests for one module share one entry into it.
-        let mut run: Vec<(u64, u32, bytes::Bytes)> = Vec::new();
+        // Every request queued by now, served as one run, so consecutive requests for one
+        // module share one entry into it; `open` are their jobs, in order.
+        let mut run: Vec<(u32, bytes::Bytes)> = Vec::new();
         let mut open: Vec<Open> = Vec::new();
-        let take = |job: Job, run: &mut Vec<(u64, u32, bytes::Bytes)>, open: &mut Vec<Open>| {
-            let expected = job.requests.len();
-            let mut o = Open {
-                id: job.id,
-                run: job.run,
-                expected,
-                answers: Vec::with_capacity(expected),
-            };
-            if expected == 0 {
+        let take = |job: Job, run: &mut Vec<(u32, bytes::Bytes)>, open: &mut Vec<Open>| {
+            let mut o = job.open();
+            if o.expected == 0 {
                 // Nothing to run (an empty run): answer at once.
                 if let Some(msg) = o.reply() {
                     let _ = wire::queue(&tx, msg);
                 }
                 return;
             }
-            let index = open.len() as u64;
-            run.extend(job.requests.into_iter().map(|(c, p)| (index, c, p)));
+            run.extend(job.requests);
             open.push(o);
         };
         loop {
@@ -259,16 +335,12 @@ fn enqueue<I: Inbound>(
                     }
                 }
             }
-            node.serve_run(session, &mut run, |index, pushes, result| {
-                let Some(o) = usize::try_from(index).ok().and_then(|i| open.get_mut(i)) else {
-                    return;
-                };
-                o.answers.push((pushes, result));
-                if let Some(msg) = o.reply() {
-                    let _ = wire::queue(&tx, msg);
-                }
-            })
-            .await;
+            let mut answers = JobAnswers {
+                open: &mut open,
+                at: 0,
+                tx: &tx,
+            };
+            node.serve_run(session, &mut run, &mut answers).await;
             open.clear();
         }
     });
@@ -303,9 +375,10 @@ pub(crate) fn handle<I: Inbound>(
             // No session, no order to keep.
             let (node, tx) = (node.clone(), tx.clone());
             tokio::spawn(async move {
-                let (pushes, result) = node
+                let one = node
                     .serve_one(session, command, payload.into_vec().into())
                     .await;
+                let (pushes, result) = answer_of(one, command);
                 let _ = wire::queue(&tx, Msg::Reply { id, pushes, result });
             });
         }

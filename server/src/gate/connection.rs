@@ -8,15 +8,13 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Listener;
-use super::forward::{Forwards, MAX_PIPELINE, write_answers};
 use super::limits::Bucket;
 use super::session_command::{After, Options, gate_command};
 use super::transport::{Close, ReadError, Transport};
 
-use crate::engine::{Batch, Lease};
 use crate::protocol::session;
-use crate::protocol::{ErrorReply, FrameError, HEADER_LEN};
-use crate::routing::LocalRoute;
+use crate::protocol::{Answers, ErrorReply, FrameError, HEADER_LEN};
+use crate::routing::Run;
 use crate::sessions::{Attached, KickReason, Outbound};
 
 /// Replies are flushed once this much is buffered, even mid-batch.
@@ -25,9 +23,6 @@ const FLUSH_AT: usize = 64 * 1024;
 /// Free space guaranteed to every read: the connection's initial buffer size, so an idle
 /// connection holds no more than before (the bare echo baseline keeps 8 KiB).
 const READ_SPARE: usize = 4096;
-
-/// Most requests served by one batched entry into a module (each still has its own limits).
-const MAX_BATCH: usize = 64;
 
 /// Serves one client connection over `stream` until it closes, then detaches its session
 /// (parked when resumable, else ended).
@@ -48,8 +43,11 @@ pub(super) async fn run<T: Transport>(
     let mut rbuf = BytesMut::with_capacity(READ_SPARE);
     let mut wbuf = BytesMut::with_capacity(4096);
     let mut scratch = Scratch {
+        run: Run::new(node, first),
+        requests: 0,
+        errors: 0,
         bucket: shared.settings.edge.rate_limit.map(Bucket::new),
-        ..Scratch::default()
+        options: Options::default(),
     };
     let mut last_read = Instant::now();
     // Re-armed only when it fires, not on every read: resetting a timer per read costs more
@@ -247,16 +245,13 @@ fn drain_outbound(
 }
 
 /// Per-connection working state reused across requests.
-#[derive(Default)]
-struct Scratch {
-    /// The instance serving the current batch of frames; released when the batch is done, so
-    /// an idle connection never holds one.
-    lease: Option<Lease>,
-    /// Consecutive requests for the lease's module version not yet served: served together
-    /// (one entry into the guest) when a frame for something else arrives or the read is done.
-    batch: Batch,
-    /// Requests and errors since the last flush to the shared (striped) counters: counting
-    /// per batch instead of per request keeps shared cache lines out of the hot loop.
+struct Scratch<'a> {
+    /// The session's requests being served: batched into module entries, forwarded, answered
+    /// in order. Holds an instance only while a read's requests are being served.
+    run: Run<'a>,
+    /// Requests and errors the gate answered itself since the last flush to the shared
+    /// (striped) counters (the run counts its own): counting per read instead of per request
+    /// keeps shared cache lines out of the hot loop.
     requests: u64,
     errors: u64,
     /// The session's request rate limit (`None`: unlimited). Per connection: a resumed
@@ -267,211 +262,140 @@ struct Scratch {
     options: Options,
 }
 
-impl Scratch {
+impl Scratch<'_> {
     fn flush_stats(&mut self, shared: &Listener) {
         let stats = &shared.node.gate_stats;
-        if self.requests > 0 {
-            stats.requests.add(std::mem::take(&mut self.requests));
+        let (requests, errors) = self.run.take_counts();
+        let requests = requests + std::mem::take(&mut self.requests);
+        let errors = errors + std::mem::take(&mut self.errors);
+        if requests > 0 {
+            stats.requests.add(requests);
         }
-        if self.errors > 0 {
-            stats.errors.add(std::mem::take(&mut self.errors));
+        if errors > 0 {
+            stats.errors.add(errors);
         }
+    }
+}
+
+/// A connection's answers: client frames appended to its write buffer.
+struct ClientOut<'a> {
+    shared: &'a Listener,
+    wbuf: &'a mut BytesMut,
+    push_frames: bool,
+}
+
+impl<'a> ClientOut<'a> {
+    fn new(shared: &'a Listener, wbuf: &'a mut BytesMut, options: &Options) -> Self {
+        Self {
+            shared,
+            wbuf,
+            push_frames: options.push_frames,
+        }
+    }
+}
+
+impl Answers for ClientOut<'_> {
+    fn push(&mut self, topic: u32, payload: &[u8]) {
+        let codec = &self.shared.codec;
+        codec.encode_push(self.push_frames, topic, payload, self.wbuf);
+    }
+
+    fn reply(&mut self, command: u32, payload: &[u8]) {
+        self.shared.codec.encode(command, payload, self.wbuf);
+    }
+
+    fn error(&mut self, reply: &ErrorReply) {
+        let command = self.shared.settings.error_command;
+        self.shared
+            .codec
+            .encode(command, &reply.to_msgpack(), self.wbuf);
     }
 }
 
 /// Dispatches every complete frame in `rbuf`, in order, appending replies to `wbuf`.
 /// Returns why the connection must close, if it must.
 ///
-/// Consecutive requests that go to the same remote node are pipelined: all are sent, then the
-/// replies are written in order. That node runs one session's requests one at a time in
-/// arrival order, and before a request goes anywhere else (another node, a local module) the
-/// earlier ones are answered — so a session's requests still run one at a time, in order.
+/// Requests go to the session's [`Run`], which serves them in order wherever they run (local
+/// modules, other nodes); what the gate answers itself (gate commands, rate limits, bad
+/// frames) waits for every earlier request's answer.
 async fn process<T: Transport>(
     shared: &Listener,
     slot: &mut Attached,
     rbuf: &mut BytesMut,
     wbuf: &mut BytesMut,
     stream: &mut T,
-    scratch: &mut Scratch,
+    scratch: &mut Scratch<'_>,
 ) -> Option<End> {
-    let error_command = shared.settings.error_command;
-    let node = &shared.node;
-    let mut fwd = Forwards::default();
     if let Some(bucket) = scratch.bucket.as_mut() {
         bucket.refill(Instant::now());
     }
+    // A gate command may have resumed another session since the last read.
+    scratch.run.set_session(slot.id);
     let close = loop {
-        let session = slot.id;
         match shared.codec.decode(rbuf) {
             Ok(Some(frame)) => {
                 let command = frame.command;
+                let mut out = ClientOut::new(shared, wbuf, &scratch.options);
                 if let Some(bucket) = scratch.bucket.as_mut()
                     && !bucket.take()
                 {
                     // Answered in its place: what came before it is answered first.
-                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost(Why::WriteError));
-                    }
-                    drain(shared, session, &mut fwd, wbuf, scratch).await;
-                    rate_limited(shared, command, wbuf, scratch);
-                    // A flood of tiny requests must not turn one read into a large buffer
-                    // of refusals.
-                    if wbuf.len() >= FLUSH_AT {
-                        scratch.lease = None;
-                        if stream.write(wbuf).await.is_err() {
-                            break Some(End::Lost(Why::WriteError));
-                        }
-                        wbuf.clear();
-                    }
-                    continue;
-                }
-                if session::is_gate_command(command) {
-                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost(Why::WriteError));
-                    }
-                    drain(shared, session, &mut fwd, wbuf, scratch).await;
-                    scratch.lease = None;
+                    let reply = rate_limited(shared, command);
+                    scratch.run.answer_here(&reply, &mut out).await;
+                } else if session::is_gate_command(command) {
+                    scratch.run.finish(&mut out).await;
                     scratch.requests += 1;
                     let (errors, options) = (&mut scratch.errors, &mut scratch.options);
                     let after =
                         gate_command(shared, slot, command, &frame.payload, wbuf, errors, options)
                             .await;
+                    scratch.run.set_session(slot.id);
                     if after == After::LogOut {
                         break Some(End::Ended(Why::LoggedOut));
                     }
                     continue;
+                } else {
+                    scratch.run.request(command, frame.payload, &mut out).await;
                 }
-                let route = node.local_route(command, scratch.lease.as_ref());
-                if let LocalRoute::Other(version) = route {
-                    // Requests queued for another module (or an older version) go first: a batch
-                    // runs entirely on the version it leased.
-                    if !fwd.is_empty() {
-                        drain(shared, session, &mut fwd, wbuf, scratch).await;
-                    }
-                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
+                if wbuf.len() >= FLUSH_AT {
+                    // A slow reader must not keep an instance busy while we wait on it, and a
+                    // flood of tiny requests must not turn one read into a large buffer.
+                    let mut out = ClientOut::new(shared, wbuf, &scratch.options);
+                    scratch.run.settle(&mut out).await;
+                    scratch.run.release();
+                    if stream.write(wbuf).await.is_err() {
                         break Some(End::Lost(Why::WriteError));
                     }
-                    scratch.lease = Some(Lease::new(version));
-                } else if matches!(route, LocalRoute::None) {
-                    if !serve_batch(shared, session, wbuf, stream, scratch).await {
-                        break Some(End::Lost(Why::WriteError));
-                    }
-                    if let Some(route) = node.remote_route(command) {
-                        // Never hold a local instance while waiting on the network.
-                        scratch.lease = None;
-                        scratch.requests += 1;
-                        let peer = match route.pick(session, &frame.payload) {
-                            Ok(peer) => peer,
-                            Err(why) => {
-                                drain(shared, session, &mut fwd, wbuf, scratch).await;
-                                refuse(shared, command, codes::BAD_REQUEST, why, wbuf, scratch);
-                                continue;
-                            }
-                        };
-                        if fwd.other_than(peer) {
-                            drain(shared, session, &mut fwd, wbuf, scratch).await;
-                        }
-                        let payload = serde_bytes::ByteBuf::from(frame.payload.to_vec());
-                        fwd.gather(peer, command, payload);
-                        if fwd.pending >= MAX_PIPELINE {
-                            drain(shared, session, &mut fwd, wbuf, scratch).await;
-                        }
-                        continue;
-                    }
-                    if !fwd.is_empty() {
-                        drain(shared, session, &mut fwd, wbuf, scratch).await;
-                    }
-                    unknown_command(shared, command, wbuf, scratch);
-                    continue;
-                }
-                scratch.batch.push(command, frame.payload);
-                if (scratch.batch.len() >= MAX_BATCH || scratch.batch.queued_bytes() >= FLUSH_AT)
-                    && !serve_batch(shared, session, wbuf, stream, scratch).await
-                {
-                    break Some(End::Lost(Why::WriteError));
+                    wbuf.clear();
                 }
             }
             Ok(None) => break None,
             Err(FrameError::BadHeader) => break Some(End::Ended(Why::BadHeader)),
             Err(err) => {
-                if !serve_batch(shared, slot.id, wbuf, stream, scratch).await {
-                    break Some(End::Lost(Why::WriteError));
-                }
-                drain(shared, session, &mut fwd, wbuf, scratch).await;
+                let mut out = ClientOut::new(shared, wbuf, &scratch.options);
                 let (code, why) = match err {
                     FrameError::TooShort { .. } => (codes::BAD_FRAME, Why::BadFrame),
                     _ => (codes::FRAME_TOO_LARGE, Why::FrameTooLarge),
                 };
                 let reply = ErrorReply::new(0, code, err.to_string());
-                shared
-                    .codec
-                    .encode(error_command, &reply.to_msgpack(), wbuf);
-                scratch.errors += 1;
+                scratch.run.answer_here(&reply, &mut out).await;
                 break Some(End::Ended(why));
             }
         }
     };
-    // Requests that arrived before the end of the batch (or a bad frame) are still answered.
-    // (After a write error nothing can be answered any more: the queue is just dropped.)
-    if !matches!(close, Some(End::Lost(_))) {
-        serve_batch(shared, slot.id, wbuf, stream, scratch).await;
+    // Requests that arrived before the end of the read (or a bad frame) are still answered.
+    // (After a write error nothing can be answered any more: they are just dropped.)
+    if matches!(close, Some(End::Lost(_))) {
+        scratch.run.abandon();
+    } else {
+        let mut out = ClientOut::new(shared, wbuf, &scratch.options);
+        scratch.run.finish(&mut out).await;
     }
-    scratch.batch.clear();
-    if !fwd.is_empty() {
-        drain(shared, slot.id, &mut fwd, wbuf, scratch).await;
-    }
-    scratch.lease = None;
     close
 }
 
-/// Waits for every in-flight forwarded request, oldest first, and writes its answer.
-async fn drain(
-    shared: &Listener,
-    session: u64,
-    fwd: &mut Forwards<'_>,
-    wbuf: &mut BytesMut,
-    scratch: &mut Scratch,
-) {
-    fwd.send(session).await;
-    while let Some((commands, peer, started)) = fwd.inflight.pop_front() {
-        let answer = match started {
-            Ok(pending) => pending.wait().await,
-            Err(err) => Err(err),
-        };
-        fwd.pending = fwd.pending.saturating_sub(commands.len());
-        let push_frames = scratch.options.push_frames;
-        write_answers(
-            shared,
-            &commands,
-            peer,
-            answer,
-            wbuf,
-            &mut scratch.errors,
-            push_frames,
-        );
-    }
-    fwd.pending = 0;
-}
-
-/// Answers `command` with an error frame the gate decides itself.
-fn refuse(
-    shared: &Listener,
-    command: u32,
-    code: &str,
-    why: String,
-    wbuf: &mut BytesMut,
-    scratch: &mut Scratch,
-) {
-    scratch.requests += 1;
-    scratch.errors += 1;
-    let reply = ErrorReply::new(command, code, why);
-    shared
-        .codec
-        .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-}
-
-/// Answers a request past the session's rate limit (it is not served).
-fn rate_limited(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
+/// The answer to a request past the session's rate limit (it is not served).
+fn rate_limited(shared: &Listener, command: u32) -> ErrorReply {
     let edge = &shared.node.gate_stats.edge;
     edge.rate_limited
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -482,69 +406,5 @@ fn rate_limited(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &
         ),
         None => "rate limited".to_owned(),
     };
-    refuse(
-        shared,
-        command,
-        crate::protocol::edge::RATE_LIMITED,
-        message,
-        wbuf,
-        scratch,
-    );
-}
-
-/// Answers a request no module here (or on a routed node) handles.
-fn unknown_command(shared: &Listener, command: u32, wbuf: &mut BytesMut, scratch: &mut Scratch) {
-    scratch.requests += 1;
-    scratch.errors += 1;
-    let reply = shared.node.unknown_command(command);
-    shared
-        .codec
-        .encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-}
-
-/// Serves the queued requests (`scratch.batch`) on `scratch.lease` and appends their pushes and
-/// replies (or error frames) to `wbuf`, in request order. Flushes `wbuf` to the client when it
-/// has grown past [`FLUSH_AT`]; false when that write failed.
-async fn serve_batch<T: Transport>(
-    shared: &Listener,
-    session: u64,
-    wbuf: &mut BytesMut,
-    stream: &mut T,
-    scratch: &mut Scratch,
-) -> bool {
-    if scratch.batch.is_empty() {
-        return true;
-    }
-    let Some(lease) = scratch.lease.as_mut() else {
-        // Unreachable: requests are queued only with a lease on their module.
-        scratch.batch.clear();
-        return true;
-    };
-    lease.call_batch(session, &mut scratch.batch).await;
-    let module = lease.module();
-    let codec = &shared.codec;
-    for answer in scratch.batch.answers() {
-        scratch.requests += 1;
-        let command = answer.command;
-        for (topic, payload) in answer.pushes {
-            codec.encode_push(scratch.options.push_frames, *topic, payload, wbuf);
-        }
-        match answer.reply(session, module) {
-            Ok(reply) => codec.encode(command, reply, wbuf),
-            Err(reply) => {
-                scratch.errors += 1;
-                codec.encode(shared.settings.error_command, &reply.to_msgpack(), wbuf);
-            }
-        }
-    }
-    scratch.batch.clear();
-    if wbuf.len() >= FLUSH_AT {
-        // A slow reader must not keep an instance busy while we wait on it.
-        scratch.lease = None;
-        if stream.write(wbuf).await.is_err() {
-            return false;
-        }
-        wbuf.clear();
-    }
-    true
+    ErrorReply::new(command, crate::protocol::edge::RATE_LIMITED, message)
 }

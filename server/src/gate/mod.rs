@@ -5,7 +5,6 @@
 //! one write. Different connections run in parallel on tokio's worker threads.
 
 mod connection;
-mod forward;
 mod limits;
 mod origin;
 mod session_command;

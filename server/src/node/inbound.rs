@@ -7,22 +7,28 @@ use firefly_abi::DispatchKind;
 
 use super::NodeCore;
 use crate::cluster::Inbound;
-use crate::cluster::wire::{Answer, PushItem};
-use crate::protocol::ErrorReply;
+use crate::protocol::{Answers, Collected};
 use crate::sessions::{OpReply, SessionOp};
 
 impl Inbound for NodeCore {
     async fn serve_run(
         &self,
         session: u64,
-        jobs: &mut Vec<(u64, u32, Bytes)>,
-        answer: impl FnMut(u64, Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>) + Send,
+        requests: &mut Vec<(u32, Bytes)>,
+        out: &mut (impl Answers + Send),
     ) {
-        self.dispatch.serve_forwards(session, jobs, answer).await;
+        self.dispatch
+            .serve_forwarded(session, requests.drain(..), out)
+            .await;
     }
 
-    async fn serve_one(&self, session: u64, command: u32, payload: Bytes) -> Answer {
-        self.dispatch.serve_forward(session, command, payload).await
+    async fn serve_one(&self, session: u64, command: u32, payload: Bytes) -> Collected {
+        let mut one = Collected::default();
+        let request = std::iter::once((command, payload));
+        self.dispatch
+            .serve_forwarded(session, request, &mut one)
+            .await;
+        one
     }
 
     fn push(&self, session: u64, topic: u32, payload: Bytes) {

@@ -14,10 +14,12 @@
 //! Byte-compatible with the original Firefly's `DataPackProtoc`. The same [`Codec`] serves the
 //! server, the Rust client library and the benchmarks' bare baseline, so all speak one framing.
 
+mod answers;
 pub mod edge;
 mod error_frame;
 mod frame;
 pub mod session;
 
+pub use answers::{Answers, Collected};
 pub use error_frame::ErrorReply;
 pub use frame::{Codec, Frame, FrameError, HEADER_LEN};

@@ -145,71 +145,22 @@ impl Dispatcher {
         }
     }
 
-    /// Runs a request another node forwarded here (for one of its sessions).
-    pub async fn serve_forward(
+    /// Runs requests another node forwarded here for one session, `(command, payload)`, one
+    /// at a time in order, handing their answers to `out` in order. They are served by local
+    /// modules only: a forwarded request is never forwarded again, so no two nodes' routes can
+    /// send a request back and forth.
+    pub async fn serve_forwarded(
         &self,
         session: u64,
-        command: u32,
-        payload: Bytes,
-    ) -> (
-        Vec<wire::PushItem>,
-        Result<serde_bytes::ByteBuf, ErrorReply>,
+        requests: impl Iterator<Item = (u32, Bytes)> + Send,
+        out: &mut impl crate::protocol::Answers,
     ) {
-        let mut answer = None;
-        let mut jobs = vec![(0, command, payload)];
-        self.serve_forwards(session, &mut jobs, |_, pushes, result| {
-            answer = Some((pushes, result));
-        })
-        .await;
-        answer.unwrap_or_else(|| {
-            let err = ErrorReply::new(command, firefly_abi::codes::INTERNAL, "no answer");
-            (Vec::new(), Err(err))
-        })
-    }
-
-    /// Runs requests another node forwarded here for one session, `(id, command, payload)`,
-    /// one at a time in order, and hands each answer to `answer` with its id, in order.
-    /// Consecutive requests for one module version share one entry into the module (batched
-    /// dispatch), exactly as pipelined requests on a gate do. Drains `jobs`.
-    pub async fn serve_forwards(
-        &self,
-        session: u64,
-        jobs: &mut Vec<(u64, u32, Bytes)>,
-        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
-    ) {
-        let (mut requests, mut errors) = (0, 0);
-        let mut emit = |id, pushes, result: Result<serde_bytes::ByteBuf, ErrorReply>| {
-            requests += 1;
-            errors += u64::from(result.is_err());
-            answer(id, pushes, result);
-        };
-        let mut lease: Option<Lease> = None;
-        let mut batch = crate::engine::Batch::default();
-        let mut ids: Vec<u64> = Vec::new();
-        for (id, command, payload) in jobs.drain(..) {
-            let route = self.local_route(command, lease.as_ref());
-            if !matches!(route, LocalRoute::Same)
-                && let Some(l) = lease.as_mut()
-            {
-                // The queued requests run on the version they leased, before anything else.
-                self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
-                    .await;
-            }
-            match route {
-                LocalRoute::Same => {}
-                LocalRoute::Other(version) => lease = Some(Lease::new(version)),
-                LocalRoute::None => {
-                    emit(id, Vec::new(), Err(self.unknown_command(command)));
-                    continue;
-                }
-            }
-            batch.push(command, payload);
-            ids.push(id);
+        let mut run = super::Run::local_only(self, session);
+        for (command, payload) in requests {
+            run.request(command, payload, out).await;
         }
-        if let Some(l) = lease.as_mut() {
-            self.answer_batch(session, l, &mut batch, &mut ids, &mut emit)
-                .await;
-        }
+        run.finish(out).await;
+        let (requests, errors) = run.take_counts();
         self.gate_stats.requests.add(requests);
         if errors > 0 {
             self.gate_stats.errors.add(errors);
@@ -226,35 +177,6 @@ impl Dispatcher {
                 self.name
             ),
         )
-    }
-
-    /// Serves the queued `batch` on `lease` and hands out each answer with its id (`ids`, in
-    /// the batch's order); leaves both empty.
-    async fn answer_batch(
-        &self,
-        session: u64,
-        lease: &mut Lease,
-        batch: &mut crate::engine::Batch,
-        ids: &mut Vec<u64>,
-        mut answer: impl FnMut(u64, Vec<wire::PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>),
-    ) {
-        if batch.is_empty() {
-            return;
-        }
-        lease.call_batch(session, batch).await;
-        let module = lease.module();
-        for (a, id) in batch.answers().zip(ids.drain(..)) {
-            let pushes = a
-                .pushes
-                .iter()
-                .map(|(topic, p)| (*topic, serde_bytes::ByteBuf::from(p.to_vec())))
-                .collect();
-            let result = a
-                .reply(session, module)
-                .map(|reply| serde_bytes::ByteBuf::from(reply.to_vec()));
-            answer(id, pushes, result);
-        }
-        batch.clear();
     }
 
     /// Delivers a session event to every module that asked for it. Failures are logged: there

@@ -4,6 +4,8 @@
 //!
 //! * [`wire`]: the messages and their framing (u32 length + MessagePack), the bounded queue
 //!   and the writer task every link uses;
+//! * `runs`: the forwarding path's `ForwardRun`/`ReplyRun` in a binary form of their own
+//!   (payloads read as slices of the frame, answers encoded as they are produced);
 //! * [`route`]: how a peer is reached (the mesh, NATS, a queue group) and why a request to
 //!   it failed;
 //! * `stream`: what a link runs on, and one message read or written during the handshake;
@@ -16,5 +18,6 @@
 pub mod listen;
 pub mod peer;
 pub mod route;
+mod runs;
 pub(crate) mod stream;
 pub mod wire;

@@ -87,6 +87,18 @@ impl Drop for Pending<'_> {
 }
 
 impl Pending<'_> {
+    /// Waits for the answers to a run sent with [`Peer::forward_run`].
+    pub async fn replies(self) -> Result<wire::RunReplies, RpcError> {
+        let node = self.peer;
+        match self.wait().await? {
+            Msg::ReplyRun { replies, .. } => Ok(replies),
+            other => Err(RpcError::Unexpected {
+                node: node.name.clone(),
+                got: other.kind(),
+            }),
+        }
+    }
+
     /// The peer it was sent to.
     pub fn peer(&self) -> &Peer {
         self.peer
@@ -387,6 +399,22 @@ impl Peer {
     /// in flight on the link (they arrive in the order they were started).
     pub async fn start(&self, make: impl FnOnce(u64) -> Msg) -> Result<Pending<'_>, RpcError> {
         self.start_many(1, make).await
+    }
+
+    /// Sends a run of one session's requests, `(command, payload)` in arrival order, as one
+    /// message; the peer serves them one at a time in that order. Answered by
+    /// [`Pending::replies`].
+    pub async fn forward_run(
+        &self,
+        session: u64,
+        requests: Vec<(u32, bytes::Bytes)>,
+    ) -> Result<Pending<'_>, RpcError> {
+        self.start_many(requests.len(), |id| Msg::ForwardRun {
+            id,
+            session,
+            requests,
+        })
+        .await
     }
 
     /// [`Peer::start`] for a message that carries `requests` requests (a `ForwardRun`): the

@@ -25,6 +25,25 @@ pub enum RpcError {
         /// The RPC timeout.
         timeout: Duration,
     },
+    /// The peer answered with a message that does not answer the request.
+    #[error("node `{node}` sent an unexpected answer ({got})")]
+    Unexpected {
+        /// The peer.
+        node: String,
+        /// The kind of message it sent.
+        got: &'static str,
+    },
+}
+
+impl RpcError {
+    /// The error frame code a client is answered with.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RpcError::Unavailable { .. } => firefly_abi::codes::NODE_UNAVAILABLE,
+            RpcError::Timeout { .. } => firefly_abi::codes::TIMEOUT,
+            RpcError::Unexpected { .. } => firefly_abi::codes::INTERNAL,
+        }
+    }
 }
 
 /// How a peer is reached: the direct mesh or NATS.

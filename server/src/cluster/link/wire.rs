@@ -17,6 +17,8 @@ pub type PushItem = (u32, serde_bytes::ByteBuf);
 /// error frame.
 pub type Answer = (Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>);
 
+pub use super::runs::RunReplies;
+
 /// Everything nodes say to each other.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Msg {
@@ -150,20 +152,26 @@ pub enum Msg {
     /// A gate's run of consecutive client requests of one session for this node: run them one
     /// at a time, in order, exactly as if each were its own `Forward`. Answered by one
     /// `ReplyRun` (one message each way per run, not per request).
+    ///
+    /// Framed in a binary form of its own ([`super::runs`]), not MessagePack.
+    #[serde(skip)]
     ForwardRun {
         /// Request id on this link (one for the whole run).
         id: u64,
         /// The client session they run for.
         session: u64,
-        /// `(command, payload)`, in arrival order.
-        requests: Vec<(u32, serde_bytes::ByteBuf)>,
+        /// `(command, payload)`, in arrival order (received: slices of the frame).
+        requests: Vec<(u32, bytes::Bytes)>,
     },
-    /// The answers to a `ForwardRun`, one per request, in its order.
+    /// The answers to a `ForwardRun`, one per request, in its order (pushes first).
+    ///
+    /// Framed in a binary form of its own ([`super::runs`]), not MessagePack.
+    #[serde(skip)]
     ReplyRun {
         /// The run's id.
         id: u64,
         /// One answer per request.
-        replies: Vec<Answer>,
+        replies: RunReplies,
     },
     /// A session operation for the receiving gate's sessions (broadcast, group, user, kick).
     /// `id` 0 is one-way; otherwise the gate answers with a `Reply` carrying an
@@ -185,14 +193,27 @@ pub enum WireError {
     /// Undecodable frame.
     #[error("undecodable frame: {0}")]
     Decode(#[from] rmp_serde::decode::Error),
+    /// A malformed run frame (`ForwardRun`, `ReplyRun`).
+    #[error("malformed run frame: {0}")]
+    Run(String),
 }
 
 /// Appends one framed message to `out`.
 pub fn encode(msg: &Msg, out: &mut BytesMut) {
     let start = out.len();
     out.put_u32(0);
-    // Writing into a BytesMut cannot fail for these types.
-    let _ = rmp_serde::encode::write(&mut (&mut *out).writer(), msg);
+    match msg {
+        Msg::ForwardRun {
+            id,
+            session,
+            requests,
+        } => super::runs::encode_forward(*id, *session, requests, out),
+        Msg::ReplyRun { id, replies } => super::runs::encode_replies(*id, replies, out),
+        // Writing into a BytesMut cannot fail for these types.
+        _ => {
+            let _ = rmp_serde::encode::write(&mut (&mut *out).writer(), msg);
+        }
+    }
     let len = u32::try_from(out.len() - start - 4).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
@@ -326,6 +347,9 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Msg>, WireError> {
     }
     buf.advance(4);
     let body = buf.split_to(len);
+    if body.first() == Some(&super::runs::RUN_MARK) {
+        return super::runs::decode(body.freeze()).map(Some);
+    }
     Ok(Some(rmp_serde::from_slice(&body)?))
 }
 
