@@ -12,7 +12,6 @@ use firefly_abi::DispatchKind;
 use tokio::sync::Notify;
 
 use super::{ModuleSlot, RemoteRoute, Router};
-use crate::cluster::wire;
 use crate::counter::Counter;
 use crate::engine::Lease;
 use crate::protocol::ErrorReply;
@@ -139,7 +138,7 @@ impl Dispatcher {
             for peer in route.peers() {
                 if !told.contains(&peer.name.as_str()) {
                     told.push(&peer.name);
-                    peer.send(wire::Msg::Event { session, connect });
+                    peer.session_event(session, connect);
                 }
             }
         }

@@ -181,6 +181,7 @@ async fn connection<I: Inbound, S: LinkStream>(
                 }
             }
         }
+        rbuf.reserve(wire::READ_SPARE);
         tokio::select! {
             read = reader.read_buf(&mut rbuf) => match read {
                 Ok(0) | Err(_) => break,

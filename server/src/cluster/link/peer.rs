@@ -510,6 +510,11 @@ impl Peer {
         }
     }
 
+    /// Tells the peer (one way) that a session of this gate connected or ended.
+    pub fn session_event(self: &Arc<Self>, session: u64, connect: bool) {
+        self.send(Msg::Event { session, connect });
+    }
+
     /// Sends a one-way message (push, event). When no link is up, one is opened in the
     /// background; if that fails the message is dropped and logged (its target is gone).
     pub fn send(self: &Arc<Self>, msg: Msg) {
@@ -585,6 +590,7 @@ async fn read_loop(
                 }
             }
         }
+        buf.reserve(wire::READ_SPARE);
         match reader.read_buf(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
