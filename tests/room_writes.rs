@@ -193,3 +193,41 @@ async fn writers_waiting_for_a_tick_that_closes_the_room_are_told_it_is_gone() {
     let gone: Option<serde_json::Value> = c.call(463, &json!({ "room": "last" })).await.unwrap();
     assert!(gone.is_none());
 }
+
+/// A handler lists its module's rooms on its node (by key, with members, capacity and tick)
+/// and learns the node's name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_lists_its_rooms_and_learns_its_node() {
+    #[derive(Debug, Deserialize)]
+    struct Listed {
+        node: String,
+        rooms: Vec<Summary>,
+    }
+    #[derive(Debug, Deserialize)]
+    struct Summary {
+        key: String,
+        members: u32,
+        max_members: u32,
+        tick_ms: u64,
+    }
+    let node = firefly_testkit::start_node(&["tally"]).await;
+    let mut c = Client::connect(node.client_addrs()[0]).await.unwrap();
+    let (empty, name): (Listed, String) = c.call(466, &()).await.unwrap();
+    assert!(empty.rooms.is_empty(), "{empty:?}");
+    assert_eq!(empty.node, name);
+    assert_eq!(name, node.name());
+    for room in ["b-room", "a-room"] {
+        let open = json!({ "room": room, "tick_ms": 50, "work_us": 0 });
+        let () = c.call(461, &open).await.unwrap();
+    }
+    let (listed, _): (Listed, String) = c.call(466, &()).await.unwrap();
+    let keys: Vec<&str> = listed.rooms.iter().map(|r| r.key.as_str()).collect();
+    assert_eq!(keys, ["a-room", "b-room"]);
+    assert!(
+        listed
+            .rooms
+            .iter()
+            .all(|r| r.members == 0 && r.tick_ms == 50)
+    );
+    assert!(listed.rooms.iter().all(|r| r.max_members > 0));
+}

@@ -55,7 +55,9 @@ pub use serde;
 /// What most modules need: `use firefly_sdk::prelude::*;`.
 pub mod prelude {
     pub use crate::data::{DataError, Key, Table, Versioned};
-    pub use crate::rooms::{RoomEvent, RoomEventKind, RoomSpec, RoomView, Tick};
+    pub use crate::rooms::{
+        RoomEvent, RoomEventKind, RoomList, RoomSpec, RoomSummary, RoomView, Tick,
+    };
     pub use crate::timers::{Fired, Timer, TimerId};
     pub use crate::{Ctx, Error, Raw, Result, bail, debug, ensure, error, info, trace, warn};
 }

@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-pub use firefly_abi::rooms::{RoomEvent, RoomEventKind};
+pub use firefly_abi::rooms::{RoomEvent, RoomEventKind, RoomList, RoomSummary};
 use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -176,6 +176,21 @@ impl Ctx {
             session,
         })?;
         Ok(rmp_serde::from_slice(&answer).unwrap_or(false))
+    }
+
+    /// This module's rooms on this node (by key: members, capacity, tick), and the node's
+    /// name. A room lives on the node that opened it; with several nodes serving a module,
+    /// each lists its own.
+    pub fn rooms(&self) -> Result<RoomList> {
+        let answer = room_call(&RoomOp::List)?;
+        rmp_serde::from_slice(&answer)
+            .map_err(|e| Error::new("internal", format!("unreadable room list: {e}")))
+    }
+
+    /// The name of the node serving this request (as in `topology.yaml`).
+    pub fn node_name(&self) -> Result<String> {
+        let answer = room_call(&RoomOp::Node)?;
+        String::from_utf8(answer).map_err(|e| Error::new("internal", format!("node name: {e}")))
     }
 
     /// Room `key`'s members and state (`None`: no such room).

@@ -73,6 +73,11 @@ pub enum RoomOp {
         /// The room.
         key: String,
     },
+    /// The calling module's rooms on this node, and the node's name: answered with a
+    /// [`RoomList`] (every room, at most `MAX_ROOMS` of a module on a node).
+    List,
+    /// The name of the node serving the call: answered with its UTF-8 bytes.
+    Node,
 }
 
 /// A room as [`RoomOp::Get`] answers it.
@@ -96,6 +101,30 @@ pub struct RoomInfo {
 }
 
 /// The input of a room tick call.
+/// The answer to [`RoomOp::List`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomList {
+    /// The name of the node that holds the rooms (the node serving the request).
+    pub node: String,
+    /// The rooms, by key.
+    pub rooms: Vec<RoomSummary>,
+}
+
+/// One room of a [`RoomList`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSummary {
+    /// Its key.
+    pub key: String,
+    /// Members now.
+    pub members: u32,
+    /// Most members it takes.
+    pub max_members: u32,
+    /// Tick period in milliseconds (0: no tick).
+    pub tick_ms: u64,
+    /// Ticks run so far.
+    pub ticks: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomTick {
     /// The room's key.

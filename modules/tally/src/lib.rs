@@ -6,7 +6,8 @@
 //! read then a blind `set_room_state`, both racing the tick; 463 reads the room. Every
 //! acknowledged increment must be counted. A room opened with `poke` adds one to that other
 //! room's `pokes` at each tick (two rooms poking each other: ticks writing each other's rooms);
-//! 465 stops it. A room opened with `close_at` closes itself in that tick.
+//! 465 stops it. A room opened with `close_at` closes itself in that tick. 466 lists the
+//! module's rooms on the node, with the node's name.
 
 #[firefly_sdk::module]
 mod tally {
@@ -97,6 +98,13 @@ mod tally {
             tally.poke.clear();
             Ok(tally.clone())
         })
+    }
+
+    /// Command 466: this module's rooms on this node, and the node's name (twice: from the
+    /// list and from `node_name`, which must agree).
+    #[handler(466)]
+    fn list(ctx: &mut Ctx, _req: ()) -> Result<(RoomList, String)> {
+        Ok((ctx.rooms()?, ctx.node_name()?))
     }
 
     /// Command 463: the room's state (nil when closed).

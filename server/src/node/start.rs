@@ -94,7 +94,11 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         .as_ref()
         .map(|d| crate::timers::Durable::new(d.clone(), &config.name));
     let (timers, due) = crate::timers::Scheduler::start(durable);
-    let (rooms, room_events) = crate::rooms::Rooms::new(sessions.clone(), timers.clone());
+    let (rooms, room_events) = crate::rooms::Rooms::new(
+        Arc::from(config.name.as_str()),
+        sessions.clone(),
+        timers.clone(),
+    );
     let rooms = Arc::new(rooms);
     let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone())
         .with_timers(timers.clone())

@@ -41,7 +41,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
-use firefly_abi::rooms::{RoomEvent, RoomEventKind, RoomInfo, RoomOp, RoomTick, room_status};
+use firefly_abi::rooms::{
+    RoomEvent, RoomEventKind, RoomInfo, RoomList, RoomOp, RoomSummary, RoomTick, room_status,
+};
 use firefly_abi::session_status;
 
 use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
@@ -118,6 +120,8 @@ enum Turn<'a> {
 
 /// The node's rooms.
 pub struct Rooms {
+    /// The node's name (a room list names it).
+    node: Arc<str>,
     rooms: Mutex<HashMap<RoomKey, Room>>,
     sessions: Arc<Sessions>,
     timers: Arc<Scheduler>,
@@ -147,14 +151,16 @@ pub fn group(key: &str) -> String {
 }
 
 impl Rooms {
-    /// Rooms whose members are `sessions` and whose ticks are `timers`, with the receiver of
-    /// their membership events.
+    /// The rooms of node `node`, whose members are `sessions` and whose ticks are `timers`,
+    /// with the receiver of their membership events.
     pub fn new(
+        node: Arc<str>,
         sessions: Arc<Sessions>,
         timers: Arc<Scheduler>,
     ) -> (Self, UnboundedReceiver<Event>) {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let rooms = Self {
+            node,
             rooms: Mutex::default(),
             sessions,
             timers,
@@ -193,6 +199,27 @@ impl Rooms {
 
     fn lock(&self) -> Locked<'_> {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `module`'s rooms here, by key, and this node's name.
+    fn list(&self, module: &str) -> RoomList {
+        let mut rooms: Vec<RoomSummary> = self
+            .lock()
+            .iter()
+            .filter(|((m, _), _)| &**m == module)
+            .map(|((_, key), room)| RoomSummary {
+                key: key.clone(),
+                members: u32::try_from(room.members.len()).unwrap_or(u32::MAX),
+                max_members: room.max_members,
+                tick_ms: room.tick_ms,
+                ticks: room.ticks,
+            })
+            .collect();
+        rooms.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+        RoomList {
+            node: self.node.to_string(),
+            rooms,
+        }
     }
 
     /// Rooms open now (every module's).
@@ -276,6 +303,8 @@ impl Rooms {
                 None => answer(room_status::NOT_FOUND, "no such room"),
             },
             RoomOp::Close { key } => self.close(&module, &key, tick).await,
+            RoomOp::List => ok(rmp_serde::to_vec_named(&self.list(&module)).unwrap_or_default()),
+            RoomOp::Node => ok(self.node.as_bytes().to_vec()),
         }
     }
 
