@@ -100,7 +100,6 @@ pub struct RoomInfo {
     pub version: u64,
 }
 
-/// The input of a room tick call.
 /// The answer to [`RoomOp::List`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomList {
@@ -125,6 +124,7 @@ pub struct RoomSummary {
     pub ticks: u64,
 }
 
+/// The input of a room tick call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RoomTick {
     /// The room's key.

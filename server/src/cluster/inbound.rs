@@ -17,7 +17,7 @@ pub trait Inbound: Send + Sync + 'static {
         &self,
         session: u64,
         requests: &mut Vec<(u32, Bytes)>,
-        out: &mut (impl Answers + Send),
+        out: &mut impl Answers,
     ) -> impl Future<Output = ()> + Send;
 
     /// Runs one forwarded request that belongs to no session (a module's `call_node`).

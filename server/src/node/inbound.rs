@@ -15,7 +15,7 @@ impl Inbound for NodeCore {
         &self,
         session: u64,
         requests: &mut Vec<(u32, Bytes)>,
-        out: &mut (impl Answers + Send),
+        out: &mut impl Answers,
     ) {
         self.dispatch
             .serve_forwarded(session, requests.drain(..), out)
