@@ -32,7 +32,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::config::{Topology, Transport};
 pub use inbound::Inbound;
-pub use link::route::{Route, RpcError};
+pub use link::route::{LinkError, Route, RpcError};
 use nats::sessions::SharedSessions;
 pub use peer::{Peer, Pending};
 pub use trust::Identity;

@@ -11,12 +11,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::route::LinkError;
 use super::stream::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
 use crate::cluster::Cluster;
 use crate::cluster::inbound::Inbound;
 use crate::cluster::serve::{LinkAuth, SessionQueues, handle};
-use crate::cluster::trust::{auth, authority};
+use crate::cluster::trust::{Refusal, auth, authority};
 
 /// How long a peer has to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -81,7 +82,7 @@ async fn handshake(
     stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
     cluster: &Cluster,
     rbuf: &mut BytesMut,
-) -> Result<LinkAuth, String> {
+) -> Result<LinkAuth, LinkError> {
     let id = cluster.identity();
     let nonce = auth::nonce();
     write_msg(
@@ -101,13 +102,18 @@ async fn handshake(
         proof,
     } = read_msg(stream, rbuf).await?
     else {
-        return Err("expected a hello".into());
+        return Err(LinkError::Protocol("expected a hello"));
     };
     if theirs != id.cluster {
-        return Err(format!("peer `{node}` belongs to cluster `{theirs}`"));
+        return Err(LinkError::OtherCluster {
+            node,
+            theirs,
+            ours: id.cluster.clone(),
+        });
     }
     if their_nonce.len() < 16 {
-        return Err(format!("peer claiming to be `{node}` sent a short nonce"));
+        let why = format!("peer claiming to be `{node}` sent a short nonce");
+        return Err(Refusal::Malformed(why).into());
     }
     let parts = authority::hello_parts(&id.cluster, &node, &nonce, &their_nonce);
     id.credential
@@ -151,6 +157,7 @@ async fn connection<I: Inbound, S: LinkStream>(
         Ok(Ok(link)) => Arc::new(link),
         Ok(Err(reason)) => {
             crate::logs::warn_limited!(%addr, "refused a node-to-node connection: {reason}");
+            let reason = reason.to_string();
             let _ = write_msg(&mut stream, &Msg::Refused { reason }).await;
             return;
         }

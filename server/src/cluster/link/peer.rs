@@ -17,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
-use super::route::{Route, RpcError};
+use super::route::{LinkError, Route, RpcError};
 use super::stream::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
 use crate::cluster::trust::{Identity, auth, authority};
@@ -285,7 +285,7 @@ impl Peer {
             }
             failed => {
                 let reason = match failed {
-                    Ok(Err(e)) => e,
+                    Ok(Err(e)) => e.to_string(),
                     _ => format!("no answer within {connect_timeout:?}"),
                 };
                 if for_request {
@@ -299,38 +299,46 @@ impl Peer {
         }
     }
 
-    async fn connect(&self) -> Result<Arc<Link>, String> {
+    async fn connect(&self) -> Result<Arc<Link>, LinkError> {
         match &self.route {
             Route::Tcp(addr) => {
-                let stream = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+                let stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| LinkError::Io(e.to_string()))?;
                 let _ = stream.set_nodelay(true);
                 self.open(stream).await
             }
-            Route::Nats(fabric) => self.open(fabric.dial(&self.name).await?).await,
-            Route::Instance(fabric, instance) => {
-                let stream = fabric.dial_instance(&self.name, Some(instance)).await?;
-                self.open(stream).await
+            Route::Nats(fabric) => {
+                let stream = fabric.dial(&self.name).await;
+                self.open(stream.map_err(LinkError::Transport)?).await
             }
-            Route::Queue(_) => Err(format!(
+            Route::Instance(fabric, instance) => {
+                let stream = fabric.dial_instance(&self.name, Some(instance)).await;
+                self.open(stream.map_err(LinkError::Transport)?).await
+            }
+            Route::Queue(_) => Err(LinkError::Transport(format!(
                 "`{}` has copies: it is reached through its queue group, not a link",
                 self.name
-            )),
+            ))),
         }
     }
 
     /// Runs the handshake on a fresh byte stream to the peer and starts the link on it.
-    async fn open<S: LinkStream>(&self, mut stream: S) -> Result<Arc<Link>, String> {
+    async fn open<S: LinkStream>(&self, mut stream: S) -> Result<Arc<Link>, LinkError> {
         let mut rbuf = BytesMut::with_capacity(4096);
         let challenge = read_msg(&mut stream, &mut rbuf).await?;
         let Msg::Challenge { cluster, nonce } = challenge else {
-            return Err("peer did not start the handshake".into());
+            return Err(LinkError::Protocol(
+                "the listener did not start with a challenge",
+            ));
         };
         let id = &self.identity;
         if cluster != id.cluster {
-            return Err(format!(
-                "peer belongs to cluster `{cluster}`, not `{}`",
-                id.cluster
-            ));
+            return Err(LinkError::OtherCluster {
+                node: self.name.clone(),
+                theirs: cluster,
+                ours: id.cluster.clone(),
+            });
         }
         let mine = auth::nonce();
         let (key, cert) = id.credential.public();
@@ -361,10 +369,11 @@ impl Peer {
             } => {
                 // Mutual: the listener proves it is the node this link was meant for.
                 if node != self.name {
-                    return Err(format!(
-                        "the node at {} is `{node}`, not `{}`",
-                        self.route, self.name
-                    ));
+                    return Err(LinkError::OtherNode {
+                        at: self.route.to_string(),
+                        found: node,
+                        expected: self.name.clone(),
+                    });
                 }
                 let parts = authority::welcome_parts(&id.cluster, &node, &id.node, &nonce, &mine);
                 id.credential
@@ -373,8 +382,8 @@ impl Peer {
                         tracing::warn!(peer = %self.name, route = %self.route, "refused a node-to-node link: {reason}");
                     })?;
             }
-            Msg::Refused { reason } => return Err(format!("refused: {reason}")),
-            _ => return Err("unexpected handshake reply".into()),
+            Msg::Refused { reason } => return Err(LinkError::Refused(reason)),
+            _ => return Err(LinkError::Protocol("the listener answered with no welcome")),
         }
         let (tx, rx) = wire::link_queue();
         let link = Arc::new(Link {

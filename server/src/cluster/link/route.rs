@@ -46,6 +46,52 @@ impl RpcError {
     }
 }
 
+/// Why a node link could not be opened (as the dialer) or was refused (as the listener).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkError {
+    /// The byte stream failed (connect, read, write), in the system's words.
+    #[error("{0}")]
+    Io(String),
+    /// The stream ended before the handshake did.
+    #[error("connection closed during the handshake")]
+    Closed,
+    /// A handshake message could not be read.
+    #[error("undecodable handshake message: {0}")]
+    Frame(String),
+    /// The other side sent something else than the handshake's next message.
+    #[error("the peer did not follow the handshake: {0}")]
+    Protocol(&'static str),
+    /// The other side belongs to another cluster.
+    #[error("peer `{node}` belongs to cluster `{theirs}`, not `{ours}`")]
+    OtherCluster {
+        /// The peer's name, as it gave it (empty when it gave none yet).
+        node: String,
+        /// Its cluster.
+        theirs: String,
+        /// Ours.
+        ours: String,
+    },
+    /// The node answering is not the node the link was meant for.
+    #[error("the node at {at} is `{found}`, not `{expected}`")]
+    OtherNode {
+        /// Where it was dialed.
+        at: String,
+        /// Who answered.
+        found: String,
+        /// Who was dialed.
+        expected: String,
+    },
+    /// The listener refused the link, with its reason.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The other side's proof of who it is was refused.
+    #[error(transparent)]
+    Untrusted(#[from] crate::cluster::trust::Refusal),
+    /// The transport could not carry a link to the peer (NATS down, the peer not announced).
+    #[error("{0}")]
+    Transport(String),
+}
+
 /// How a peer is reached: the direct mesh or NATS.
 #[derive(Debug, Clone)]
 pub enum Route {

@@ -6,6 +6,7 @@ use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::route::LinkError;
 use super::wire::{self, Msg};
 
 /// A byte stream a link runs on (a TCP connection, or one end of a NATS link), and how it
@@ -39,14 +40,14 @@ impl LinkStream for tokio::io::DuplexStream {
 pub(crate) async fn read_msg(
     stream: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
-) -> Result<Msg, String> {
+) -> Result<Msg, LinkError> {
     loop {
-        if let Some(msg) = wire::decode(buf).map_err(|e| e.to_string())? {
+        if let Some(msg) = wire::decode(buf).map_err(|e| LinkError::Frame(e.to_string()))? {
             return Ok(msg);
         }
         match stream.read_buf(buf).await {
-            Ok(0) => return Err("connection closed during the handshake".into()),
-            Err(e) => return Err(e.to_string()),
+            Ok(0) => return Err(LinkError::Closed),
+            Err(e) => return Err(LinkError::Io(e.to_string())),
             Ok(_) => {}
         }
     }
@@ -55,8 +56,11 @@ pub(crate) async fn read_msg(
 pub(crate) async fn write_msg(
     stream: &mut (impl AsyncWrite + Unpin),
     msg: &Msg,
-) -> Result<(), String> {
+) -> Result<(), LinkError> {
     let mut buf = BytesMut::new();
     wire::encode(msg, &mut buf);
-    stream.write_all(&buf).await.map_err(|e| e.to_string())
+    stream
+        .write_all(&buf)
+        .await
+        .map_err(|e| LinkError::Io(e.to_string()))
 }

@@ -34,7 +34,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::sync::{OnceCell, watch};
 
-use crate::cluster::trust::CLOCK_SKEW;
+use crate::cluster::trust::{CLOCK_SKEW, Refusal};
 use crate::config::{NatsAuth, NatsSpec};
 use crate::wall::now_ms;
 
@@ -363,25 +363,26 @@ impl Fabric {
 
     /// Records an announcement heard, if it is signed by the node it names, recent, and
     /// later than the last one of that node.
-    fn heard(&self, payload: &[u8]) -> Result<(), String> {
-        let a: Announce = rmp_serde::from_slice(payload).map_err(|e| e.to_string())?;
+    fn heard(&self, payload: &[u8]) -> Result<(), Refusal> {
+        let a: Announce =
+            rmp_serde::from_slice(payload).map_err(|e| Refusal::Malformed(e.to_string()))?;
         if !token_ok(&a.node) || !token_ok(&a.instance) {
-            return Err("malformed".into());
+            return Err(Refusal::Malformed("a node or instance name".into()));
         }
         let stamp = a.stamp.to_be_bytes();
         let parts = announce_parts(&self.cluster, &a.node, &a.instance, &stamp);
         self.credential
             .check_peer(&self.cluster, &a.node, &a.key, &a.cert, &parts, &a.proof)?;
         if now_ms().abs_diff(a.stamp) > CLOCK_SKEW.as_millis() as u64 {
-            return Err(format!(
-                "`{}`'s clock is off by more than {CLOCK_SKEW:?}",
-                a.node
-            ));
+            return Err(Refusal::ClockSkew {
+                node: a.node,
+                skew: CLOCK_SKEW,
+            });
         }
         let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
         let key = self.seen_key(&a.node, &a.instance);
         if seen.get(&key).is_some_and(|s| s.stamp >= a.stamp) {
-            return Err(format!("`{}`: a replayed announcement", a.node));
+            return Err(Refusal::Replayed { node: a.node });
         }
         if seen.get(&key).is_none_or(|s| s.instance != a.instance) {
             tracing::info!(node = %a.node, instance = %a.instance, "announced on NATS");

@@ -33,7 +33,7 @@ use serde_bytes::ByteBuf;
 use super::Fabric;
 use crate::cluster::link::route::RpcError;
 use crate::cluster::link::wire::{self, Msg};
-use crate::cluster::trust::{Identity, auth};
+use crate::cluster::trust::{Identity, Refusal, auth};
 use crate::wall::now_ms;
 
 /// How far a request's clock may be from the copy's (the cluster's one bound).
@@ -250,10 +250,14 @@ pub(super) fn open(
     identity: &Identity,
     nonces: &Mutex<Nonces>,
     payload: &[u8],
-) -> Result<Opened, String> {
-    let e: Envelope = rmp_serde::from_slice(payload).map_err(|e| e.to_string())?;
+) -> Result<Opened, Refusal> {
+    let e: Envelope =
+        rmp_serde::from_slice(payload).map_err(|e| Refusal::Malformed(e.to_string()))?;
     if e.nonce.len() < 16 {
-        return Err(format!("`{}` sent a short nonce", e.from));
+        return Err(Refusal::Malformed(format!(
+            "`{}` sent a short nonce",
+            e.from
+        )));
     }
     let stamp = e.stamp.to_be_bytes();
     let parts = request_parts(
@@ -274,20 +278,20 @@ pub(super) fn open(
     )?;
     let now = now_ms();
     if now.abs_diff(e.stamp) > CLOCK_SKEW.as_millis() as u64 {
-        return Err(format!(
-            "`{}`'s clock is off by more than {CLOCK_SKEW:?} (or the request is old)",
-            e.from
-        ));
+        return Err(Refusal::ClockSkew {
+            node: e.from,
+            skew: CLOCK_SKEW,
+        });
     }
     let fresh = nonces
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .fresh(&e.nonce, e.stamp, now);
     if !fresh {
-        return Err(format!("`{}`: a replayed request", e.from));
+        return Err(Refusal::Replayed { node: e.from });
     }
     Ok(Opened {
-        msg: unframe(&e.body)?,
+        msg: unframe(&e.body).map_err(Refusal::Malformed)?,
         from: e.from,
         nonce: e.nonce.into_vec(),
     })
@@ -327,23 +331,52 @@ mod tests {
         assert_eq!(opened.msg, msg);
         // The same bytes again: a replay.
         let err = open(&copy, &nonces, &sealed).err().unwrap();
-        assert!(err.contains("replayed"), "{err}");
+        assert_eq!(
+            err,
+            Refusal::Replayed {
+                node: "gate".into()
+            }
+        );
         // Sealed for another node, or by a process without this cluster's certificate.
         let (for_other, _) = seal(&gate, "other", &msg);
-        assert!(open(&copy, &nonces, &for_other).is_err());
+        let err = open(&copy, &nonces, &for_other).err().unwrap();
+        assert_eq!(
+            err,
+            Refusal::FailedProof {
+                node: "gate".into()
+            }
+        );
         let stranger = identity("gate", b"another-secret-0123456789");
         let (forged, _) = seal(&stranger, "game", &msg);
         let err = open(&copy, &nonces, &forged).err().unwrap();
-        assert!(err.contains("certificate"), "{err}");
+        assert_eq!(
+            err,
+            Refusal::NoCertificate {
+                node: "gate".into()
+            }
+        );
         // A node with the cluster's certificate for its own name cannot pose as another.
         let mut e: Envelope = rmp_serde::from_slice(&seal(&gate, "game", &msg).0).unwrap();
         e.from = "admin".into();
         let posed = rmp_serde::to_vec(&e).unwrap();
-        assert!(open(&copy, &nonces, &posed).is_err());
+        let err = open(&copy, &nonces, &posed).err().unwrap();
+        assert_eq!(
+            err,
+            Refusal::NoCertificate {
+                node: "admin".into()
+            }
+        );
         // An old request (its time outside the window) is refused even if never seen.
         let long_ago = now_ms() - 2 * CLOCK_SKEW.as_millis() as u64;
         let (old, _) = seal_at(&gate, "game", &msg, long_ago);
         let err = open(&copy, &nonces, &old).err().unwrap();
-        assert!(err.contains("clock"), "{err}");
+        let skew = CLOCK_SKEW;
+        assert_eq!(
+            err,
+            Refusal::ClockSkew {
+                node: "gate".into(),
+                skew
+            }
+        );
     }
 }

@@ -25,6 +25,7 @@ use serde_bytes::ByteBuf;
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::nats::Fabric;
+use crate::cluster::trust::Refusal;
 use crate::sessions::SessionRecord;
 use crate::wall::now_ms;
 
@@ -128,6 +129,22 @@ fn seal_parts<'a>(cluster: &'a str, key: &'a str, body: &'a [u8]) -> [&'a [u8]; 
         key.as_bytes(),
         body,
     ]
+}
+
+/// Why a shared record could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RecordError {
+    /// The store could not be reached or read (NATS down, its stream gone).
+    #[error("{0}")]
+    Store(String),
+    /// The record was not signed by a node of this cluster for its key, so it is not used.
+    #[error("shared record `{key}` refused: {why}")]
+    Refused {
+        /// The record's key.
+        key: String,
+        /// Why.
+        why: Refusal,
+    },
 }
 
 /// Why a compare-and-set did not happen.
@@ -326,13 +343,13 @@ impl SharedSessions {
     }
 
     /// The newest value of `key` and its revision (`None`: none, or removed).
-    async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, String> {
-        let client = self.store().await?;
+    async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, RecordError> {
+        let client = self.store().await.map_err(RecordError::Store)?;
         let got = self.direct_get(client, key).await;
         if got.is_err() {
             self.forget_stream();
         }
-        let Some((sealed, revision)) = got? else {
+        let Some((sealed, revision)) = got.map_err(RecordError::Store)? else {
             return Ok(None);
         };
         Ok(Some((self.open(key, &sealed)?, revision)))
@@ -356,10 +373,13 @@ impl SharedSessions {
     }
 
     /// The body of the value at `key`, if a node of this cluster signed it for that key.
-    fn open(&self, key: &str, sealed: &[u8]) -> Result<Bytes, String> {
-        let refused = |why: String| format!("shared record `{key}` refused: {why}");
+    fn open(&self, key: &str, sealed: &[u8]) -> Result<Bytes, RecordError> {
+        let refused = |why: Refusal| RecordError::Refused {
+            key: key.to_owned(),
+            why,
+        };
         let sealed: Sealed = rmp_serde::from_slice(sealed)
-            .map_err(|e| refused(format!("not a sealed record ({e})")))?;
+            .map_err(|e| refused(Refusal::Malformed(format!("not a sealed record ({e})"))))?;
         let cluster = self.fabric.cluster();
         self.fabric
             .credential()
@@ -442,12 +462,17 @@ impl SharedSessions {
     }
 
     /// A session's record and its revision.
-    pub(crate) async fn load(&self, session: u64) -> Result<Option<(SessionRecord, u64)>, String> {
+    pub(crate) async fn load(
+        &self,
+        session: u64,
+    ) -> Result<Option<(SessionRecord, u64)>, RecordError> {
         let Some((value, revision)) = self.get(&record_key(session)).await? else {
             return Ok(None);
         };
-        let record = rmp_serde::from_slice(&value)
-            .map_err(|e| format!("session {session:016x}'s record: {e}"))?;
+        let record = rmp_serde::from_slice(&value).map_err(|e| RecordError::Refused {
+            key: record_key(session),
+            why: Refusal::Malformed(e.to_string()),
+        })?;
         Ok(Some((record, revision)))
     }
 

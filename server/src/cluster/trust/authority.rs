@@ -14,6 +14,8 @@ use ed25519_dalek::{Signature, Signer as _, SigningKey, Verifier as _, Verifying
 use hmac::{Hmac, Mac};
 use sha2::{Digest as _, Sha256};
 
+use super::Refusal;
+
 /// The environment variable carrying a node's own credential (hex: key seed ‖ certificate).
 pub const CREDENTIAL_ENV: &str = "FIREFLY_NODE_CREDENTIAL";
 /// The environment variable carrying the master's public key (hex).
@@ -212,20 +214,19 @@ impl Credential {
         cert: &[u8],
         parts: &[&[u8]],
         proof: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
+        let who = || node.to_owned();
         let key = <[u8; 32]>::try_from(key)
             .ok()
             .and_then(|k| VerifyingKey::from_bytes(&k).ok())
-            .ok_or_else(|| format!("peer claiming to be `{node}` sent no valid public key"))?;
+            .ok_or_else(|| Refusal::NoKey { node: who() })?;
         if !self.certifies(cluster, node, &key, cert) {
-            return Err(format!(
-                "peer claiming to be `{node}` has no certificate from this cluster's master for that name"
-            ));
+            return Err(Refusal::NoCertificate { node: who() });
         }
-        let proof = Signature::from_slice(proof)
-            .map_err(|_| format!("peer claiming to be `{node}` sent a malformed proof"))?;
+        let proof =
+            Signature::from_slice(proof).map_err(|_| Refusal::MalformedProof { node: who() })?;
         key.verify(&transcript(parts), &proof)
-            .map_err(|_| format!("peer claiming to be `{node}` failed its proof"))
+            .map_err(|_| Refusal::FailedProof { node: who() })
     }
 
     /// The master's signature over a deploy (see [`deploy_parts`]); `None` unless this is a
@@ -321,16 +322,22 @@ mod tests {
                 .is_ok()
         );
         for name in ["logic", MASTER] {
-            assert!(
-                logic
-                    .check_peer("demo", name, &key, &cert, &[b"n"], &proof)
-                    .is_err()
+            assert_eq!(
+                logic.check_peer("demo", name, &key, &cert, &[b"n"], &proof),
+                Err(Refusal::NoCertificate { node: name.into() })
             );
         }
-        assert!(
-            logic
-                .check_peer("prod", "gate", &key, &cert, &[b"n"], &proof)
-                .is_err()
+        assert_eq!(
+            logic.check_peer("prod", "gate", &key, &cert, &[b"n"], &proof),
+            Err(Refusal::NoCertificate {
+                node: "gate".into()
+            })
+        );
+        assert_eq!(
+            logic.check_peer("demo", "gate", &key, &cert, &[b"m"], &proof),
+            Err(Refusal::FailedProof {
+                node: "gate".into()
+            })
         );
         assert!(gate.sign_as_master(&[b"x"]).is_none());
         let signed = master.sign_as_master(&[b"x"]).unwrap();

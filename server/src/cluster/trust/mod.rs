@@ -13,5 +13,7 @@ pub mod auth;
 pub mod authority;
 
 mod identity;
+mod refusal;
 
 pub use identity::Identity;
+pub use refusal::Refusal;
