@@ -150,8 +150,23 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
     served_in_a_row(&mut on_b, 10, Duration::from_secs(60), "gate-b at start").await;
 
     // A push to a session of gate-b, made on a logic node for a client of gate-a.
-    let _: Value = on_b.call(108, &json!({"group": "team"})).await.unwrap();
-    let _: Value = on_a.call(108, &json!({"group": "team"})).await.unwrap();
+    // A logic node reaches a gate only once it has heard the gate announce itself, which the
+    // cluster's readiness does not wait for (it covers the gates' routes): the first session
+    // operation may find the gate not reachable yet (a known gap, in the README).
+    for client in [&mut on_b, &mut on_a] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match client.call::<_, Value>(108, &json!({"group": "team"})).await {
+                Ok(_) => break,
+                Err(err) if Instant::now() < deadline => {
+                    let reply = err.server().expect("the client stays connected");
+                    assert_eq!(reply.code, "node_unavailable", "{reply:?}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(err) => panic!("join: {err}"),
+            }
+        }
+    }
     let say = json!({"group": "team", "topic": 800, "text": "over nats"});
     let _: Value = on_a.call(110, &say).await.unwrap();
     for client in [&mut on_b, &mut on_a] {
