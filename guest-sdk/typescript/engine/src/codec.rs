@@ -70,10 +70,13 @@ pub fn decode<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> std::result::Result<Value<'j
         return Err(CodecError("0xc1 is not a MessagePack value".into()));
     }
     let mut cursor = bytes;
-    let value =
-        rmpv::decode::read_value_ref_with_max_depth(&mut cursor, MAX_DEPTH).map_err(|e| CodecError(e.to_string()))?;
+    let value = rmpv::decode::read_value_ref_with_max_depth(&mut cursor, MAX_DEPTH)
+        .map_err(|e| CodecError(e.to_string()))?;
     if !cursor.is_empty() {
-        return Err(CodecError(format!("{} bytes after the value", cursor.len())));
+        return Err(CodecError(format!(
+            "{} bytes after the value",
+            cursor.len()
+        )));
     }
     Ok(to_js(ctx, &value)?)
 }
@@ -132,10 +135,16 @@ pub fn encode(value: &Value<'_>) -> std::result::Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-fn write(out: &mut Vec<u8>, value: &Value<'_>, depth: usize) -> std::result::Result<(), CodecError> {
+fn write(
+    out: &mut Vec<u8>,
+    value: &Value<'_>,
+    depth: usize,
+) -> std::result::Result<(), CodecError> {
     use rmp::encode as e;
     if depth > MAX_DEPTH {
-        return Err(CodecError(format!("nested deeper than {MAX_DEPTH} (a cycle?)")));
+        return Err(CodecError(format!(
+            "nested deeper than {MAX_DEPTH} (a cycle?)"
+        )));
     }
     if value.is_undefined() || value.is_null() {
         e::write_nil(out).map_err(|e| CodecError(e.to_string()))?;
@@ -153,7 +162,11 @@ fn write(out: &mut Vec<u8>, value: &Value<'_>, depth: usize) -> std::result::Res
         io(e::write_str(out, &s.to_string()?))?;
     } else if value.is_big_int() {
         // `to_i64` wraps modulo 2^64; the decimal form tells which half of u64/i64 it was.
-        let text: String = value.ctx().globals().get::<_, rquickjs::Function>("String")?.call((value.clone(),))?;
+        let text: String = value
+            .ctx()
+            .globals()
+            .get::<_, rquickjs::Function>("String")?
+            .call((value.clone(),))?;
         match text.parse::<i128>() {
             Ok(n) if n >= 0 && n <= i128::from(u64::MAX) => io(e::write_uint(out, n as u64))?,
             Ok(n) if n < 0 && n >= i128::from(i64::MIN) => io(e::write_sint(out, n as i64))?,
@@ -167,11 +180,19 @@ fn write(out: &mut Vec<u8>, value: &Value<'_>, depth: usize) -> std::result::Res
             write(out, &item?, depth + 1)?;
         }
     } else if value.is_function() || value.is_symbol() {
-        return Err(CodecError(format!("a {} cannot be sent", value.type_name())));
+        return Err(CodecError(format!(
+            "a {} cannot be sent",
+            value.type_name()
+        )));
     } else if let Some(object) = value.as_object() {
         let mut entries = Vec::new();
         if is_map(object) {
-            let pairs: Array = value.ctx().globals().get::<_, rquickjs::Function>("Array")?.get::<_, rquickjs::Function>("from")?.call((value.clone(),))?;
+            let pairs: Array = value
+                .ctx()
+                .globals()
+                .get::<_, rquickjs::Function>("Array")?
+                .get::<_, rquickjs::Function>("from")?
+                .call((value.clone(),))?;
             for pair in pairs.iter::<Array>() {
                 let pair = pair?;
                 entries.push((pair.get::<Value>(0)?, pair.get::<Value>(1)?));
@@ -190,12 +211,17 @@ fn write(out: &mut Vec<u8>, value: &Value<'_>, depth: usize) -> std::result::Res
             write(out, &v, depth + 1)?;
         }
     } else {
-        return Err(CodecError(format!("a {} cannot be sent", value.type_name())));
+        return Err(CodecError(format!(
+            "a {} cannot be sent",
+            value.type_name()
+        )));
     }
     Ok(())
 }
 
-fn io<T, E: std::fmt::Display>(r: std::result::Result<T, E>) -> std::result::Result<(), CodecError> {
+fn io<T, E: std::fmt::Display>(
+    r: std::result::Result<T, E>,
+) -> std::result::Result<(), CodecError> {
     r.map(|_| ()).map_err(|e| CodecError(e.to_string()))
 }
 
@@ -205,4 +231,3 @@ fn is_map(object: &Object<'_>) -> bool {
     };
     object.is_instance_of(&map)
 }
-

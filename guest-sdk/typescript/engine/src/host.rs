@@ -57,9 +57,12 @@ macro_rules! define {
 pub fn install(ctx: &Ctx<'_>) -> Result<()> {
     let f = Object::new(ctx.clone())?;
     define!(f, ctx, "register", js_register);
-    define!(f, ctx, "table", |ctx: Ctx<'_>, schema: Value<'_>| -> Result<()> {
+    define!(f, ctx, "table", |ctx: Ctx<'_>,
+                              schema: Value<'_>|
+     -> Result<()> {
         let bytes = codec::encode(&schema).map_err(|e| throw(&ctx, e))?;
-        let schema: TableSchema = rmp_serde::from_slice(&bytes).map_err(|e| throw(&ctx, format!("bad table declaration: {e}")))?;
+        let schema: TableSchema = rmp_serde::from_slice(&bytes)
+            .map_err(|e| throw(&ctx, format!("bad table declaration: {e}")))?;
         state::declare_table(schema).map_err(|e| throw(&ctx, e))
     });
     define!(f, ctx, "encode", js_encode);
@@ -67,76 +70,159 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
     define!(f, ctx, "session", js_session);
     define!(f, ctx, "utf8", js_utf8);
     define!(f, ctx, "command", || -> u32 { state::call().1 });
-    define!(f, ctx, "log", |level: u32, text: String| raw::log(level, &text));
+    define!(f, ctx, "log", |level: u32, text: String| raw::log(
+        level, &text
+    ));
     // SAFETY (here and below): host imports get pointers to live buffers they only read or
     // write within, or no pointers at all.
-    define!(f, ctx, "now", || -> f64 { (unsafe { ffi::time_now_micros() }) as f64 });
+    define!(f, ctx, "now", || -> f64 {
+        (unsafe { ffi::time_now_micros() }) as f64
+    });
     define!(f, ctx, "random", || -> f64 {
         let mut bytes = [0u8; 8];
         unsafe { ffi::random_fill(bytes.as_mut_ptr() as u32, 8) };
         (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
     });
-    define!(f, ctx, "push", |ctx: Ctx<'_>, session: Value<'_>, topic: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "push", |ctx: Ctx<'_>,
+                             session: Value<'_>,
+                             topic: u32,
+                             bytes: Value<'_>|
+     -> Result<u32> {
         let (session, bytes) = (u64_of(&ctx, &session)?, payload(&ctx, &bytes)?);
         Ok(unsafe { ffi::push(session, topic, bytes.as_ptr() as u32, bytes.len() as u32) })
     });
-    define!(f, ctx, "pushSessions", |ctx: Ctx<'_>, ids: Array<'_>, topic: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "pushSessions", |ctx: Ctx<'_>,
+                                     ids: Array<'_>,
+                                     topic: u32,
+                                     bytes: Value<'_>|
+     -> Result<u32> {
         let mut raw_ids = Vec::with_capacity(ids.len() * 8);
         for id in ids.iter::<Value>() {
             raw_ids.extend_from_slice(&u64_of(&ctx, &id?)?.to_le_bytes());
         }
         let bytes = payload(&ctx, &bytes)?;
         let count = (raw_ids.len() / 8) as u32;
-        Ok(unsafe { ffi::push_sessions(raw_ids.as_ptr() as u32, count, topic, bytes.as_ptr() as u32, bytes.len() as u32) })
+        Ok(unsafe {
+            ffi::push_sessions(
+                raw_ids.as_ptr() as u32,
+                count,
+                topic,
+                bytes.as_ptr() as u32,
+                bytes.len() as u32,
+            )
+        })
     });
-    define!(f, ctx, "pushGroup", |ctx: Ctx<'_>, name: String, topic: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "pushGroup", |ctx: Ctx<'_>,
+                                  name: String,
+                                  topic: u32,
+                                  bytes: Value<'_>|
+     -> Result<u32> {
         let bytes = payload(&ctx, &bytes)?;
-        Ok(unsafe { ffi::push_group(name.as_ptr() as u32, name.len() as u32, topic, bytes.as_ptr() as u32, bytes.len() as u32) })
+        Ok(unsafe {
+            ffi::push_group(
+                name.as_ptr() as u32,
+                name.len() as u32,
+                topic,
+                bytes.as_ptr() as u32,
+                bytes.len() as u32,
+            )
+        })
     });
-    define!(f, ctx, "pushUser", |ctx: Ctx<'_>, user: String, topic: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "pushUser", |ctx: Ctx<'_>,
+                                 user: String,
+                                 topic: u32,
+                                 bytes: Value<'_>|
+     -> Result<u32> {
         let bytes = payload(&ctx, &bytes)?;
-        Ok(unsafe { ffi::push_user(user.as_ptr() as u32, user.len() as u32, topic, bytes.as_ptr() as u32, bytes.len() as u32) })
+        Ok(unsafe {
+            ffi::push_user(
+                user.as_ptr() as u32,
+                user.len() as u32,
+                topic,
+                bytes.as_ptr() as u32,
+                bytes.len() as u32,
+            )
+        })
     });
-    define!(f, ctx, "pushAll", |ctx: Ctx<'_>, topic: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "pushAll", |ctx: Ctx<'_>,
+                                topic: u32,
+                                bytes: Value<'_>|
+     -> Result<u32> {
         let bytes = payload(&ctx, &bytes)?;
         Ok(unsafe { ffi::push_all(topic, bytes.as_ptr() as u32, bytes.len() as u32) })
     });
-    define!(f, ctx, "groupJoin", |ctx: Ctx<'_>, session: Value<'_>, name: String, join: bool| -> Result<u32> {
+    define!(f, ctx, "groupJoin", |ctx: Ctx<'_>,
+                                  session: Value<'_>,
+                                  name: String,
+                                  join: bool|
+     -> Result<u32> {
         let session = u64_of(&ctx, &session)?;
-        Ok(unsafe { ffi::group_join(session, name.as_ptr() as u32, name.len() as u32, u32::from(join)) })
+        Ok(unsafe {
+            ffi::group_join(
+                session,
+                name.as_ptr() as u32,
+                name.len() as u32,
+                u32::from(join),
+            )
+        })
     });
-    define!(f, ctx, "userBind", |ctx: Ctx<'_>, session: Value<'_>, user: String| -> Result<u32> {
+    define!(f, ctx, "userBind", |ctx: Ctx<'_>,
+                                 session: Value<'_>,
+                                 user: String|
+     -> Result<u32> {
         let session = u64_of(&ctx, &session)?;
         Ok(unsafe { ffi::user_bind(session, user.as_ptr() as u32, user.len() as u32) })
     });
     define!(f, ctx, "userOf", js_user_of);
-    define!(f, ctx, "kick", |ctx: Ctx<'_>, session: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "kick", |ctx: Ctx<'_>,
+                             session: Value<'_>|
+     -> Result<u32> {
         Ok(unsafe { ffi::session_kick(u64_of(&ctx, &session)?) })
     });
     define!(f, ctx, "callNode", js_call_node);
-    define!(f, ctx, "sendNode", |ctx: Ctx<'_>, node: String, command: u32, bytes: Value<'_>| -> Result<u32> {
+    define!(f, ctx, "sendNode", |ctx: Ctx<'_>,
+                                 node: String,
+                                 command: u32,
+                                 bytes: Value<'_>|
+     -> Result<u32> {
         let bytes = payload(&ctx, &bytes)?;
         Ok(unsafe {
-            ffi::send_node(node.as_ptr() as u32, node.len() as u32, command, bytes.as_ptr() as u32, bytes.len() as u32)
+            ffi::send_node(
+                node.as_ptr() as u32,
+                node.len() as u32,
+                command,
+                bytes.as_ptr() as u32,
+                bytes.len() as u32,
+            )
         })
     });
     define!(f, ctx, "timerStart", js_timer_start);
-    define!(f, ctx, "timerCancel", |ctx: Ctx<'_>, id: Value<'_>| -> Result<bool> {
+    define!(f, ctx, "timerCancel", |ctx: Ctx<'_>,
+                                    id: Value<'_>|
+     -> Result<bool> {
         Ok(unsafe { ffi::timer_cancel(u64_of(&ctx, &id)?) } == 1)
     });
     define!(f, ctx, "roomCall", js_room_call);
     define!(f, ctx, "dataCall", js_data_call);
-    define!(f, ctx, "print", |level: u32, parts: Rest<String>| raw::log(level, &parts.0.join(" ")));
+    define!(f, ctx, "print", |level: u32, parts: Rest<String>| raw::log(
+        level,
+        &parts.0.join(" ")
+    ));
     ctx.globals().set("__firefly", f)?;
     let random: Function = ctx.globals().get::<_, Object>("__firefly")?.get("random")?;
-    ctx.globals().get::<_, Object>("Math")?.set("random", random)?;
+    ctx.globals()
+        .get::<_, Object>("Math")?
+        .set("random", random)?;
     Ok(())
 }
 
 fn u32_of(ctx: &Ctx<'_>, value: &Value<'_>) -> Result<u32> {
     match value.as_number() {
         Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= f64::from(u32::MAX) => Ok(n as u32),
-        _ => Err(Exception::throw_type(ctx, "a command id is an integer from 0 to 2^32 - 1")),
+        _ => Err(Exception::throw_type(
+            ctx,
+            "a command id is an integer from 0 to 2^32 - 1",
+        )),
     }
 }
 
@@ -163,18 +249,44 @@ fn js_user_of<'js>(ctx: Ctx<'js>, session: Value<'js>) -> Result<Array<'js>> {
     answer(&ctx, (packed >> 32) as u32, &raw::call_reply(packed as u32))
 }
 
-fn js_call_node<'js>(ctx: Ctx<'js>, node: String, command: u32, bytes: Value<'js>) -> Result<Array<'js>> {
+fn js_call_node<'js>(
+    ctx: Ctx<'js>,
+    node: String,
+    command: u32,
+    bytes: Value<'js>,
+) -> Result<Array<'js>> {
     let bytes = payload(&ctx, &bytes)?;
     let packed = unsafe {
-        ffi::call_node(node.as_ptr() as u32, node.len() as u32, command, bytes.as_ptr() as u32, bytes.len() as u32)
+        ffi::call_node(
+            node.as_ptr() as u32,
+            node.len() as u32,
+            command,
+            bytes.as_ptr() as u32,
+            bytes.len() as u32,
+        )
     };
     answer(&ctx, (packed >> 32) as u32, &raw::call_reply(packed as u32))
 }
 
-fn js_timer_start<'js>(ctx: Ctx<'js>, tag: String, delay: f64, period: f64, flags: u32, bytes: Value<'js>) -> Result<BigInt<'js>> {
+fn js_timer_start<'js>(
+    ctx: Ctx<'js>,
+    tag: String,
+    delay: f64,
+    period: f64,
+    flags: u32,
+    bytes: Value<'js>,
+) -> Result<BigInt<'js>> {
     let bytes = payload(&ctx, &bytes)?;
     let packed = unsafe {
-        ffi::timer_start(tag.as_ptr() as u32, tag.len() as u32, delay.max(0.0) as u64, period.max(0.0) as u64, flags, bytes.as_ptr() as u32, bytes.len() as u32)
+        ffi::timer_start(
+            tag.as_ptr() as u32,
+            tag.len() as u32,
+            delay.max(0.0) as u64,
+            period.max(0.0) as u64,
+            flags,
+            bytes.as_ptr() as u32,
+            bytes.len() as u32,
+        )
     };
     BigInt::from_u64(ctx, packed)
 }
@@ -191,11 +303,20 @@ fn js_data_call<'js>(ctx: Ctx<'js>, bytes: Value<'js>) -> Result<Array<'js>> {
     answer(&ctx, (packed >> 32) as u32, &raw::data_reply(packed as u32))
 }
 
-fn js_register<'js>(ctx: Ctx<'js>, kind: u32, key: Value<'js>, function: Function<'js>, raw: Opt<bool>) -> Result<()> {
+fn js_register<'js>(
+    ctx: Ctx<'js>,
+    kind: u32,
+    key: Value<'js>,
+    function: Function<'js>,
+    raw: Opt<bool>,
+) -> Result<()> {
     let key = match key.as_string() {
         Some(tag) => Key::Tag(tag.to_string()?),
         None => Key::Id(u32_of(&ctx, &key)?),
     };
-    let handler = Handler { function: Persistent::save(&ctx, function), raw: raw.0.unwrap_or(false) };
+    let handler = Handler {
+        function: Persistent::save(&ctx, function),
+        raw: raw.0.unwrap_or(false),
+    };
     state::register(Registration { kind, key, handler }).map_err(|e| throw(&ctx, e))
 }

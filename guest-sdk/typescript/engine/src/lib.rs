@@ -42,7 +42,11 @@ pub extern "C" fn __firefly_describe() {
 #[unsafe(no_mangle)]
 pub extern "C" fn __firefly_dispatch(kind: u32, id: u32, session: u64, input_len: u32) -> u32 {
     let input = raw::read_input(input_len);
-    with_engine(|engine| engine.context.with(|ctx| run(&ctx, kind, id, session, &input)))
+    with_engine(|engine| {
+        engine
+            .context
+            .with(|ctx| run(&ctx, kind, id, session, &input))
+    })
 }
 
 /// `__firefly_dispatch_batch`: every pipelined request of one session, one entry.

@@ -137,7 +137,9 @@ pub fn boot() -> Result<(), String> {
         options.filename = Some("module.js".to_owned());
         match ctx.eval_with_options::<(), _>(script, options) {
             Ok(()) => Ok(()),
-            Err(rquickjs::Error::Exception) => Err(format!("the module threw at load: {}", thrown(&ctx))),
+            Err(rquickjs::Error::Exception) => {
+                Err(format!("the module threw at load: {}", thrown(&ctx)))
+            }
             Err(e) => Err(format!("the module failed at load: {e}")),
         }
     })?;
@@ -220,7 +222,9 @@ fn manifest(name: &str) -> Result<Vec<u8>, String> {
         }
     }
     if handlers.is_empty() {
-        return Err("the module registers no handler: call `handle(command, fn)` at least once".into());
+        return Err(
+            "the module registers no handler: call `handle(command, fn)` at least once".into(),
+        );
     }
     commands.sort_unstable();
     let manifest = Manifest {
