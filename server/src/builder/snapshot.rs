@@ -7,13 +7,16 @@
 //! a script that throws at load fails the build with the engine's message (file and line).
 //! Firefly's own imports are traps here: a script may not call the host while it loads.
 
+use std::hash::{Hash as _, Hasher as _};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use wasmtime::{Config, Engine, Instance, Linker, Module, Store, Val};
-use wasmtime_wasi::WasiCtxBuilder;
+use sha2::{Digest as _, Sha256};
+use wasmtime::{Config, Engine, Instance, Linker, Module, OptLevel, Store, Val};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::p2::pipe::{MemoryInputPipe, MemoryOutputPipe};
+use wasmtime_wasi::{Deterministic, HostMonotonicClock, HostWallClock, WasiCtxBuilder};
 use wasmtime_wizer::{InstanceState, SnapshotVal, ValType, Wizer};
 
 /// The engine's pre-initialisation export.
@@ -29,7 +32,11 @@ const LOAD_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// Runs on a thread of its own with its own small runtime: callers may be inside a tokio
 /// runtime (tests, `firefly up`), which cannot be blocked on from within.
-pub fn preinitialize(engine_wasm: &[u8], input: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+pub fn preinitialize(
+    engine_wasm: &[u8],
+    input: Vec<u8>,
+    cache: Option<PathBuf>,
+) -> anyhow::Result<Vec<u8>> {
     let engine_wasm = engine_wasm.to_vec();
     std::thread::scope(|scope| {
         scope
@@ -38,14 +45,14 @@ pub fn preinitialize(engine_wasm: &[u8], input: Vec<u8>) -> anyhow::Result<Vec<u
                     .enable_all()
                     .build()
                     .context("cannot start a runtime for the snapshot")?;
-                runtime.block_on(run(&engine_wasm, input))
+                runtime.block_on(run(&engine_wasm, input, cache.as_deref()))
             })
             .join()
             .unwrap_or_else(|_| bail!("the snapshot thread panicked"))
     })
 }
 
-async fn run(engine_wasm: &[u8], input: Vec<u8>) -> anyhow::Result<Vec<u8>> {
+async fn run(engine_wasm: &[u8], input: Vec<u8>, cache: Option<&Path>) -> anyhow::Result<Vec<u8>> {
     let wizer = Wizer::new();
     let (cx, instrumented) = wizer
         .instrument(engine_wasm)
@@ -53,12 +60,22 @@ async fn run(engine_wasm: &[u8], input: Vec<u8>) -> anyhow::Result<Vec<u8>> {
         .context("the JavaScript engine is not a valid module")?;
     let mut config = Config::new();
     config.epoch_interruption(true);
+    // The script runs once: compiling fast matters more than running fast.
+    config.cranelift_opt_level(OptLevel::None);
     let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-    let module = Module::new(&engine, &instrumented).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let module = compile(&engine, &instrumented, cache)?;
     let stderr = MemoryOutputPipe::new(MAX_STDERR);
+    // Fixed clocks and randomness while the script loads: the same sources then give the same
+    // snapshot, byte for byte (QuickJS seeds itself from the clock, Rust's HashMap from
+    // randomness), so a rebuild of an unchanged module is the same version.
     let wasi = WasiCtxBuilder::new()
         .stdin(MemoryInputPipe::new(input))
         .stderr(stderr.clone())
+        .wall_clock(Frozen)
+        .monotonic_clock(Frozen)
+        .secure_random(Deterministic::new(vec![0x5a; 64]))
+        .insecure_random(Deterministic::new(vec![0xa5; 64]))
+        .insecure_random_seed(0)
         .build_p1();
     let mut store = Store::new(&engine, wasi);
     let mut linker: Linker<WasiP1Ctx> = Linker::new(&engine);
@@ -102,6 +119,41 @@ async fn run(engine_wasm: &[u8], input: Vec<u8>) -> anyhow::Result<Vec<u8>> {
         .context("cannot snapshot the module")
 }
 
+/// Compiles the instrumented engine (the same for every module, so its compiled form is kept in
+/// `cache`, keyed by its SHA-256 and the engine's compatibility hash).
+fn compile(engine: &Engine, wasm: &[u8], cache: Option<&Path>) -> anyhow::Result<Module> {
+    let new = || Module::new(engine, wasm).map_err(|e| anyhow::anyhow!("{e:#}"));
+    let Some(dir) = cache else {
+        return new();
+    };
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    let digest = hex::encode(Sha256::digest(wasm));
+    let path = dir.join(format!(
+        "engine-{}-{:016x}.cwasm",
+        digest.get(..16).unwrap_or(&digest),
+        hasher.finish()
+    ));
+    if path.exists() {
+        // SAFETY: the artifact was written by `Module::serialize` of this same wasmtime build
+        // and configuration (both are in its name), in the project's own tools folder.
+        if let Ok(module) = unsafe { Module::deserialize_file(engine, &path) } {
+            return Ok(module);
+        }
+    }
+    let module = new()?;
+    if let Ok(bytes) = module.serialize() {
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let stored = std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if let Err(e) = stored {
+            tracing::warn!("cannot cache the compiled engine in {}: {e}", dir.display());
+        }
+    }
+    Ok(module)
+}
+
 /// The reactor's `_initialize` (wasi-libc's constructors), then the engine's [`INIT`].
 async fn initialize(store: &mut Store<WasiP1Ctx>, instance: &Instance) -> anyhow::Result<()> {
     if let Ok(init) = instance.get_typed_func::<(), ()>(&mut *store, "_initialize") {
@@ -115,6 +167,27 @@ async fn initialize(store: &mut Store<WasiP1Ctx>, instance: &Instance) -> anyhow
     init.call_async(&mut *store, ())
         .await
         .map_err(|e| anyhow::anyhow!("{e:#}"))
+}
+
+/// A clock stopped at the Unix epoch (wall) or at 0 (monotonic).
+struct Frozen;
+
+impl HostWallClock for Frozen {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl HostMonotonicClock for Frozen {
+    fn resolution(&self) -> u64 {
+        1
+    }
+    fn now(&self) -> u64 {
+        0
+    }
 }
 
 /// What Wizer reads back from the initialised instance.

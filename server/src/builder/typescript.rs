@@ -62,7 +62,8 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let engine_path = sdk.join("engine.wasm");
     let engine = std::fs::read(&engine_path)
         .with_context(|| format!("cannot read {}", engine_path.display()))?;
-    let wasm = super::snapshot::preinitialize(&engine, input)
+    let cache = sdk.join("tools/cache");
+    let wasm = super::snapshot::preinitialize(&engine, input, Some(cache))
         .map_err(|e| anyhow::anyhow!("{}", locate(&e.to_string(), &dir, &bundle)))
         .with_context(|| format!("module {} refused", dir.display()))?;
     let out = out_dir.join(format!("{name}.wasm"));

@@ -50,7 +50,8 @@ fn newest(dir: &Path) -> Option<SystemTime> {
 /// failed build or deploy is printed and the watch goes on.
 pub async fn watch(args: DeployArgs) -> anyhow::Result<()> {
     let dir: PathBuf = args.path.clone();
-    if !dir.join("Cargo.toml").exists() && !firefly::builder::typescript::is_typescript_module(&dir) {
+    if !dir.join("Cargo.toml").exists() && !firefly::builder::typescript::is_typescript_module(&dir)
+    {
         bail!(
             "--watch needs a module directory (a crate or a TypeScript module), not {}",
             dir.display()

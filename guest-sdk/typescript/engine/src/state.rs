@@ -129,7 +129,7 @@ pub fn boot() -> Result<(), String> {
     let runtime = Runtime::new().map_err(|e| format!("cannot start QuickJS: {e}"))?;
     runtime.set_max_stack_size(JS_STACK);
     let context = Context::full(&runtime).map_err(|e| format!("cannot start QuickJS: {e}"))?;
-    context.with(|ctx| -> Result<(), String> {
+    let loaded = context.with(|ctx| -> Result<(), String> {
         crate::host::install(&ctx).map_err(|e| format!("cannot install the host API: {e}"))?;
         let mut options = EvalOptions::default();
         options.global = true;
@@ -142,9 +142,20 @@ pub fn boot() -> Result<(), String> {
             }
             Err(e) => Err(format!("the module failed at load: {e}")),
         }
-    })?;
+    });
     BOOTED.with(|b| b.set(true));
-    let manifest = manifest(name.trim())?;
+    let manifest = loaded.and_then(|()| manifest(name.trim()));
+    let manifest = match manifest {
+        Ok(manifest) => manifest,
+        Err(message) => {
+            // Objects the script made are still referenced (handlers, the exception): freeing
+            // the runtime now would trip QuickJS's leak assertion over our message. The
+            // instance traps right after; nothing needs freeing.
+            std::mem::forget(context);
+            std::mem::forget(runtime);
+            return Err(message);
+        }
+    };
     ENGINE.with(|e| {
         *e.borrow_mut() = Some(Engine {
             _runtime: runtime,
