@@ -45,7 +45,7 @@ pub fn scaffold(name: &str, dir: &Path, command: u32) -> anyhow::Result<()> {
     let index = format!(
         r#"// The `{name}` module. Handlers are registered when the module loads; the payload is the
 // request's MessagePack decoded to plain values, and what a handler returns is the reply.
-import {{ FireflyError, handle, type Ctx }} from "firefly-sdk";
+import {{ FireflyError, handle, type Ctx, type SessionId }} from "firefly-sdk";
 
 interface Ping {{
   text: string;
@@ -53,7 +53,7 @@ interface Ping {{
 
 interface Pong {{
   text: string;
-  session: bigint;
+  session: SessionId;
   server_time_micros: number;
 }}
 
