@@ -224,27 +224,24 @@ class Context {
   }
 }
 
-/** The context handed to every handler. */
+/** The context handed to every handler (the engine passes it as the first argument). */
 export const ctx = new Context();
-
-function wrap(fn) {
-  return (payload) => fn(ctx, payload);
-}
+F.setContext(ctx);
 
 /** Handles client requests (and node calls) with command id `command`. */
 export function handle(command, fn, options) {
-  F.register(REQUEST, command, wrap(fn), options?.raw ?? false);
+  F.register(REQUEST, command, fn, options?.raw ?? false);
 }
 
 /** Runs when a session connects to a gate whose node hosts this module. */
-export function onConnect(fn) { F.register(CONNECT, 0, () => fn(ctx)); }
+export function onConnect(fn) { F.register(CONNECT, 0, fn); }
 
 /** Runs when a session ends (to save the player...). */
-export function onDisconnect(fn) { F.register(DISCONNECT, 0, () => fn(ctx)); }
+export function onDisconnect(fn) { F.register(DISCONNECT, 0, fn); }
 
 /** Handles the firings of timers tagged `tag`. */
 export function timer(tag, fn) {
-  F.register(TIMER, tag, (firing) => fn(ctx, {
+  F.register(TIMER, tag, (c, firing) => fn(c, {
     timer: firing.timer, tag: firing.tag, session: firing.session, firing: firing.firing,
     lateMs: firing.late_ms, repeats: firing.repeats, payload: F.decode(firing.payload),
   }));
@@ -252,8 +249,8 @@ export function timer(tag, fn) {
 
 /** Runs at each tick of a room with a tick; returns the room's new state (or nothing to keep it). */
 export function roomTick(fn) {
-  F.register(ROOM_TICK, 0, (tick) => {
-    const state = fn(ctx, {
+  F.register(ROOM_TICK, 0, (c, tick) => {
+    const state = fn(c, {
       key: tick.key, tick: tick.tick, elapsedMs: tick.elapsed_ms, members: tick.members,
       state: F.decode(tick.state),
     });
@@ -263,7 +260,7 @@ export function roomTick(fn) {
 
 /** Runs when a session joins or leaves a room, or is disconnected from it. */
 export function roomEvent(fn) {
-  F.register(ROOM_EVENT, 0, (event) => fn(ctx, event));
+  F.register(ROOM_EVENT, 0, fn);
 }
 
 /** Declares a whole module at once: `module({ handlers: { 1: fn }, onConnect, onDisconnect })`. */

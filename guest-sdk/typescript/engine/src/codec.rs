@@ -60,6 +60,21 @@ pub fn bytes_of(value: &Value<'_>) -> Option<Vec<u8>> {
     None
 }
 
+/// Runs `f` on the bytes of a `Uint8Array` or `ArrayBuffer` in place (no copy); `None` when
+/// `value` is neither.
+pub fn with_bytes<R>(value: &Value<'_>, f: impl FnOnce(&[u8]) -> R) -> Option<R> {
+    let object = value.as_object()?;
+    if let Some(array) = object.as_typed_array::<u8>() {
+        // SAFETY: `f` runs no JavaScript while it holds the slice.
+        return Some(f(unsafe { array.as_slice() }));
+    }
+    if let Some(buffer) = object.as_array_buffer() {
+        // SAFETY: as above.
+        return unsafe { buffer.as_bytes() }.map(f);
+    }
+    None
+}
+
 /// Decodes one MessagePack value (the whole of `bytes`; an empty payload is `undefined`).
 pub fn decode<'js>(ctx: &Ctx<'js>, bytes: &[u8]) -> std::result::Result<Value<'js>, CodecError> {
     if bytes.is_empty() {

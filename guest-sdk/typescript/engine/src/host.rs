@@ -69,6 +69,7 @@ pub fn install(ctx: &Ctx<'_>) -> Result<()> {
     define!(f, ctx, "decode", js_decode);
     define!(f, ctx, "session", js_session);
     define!(f, ctx, "utf8", js_utf8);
+    define!(f, ctx, "setContext", js_set_context);
     define!(f, ctx, "command", || -> u32 { state::call().1 });
     define!(f, ctx, "log", |level: u32, text: String| raw::log(
         level, &text
@@ -319,4 +320,8 @@ fn js_register<'js>(
         raw: raw.0.unwrap_or(false),
     };
     state::register(Registration { kind, key, handler }).map_err(|e| throw(&ctx, e))
+}
+
+fn js_set_context<'js>(ctx: Ctx<'js>, value: Value<'js>) {
+    state::set_context(Persistent::save(&ctx, value));
 }

@@ -77,10 +77,7 @@ fn run(ctx: &Ctx<'_>, kind: u32, id: u32, session: u64, input: &[u8]) -> u32 {
         return Status::Unknown as u32;
     };
     match call(ctx, &handler, kind, input) {
-        Ok(reply) => {
-            raw::write_output(&reply);
-            Status::Ok as u32
-        }
+        Ok(()) => Status::Ok as u32,
         Err((code, message)) => {
             raw::set_error(&code, &message);
             Status::Error as u32
@@ -88,13 +85,9 @@ fn run(ctx: &Ctx<'_>, kind: u32, id: u32, session: u64, input: &[u8]) -> u32 {
     }
 }
 
-/// Decodes the input, calls the handler, encodes what it returned.
-fn call(
-    ctx: &Ctx<'_>,
-    handler: &Handler,
-    kind: u32,
-    input: &[u8],
-) -> Result<Vec<u8>, (String, String)> {
+/// Decodes the input, calls the handler with `(ctx, payload)`, and sets what it returned as
+/// the output (encoded, or a raw handler's bytes straight from its `Uint8Array`).
+fn call(ctx: &Ctx<'_>, handler: &Handler, kind: u32, input: &[u8]) -> Result<(), (String, String)> {
     let function = handler
         .function
         .clone()
@@ -110,7 +103,8 @@ fn call(
             )
         })?,
     };
-    let result: Value = match function.call((argument,)) {
+    let this = state::context_object(ctx).map_err(|e| internal(format!("no context: {e}")))?;
+    let result: Value = match function.call((this, argument)) {
         Ok(value) => value,
         Err(rquickjs::Error::Exception) => return Err(exception(ctx)),
         Err(e) => return Err(internal(e.to_string())),
@@ -119,22 +113,25 @@ fn call(
         Some(DispatchKind::Request) => {}
         // A tick returning nothing keeps the room's state.
         Some(DispatchKind::RoomTick) if !result.is_undefined() && !result.is_null() => {}
-        _ => return Ok(Vec::new()),
+        _ => return Ok(()),
     }
     if handler.raw {
-        return codec::bytes_of(&result).ok_or_else(|| {
-            (
+        return match codec::with_bytes(&result, raw::write_output) {
+            Some(()) => Ok(()),
+            None => Err((
                 firefly_abi::codes::HANDLER_FAILED.to_owned(),
                 "a raw handler must return a Uint8Array".to_owned(),
-            )
-        });
+            )),
+        };
     }
-    codec::encode(&result).map_err(|e| {
+    let reply = codec::encode(&result).map_err(|e| {
         (
             firefly_abi::codes::HANDLER_FAILED.to_owned(),
             format!("cannot encode the reply: {e}"),
         )
-    })
+    })?;
+    raw::write_output(&reply);
+    Ok(())
 }
 
 fn internal(message: String) -> (String, String) {

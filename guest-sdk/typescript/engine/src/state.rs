@@ -65,6 +65,8 @@ thread_local! {
     static TABLES: RefCell<Vec<TableSchema>> = const { RefCell::new(Vec::new()) };
     /// The session and command of the call in progress.
     static CALL: Cell<(u64, u32)> = const { Cell::new((0, 0)) };
+    /// The SDK's `ctx` object, handed to every handler as its first argument.
+    static CONTEXT: RefCell<Option<Persistent<rquickjs::Value<'static>>>> = const { RefCell::new(None) };
     /// Set once the script has run: registering afterwards is an error.
     static BOOTED: Cell<bool> = const { Cell::new(false) };
 }
@@ -91,6 +93,19 @@ pub fn set_call(session: u64, command: u32) {
 /// The session and command of the call in progress.
 pub fn call() -> (u64, u32) {
     CALL.with(Cell::get)
+}
+
+/// Keeps the SDK's `ctx` object (`__firefly.setContext`).
+pub fn set_context(value: Persistent<rquickjs::Value<'static>>) {
+    CONTEXT.with(|c| *c.borrow_mut() = Some(value));
+}
+
+/// The SDK's `ctx` object (`undefined` when the SDK set none).
+pub fn context_object<'js>(ctx: &Ctx<'js>) -> rquickjs::Result<rquickjs::Value<'js>> {
+    match CONTEXT.with(|c| c.borrow().clone()) {
+        Some(value) => value.restore(ctx),
+        None => Ok(rquickjs::Value::new_undefined(ctx.clone())),
+    }
 }
 
 /// The handler for `(kind, id)`, if the module registered one.
