@@ -1,7 +1,9 @@
 //! The ready gameplay modules (`modules/chat`, `modules/friends`, `modules/mail`,
 //! `modules/guild`) through a real cluster in this process: a players' gate, a back-office gate
 //! and a logic node hosting them beside `accounts`, real TCP clients on port 0 that register
-//! and log in, cached objects on the embedded storage.
+//! and log in, cached objects on the embedded storage. The chat tests run twice: against
+//! `chat` and against its TypeScript twin `chat-ts` (named `..._ts_with_node`: building a
+//! TypeScript module needs Node).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -58,6 +60,11 @@ storage:
 /// `gate` routes the player commands (accounts 201-207, chat 320-330, friends 340-348, mail
 /// 360-364, guild 380-391); `ops` is a back-office gate that also reaches system mail (370).
 async fn cluster() -> Cluster {
+    cluster_with("chat").await
+}
+
+/// [`cluster`] with `chat` (the Rust module) or `chat-ts` (its TypeScript twin) as the chat.
+async fn cluster_with(chat: &str) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let (g, o, l) = (free_addr(), free_addr(), free_addr());
     let nodes = format!(
@@ -77,9 +84,12 @@ async fn cluster() -> Cluster {
       - {{ commands: "360-379", to: logic }}
   logic:
     rpc: {l}
-    modules: [accounts, chat, friends, mail, guild]"#
+    modules: [accounts, {chat}, friends, mail, guild]"#
     );
-    let yaml = topology(dir.path(), &nodes, "logic");
+    let yaml = topology(dir.path(), &nodes, "logic").replace(
+        "  chat: { crate: modules/chat }",
+        &format!("  {chat}: {{ crate: modules/{chat} }}"),
+    );
     let (_, nodes) = start_cluster(&yaml, &["logic", "gate", "ops"]).await;
     Cluster {
         gate: nodes[1].client_addrs()[0],
@@ -142,9 +152,29 @@ async fn push(c: &mut Client, topic: u32) -> Value {
 // ---------------------------------------------------------------------------------------
 // chat
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_channel_messages_reach_members_through_the_filter_and_history_is_bounded() {
-    let cl = cluster().await;
+/// One chat test body, run as two tests: against `chat` and against `chat-ts`.
+macro_rules! for_both_chats {
+    ($rust:ident, $ts:ident, $body:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $rust() {
+            $body("chat").await
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $ts() {
+            $body("chat-ts").await
+        }
+    };
+}
+
+for_both_chats!(
+    chat_channel_messages_reach_members_through_the_filter_and_history_is_bounded,
+    chat_channel_messages_reach_members_through_the_filter_and_history_is_bounded_ts_with_node,
+    chat_channels
+);
+
+async fn chat_channels(chat: &str) {
+    let cl = cluster_with(chat).await;
     let mut a = login(cl.gate, "alice").await;
     let mut b = login(cl.gate, "bob").await;
     let mut c = login(cl.gate, "carol").await;
@@ -236,9 +266,14 @@ async fn chat_channel_messages_reach_members_through_the_filter_and_history_is_b
     assert_eq!(push(&mut c.c, 336).await["text"], "psst");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_private_messages_mute_and_block() {
-    let cl = cluster().await;
+for_both_chats!(
+    chat_private_messages_mute_and_block,
+    chat_private_messages_mute_and_block_ts_with_node,
+    chat_private
+);
+
+async fn chat_private(chat: &str) {
+    let cl = cluster_with(chat).await;
     let mut a = login(cl.gate, "alice").await;
     let mut b = login(cl.gate, "bob").await;
     let mut c = login(cl.gate, "carol").await;
@@ -307,9 +342,14 @@ async fn chat_private_messages_mute_and_block() {
     assert_eq!(settings["blocked"], json!([]));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chat_refuses_bad_input_and_bounds_what_one_user_holds() {
-    let cl = cluster().await;
+for_both_chats!(
+    chat_refuses_bad_input_and_bounds_what_one_user_holds,
+    chat_refuses_bad_input_and_bounds_what_one_user_holds_ts_with_node,
+    chat_bad_input
+);
+
+async fn chat_bad_input(chat: &str) {
+    let cl = cluster_with(chat).await;
     let mut anon = Client::connect(cl.gate).await.unwrap();
     assert_eq!(
         code(&mut anon, 320, json!({"channel": "x"})).await,

@@ -2,6 +2,8 @@
 //! process: members and broadcasts, the fixed-rate tick with host-held state, a hot update in
 //! the middle of a room's life, disconnects, bad input, and a gate routing each room's commands
 //! to the one logic node that holds it (`policy: room`), a lost node reported to its room.
+//! The tests of one node run against both `countdown` and its TypeScript twin `countdown-ts`
+//! (those end in `_ts_with_node`: building a TypeScript module needs Node).
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -34,8 +36,23 @@ struct Info {
     ticks: u64,
 }
 
-async fn node() -> Node {
-    firefly_testkit::start_node(&["countdown"]).await
+async fn node(module: &str) -> Node {
+    firefly_testkit::start_node(&[module]).await
+}
+
+/// One test body, run as two tests: against `countdown` and against `countdown-ts`.
+macro_rules! for_both_modules {
+    ($rust:ident, $ts:ident, $body:ident) => {
+        #[tokio::test]
+        async fn $rust() {
+            $body("countdown").await
+        }
+
+        #[tokio::test]
+        async fn $ts() {
+            $body("countdown-ts").await
+        }
+    };
 }
 
 async fn client(node: &Node) -> Client {
@@ -89,9 +106,14 @@ fn code(r: Result<(), ClientError>) -> String {
         .clone()
 }
 
-#[tokio::test]
-async fn a_room_ticks_with_host_held_state_and_broadcasts_to_its_members() {
-    let node = node().await;
+for_both_modules!(
+    a_room_ticks_with_host_held_state_and_broadcasts_to_its_members,
+    a_room_ticks_with_host_held_state_and_broadcasts_to_its_members_ts_with_node,
+    ticks
+);
+
+async fn ticks(module: &str) {
+    let node = node(module).await;
     let (mut ada, mut bob) = (client(&node).await, client(&node).await);
     let () = ada
         .call(471, &json!({ "room": "r1", "from": 5, "tick_ms": 50 }))
@@ -126,17 +148,22 @@ async fn a_room_ticks_with_host_held_state_and_broadcasts_to_its_members() {
     );
 }
 
-#[tokio::test]
-async fn a_room_keeps_its_state_and_tick_across_a_hot_update() {
-    let node = node().await;
+for_both_modules!(
+    a_room_keeps_its_state_and_tick_across_a_hot_update,
+    a_room_keeps_its_state_and_tick_across_a_hot_update_ts_with_node,
+    hot_update
+);
+
+async fn hot_update(module: &str) {
+    let node = node(module).await;
     let mut ada = client(&node).await;
     let () = ada
         .call(471, &json!({ "room": "hot", "from": 40, "tick_ms": 30 }))
         .await
         .unwrap();
     let before = tock(&mut ada).await;
-    let again = std::fs::read(firefly_testkit::module_wasm("countdown")).unwrap();
-    node.deploy("countdown", 2, Some(&again)).await.unwrap();
+    let again = std::fs::read(firefly_testkit::module_wasm(module)).unwrap();
+    node.deploy(module, 2, Some(&again)).await.unwrap();
     let after = tock(&mut ada).await;
     let after = if after.tick == before.tick {
         tock(&mut ada).await
@@ -154,9 +181,14 @@ async fn a_room_keeps_its_state_and_tick_across_a_hot_update() {
     assert!(info.ticks >= after.tick);
 }
 
-#[tokio::test]
-async fn members_are_bounded_leave_on_disconnect_and_bad_input_is_refused() {
-    let node = node().await;
+for_both_modules!(
+    members_are_bounded_leave_on_disconnect_and_bad_input_is_refused,
+    members_are_bounded_leave_on_disconnect_and_bad_input_is_refused_ts_with_node,
+    members
+);
+
+async fn members(module: &str) {
+    let node = node(module).await;
     let (mut ada, mut bob, mut cy) = (
         client(&node).await,
         client(&node).await,

@@ -221,3 +221,50 @@ fn the_harness_reports_an_up_that_exits_before_it_is_ready() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
 }
+
+#[test]
+fn new_lang_ts_scaffolds_a_typescript_module_that_up_builds_and_serves_with_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::firefly()
+        .args(["new", "shop", "--lang", "ts", "--command", "2000", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let module = dir.path().join("shop");
+    for file in ["package.json", "tsconfig.json", "index.ts"] {
+        assert!(module.join(file).exists(), "{file}");
+    }
+    // Edited before the first build: `firefly up` builds it from `crate:` like a Rust crate.
+    let index = std::fs::read_to_string(module.join("index.ts")).unwrap();
+    std::fs::write(
+        module.join("index.ts"),
+        index.replace("text: req.text,", "text: req.text.toUpperCase(),"),
+    )
+    .unwrap();
+    let topo = dir.path().join("topology.yaml");
+    let listen = free_addr();
+    std::fs::write(
+        &topo,
+        format!(
+            "version: 1\ncluster: scaffold-ts\nmodules:\n  shop:\n    crate: {}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [shop]\n",
+            module.display()
+        ),
+    )
+    .unwrap();
+    let node = up(&topo, listen);
+    let (ok, out) = call(&node.addr, &["2000", r#"{"text": "hi"}"#]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["text"], "HI");
+    assert!(v["session"].as_u64().unwrap() > 0);
+    // The scaffold's own check: a bad request is an error frame with the module's code.
+    let (ok, out) = call(&node.addr, &["2000", r#"{"nope": 1}"#]);
+    assert!(!ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["error"]["code"], "bad_request");
+}

@@ -9,6 +9,7 @@ mod build;
 mod call;
 mod deploy;
 mod new;
+mod new_ts;
 mod node;
 mod rollback;
 mod signal;

@@ -1,4 +1,5 @@
-//! `firefly new`: scaffold a module crate (the original Firefly's `createproject`).
+//! `firefly new`: scaffold a module crate (the original Firefly's `createproject`), or with
+//! `--lang ts` a TypeScript module.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,6 +17,9 @@ pub struct NewArgs {
     /// The command id of the example handler.
     #[arg(long, default_value_t = 1000)]
     command: u32,
+    /// The module's language: `rust` (a crate) or `ts` (TypeScript).
+    #[arg(long, default_value = "rust", value_parser = ["rust", "ts", "typescript"])]
+    lang: String,
 }
 
 /// Writes a new module crate (`Cargo.toml` and `src/lib.rs` with one example handler) under
@@ -34,6 +38,9 @@ pub fn new(args: NewArgs) -> anyhow::Result<()> {
     let crate_dir = args.dir.join(name);
     if crate_dir.exists() {
         bail!("{} already exists", crate_dir.display());
+    }
+    if args.lang != "rust" {
+        return super::new_ts::scaffold(name, &crate_dir, args.command);
     }
     let sdk = find_sdk().context("cannot find the Firefly guest SDK: run `firefly new` inside a Firefly project (a directory with guest-sdk/ in it or above it)")?;
     std::fs::create_dir_all(crate_dir.join("src"))?;
@@ -145,7 +152,7 @@ fn add_member(manifest: &Path, name: &str) -> anyhow::Result<bool> {
 
 /// The guest SDK directory: `guest-sdk/` in the current directory or an ancestor, or next to
 /// the `firefly` binary's source tree.
-fn find_sdk() -> Option<PathBuf> {
+pub(super) fn find_sdk() -> Option<PathBuf> {
     let mut dir = std::env::current_dir().ok()?;
     loop {
         let candidate = dir.join("guest-sdk");
@@ -161,7 +168,7 @@ fn find_sdk() -> Option<PathBuf> {
 }
 
 /// `to` relative to `from` (both absolute).
-fn relative(from: &Path, to: &Path) -> PathBuf {
+pub(super) fn relative(from: &Path, to: &Path) -> PathBuf {
     let from: Vec<Component<'_>> = from.components().collect();
     let to: Vec<Component<'_>> = to.components().collect();
     let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();

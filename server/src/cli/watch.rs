@@ -13,7 +13,8 @@ use super::deploy::{DeployArgs, deploy_once, report};
 /// How often sources are checked for changes.
 const POLL: Duration = Duration::from_millis(100);
 
-/// The newest modification time among the crate's sources (`Cargo.toml`, `build.rs`, `src/`).
+/// The newest modification time among the module's sources: a crate's `Cargo.toml`,
+/// `build.rs` and `src/`; a TypeScript module's files outside `target/` and `node_modules/`.
 fn newest(dir: &Path) -> Option<SystemTime> {
     fn walk(path: &Path, newest: &mut Option<SystemTime>) {
         let Ok(meta) = std::fs::metadata(path) else {
@@ -30,6 +31,15 @@ fn newest(dir: &Path) -> Option<SystemTime> {
         }
     }
     let mut newest = None;
+    if firefly::builder::typescript::is_typescript_module(dir) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let name = entry.file_name();
+            if name != "target" && name != "node_modules" {
+                walk(&entry.path(), &mut newest);
+            }
+        }
+        return newest;
+    }
     for part in ["Cargo.toml", "build.rs", "src"] {
         walk(&dir.join(part), &mut newest);
     }
@@ -40,9 +50,10 @@ fn newest(dir: &Path) -> Option<SystemTime> {
 /// failed build or deploy is printed and the watch goes on.
 pub async fn watch(args: DeployArgs) -> anyhow::Result<()> {
     let dir: PathBuf = args.path.clone();
-    if !dir.join("Cargo.toml").exists() {
+    if !dir.join("Cargo.toml").exists() && !firefly::builder::typescript::is_typescript_module(&dir)
+    {
         bail!(
-            "--watch needs a module crate directory, not {}",
+            "--watch needs a module directory (a crate or a TypeScript module), not {}",
             dir.display()
         );
     }

@@ -1,4 +1,10 @@
-//! Building module crates to wasm (`firefly build`, and `firefly up` for modules not built yet).
+//! Building modules to wasm (`firefly build`, and `firefly up` for modules not built yet): Rust
+//! crates through cargo, TypeScript modules through [`typescript`] (bundle, type-check, then a
+//! snapshot of the JavaScript engine with the bundle loaded, [`snapshot`]).
+
+pub mod snapshot;
+mod sourcemap;
+pub mod typescript;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -54,12 +60,16 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the module crate in `crate_dir` (release profile) and returns its `.wasm` file.
+/// Builds the module in `crate_dir` and returns its `.wasm` file: a Rust crate (release profile)
+/// or a TypeScript module (a folder with `package.json` or `index.ts` and no `Cargo.toml`).
 pub fn build_module(crate_dir: &Path) -> anyhow::Result<PathBuf> {
     let manifest = crate_dir.join("Cargo.toml");
+    if !manifest.exists() && typescript::is_typescript_module(crate_dir) {
+        return typescript::build(crate_dir);
+    }
     if !manifest.exists() {
         bail!(
-            "{} is not a module crate (no Cargo.toml)",
+            "{} is not a module (no Cargo.toml, package.json or index.ts)",
             crate_dir.display()
         );
     }
