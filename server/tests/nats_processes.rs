@@ -156,7 +156,10 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
     for client in [&mut on_b, &mut on_a] {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            match client.call::<_, Value>(108, &json!({"group": "team"})).await {
+            match client
+                .call::<_, Value>(108, &json!({"group": "team"}))
+                .await
+            {
                 Ok(_) => break,
                 Err(err) if Instant::now() < deadline => {
                     let reply = err.server().expect("the client stays connected");
