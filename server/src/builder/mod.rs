@@ -19,6 +19,24 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
+/// Takes the machine-wide lock `name` (in the temporary directory) that serialises one kind
+/// of install between processes (parallel builds must not run two installs at once); held
+/// until the returned file is dropped.
+pub(crate) fn install_lock(name: &str) -> anyhow::Result<std::fs::File> {
+    let lock_path = std::env::temp_dir().join(name);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        // Made by another user: a read-only handle locks just as well.
+        .or_else(|_| std::fs::File::open(&lock_path))
+        .with_context(|| format!("cannot open the install lock {}", lock_path.display()))?;
+    lock.lock()
+        .with_context(|| format!("cannot take the install lock {}", lock_path.display()))?;
+    Ok(lock)
+}
+
 /// Makes sure the wasm target's standard library is installed, installing it with rustup when
 /// it is missing.
 ///
@@ -35,17 +53,7 @@ pub fn ensure_wasm_target() -> anyhow::Result<()> {
         .join(WASM_TARGET);
     // Taken even when the target looks installed: a half-finished install by another process
     // has the directory already.
-    let lock_path = std::env::temp_dir().join("firefly-rustup-target.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        // Made by another user: a read-only handle locks just as well.
-        .or_else(|_| std::fs::File::open(&lock_path))
-        .with_context(|| format!("cannot open the install lock {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot take the install lock {}", lock_path.display()))?;
+    let _lock = install_lock("firefly-rustup-target.lock")?;
     if target_dir.exists() {
         return Ok(());
     }

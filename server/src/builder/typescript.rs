@@ -121,16 +121,7 @@ struct Tools {
 fn ensure_tools(sdk: &Path) -> anyhow::Result<Tools> {
     let tools = sdk.join("tools");
     let bin = tools.join("node_modules/.bin");
-    let lock_path = std::env::temp_dir().join("firefly-ts-tools.lock");
-    let lock = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .or_else(|_| std::fs::File::open(&lock_path))
-        .with_context(|| format!("cannot open {}", lock_path.display()))?;
-    lock.lock()
-        .with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    let _lock = super::install_lock("firefly-ts-tools.lock")?;
     if !bin.join("esbuild").exists() {
         tracing::info!(
             "installing esbuild and typescript (npm ci in {})",
