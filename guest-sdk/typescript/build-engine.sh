@@ -25,13 +25,15 @@ if [[ -z "$sysroot" ]] || ! command -v clang >/dev/null; then
   exit 2
 fi
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
+# Canonical: rustc remaps the paths cargo passes, which have no `..` in them.
+abi="$(cd "$here/../abi" && pwd)"
 target_dir="${ENGINE_TARGET_DIR:-$engine/target}"
 # rquickjs-sys would download a wasi-sdk otherwise; the system clang and headers do.
 export RQUICKJS_SYS_NO_WASI_SDK=1
 export CC_wasm32_wasip1=clang
 export AR_wasm32_wasip1="$(command -v llvm-ar || ls /usr/bin/llvm-ar-* | head -1)"
 export CFLAGS_wasm32_wasip1="--target=wasm32-wasi -isystem $sysroot -O2 -ffile-prefix-map=$cargo_home=/cargo -ffile-prefix-map=$engine=/engine -ffile-prefix-map=$target_dir=/target"
-export RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$target_dir=/target --remap-path-prefix=$engine=/engine --remap-path-prefix=$here/../abi=/abi -C link-arg=-zstack-size=1048576"
+export RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$target_dir=/target --remap-path-prefix=$engine=/engine --remap-path-prefix=$abi=/abi -C link-arg=-zstack-size=1048576"
 export SOURCE_DATE_EPOCH=0
 cargo build --locked --release --target wasm32-wasip1 --manifest-path "$engine/Cargo.toml" --target-dir "$target_dir"
 built="$target_dir/wasm32-wasip1/release/firefly_js_engine.wasm"
