@@ -25,9 +25,19 @@ if [[ -z "$sysroot" ]] || ! command -v clang >/dev/null; then
   exit 2
 fi
 cargo_home="${CARGO_HOME:-$HOME/.cargo}"
-# Canonical: rustc remaps the paths cargo passes, which have no `..` in them.
-abi="$(cd "$here/../abi" && pwd)"
 target_dir="${ENGINE_TARGET_DIR:-$engine/target}"
+# Cargo's crate hashes (and so symbol names, and so the order of the linked imports) include
+# the absolute path of a path dependency: the sources are copied to one fixed path and built
+# there, so every checkout, wherever it is, builds the same bytes. One build at a time.
+src=/tmp/firefly-js-engine-src
+exec 9>/tmp/firefly-js-engine-src.lock
+flock 9
+rm -rf "$src"
+mkdir -p "$src/guest-sdk/typescript/engine"
+cp -r "$here/../abi" "$src/guest-sdk/abi"
+cp -r "$engine/Cargo.toml" "$engine/Cargo.lock" "$engine/src" "$src/guest-sdk/typescript/engine/"
+engine="$src/guest-sdk/typescript/engine"
+abi="$src/guest-sdk/abi"
 # rquickjs-sys would download a wasi-sdk otherwise; the system clang and headers do.
 export RQUICKJS_SYS_NO_WASI_SDK=1
 export CC_wasm32_wasip1=clang
