@@ -35,6 +35,11 @@ flock 9
 rm -rf "$src"
 mkdir -p "$src/guest-sdk/typescript/engine"
 cp -r "$here/../abi" "$src/guest-sdk/abi"
+# What firefly-abi inherits from the root workspace: its package fields and lints.
+{
+  printf '[workspace]\nmembers = ["guest-sdk/abi"]\nexclude = ["guest-sdk/typescript/engine"]\n\n'
+  awk '/^\[/ { keep = ($0 ~ /^\[workspace\.(package|lints)/) } keep' "$here/../../Cargo.toml"
+} > "$src/Cargo.toml"
 cp -r "$engine/Cargo.toml" "$engine/Cargo.lock" "$engine/src" "$src/guest-sdk/typescript/engine/"
 engine="$src/guest-sdk/typescript/engine"
 abi="$src/guest-sdk/abi"
