@@ -12,6 +12,7 @@ mod new;
 mod new_ts;
 mod node;
 mod rollback;
+mod sdk_path;
 mod signal;
 mod status;
 mod stop;

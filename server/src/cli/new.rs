@@ -1,7 +1,9 @@
 //! `firefly new`: scaffold a module crate (the original Firefly's `createproject`), or with
 //! `--lang ts` a TypeScript module.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
+
+use super::sdk_path::{find_sdk, relative};
 
 use anyhow::{Context as _, bail};
 use clap::Args;
@@ -148,36 +150,4 @@ fn add_member(manifest: &Path, name: &str) -> anyhow::Result<bool> {
         std::fs::write(manifest, lines.join("\n") + "\n")?;
     }
     Ok(done)
-}
-
-/// The guest SDK directory: `guest-sdk/` in the current directory or an ancestor, or next to
-/// the `firefly` binary's source tree.
-pub(super) fn find_sdk() -> Option<PathBuf> {
-    let mut dir = std::env::current_dir().ok()?;
-    loop {
-        let candidate = dir.join("guest-sdk");
-        if candidate.join("Cargo.toml").exists() {
-            return candidate.canonicalize().ok();
-        }
-        if !dir.pop() {
-            break;
-        }
-    }
-    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
-    built_from.canonicalize().ok()
-}
-
-/// `to` relative to `from` (both absolute).
-pub(super) fn relative(from: &Path, to: &Path) -> PathBuf {
-    let from: Vec<Component<'_>> = from.components().collect();
-    let to: Vec<Component<'_>> = to.components().collect();
-    let common = from.iter().zip(&to).take_while(|(a, b)| a == b).count();
-    let mut out = PathBuf::new();
-    for _ in common..from.len() {
-        out.push("..");
-    }
-    for c in &to[common..] {
-        out.push(c);
-    }
-    out
 }

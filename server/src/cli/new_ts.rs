@@ -7,13 +7,13 @@ use anyhow::Context as _;
 
 /// Writes the TypeScript module `name` into `dir` (which must not exist).
 pub fn scaffold(name: &str, dir: &Path, command: u32) -> anyhow::Result<()> {
-    let sdk = super::new::find_sdk()
+    let sdk = super::sdk_path::find_sdk()
         .map(|guest| guest.join("typescript"))
         .filter(|ts| ts.join("index.d.ts").exists())
         .context("cannot find the Firefly TypeScript SDK (guest-sdk/typescript): run `firefly new` inside a Firefly project")?;
     std::fs::create_dir_all(dir)?;
     let dir_abs = dir.canonicalize()?;
-    let sdk_rel = super::new::relative(&dir_abs, &sdk);
+    let sdk_rel = super::sdk_path::relative(&dir_abs, &sdk);
     let package = format!(
         r#"{{
   "name": "{name}",

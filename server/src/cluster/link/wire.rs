@@ -17,6 +17,7 @@ pub type PushItem = (u32, serde_bytes::ByteBuf);
 /// error frame.
 pub type Answer = (Vec<PushItem>, Result<serde_bytes::ByteBuf, ErrorReply>);
 
+use super::runs::Decoded;
 pub use super::runs::RunReplies;
 
 /// Everything nodes say to each other.
@@ -353,7 +354,18 @@ pub fn decode(buf: &mut BytesMut) -> Result<Option<Msg>, WireError> {
     buf.advance(4);
     let body = buf.split_to(len);
     if body.first() == Some(&super::runs::RUN_MARK) {
-        return super::runs::decode(body.freeze()).map(Some);
+        return match super::runs::decode(body.freeze()).map_err(WireError::Run)? {
+            Decoded::Forward {
+                id,
+                session,
+                requests,
+            } => Ok(Some(Msg::ForwardRun {
+                id,
+                session,
+                requests,
+            })),
+            Decoded::Replies { id, replies } => Ok(Some(Msg::ReplyRun { id, replies })),
+        };
     }
     Ok(Some(rmp_serde::from_slice(&body)?))
 }
@@ -394,6 +406,16 @@ mod tests {
                 id: 7,
                 pushes: vec![(9, serde_bytes::ByteBuf::from(vec![1, 2]))],
                 result: Err(ErrorReply::new(101, "node_unavailable", "down")),
+            },
+            // A run frame (binary, not MessagePack) between two MessagePack ones.
+            Msg::ForwardRun {
+                id: 8,
+                session: 1 << 48 | 3,
+                requests: vec![(101, bytes::Bytes::from_static(b"hi"))],
+            },
+            Msg::Event {
+                session: 1 << 48 | 3,
+                connect: false,
             },
         ];
         let mut wire = BytesMut::new();
