@@ -46,6 +46,18 @@ fn up(topology: &Path, listen: SocketAddr) -> Node {
     }
 }
 
+/// `firefly up` of a one-node cluster `cluster` in `dir` serving module `name` from `source`
+/// (`wasm: <file>` or `crate: <dir>`) on a TCP listener.
+fn up_one_module(dir: &Path, cluster: &str, name: &str, source: &str) -> Node {
+    let topo = dir.join("topology.yaml");
+    let listen = free_addr();
+    let yaml = format!(
+        "version: 1\ncluster: {cluster}\nmodules:\n  {name}:\n    {source}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [{name}]\n"
+    );
+    std::fs::write(&topo, yaml).unwrap();
+    up(&topo, listen)
+}
+
 fn call(addr: &str, args: &[&str]) -> (bool, String) {
     let out = common::firefly()
         .arg("call")
@@ -154,17 +166,8 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     let wasm = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(wasm.exists(), "{}", wasm.display());
 
-    let topo = dir.path().join("topology.yaml");
-    let listen = free_addr();
-    std::fs::write(
-        &topo,
-        format!(
-            "version: 1\ncluster: scaffold\nmodules:\n  hello_mod:\n    wasm: {}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [hello_mod]\n",
-            wasm.display()
-        ),
-    )
-    .unwrap();
-    let node = up(&topo, listen);
+    let source = format!("wasm: {}", wasm.display());
+    let node = up_one_module(dir.path(), "scaffold", "hello_mod", &source);
     let (ok, out) = call(&node.addr, &["1234", r#"{"text": "hi"}"#]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -246,17 +249,8 @@ fn new_lang_ts_scaffolds_a_typescript_module_that_up_builds_and_serves_with_node
         index.replace("text: req.text,", "text: req.text.toUpperCase(),"),
     )
     .unwrap();
-    let topo = dir.path().join("topology.yaml");
-    let listen = free_addr();
-    std::fs::write(
-        &topo,
-        format!(
-            "version: 1\ncluster: scaffold-ts\nmodules:\n  shop:\n    crate: {}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [shop]\n",
-            module.display()
-        ),
-    )
-    .unwrap();
-    let node = up(&topo, listen);
+    let source = format!("crate: {}", module.display());
+    let node = up_one_module(dir.path(), "scaffold-ts", "shop", &source);
     let (ok, out) = call(&node.addr, &["2000", r#"{"text": "hi"}"#]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
