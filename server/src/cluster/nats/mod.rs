@@ -39,6 +39,8 @@ use crate::config::{NatsAuth, NatsSpec};
 use crate::wall::now_ms;
 
 pub(crate) mod copies;
+pub mod gone;
+mod jetstream;
 mod link;
 pub mod queue;
 pub mod sessions;
