@@ -13,7 +13,8 @@ use super::nats::sessions::{CasError, GonePush, SharedSessions};
 use super::{Cluster, MAX_MOVED, Peer, wire};
 use crate::sessions::resume::{ResumeError, SECRET_LEN};
 use crate::sessions::{
-    Handover, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord, TakeFuture,
+    Handover, OpError, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord,
+    TakeFuture,
 };
 
 impl Cluster {
@@ -244,14 +245,18 @@ impl RemoteSessions for Cluster {
     fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_> {
         Box::pin(async move {
             let Some(peer) = self.by_index.get(&gate) else {
-                return Err(format!("no node has index {gate}"));
+                return Err(OpError::NoSuchGate(gate));
             };
+            let unexpected = |got: String| OpError::Unexpected { gate, got };
             match peer.request(|id| wire::Msg::Sessions { id, op }).await {
                 Ok(wire::Msg::Reply {
                     result: Ok(bytes), ..
-                }) => rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(err) => Err(err.to_string()),
+                }) => rmp_serde::from_slice(&bytes).map_err(|e| unexpected(e.to_string())),
+                Ok(other) => Err(unexpected(other.kind().to_owned())),
+                Err(err) => Err(OpError::Unavailable {
+                    gate,
+                    reason: err.to_string(),
+                }),
             }
         })
     }

@@ -292,10 +292,7 @@ impl Peer {
                 let stream = fabric.dial_instance(&self.name, Some(instance)).await;
                 self.open(stream.map_err(LinkError::Transport)?).await
             }
-            Route::Queue(_) => Err(LinkError::Transport(format!(
-                "`{}` has copies: it is reached through its queue group, not a link",
-                self.name
-            ))),
+            Route::Queue(_) => Err(LinkError::HasCopies(self.name.clone())),
         }
     }
 

@@ -23,9 +23,9 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::Fabric;
 use super::jetstream::{CasError, RecordError, Stream};
 use super::sessions::stream_safe;
+use super::{Fabric, NatsError};
 use crate::cluster::trust::Refusal;
 use crate::sessions::{SessionOp, SessionRecord};
 use crate::wall::now_ms;
@@ -141,18 +141,17 @@ impl GoneLog {
         audience: &Audience,
         topic: u32,
         payload: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), CasError> {
         let entry = Entry {
             at_ms: now_ms(),
             topic,
             payload: ByteBuf::from(payload.to_vec()),
         };
-        let body = rmp_serde::to_vec_named(&entry).map_err(|e| e.to_string())?;
+        let body = rmp_serde::to_vec_named(&entry).map_err(|e| NatsError::Encode(e.to_string()))?;
         self.stream
             .put(&audience.key(gate), Bytes::from(body), None)
             .await
             .map(|_| ())
-            .map_err(CasError::into_message)
     }
 
     /// The pushes logged for gate `gate` that the session of `record` (held there) missed:

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::Fabric;
+use super::{Fabric, NatsError};
 use crate::cluster::trust::Refusal;
 
 /// How long a request to JetStream may take.
@@ -21,8 +21,8 @@ const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RecordError {
     /// The store could not be reached or read (NATS down, its stream gone).
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Store(#[from] NatsError),
     /// The value was not signed by a node of this cluster for its key, so it is not used.
     #[error("shared record `{key}` refused: {why}")]
     Refused {
@@ -34,21 +34,14 @@ pub(crate) enum RecordError {
 }
 
 /// Why a write did not happen.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum CasError {
     /// Someone wrote the key in between (compare-and-set): read it again.
+    #[error("written by another process meanwhile")]
     Conflict,
     /// NATS failed.
-    Failed(String),
-}
-
-impl CasError {
-    pub(crate) fn into_message(self) -> String {
-        match self {
-            CasError::Conflict => "written by another process meanwhile".into(),
-            CasError::Failed(e) => e,
-        }
-    }
+    #[error(transparent)]
+    Failed(#[from] NatsError),
 }
 
 /// A value as a stream keeps it: its bytes, signed by the node that wrote them with the key
@@ -142,7 +135,7 @@ impl Stream {
     }
 
     /// The client, with the stream made on first use and again after it was lost.
-    async fn client(&self) -> Result<&async_nats::Client, String> {
+    async fn client(&self) -> Result<&async_nats::Client, NatsError> {
         let client = self.fabric.client().await?;
         if self.made.load(Ordering::Acquire) {
             return Ok(client);
@@ -172,7 +165,7 @@ impl Stream {
     }
 
     /// Creates the stream (an existing one is fine).
-    async fn make(&self, client: &async_nats::Client) -> Result<(), String> {
+    async fn make(&self, client: &async_nats::Client) -> Result<(), NatsError> {
         let mut config = self.settings.clone();
         config["name"] = self.name.clone().into();
         config["subjects"] = serde_json::json!([format!("{}.>", self.prefix)]);
@@ -186,10 +179,9 @@ impl Stream {
             .await?;
         match answer.get("error") {
             // 10058: it exists already (made by another process).
-            Some(e) if e["err_code"] != 10058 => Err(format!(
-                "JetStream stream `{}` (is JetStream enabled on the NATS server, \
-                 `nats-server -js`?): {e}",
-                self.name
+            Some(e) if e["err_code"] != 10058 => Err(jetstream_error(
+                &format!("$JS.API.STREAM.CREATE.{}", self.name),
+                e,
             )),
             _ => Ok(()),
         }
@@ -202,7 +194,7 @@ impl Stream {
         subject: &str,
         body: Bytes,
         headers: Option<async_nats::HeaderMap>,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, NatsError> {
         let request = async {
             match headers {
                 Some(h) => {
@@ -215,16 +207,17 @@ impl Stream {
         };
         let message = tokio::time::timeout(ANSWER_WITHIN, request)
             .await
-            .map_err(|_| format!("JetStream: no answer to {subject} within 5s"))?
-            .map_err(|e| {
-                format!("JetStream ({subject}): {e} (is JetStream enabled, `nats-server -js`?)")
-            })?;
-        serde_json::from_slice(&message.payload)
-            .map_err(|e| format!("JetStream ({subject}): unreadable answer: {e}"))
+            .map_err(|_| no_answer(subject))?
+            .map_err(|e| NatsError::request(subject, e))?;
+        serde_json::from_slice(&message.payload).map_err(|e| NatsError::JetStream {
+            subject: subject.to_owned(),
+            code: 0,
+            description: format!("unreadable answer: {e}"),
+        })
     }
 
     /// `body` signed by this process for `key` (see [`Sealed`]).
-    fn seal(&self, key: &str, body: &[u8]) -> Result<Bytes, String> {
+    fn seal(&self, key: &str, body: &[u8]) -> Result<Bytes, NatsError> {
         let credential = self.fabric.credential();
         let (public, cert) = credential.public();
         let proof = credential.prove(&seal_parts(self.fabric.cluster(), key, body));
@@ -237,7 +230,7 @@ impl Stream {
         };
         rmp_serde::to_vec(&sealed)
             .map(Bytes::from)
-            .map_err(|e| e.to_string())
+            .map_err(|e| NatsError::Encode(e.to_string()))
     }
 
     /// The body of the value at `key`, if a node of this cluster signed it for that key.
@@ -306,32 +299,36 @@ impl Stream {
         &self,
         request: serde_json::Value,
     ) -> Result<Option<(String, Found)>, RecordError> {
-        let client = self.client().await.map_err(RecordError::Store)?;
+        let client = self.client().await?;
         let got = self.direct_get_on(client, request).await;
         if got.is_err() {
             self.forget();
         }
-        got.map_err(RecordError::Store)
+        Ok(got?)
     }
 
     async fn direct_get_on(
         &self,
         client: &async_nats::Client,
         request: serde_json::Value,
-    ) -> Result<Option<(String, Found)>, String> {
+    ) -> Result<Option<(String, Found)>, NatsError> {
         let subject = format!("$JS.API.DIRECT.GET.{}", self.name);
         let message = tokio::time::timeout(
             ANSWER_WITHIN,
             client.request(subject.clone(), request.to_string().into()),
         )
         .await
-        .map_err(|_| format!("JetStream: no answer to {subject} within 5s"))?
-        .map_err(|e| format!("JetStream ({subject}): {e}"))?;
+        .map_err(|_| no_answer(&subject))?
+        .map_err(|e| NatsError::request(&subject, e))?;
         if message.status.is_some_and(|s| s.as_u16() == 404) {
             return Ok(None);
         }
         if let Some(status) = message.status.filter(|s| s.as_u16() >= 300) {
-            return Err(format!("JetStream ({subject}): status {status}"));
+            return Err(NatsError::JetStream {
+                subject,
+                code: status.as_u16().into(),
+                description: message.description.clone().unwrap_or_default(),
+            });
         }
         let header = |name: &str| {
             message
@@ -342,7 +339,11 @@ impl Stream {
         };
         let seq = header("Nats-Sequence")
             .and_then(|v| v.parse().ok())
-            .ok_or_else(|| format!("JetStream ({subject}): no sequence in the answer"))?;
+            .ok_or_else(|| NatsError::JetStream {
+                subject: subject.clone(),
+                code: 0,
+                description: "no sequence in the answer".into(),
+            })?;
         let found_subject = header("Nats-Subject").unwrap_or_default();
         Ok(Some((
             found_subject,
@@ -364,9 +365,9 @@ impl Stream {
         let value = if value.is_empty() {
             value
         } else {
-            self.seal(key, &value).map_err(CasError::Failed)?
+            self.seal(key, &value)?
         };
-        let client = self.client().await.map_err(CasError::Failed)?;
+        let client = self.client().await?;
         let headers = revision.map(|r| {
             let mut h = async_nats::HeaderMap::new();
             h.insert(
@@ -375,13 +376,13 @@ impl Stream {
             );
             h
         });
+        let subject = self.subject(key);
         let answer = self
-            .api(client, &self.subject(key), value, headers)
+            .api(client, &subject, value, headers)
             .await
-            .map_err(|e| {
+            .inspect_err(|_| {
                 // No stream took the message ("no responders"): it may be gone.
                 self.forget();
-                CasError::Failed(e)
             })?;
         match answer.get("error") {
             None => Ok(answer["seq"].as_u64().unwrap_or_default()),
@@ -389,8 +390,24 @@ impl Stream {
             Some(e) if e["err_code"] == 10071 => Err(CasError::Conflict),
             Some(e) => {
                 self.forget();
-                Err(CasError::Failed(format!("JetStream: {e}")))
+                Err(jetstream_error(&subject, e).into())
             }
         }
+    }
+}
+
+fn no_answer(subject: &str) -> NatsError {
+    NatsError::NoAnswer {
+        subject: subject.to_owned(),
+        within: ANSWER_WITHIN,
+    }
+}
+
+/// JetStream's `{"code", "err_code", "description"}` error as a [`NatsError`].
+fn jetstream_error(subject: &str, e: &serde_json::Value) -> NatsError {
+    NatsError::JetStream {
+        subject: subject.to_owned(),
+        code: e["err_code"].as_u64().unwrap_or_default(),
+        description: e["description"].as_str().unwrap_or_default().to_owned(),
     }
 }

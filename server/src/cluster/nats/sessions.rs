@@ -21,10 +21,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
-use super::Fabric;
 use super::gone::{Audience, GoneLog, Missed};
 use super::jetstream::Stream;
 pub(crate) use super::jetstream::{CasError, RecordError};
+use super::{Fabric, NatsError};
 use crate::cluster::trust::Refusal;
 use crate::sessions::SessionRecord;
 use crate::wall::now_ms;
@@ -221,7 +221,7 @@ impl SharedSessions {
         audience: &Audience,
         topic: u32,
         payload: &[u8],
-    ) -> Result<(), String> {
+    ) -> Result<(), CasError> {
         self.log.log(gate, audience, topic, payload).await
     }
 
@@ -272,7 +272,8 @@ impl SharedSessions {
         record: &SessionRecord,
         revision: u64,
     ) -> Result<(), CasError> {
-        let bytes = rmp_serde::to_vec_named(record).map_err(|e| CasError::Failed(e.to_string()))?;
+        let bytes =
+            rmp_serde::to_vec_named(record).map_err(|e| NatsError::Encode(e.to_string()))?;
         self.put(&record_key(session), Bytes::from(bytes), Some(revision))
             .await
     }
@@ -325,13 +326,12 @@ impl SharedSessions {
         }
     }
 
-    async fn put_alive(&self, index: u16) -> Result<(), String> {
+    async fn put_alive(&self, index: u16) -> Result<(), CasError> {
         self.put(&alive_key(index), Bytes::from(now_ms().to_string()), None)
             .await
-            .map_err(CasError::into_message)
     }
 
-    async fn write(&self, session: u64, record: Option<&SessionRecord>) -> Result<(), String> {
+    async fn write(&self, session: u64, record: Option<&SessionRecord>) -> Result<(), CasError> {
         let bytes = match record {
             // Written by the gate holding the session: pushes logged for this gate from now
             // on are the ones the session misses if the gate dies.
@@ -339,13 +339,12 @@ impl SharedSessions {
                 at_ms: now_ms(),
                 ..record.clone()
             })
-            .map_err(|e| e.to_string())?,
+            .map_err(|e| NatsError::Encode(e.to_string()))?,
             // A removal: the empty value (one message per subject is kept).
             None => Vec::new(),
         };
         self.put(&record_key(session), Bytes::from(bytes), None)
             .await
-            .map_err(CasError::into_message)
     }
 
     /// Whether a session of a gate last alive at `alive` (or, not known, now) is still in
