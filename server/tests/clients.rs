@@ -1,13 +1,14 @@
 //! The client libraries where games run, each against a real cluster (`firefly up`) started
 //! here: the TypeScript client under Node's test runner, the Python client (with a client
 //! speaking the original Firefly's framing byte for byte, and the WebSocket conformance checks
-//! of an independent client, Python `websockets`), and the browser demo in real headless
-//! Chromium.
+//! of an independent client, Python `websockets`), the C# client under Mono, and the browser
+//! demo in real headless Chromium.
 //!
 //! These need Node (with `clients/typescript/node_modules` from `npm ci`), the Python venv
-//! `clients/python/.venv` (with `pip install ./clients/python`) and `/usr/bin/chromium`:
+//! `clients/python/.venv` (with `pip install ./clients/python`), Mono (`mcs`, `mono`) and
+//! `/usr/bin/chromium`:
 //! `./scripts/test` prepares what it can and `.ci/run` installs all of it. The default
-//! nextest profile leaves them out (named `…_with_node`, `…_with_python`, `…_in_chromium`,
+//! nextest profile leaves them out (named `…_with_node`, `…_with_python`, `…_with_mono`, `…_in_chromium`,
 //! counted as skipped); run without their dependency they fail, saying what is missing.
 #![allow(
     clippy::unwrap_used,
@@ -191,6 +192,121 @@ fn python_client_with_python() {
         .env("PYTHONPATH", dir.join("src"))
         .current_dir(&dir);
     run("python -m unittest (clients/python)", command, &cluster);
+}
+
+/// Builds the C# client and its test runner with Mono's `mcs` (`clients/csharp/Tests~/build.sh`)
+/// into `target/<dir>`.
+fn build_csharp(dir: &str) -> PathBuf {
+    let mcs = Command::new("mcs")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        mcs.is_ok_and(|s| s.success()),
+        "Mono's C# compiler `mcs` is missing: install Debian's `mono-complete` (`.ci/run` does)"
+    );
+    let out = workspace().join("target").join(dir);
+    let status = Command::new("bash")
+        .arg(workspace().join("clients/csharp/Tests~/build.sh"))
+        .arg(&out)
+        .status()
+        .expect("bash runs clients/csharp/Tests~/build.sh");
+    assert!(status.success(), "building the C# client failed ({status})");
+    out
+}
+
+/// The C# tests in `clients/csharp/Tests~` (each a `Register`ed name in its runner).
+const CSHARP_TESTS: usize = 29;
+
+#[test]
+fn csharp_client_with_mono() {
+    let out = build_csharp("csharp");
+    let cluster = cluster("clients-cs", None);
+    let mut command = Command::new("mono");
+    command
+        .arg(out.join("FireflyClientTests.exe"))
+        .env("FIREFLY_TEST_CLUSTER", &cluster.json)
+        .env("MONO", "mono")
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    eprintln!("[mono] running {command:?}");
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("could not run mono (install Debian's `mono-complete`): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{stdout}");
+    let last = stdout.lines().last().unwrap_or_default();
+    let counts: Vec<usize> = last
+        .strip_suffix(" failed")
+        .and_then(|l| l.split_once(" passed, "))
+        .map(|(p, f)| vec![p.parse().unwrap(), f.parse().unwrap()])
+        .unwrap_or_else(|| panic!("the C# runner's last line is not `N passed, M failed`: {last:?}"));
+    assert_eq!(
+        (counts[0], counts[1]),
+        (CSHARP_TESTS, 0),
+        "C# tests (passed, failed): see the output above"
+    );
+    assert!(output.status.success(), "the C# runner exited {}", output.status);
+}
+
+/// The main README's Unity example (the ```csharp block after `<!-- unity-example -->`) and
+/// the Godot example compile against the library, with stub engine types
+/// (`clients/csharp/Tests~/Stubs`); every file of the Unity package has its `.meta`.
+#[test]
+fn csharp_examples_compile_with_mono() {
+    let out = build_csharp("csharp-examples");
+    let readme = std::fs::read_to_string(workspace().join("README.md")).unwrap();
+    let (_, after) = readme
+        .split_once("<!-- unity-example -->")
+        .expect("README.md marks its Unity example with <!-- unity-example -->");
+    let example = after
+        .split_once("```csharp\n")
+        .and_then(|(_, code)| code.split_once("```"))
+        .map(|(code, _)| code)
+        .expect("a ```csharp block follows the marker");
+    let unity = out.join("UnityExample.cs");
+    std::fs::write(&unity, example).unwrap();
+    let cs = workspace().join("clients/csharp");
+    for (name, example, stub) in [
+        ("UnityExample.dll", unity, "UnityEngine.cs"),
+        (
+            "GodotExample.dll",
+            cs.join("Examples~/Godot/Matchmaker.cs"),
+            "Godot.cs",
+        ),
+    ] {
+        let status = Command::new("mcs")
+            .args(["-target:library", "-langversion:7.2", "-warnaserror+", "-nologo"])
+            .arg(format!("-r:{}", out.join("Firefly.Client.dll").display()))
+            .arg(format!("-out:{}", out.join(name).display()))
+            .arg(&example)
+            .arg(cs.join("Tests~/Stubs").join(stub))
+            .status()
+            .expect("mcs runs");
+        assert!(status.success(), "{} does not compile ({status})", example.display());
+    }
+    let mut missing = Vec::new();
+    let mut stack = vec![cs.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            // Unity skips hidden names and those ending in `~`.
+            if name.starts_with('.') || name.ends_with('~') || name.ends_with(".meta") {
+                continue;
+            }
+            if !path.with_file_name(format!("{name}.meta")).exists() {
+                missing.push(path.clone());
+            }
+            if path.is_dir() {
+                stack.push(path);
+            }
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "without a .meta Unity ignores these in a git package (run clients/csharp/Tests~/unity-meta.sh): {missing:?}"
+    );
 }
 
 #[test]
