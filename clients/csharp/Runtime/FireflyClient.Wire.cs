@@ -462,6 +462,20 @@ namespace Firefly.Client
         /// <summary>Times requests out and sends keep-alives.</summary>
         void Tick()
         {
+            try
+            {
+                TickLocked();
+            }
+            catch (Exception e)
+            {
+                // A timer thread must never throw (it would end the process).
+                System.Diagnostics.Trace.TraceError($"Firefly.Client: {e}");
+            }
+            Flush();
+        }
+
+        void TickLocked()
+        {
             lock (gate)
             {
                 if (state == ConnectionState.Closed) return;
@@ -483,10 +497,9 @@ namespace Firefly.Client
                 if (options.KeepAlive > TimeSpan.Zero && state == ConnectionState.Connected && now - lastSent >= every)
                 {
                     var sent = SendLocked(Commands.KeepAlive, new byte[0], null, null, true);
-                    sent.ContinueWith(t => t.Exception, TaskContinuationOptions.OnlyOnFaulted);
+                    Transport.Observe(sent);
                 }
             }
-            Flush();
         }
     }
 }

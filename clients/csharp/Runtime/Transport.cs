@@ -250,10 +250,49 @@ namespace Firefly.Client
                 catch (Exception e)
                 {
                     ws.Dispose();
-                    throw new ConnectionFailedException($"WebSocket connection to {url} failed: {Cause(e)}", e);
+                    // Some runtimes (Mono, so Unity) say only "Unable to connect to the remote
+                    // server": ask the server again to name the cause (say an HTTP 403).
+                    var why = await Probe(url, origin, timeout).ConfigureAwait(false);
+                    var cause = why == null ? Cause(e) : $"{why} ({Cause(e)})";
+                    throw new ConnectionFailedException($"WebSocket connection to {url} failed: {cause}", e);
                 }
                 return new WebSocketTransport(ws);
             };
+        }
+
+        /// <summary>What a plain upgrade request to <paramref name="url"/> gets: its HTTP status line when
+        /// it is not 101, the socket error when it fails, null when it cannot tell (wss, a timeout).</summary>
+        static async Task<string> Probe(string url, string origin, TimeSpan timeout)
+        {
+            Uri uri;
+            if (!Uri.TryCreate(url, UriKind.Absolute, out uri) || uri.Scheme != "ws") return null;
+            var client = new TcpClient();
+            try
+            {
+                var exchange = Task.Run(async () =>
+                {
+                    await client.ConnectAsync(uri.Host, uri.Port).ConfigureAwait(false);
+                    var request = $"GET {uri.PathAndQuery} HTTP/1.1\r\nHost: {uri.Authority}\r\nUpgrade: websocket\r\n" +
+                                  "Connection: Upgrade\r\nSec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAA==\r\nSec-WebSocket-Version: 13\r\n" +
+                                  (origin == null ? "" : $"Origin: {origin}\r\n") + "\r\n";
+                    var bytes = System.Text.Encoding.ASCII.GetBytes(request);
+                    var stream = client.GetStream();
+                    await stream.WriteAsync(bytes, 0, bytes.Length).ConfigureAwait(false);
+                    var buf = new byte[512];
+                    var n = await stream.ReadAsync(buf, 0, buf.Length).ConfigureAwait(false);
+                    var line = System.Text.Encoding.ASCII.GetString(buf, 0, n).Split('\r', '\n')[0];
+                    return line.StartsWith("HTTP/") && !line.Contains(" 101") ? $"HTTP status {line.Substring(line.IndexOf(' ') + 1)}" : null;
+                });
+                return await WithTimeout(exchange, timeout, client.Close).ConfigureAwait(false);
+            }
+            catch (Exception e)
+            {
+                return e is TimeoutException ? null : Cause(e);
+            }
+            finally
+            {
+                client.Close();
+            }
         }
 
         protected override async Task Write(List<byte[]> frames)
