@@ -185,17 +185,19 @@ namespace Firefly.Client
         }
 
         /// <summary>Logs out: the gate ends the session at once (its disconnect event fires now, even on a
-        /// listener with <c>resume</c>, and its token stops working), and the client closes.</summary>
+        /// listener with <c>resume</c>, and its token stops working), and the client closes. Its task
+        /// completes without <see cref="DispatchPending"/> (a game may log out as it quits).</summary>
         public async Task LogoutAsync()
         {
             if (State == ConnectionState.Closed) return;
             try
             {
+                // Completes without DispatchPending, so a game can log out as it quits.
                 await Send(Commands.Logout, new byte[0], null, _ =>
                 {
                     ticket = null;
                     Finish("logged out");
-                }, false).ConfigureAwait(false);
+                }, true).ConfigureAwait(false);
             }
             catch (Exception e) when (e is FireflyException || e is ConnectionException || e is TimeoutException)
             {

@@ -173,6 +173,10 @@ namespace Firefly.Client.Tests
                 Assert.Equal(ConnectionState.Closed, player.State, "closed");
                 // The disconnect event fired now, not after the listener's 60 s grace.
                 await left.Within(10, "the watchers' push");
+                // Queued dispatch: log-out completes without DispatchPending (a game quitting).
+                var quitting = await Net.Tcp(Runner.Addr("tcp"), Net.Options(o => o.Dispatch = DispatchMode.Queued));
+                await Net.Within(quitting.LogoutAsync(), 5, "log-out without DispatchPending");
+                Assert.Equal(ConnectionState.Closed, quitting.State, "closed after log-out");
             }
         }
 
