@@ -17,7 +17,8 @@ namespace Firefly.Client
         readonly object sync = new object();
         List<byte[]> queue = new List<byte[]>();
         bool writing;
-        int closed;
+        int closed, reported;
+        string closeReason;
         Action<byte[], int> onData;
         Action<string> onClose;
 
@@ -26,8 +27,10 @@ namespace Firefly.Client
         public void Start(Action<byte[], int> data, Action<string> close)
         {
             onData = data;
-            onClose = close;
-            Task.Run(ReadLoop);
+            Volatile.Write(ref onClose, close);
+            // A write may have failed already (the frames queued before Start): report it now.
+            if (IsClosed) Report();
+            else Task.Run(ReadLoop);
         }
 
         /// <summary>Queues a frame; never blocks.</summary>
@@ -103,7 +106,8 @@ namespace Firefly.Client
 
         protected void Fail(string reason)
         {
-            if (Interlocked.Exchange(ref closed, 1) != 0) return;
+            if (Interlocked.CompareExchange(ref closeReason, reason, null) != null) return;
+            Interlocked.Exchange(ref closed, 1);
             try
             {
                 Abort();
@@ -112,7 +116,15 @@ namespace Firefly.Client
             {
                 // Already gone.
             }
-            onClose?.Invoke(reason);
+            Report();
+        }
+
+        /// <summary>Tells the close once, as soon as there is someone to tell.</summary>
+        void Report()
+        {
+            var close = Volatile.Read(ref onClose);
+            if (close == null || Interlocked.Exchange(ref reported, 1) != 0) return;
+            close(Volatile.Read(ref closeReason));
         }
 
         protected bool IsClosed => Volatile.Read(ref closed) != 0;
