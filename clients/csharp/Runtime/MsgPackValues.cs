@@ -83,6 +83,25 @@ namespace Firefly.Client
             throw new MsgPackException($"expected an array, got {Describe(value)}");
         }
 
+        /// <summary>Decoded bytes: a MessagePack bin, or an array of integers 0-255 (how serde writes a
+        /// <c>Vec&lt;u8&gt;</c> without <c>serde_bytes</c>). Null stays null.</summary>
+        public static byte[] ToBytes(object value)
+        {
+            if (value == null || value is byte[]) return (byte[])value;
+            if (value is List<object> list)
+            {
+                var bytes = new byte[list.Count];
+                for (var i = 0; i < list.Count; i++)
+                {
+                    var b = ToInt64(list[i]);
+                    if (b < 0 || b > 255) throw new MsgPackException($"{b} is not a byte");
+                    bytes[i] = (byte)b;
+                }
+                return bytes;
+            }
+            throw new MsgPackException($"expected bytes, got {Describe(value)}");
+        }
+
         /// <summary>The value of <paramref name="key"/> in a decoded map, or null when it is missing.</summary>
         public static object Get(object map, string key)
         {

@@ -73,6 +73,8 @@ namespace Firefly.Client.Tests
                 Assert.True(intKeys is Dictionary<object, object> d && (long)d[1L] == 2, "other keys give Dictionary<object, object>");
                 Assert.Equal(7UL, MsgPack.ToUInt64(7L), "ToUInt64");
                 Assert.Equal(3u, MsgPack.ToUInt32(3L), "ToUInt32");
+                Assert.Bytes(new byte[] { 1, 255 }, MsgPack.ToBytes(MsgPack.Decode(Hex("9201ccff"))), "ToBytes from an array");
+                Assert.Bytes(new byte[] { 1, 255 }, MsgPack.ToBytes(MsgPack.Decode(Hex("c40201ff"))), "ToBytes from a bin");
                 foreach (var bad in new[] { "", "a3 61", "92 01", "c1", "dd ffffffff 01", "df ffffffff", "cb 00" })
                 {
                     try
