@@ -93,7 +93,9 @@ fn main() -> anyhow::Result<()> {
         .arg(root().join("clients/csharp/Tests~/build.sh"))
         .arg(&cs)
         .status()
-        .expect("bash runs clients/csharp/Tests~/build.sh (needs Mono: apt-get install mono-complete)");
+        .expect(
+            "bash runs clients/csharp/Tests~/build.sh (needs Mono: apt-get install mono-complete)",
+        );
     assert!(built.success(), "building the C# client failed");
 
     let (server_rt, client_rt) = bench::runtimes()?;

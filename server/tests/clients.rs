@@ -240,13 +240,19 @@ fn csharp_client_with_mono() {
         .strip_suffix(" failed")
         .and_then(|l| l.split_once(" passed, "))
         .map(|(p, f)| vec![p.parse().unwrap(), f.parse().unwrap()])
-        .unwrap_or_else(|| panic!("the C# runner's last line is not `N passed, M failed`: {last:?}"));
+        .unwrap_or_else(|| {
+            panic!("the C# runner's last line is not `N passed, M failed`: {last:?}")
+        });
     assert_eq!(
         (counts[0], counts[1]),
         (CSHARP_TESTS, 0),
         "C# tests (passed, failed): see the output above"
     );
-    assert!(output.status.success(), "the C# runner exited {}", output.status);
+    assert!(
+        output.status.success(),
+        "the C# runner exited {}",
+        output.status
+    );
 }
 
 /// The main README's Unity example (the ```csharp block after `<!-- unity-example -->`) and
@@ -276,14 +282,23 @@ fn csharp_examples_compile_with_mono() {
         ),
     ] {
         let status = Command::new("mcs")
-            .args(["-target:library", "-langversion:7.2", "-warnaserror+", "-nologo"])
+            .args([
+                "-target:library",
+                "-langversion:7.2",
+                "-warnaserror+",
+                "-nologo",
+            ])
             .arg(format!("-r:{}", out.join("Firefly.Client.dll").display()))
             .arg(format!("-out:{}", out.join(name).display()))
             .arg(&example)
             .arg(cs.join("Tests~/Stubs").join(stub))
             .status()
             .expect("mcs runs");
-        assert!(status.success(), "{} does not compile ({status})", example.display());
+        assert!(
+            status.success(),
+            "{} does not compile ({status})",
+            example.display()
+        );
     }
     let mut missing = Vec::new();
     let mut stack = vec![cs.clone()];
