@@ -26,6 +26,7 @@ namespace Firefly.Client.Tests
                 Add(tests, $"kick_ends_the_session_{kind}", () => Kick(ws, key));
             }
             Add(tests, "restore_in_a_new_process_from_a_stored_token", Restore);
+            Add(tests, "resume_with_a_bad_token_keeps_the_session", BadToken);
             Add(tests, "logout_ends_a_resumable_session_at_once", Logout);
             Add(tests, "keep_alives_keep_a_quiet_client", KeepAlive);
             Add(tests, "session_that_cannot_come_back_is_lost", Lost);
@@ -154,6 +155,19 @@ namespace Firefly.Client.Tests
             finally
             {
                 File.Delete(file);
+            }
+        }
+
+        static async Task BadToken()
+        {
+            using (var c = await Net.Tcp(Runner.Addr("tcp")))
+            {
+                var before = c.Session;
+                var e = await Assert.Throws<FireflyException>(() => c.ResumeAsync(new string('0', 48)), "a bad token");
+                Assert.Equal("resume_failed", e.Code, "code");
+                Assert.True(!e.Message.StartsWith("resume_failed"), "the message without the code: " + e.Message);
+                Assert.Equal(before.Session, c.Session.Session, "the session kept");
+                Assert.Equal(before.Session, MsgPack.ToUInt64(MsgPack.Get(await c.RequestAsync(116), "session")), "still served");
             }
         }
 
