@@ -46,6 +46,7 @@ namespace Firefly.Client.Tests
             Requests.Register(tests);
             Sessions.Register(tests);
             Edges.Register(tests);
+            Examples.Register(tests);
             var chosen = tests.Where(t => args.Length == 0 || args.Any(a => t.Key.Contains(a))).ToList();
             int passed = 0, failed = 0;
             foreach (var t in chosen)

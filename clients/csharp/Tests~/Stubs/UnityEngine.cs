@@ -1,5 +1,6 @@
 // The few Unity types the main README's MonoBehaviour example uses, so the test can compile
-// that example without Unity (the real ones come from UnityEngine.dll).
+// that example without Unity (the real ones come from UnityEngine.dll). `Debug` also keeps what
+// was logged, for the runner that plays the example against a cluster.
 namespace UnityEngine
 {
     public class Object { }
@@ -8,9 +9,17 @@ namespace UnityEngine
 
     public static class Debug
     {
-        public static void Log(object message) { System.Console.WriteLine(message); }
-        public static void LogWarning(object message) { System.Console.WriteLine(message); }
-        public static void LogError(object message) { System.Console.Error.WriteLine(message); }
+        public static readonly System.Collections.Generic.List<string> Logged = new System.Collections.Generic.List<string>();
+
+        public static void Log(object message) { Keep("log: " + message); }
+        public static void LogWarning(object message) { Keep("warning: " + message); }
+        public static void LogError(object message) { Keep("error: " + message); }
+
+        static void Keep(string line)
+        {
+            lock (Logged) Logged.Add(line);
+            System.Console.WriteLine("[unity] " + line);
+        }
     }
 
     public static class PlayerPrefs
