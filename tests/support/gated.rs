@@ -84,10 +84,8 @@ impl Gated<'_> {
         for logic in self.logic {
             topology = topology.node(logic, |n| n.rpc(free_addr()).modules(self.modules));
         }
-        let gate = |routes: &[(&str, Option<&str>)]| {
-            let mut n = topology::Node::default()
-                .rpc(free_addr())
-                .tcp("127.0.0.1:0".parse().unwrap());
+        let gate = |n: topology::Node, routes: &[(&str, Option<&str>)]| {
+            let mut n = n.rpc(free_addr()).tcp("127.0.0.1:0".parse().unwrap());
             for (commands, policy) in routes {
                 n = match policy {
                     Some(policy) => n.route_by(commands, self.logic, policy),
@@ -97,8 +95,8 @@ impl Gated<'_> {
             n
         };
         topology
-            .node("gate", |_| gate(self.players))
-            .node("ops", |_| gate(self.ops))
+            .node("gate", |n| gate(n, self.players))
+            .node("ops", |n| gate(n, self.ops))
             .storage(storage)
     }
 
