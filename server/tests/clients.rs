@@ -23,7 +23,8 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{Running, Up, free_addr, workspace};
+use common::topology::Resume;
+use common::{Listener, Running, Storage, Topology, Up, free_addr, workspace};
 
 const TOKEN: &str = "clients-admin-token-0123456789";
 
@@ -48,41 +49,61 @@ fn cluster(name: &str, page_origin: Option<&str>) -> Cluster {
         free_addr(),
         free_addr(),
     );
-    let m = workspace().join("modules");
-    let allowed = match page_origin {
-        Some(o) => format!("[\"http://allowed.example\", \"{o}\"]"),
-        None => "[\"http://allowed.example\"]".to_owned(),
+    let mut allowed = vec!["http://allowed.example".to_owned()];
+    allowed.extend(page_origin.map(str::to_owned));
+    let resume = || {
+        Some(Resume {
+            grace: "60s",
+            buffer: 64,
+        })
     };
     let db = dir.path().join("data.db");
-    let yaml = format!(
-        r#"version: 1
-cluster: {name}
-master: {{ admin: "{admin}" }}
-modules:
-  echo: {{ crate: "{m}/echo" }}
-  lobby: {{ crate: "{m}/lobby" }}
-  accounts: {{ crate: "{m}/accounts" }}
-nodes:
-  gate:
-    rpc: "{gate_rpc}"
-    modules: [echo]
-    listen:
-      - {{ tcp: "{tcp}", resume: {{ grace: 60s, buffer: 64 }} }}
-      - {{ ws: "{ws}", resume: {{ grace: 60s, buffer: 64 }} }}
-      - {{ tcp: "{plain}" }}
-      - {{ tcp: "{custom}", magic: [78, 37, 38, 48], protocol_version: 9, server_version: 0, error_command: 4000000000 }}
-      - {{ ws: "{origins}", origins: {allowed}, max_frame: 1KiB, resume: {{ grace: 60s, buffer: 64 }} }}
-      - {{ tcp: "{idle}", idle_timeout: 1s }}
-    routes:
-      - {{ commands: "101-299", to: logic }}
-  logic: {{ rpc: "{logic_rpc}", modules: [lobby, accounts] }}
-storage: {{ database: "sqlite://{db}", cache: embedded, owner: logic }}
-"#,
-        m = m.display(),
-        db = db.display(),
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(name)
+        .admin(admin)
+        .module("echo")
+        .module("lobby")
+        .module("accounts")
+        .node("gate", |n| {
+            n.rpc(gate_rpc)
+                .modules(&["echo"])
+                .listen(Listener {
+                    resume: resume(),
+                    ..Listener::tcp(tcp)
+                })
+                .listen(Listener {
+                    resume: resume(),
+                    ..Listener::ws(ws)
+                })
+                .tcp(plain)
+                .listen(Listener {
+                    magic: Some(vec![78, 37, 38, 48]),
+                    protocol_version: Some(9),
+                    server_version: Some(0),
+                    error_command: Some(4_000_000_000),
+                    ..Listener::tcp(custom)
+                })
+                .listen(Listener {
+                    origins: Some(allowed),
+                    max_frame: Some("1KiB"),
+                    resume: resume(),
+                    ..Listener::ws(origins)
+                })
+                .listen(Listener {
+                    idle_timeout: Some("1s"),
+                    ..Listener::tcp(idle)
+                })
+                .route("101-299", &["logic"])
+        })
+        .node("logic", |n| {
+            n.rpc(logic_rpc).modules(&["lobby", "accounts"])
+        })
+        .storage(Storage {
+            database: Some(format!("sqlite://{}", db.display())),
+            cache: Some("embedded".into()),
+            owner: Some("logic".into()),
+            ..Storage::default()
+        })
+        .write(dir.path());
     let up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env(

@@ -22,7 +22,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Up, free_addr, workspace};
+use common::topology::{Node, Resume};
+use common::{Listener, Topology, Up, free_addr};
 
 const TOKEN: &str = "resume-admin-token-0123456789";
 const SECRET: &str = "resume-cluster-secret-0123456789";
@@ -73,20 +74,28 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     let dir = tempfile::tempdir().unwrap();
     let (admin, a, b, a_metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
     let cluster = format!("resumeproc-{}", std::process::id());
-    let m = workspace().join("modules");
-    let gate = |name: &str, addr, metrics| {
-        format!(
-            "  {name}:\n    listen:\n      - tcp: {addr}\n        resume: {{ grace: 60s, buffer: 16 }}\n    metrics: {metrics}\n    routes:\n      - {{ commands: \"101-199\", to: logic }}\n"
-        )
+    let gate = |listen: std::net::SocketAddr, metrics: std::net::SocketAddr| {
+        move |n: Node| {
+            n.listen(Listener {
+                resume: Some(Resume {
+                    grace: "60s",
+                    buffer: 16,
+                }),
+                ..Listener::tcp(listen)
+            })
+            .metrics(metrics)
+            .route("101-199", &["logic"])
+        }
     };
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n{}{}  logic: {{ modules: [lobby] }}\n",
-        gate("gate-a", a, a_metrics),
-        gate("gate-b", b, free_addr()),
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(&cluster)
+        .nats(&url)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("lobby")
+        .node("gate-a", gate(a, a_metrics))
+        .node("gate-b", gate(b, free_addr()))
+        .node("logic", |n| n.modules(&["lobby"]))
+        .write(dir.path());
     let up = |only: &str| {
         Up::new(&topology)
             .env("FIREFLY_ADMIN_TOKEN", TOKEN)
