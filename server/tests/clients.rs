@@ -97,12 +97,7 @@ fn cluster(name: &str, page_origin: Option<&str>) -> Cluster {
         .node("logic", |n| {
             n.rpc(logic_rpc).modules(&["lobby", "accounts"])
         })
-        .storage(Storage {
-            database: Some(format!("sqlite://{}", db.display())),
-            cache: Some("embedded".into()),
-            owner: Some("logic".into()),
-            ..Storage::default()
-        })
+        .storage(Storage::embedded_sqlite(&db, "logic"))
         .write(dir.path());
     let up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)

@@ -39,12 +39,7 @@ async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request()
                 .route("101-110", &["logic"])
         })
         .node("logic", |n| n.rpc(logic_rpc).modules(&["lobby"]))
-        .storage(Storage {
-            database: Some(format!("sqlite://{}", db.display())),
-            cache: Some("embedded".into()),
-            owner: Some("logic".into()),
-            ..Storage::default()
-        })
+        .storage(Storage::embedded_sqlite(&db, "logic"))
         .write(dir.path());
     let up = |only: &str| {
         Up::new(&topology)

@@ -240,6 +240,18 @@ pub struct Storage {
     pub command_timeout: Option<&'static str>,
 }
 
+impl Storage {
+    /// SQLite at `db` behind the embedded cache held by node `owner`.
+    pub fn embedded_sqlite(db: &std::path::Path, owner: &str) -> Self {
+        Storage {
+            database: Some(format!("sqlite://{}", db.display())),
+            cache: Some("embedded".into()),
+            owner: Some(owner.into()),
+            ..Storage::default()
+        }
+    }
+}
+
 /// The workspace root: the first folder up from this package that holds `Cargo.lock` (this
 /// file is built into the `firefly` package's tests and into the root package's test kit).
 fn workspace() -> &'static Path {
