@@ -483,5 +483,26 @@ async fn a_ts_module_gets_session_events_pushes_to_everyone_runs_timers_and_call
     )
     .await;
     assert!(!code.is_empty());
+
+    // The module's rooms on its node, and the node's name.
+    let _: Value = ann.call(950, &json!({"key": "r1"})).await.unwrap();
+    let listed: Value = ann.call(950, &json!({"key": "r2"})).await.unwrap();
+    assert_eq!(listed["node"], "a");
+    assert_eq!(listed["list"]["node"], "a");
+    let rooms: Vec<(String, u64, u64)> = listed["list"]["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["key"].as_str().unwrap().to_owned(),
+                r["members"].as_u64().unwrap(),
+                r["max_members"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let mut rooms = rooms;
+    rooms.sort();
+    assert_eq!(rooms, vec![("r1".into(), 1, 8), ("r2".into(), 1, 8)]);
     let _ = ann_id;
 }

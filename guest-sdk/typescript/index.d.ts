@@ -108,6 +108,10 @@ export interface Ctx {
   closeRoom(key: string): void;
   /** Pushes to every member of room `key`. */
   broadcastRoom(key: string, topic: number, message: unknown, options?: RawOption): void;
+  /** This module's rooms on this node. */
+  rooms(): RoomList;
+  /** The name of the node serving this call (as in `topology.yaml`). */
+  nodeName(): string;
 
   /** Runs `command` on node `node`; returns its reply, throws its error as a `FireflyError`. */
   call<Resp = Value>(node: string, command: number, request: unknown, options?: RawOption): Resp;
@@ -131,6 +135,12 @@ export function handle(
 export function onConnect(fn: (ctx: Ctx) => void): void;
 /** Runs when a session ends. */
 export function onDisconnect(fn: (ctx: Ctx) => void): void;
+
+/** What `ctx.rooms()` answers: the node's name and this module's rooms on it. */
+export interface RoomList {
+  node: string;
+  rooms: { key: string; members: number; max_members: number; tick_ms: number; ticks: number }[];
+}
 
 /** A room as `ctx.room` reads it. */
 export interface RoomView<S = any> {

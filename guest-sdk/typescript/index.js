@@ -203,6 +203,11 @@ class Context {
   }
   /** Closes room `key`. */
   closeRoom(key) { roomCall({ Close: { key } }); }
+  /** This module's rooms on this node: `{ node, rooms: [{ key, members, max_members, tick_ms,
+   * ticks }] }` (at most 10,000, the per-node cap). */
+  rooms() { return F.decode(roomCall("List")); }
+  /** The name of the node serving this call (as in `topology.yaml`). */
+  nodeName() { return utf8(roomCall("Node")); }
   /** Pushes to every member of room `key`. */
   broadcastRoom(key, topic, message, options) { this.pushGroup(`room:${key}`, topic, message, options); }
 

@@ -81,6 +81,13 @@ handle(949, (ctx: Ctx, req: { node: string; command: number; request: unknown })
   reply: ctx.call(req.node, req.command, req.request),
 }));
 
+/** 950: opens room `key` (if it is not open) and lists this module's rooms on this node. */
+handle(950, (ctx: Ctx, req: { key: string }) => {
+  if (ctx.room(req.key) === null) ctx.openRoom(req.key, { maxMembers: 8 });
+  ctx.joinRoom(req.key);
+  return { node: ctx.nodeName(), list: ctx.rooms() };
+});
+
 timer<{ text: string }>("remind", (ctx, fired) => {
   ctx.pushTo(fired.session, REMINDED, {
     text: fired.payload.text,
