@@ -6,13 +6,14 @@
 //!   chat and leaderboard).
 //! * Python: the generated modules and `clients/python/tests/typed_clients.py` are checked with
 //!   mypy `--strict` (and a wrong payload must fail it), then run against a cluster.
-//! * C#: the generated code compiles with Mono's `mcs` against the C# client's sources
-//!   (`clients/csharp/Runtime`, or `FIREFLY_CSHARP_CLIENT`).
+//! * C#: the generated code, the C# client's sources (`clients/csharp/Runtime`, or the folder
+//!   `FIREFLY_CSHARP_CLIENT` names) and `server/tests/typed_clients/Typed.cs` compile with
+//!   Mono's `mcs` (warnings are errors), and `mono` runs that against a cluster.
 //!
 //! They need what `server/tests/clients.rs` needs (Node with `clients/typescript/node_modules`,
-//! the venv `clients/python/.venv`, with mypy) and Mono for C#; named `…_with_node`,
-//! `…_with_python` and `…_with_mono`, they are left out of the default nextest profile and
-//! fail, saying what is missing, when run without it.
+//! the venv `clients/python/.venv`, with mypy) and Mono; named `…_with_node`, `…_with_python`
+//! and `…_with_mono`, they are left out of the default nextest profile and fail, saying what is
+//! missing, when run without it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -226,7 +227,7 @@ fn python_typed_clients_with_python() {
 }
 
 #[test]
-fn csharp_typed_clients_compile_with_mono() {
+fn csharp_typed_clients_with_mono() {
     let runtime = std::env::var_os("FIREFLY_CSHARP_CLIENT")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("clients/csharp"))
@@ -241,47 +242,30 @@ fn csharp_typed_clients_compile_with_mono() {
         .filter(|p| p.extension().is_some_and(|e| e == "cs"))
         .collect();
     sources.sort();
-    // A use of the generated API, compiled with it: typed requests, replies and pushes.
-    let usage = dir.path().join("Usage.cs");
-    std::fs::write(&usage, CSHARP_USAGE).unwrap();
-    let out = dir.path().join("typed.dll");
+    let program = dir.path().join("Typed.cs");
+    std::fs::copy(
+        workspace().join("server/tests/typed_clients/Typed.cs"),
+        &program,
+    )
+    .unwrap();
+    let exe = dir.path().join("typed.exe");
     run(
         "mcs (generated clients)",
         Command::new(std::env::var_os("MCS").unwrap_or_else(|| "mcs".into()))
-            .args(["-target:library", "-warnaserror+", "-nowarn:1591"])
-            .arg(format!("-out:{}", out.display()))
+            .args(["-target:exe", "-warnaserror+", "-nowarn:1591"])
+            .arg(format!("-out:{}", exe.display()))
             .args(&sources)
             .args([
                 dir.path().join("Chat.cs"),
                 dir.path().join("Leaderboard.cs"),
-                usage,
+                program,
             ]),
     );
-    assert!(out.exists());
+    let cluster = cluster("typed-cs");
+    run(
+        "mono typed.exe",
+        Command::new(std::env::var_os("MONO").unwrap_or_else(|| "mono".into()))
+            .arg(&exe)
+            .env("FIREFLY_TEST_CLUSTER", &cluster.json),
+    );
 }
-
-const CSHARP_USAGE: &str = r#"
-using System;
-using System.Threading.Tasks;
-using Firefly.Client;
-using Firefly.Modules.Chat;
-using Firefly.Modules.Leaderboard;
-
-static class Usage
-{
-    static async Task<string> Play(FireflyClient client)
-    {
-        var chat = new ChatClient(client);
-        Joined joined = await chat.JoinAsync(new ChannelReq { Channel = "general" });
-        Line line = await chat.SayAsync(new Say { Channel = joined.Channel, Text = "hi" });
-        ulong id = line.Id;
-        using (chat.OnChannelMessage(m => Console.WriteLine(m.From + ": " + m.Text))) { }
-        Prefs prefs = await chat.SettingsAsync();
-        var board = new LeaderboardClient(client);
-        BoardInfo info = await board.ConfigureAsync(new Configure { Board = "arena", Keep = Keep.Best });
-        Standing me = await board.MeAsync(new Query { Board = "arena" });
-        Page top = await board.TopAsync(new Top { Board = "arena", Count = 10 });
-        return line.Text + id + prefs.Channels.Count + info.Keep + (me == null ? 0 : me.Rank) + top.Entries.Count;
-    }
-}
-"#;
