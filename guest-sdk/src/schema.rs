@@ -21,11 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 pub use firefly_macros::Schema;
 pub use json::{json_len, write_json};
 
-/// The custom section of a module's `.wasm` holding its description.
-pub const SECTION: &str = "firefly.schema";
-
-/// Version of the description's format (its `format` field).
-pub const FORMAT: u32 = 1;
+pub use firefly_abi::{SCHEMA_FORMAT as FORMAT, SCHEMA_SECTION as SECTION};
 
 /// A type's shape on the wire (MessagePack, as the SDK's payloads are encoded).
 #[derive(Debug)]

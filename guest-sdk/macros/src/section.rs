@@ -138,6 +138,8 @@ pub(crate) fn generate(
             #[doc(hidden)]
             const __FIREFLY_SCHEMA_LEN: usize = ::firefly_sdk::schema::json_len(&__FIREFLY_SCHEMA);
         },
+        // The section's name is `firefly_abi::SCHEMA_SECTION`, spelled out: `link_section`
+        // takes a literal (the typed-client tests read it back through the host's constant).
         syn::parse_quote! {
             /// The description as JSON, in the `.wasm`'s custom section `firefly.schema`.
             #[doc(hidden)]

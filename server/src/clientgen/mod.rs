@@ -14,11 +14,10 @@ pub mod typescript;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-/// The custom section holding a module's description.
-pub const SECTION: &str = "firefly.schema";
+pub use firefly_abi::SCHEMA_SECTION as SECTION;
 
 /// The description format this reads.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = firefly_abi::SCHEMA_FORMAT;
 
 /// A module's description.
 #[derive(Debug, Clone, Deserialize)]
