@@ -44,7 +44,7 @@ struct Opaque {
 enum Kind {
     FirstOne,
     Second(u32),
-    ThirdKind { x_pos: i8 },
+    ThirdOne { x_pos: i8 },
 }
 
 #[derive(Serialize, Schema)]
@@ -153,7 +153,7 @@ fn enum_variants_are_named_and_tagged_as_serde_writes_them() {
         .iter()
         .map(|v| v["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["FIRST_ONE", "SECOND", "THIRD_KIND"]);
+    assert_eq!(names, ["FIRST_ONE", "SECOND", "THIRD_ONE"]);
     assert_eq!(
         serde_json::to_value(Kind::FirstOne).unwrap(),
         json!("FIRST_ONE")
@@ -163,8 +163,8 @@ fn enum_variants_are_named_and_tagged_as_serde_writes_them() {
         json!({"SECOND": 2})
     );
     assert_eq!(
-        serde_json::to_value(Kind::ThirdKind { x_pos: 1 }).unwrap(),
-        json!({"THIRD_KIND": {"x_pos": 1}})
+        serde_json::to_value(Kind::ThirdOne { x_pos: 1 }).unwrap(),
+        json!({"THIRD_ONE": {"x_pos": 1}})
     );
     assert_eq!(kind["variants"][1]["kind"], json!({"newtype": "u32"}));
     assert_eq!(
