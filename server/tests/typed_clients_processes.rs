@@ -269,3 +269,41 @@ fn csharp_typed_clients_with_mono() {
             .env("FIREFLY_TEST_CLUSTER", &cluster.json),
     );
 }
+
+#[test]
+fn client_gen_writes_to_stdout_and_refuses_what_it_cannot_read() {
+    let out = firefly()
+        .args(["client-gen", "--lang", "py"])
+        .arg(workspace().join("modules/chat"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let code = String::from_utf8(out.stdout).unwrap();
+    assert!(code.contains("class ChatClient:"), "{code}");
+    assert!(code.contains("def on_channel_message(self"), "{code}");
+
+    let refused = |module: &Path, expected: &str| {
+        let out = firefly()
+            .args(["client-gen", "--lang", "ts"])
+            .arg(module)
+            .output()
+            .unwrap();
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && said.contains(expected), "{said}");
+    };
+    refused(
+        &workspace().join("modules/chat-ts"),
+        "is a TypeScript module: client-gen reads the types Rust modules declare",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let bare = dir.path().join("bare.wasm");
+    std::fs::write(&bare, b"\0asm\x01\0\0\0").unwrap();
+    refused(&bare, "has no `firefly.schema` section");
+    let text = dir.path().join("text.wasm");
+    std::fs::write(&text, b"not wasm at all").unwrap();
+    refused(&text, "not a WebAssembly module");
+}
