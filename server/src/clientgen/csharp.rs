@@ -141,7 +141,7 @@ const WIRE: &str = r#"
 fn summary(out: &mut String, indent: &str, lines: &[String]) {
     let lines: Vec<String> = lines
         .iter()
-        .flat_map(|l| l.lines())
+        .flat_map(|l| l.split('\n'))
         .map(|l| {
             l.replace('&', "&amp;")
                 .replace('<', "&lt;")

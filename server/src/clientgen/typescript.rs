@@ -145,7 +145,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
 }
 
 fn comment(out: &mut String, indent: &str, lines: &[String]) {
-    let lines: Vec<&str> = lines.iter().flat_map(|l| l.lines()).collect();
+    let lines: Vec<&str> = lines.iter().flat_map(|l| l.split('\n')).collect();
     if lines.is_empty() {
         return;
     }
