@@ -10,7 +10,8 @@
 
 use std::fmt::Write as _;
 
-use super::{EnumDef, Kind, ModuleSchema, Named, StructDef, Ty, doc_lines, named_types, pascal};
+use super::names::{doc_lines, pascal};
+use super::schema::{EnumDef, Kind, ModuleSchema, Named, StructDef, Ty, named_types};
 
 /// The C# of the client for `schema`.
 pub fn generate(schema: &ModuleSchema) -> String {
@@ -40,7 +41,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
         schema.module
     );
     for c in &schema.commands {
-        let doc = super::command_doc(c);
+        let doc = super::names::command_doc(c);
         out.push('\n');
         summary(&mut out, "        ", &doc);
         let method = format!("{}Async", pascal(&c.name));
@@ -159,7 +160,8 @@ fn summary(out: &mut String, indent: &str, lines: &[String]) {
 }
 
 fn unit_only(e: &EnumDef) -> bool {
-    matches!(e.repr, super::Repr::External) && e.variants.iter().all(|v| v.kind == Kind::Unit)
+    matches!(e.repr, super::schema::Repr::External)
+        && e.variants.iter().all(|v| v.kind == Kind::Unit)
 }
 
 fn structure(out: &mut String, s: &StructDef) {

@@ -9,10 +9,8 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    EnumDef, Field, Kind, ModuleSchema, Named, Repr, StructDef, Ty, doc_lines, named_types, pascal,
-    snake,
-};
+use super::names::{doc_lines, pascal, snake};
+use super::schema::{EnumDef, Field, Kind, ModuleSchema, Named, Repr, StructDef, Ty, named_types};
 
 const KEYWORDS: &[&str] = &[
     "False", "None", "True", "and", "as", "assert", "async", "await", "break", "class", "continue",
@@ -57,7 +55,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
         let method = ident(&snake(&c.name));
         let id = c.id;
         let reply = py_type(&c.reply);
-        let doc = super::command_doc(c);
+        let doc = super::names::command_doc(c);
         let param = match &c.request {
             Ty::Unit => String::new(),
             Ty::Raw => "request: bytes, ".to_owned(),

@@ -7,10 +7,8 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    EnumDef, Field, Kind, ModuleSchema, Named, Repr, StructDef, Ty, camel, doc_lines, named_types,
-    pascal,
-};
+use super::names::{camel, doc_lines, pascal};
+use super::schema::{EnumDef, Field, Kind, ModuleSchema, Named, Repr, StructDef, Ty, named_types};
 
 /// The package the generated code imports the client from.
 pub const CLIENT_PACKAGE: &str = "@firefly-rs/client";
@@ -61,7 +59,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
         out,
         "/** Command ids of `{}`. */\nexport const {}_COMMANDS = {{",
         schema.module,
-        super::snake(&schema.module).to_uppercase()
+        super::names::snake(&schema.module).to_uppercase()
     );
     for c in &schema.commands {
         let _ = writeln!(out, "  {}: {},", camel(&c.name), c.id);
@@ -71,7 +69,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
         out,
         "/** Push topics of `{}`. */\nexport const {}_PUSHES = {{",
         schema.module,
-        super::snake(&schema.module).to_uppercase()
+        super::names::snake(&schema.module).to_uppercase()
     );
     for p in &schema.pushes {
         let _ = writeln!(out, "  {}: {},", camel(&p.name), p.topic);
@@ -84,7 +82,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
     );
     for c in &schema.commands {
         out.push('\n');
-        let doc = super::command_doc(c);
+        let doc = super::names::command_doc(c);
         comment(&mut out, "  ", &doc);
         let method = camel(&c.name);
         let id = c.id;
