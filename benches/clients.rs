@@ -1,16 +1,18 @@
 //! The client libraries under load against the Rust load generator, on the same node in the
-//! same run: the TypeScript client (Node, over TCP and over WebSocket) and the Python client
-//! (asyncio, over TCP and over WebSocket) send the echo command (1) with the same connections,
+//! same run: the TypeScript client (Node, over TCP and over WebSocket), the Python client
+//! (asyncio, over TCP and over WebSocket) and the C# client (Mono, over TCP and over WebSocket)
+//! send the echo command (1) with the same connections,
 //! depth and payload as `firefly_testkit::loadgen` does over TCP. The ratio to the load
 //! generator says how much of the server's throughput a game client written with the library
 //! can use: a client library must not be the bottleneck a game team finds first.
 //!
 //! Each client runs as its own process (`clients/typescript/bench/load.mjs`,
-//! `clients/python/bench/load.py`) and prints its figures as JSON; the node runs in this
+//! `clients/python/bench/load.py`, `mono FireflyClientTests.exe --bench` built from
+//! `clients/csharp`) and prints its figures as JSON; the node runs in this
 //! process on a 2-worker runtime, as in `benches/e2e.rs`.
 //!
 //! Needs what the client tests need (`./scripts/test` installs it): Node with
-//! `clients/typescript/node_modules`, and `clients/python/.venv`.
+//! `clients/typescript/node_modules`, `clients/python/.venv`, and Mono (`mcs`, `mono`).
 //!
 //! Run: `cargo bench --bench clients -- [--connections 10] [--depth 1,16] [--duration 5]
 //! [--payload 64]` (duration in seconds).
@@ -86,6 +88,15 @@ fn main() -> anyhow::Result<()> {
         .current_dir(&ts)
         .status()?;
     assert!(built.success(), "tsc failed");
+    let cs = root().join("target/csharp-bench");
+    let built = Command::new("bash")
+        .arg(root().join("clients/csharp/Tests~/build.sh"))
+        .arg(&cs)
+        .status()
+        .expect(
+            "bash runs clients/csharp/Tests~/build.sh (needs Mono: apt-get install mono-complete)",
+        );
+    assert!(built.success(), "building the C# client failed");
 
     let (server_rt, client_rt) = bench::runtimes()?;
     let yaml = "version: 1\ncluster: bench\nmodules:\n  echo: { crate: modules/echo }\nnodes:\n  gate:\n    listen: [{ tcp: 127.0.0.1:0 }, { ws: 127.0.0.1:0 }]\n    modules: [echo]\n";
@@ -127,7 +138,15 @@ fn main() -> anyhow::Result<()> {
                 .args(&shape)
                 .env("PYTHONPATH", py.join("src"))
                 .current_dir(&py);
-            for (client, command) in [("TypeScript (Node)", node), ("Python", python)] {
+            let mut mono = Command::new("mono");
+            mono.arg(cs.join("FireflyClientTests.exe"))
+                .args(["--bench", transport, &addr.to_string()])
+                .args(&shape);
+            for (client, command) in [
+                ("TypeScript (Node)", node),
+                ("Python", python),
+                ("C# (Mono)", mono),
+            ] {
                 let f = run_script(command);
                 println!(
                     "| {depth} | {client} | {transport} | {:.0} | {:.2} | {}/{} |",

@@ -140,8 +140,8 @@ async fn baseline_run(
         let version = version.clone();
         tokio::spawn(async move {
             tokio::time::sleep_until(when).await;
-            let (outcome, _) = version
-                .call_owned(DispatchKind::Timer, index, 0, input)
+            let outcome = version
+                .call_event(DispatchKind::Timer, index, 0, input)
                 .await;
             outcome.result.unwrap();
         });

@@ -15,88 +15,30 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firefly::client::Client;
-use firefly::node::Node;
-use firefly_testkit::{free_addr, start_cluster};
+use firefly_testkit::topology::{Listener, Storage, Topology};
+use firefly_testkit::{Gated, GatedCluster, free_addr, start_cluster};
 use serde_json::{Value, json};
 
 use firefly_abi::data::{DataOp, Key};
 
-/// A started cluster: the players' gate, the back-office gate, and what must outlive the test.
-struct Cluster {
-    gate: SocketAddr,
-    ops: SocketAddr,
-    /// logic, gate, ops.
-    nodes: Vec<Node>,
-    _dir: tempfile::TempDir,
-}
-
-/// A topology of the gameplay modules (and `accounts`) with these `nodes:` lines, on the
-/// embedded storage held by `owner`, in `dir`.
-fn topology(dir: &std::path::Path, nodes: &str, owner: &str) -> String {
-    format!(
-        r#"
-version: 1
-cluster: gameplay
-master:
-  rpc_timeout: 5s
-modules:
-  accounts: {{ crate: modules/accounts }}
-  chat: {{ crate: modules/chat }}
-  friends: {{ crate: modules/friends }}
-  mail: {{ crate: modules/mail }}
-  guild: {{ crate: modules/guild }}
-nodes:
-{nodes}
-storage:
-  database: sqlite://{d}/data.db
-  owner: {owner}
-  journal: {d}/journal.db
-  flush_interval: 50ms
-"#,
-        d = dir.display()
-    )
-}
-
 /// `gate` routes the player commands (accounts 201-207, chat 320-330, friends 340-348, mail
 /// 360-364, guild 380-391); `ops` is a back-office gate that also reaches system mail (370).
-async fn cluster() -> Cluster {
+async fn cluster() -> GatedCluster {
     cluster_with("chat").await
 }
 
 /// [`cluster`] with `chat` (the Rust module) or `chat-ts` (its TypeScript twin) as the chat.
-async fn cluster_with(chat: &str) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let (g, o, l) = (free_addr(), free_addr(), free_addr());
-    let nodes = format!(
-        r#"  gate:
-    rpc: {g}
-    listen:
-      - tcp: 127.0.0.1:0
-    routes:
-      - {{ commands: "201-207", to: logic }}
-      - {{ commands: "320-364", to: logic }}
-      - {{ commands: "380-399", to: logic }}
-  ops:
-    rpc: {o}
-    listen:
-      - tcp: 127.0.0.1:0
-    routes:
-      - {{ commands: "360-379", to: logic }}
-  logic:
-    rpc: {l}
-    modules: [accounts, {chat}, friends, mail, guild]"#
-    );
-    let yaml = topology(dir.path(), &nodes, "logic").replace(
-        "  chat: { crate: modules/chat }",
-        &format!("  {chat}: {{ crate: modules/{chat} }}"),
-    );
-    let (_, nodes) = start_cluster(&yaml, &["logic", "gate", "ops"]).await;
-    Cluster {
-        gate: nodes[1].client_addrs()[0],
-        ops: nodes[2].client_addrs()[0],
-        nodes,
-        _dir: dir,
+async fn cluster_with(chat: &str) -> GatedCluster {
+    Gated {
+        cluster: "gameplay",
+        modules: &["accounts", chat, "friends", "mail", "guild"],
+        logic: &["logic"],
+        players: &[("201-207", None), ("320-364", None), ("380-399", None)],
+        ops: &[("360-379", None)],
+        ..Gated::default()
     }
+    .start()
+    .await
 }
 
 /// A logged-in player: its connection and its user id (the account id `accounts` binds).
@@ -1012,22 +954,33 @@ async fn guild_refuses_bad_input() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mail_attachments_are_claimed_once_among_concurrent_claims_on_two_nodes() {
     let dir = tempfile::tempdir().unwrap();
-    let (g, l1, l2) = (free_addr(), free_addr(), free_addr());
-    let nodes = format!(
-        r#"  gate:
-    rpc: {g}
-    listen:
-      - tcp: 127.0.0.1:0
-        single_login: false
-    routes:
-      - {{ commands: "201-207", to: [l1, l2], policy: round_robin }}
-      # A back-office gate of its own here: 370 (system mail) is routed too.
-      - {{ commands: "360-379", to: [l1, l2], policy: round_robin }}
-  l1: {{ rpc: {l1}, modules: [accounts, mail] }}
-  l2: {{ rpc: {l2}, modules: [accounts, mail] }}"#
-    );
-    let yaml = topology(dir.path(), &nodes, "l1");
-    let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate"]).await;
+    let d = dir.path().display();
+    let both = ["l1", "l2"];
+    let mut topology = Topology::new("gameplay").rpc_timeout("5s");
+    for module in ["accounts", "chat", "friends", "mail", "guild"] {
+        topology = topology.module(module);
+    }
+    let topology = topology
+        .node("gate", |n| {
+            n.rpc(free_addr())
+                .listen(Listener {
+                    single_login: Some(false),
+                    ..Listener::tcp("127.0.0.1:0".parse().unwrap())
+                })
+                .route_by("201-207", &both, "round_robin")
+                // A back-office gate of its own here: 370 (system mail) is routed too.
+                .route_by("360-379", &both, "round_robin")
+        })
+        .node("l1", |n| n.rpc(free_addr()).modules(&["accounts", "mail"]))
+        .node("l2", |n| n.rpc(free_addr()).modules(&["accounts", "mail"]))
+        .storage(Storage {
+            database: Some(format!("sqlite://{d}/data.db")),
+            owner: Some("l1".into()),
+            journal: Some(format!("{d}/journal.db")),
+            flush_interval: Some("50ms"),
+            ..Storage::default()
+        });
+    let (_, nodes) = start_cluster(&topology.yaml(), &["l1", "l2", "gate"]).await;
     let gate = nodes[2].client_addrs()[0];
     let mut bobs = Vec::new();
     for _ in 0..4 {
@@ -1067,7 +1020,7 @@ async fn mail_attachments_are_claimed_once_among_concurrent_claims_on_two_nodes(
 }
 
 /// Whether the logic node stores an object of `table` under `key`.
-async fn stored(cl: &Cluster, table: &str, key: impl Into<Key>) -> bool {
+async fn stored(cl: &GatedCluster, table: &str, key: impl Into<Key>) -> bool {
     let op = DataOp::Get {
         table: table.into(),
         key: key.into(),

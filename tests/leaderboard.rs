@@ -14,16 +14,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use firefly::client::Client;
-use firefly::node::Node;
-use firefly_testkit::{free_addr, service_url, start_cluster};
+use firefly_testkit::{Gated, GatedCluster, service_url};
 use serde_json::{Value, json};
-
-struct Cluster {
-    gate: SocketAddr,
-    ops: SocketAddr,
-    _nodes: Vec<Node>,
-    _dir: tempfile::TempDir,
-}
 
 fn unique(prefix: &str) -> String {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
@@ -32,59 +24,25 @@ fn unique(prefix: &str) -> String {
 }
 
 /// `cache`: `None` for the embedded storage held by l1, or a Redis URL.
-async fn cluster(cache: Option<&str>) -> Cluster {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let (g, o, a, b) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let cache = match cache {
-        None => format!("  owner: l1\n  journal: {d}/journal.db"),
-        Some(url) => format!("  cache: {url}\n  command_timeout: 5s"),
-    };
-    let yaml = format!(
-        r#"
-version: 1
-cluster: games
-master:
-  rpc_timeout: 5s
-modules:
-  accounts: {{ crate: modules/accounts }}
-  matchmaking: {{ crate: modules/matchmaking }}
-  arena: {{ crate: modules/arena }}
-  leaderboard: {{ crate: modules/leaderboard }}
-nodes:
-  gate:
-    rpc: {g}
-    listen:
-      - tcp: 127.0.0.1:0
-    routes:
-      - {{ commands: "201-207", to: [l1, l2], policy: sticky }}
-      - {{ commands: "481-483", to: [l1, l2], policy: sticky }}
-      - {{ commands: "491-494", to: [l1, l2], policy: room }}
-      - {{ commands: "501-504", to: [l1, l2], policy: round_robin }}
-      - {{ commands: "506-506", to: [l1, l2], policy: round_robin }}
-  ops:
-    rpc: {o}
-    listen:
-      - tcp: 127.0.0.1:0
-    routes:
-      - {{ commands: "500-507", to: [l1, l2], policy: round_robin }}
-  l1: {{ rpc: {a}, modules: [accounts, matchmaking, arena, leaderboard] }}
-  l2: {{ rpc: {b}, modules: [accounts, matchmaking, arena, leaderboard] }}
-storage:
-  database: sqlite://{d}/data.db
-  table_prefix: {prefix}
-  flush_interval: 50ms
-{cache}
-"#,
-        prefix = unique("lb")
-    );
-    let (_, nodes) = start_cluster(&yaml, &["l1", "l2", "gate", "ops"]).await;
-    Cluster {
-        gate: nodes[2].client_addrs()[0],
-        ops: nodes[3].client_addrs()[0],
-        _nodes: nodes,
-        _dir: dir,
+async fn cluster(cache: Option<&str>) -> GatedCluster {
+    let both = Some("round_robin");
+    Gated {
+        cluster: "games",
+        modules: &["accounts", "matchmaking", "arena", "leaderboard"],
+        logic: &["l1", "l2"],
+        players: &[
+            ("201-207", Some("sticky")),
+            ("481-483", Some("sticky")),
+            ("491-494", Some("room")),
+            ("501-504", both),
+            ("506-506", both),
+        ],
+        ops: &[("500-507", both)],
+        redis: cache,
+        table_prefix: Some(unique("lb")),
     }
+    .start()
+    .await
 }
 
 struct Player {

@@ -313,3 +313,175 @@ fn scratch(name: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("package.json"), format!(r#"{{"name": "{name}"}}"#)).unwrap();
     dir
 }
+
+/// A two-node cluster in this process: `a` serves clients and hosts `tour-ts` with the
+/// embedded storage; `b` hosts the Rust `echo` for `tour-ts`'s calls to another node.
+async fn tour() -> (
+    Vec<firefly::node::Node>,
+    std::net::SocketAddr,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let (a, b) = (firefly_testkit::free_addr(), firefly_testkit::free_addr());
+    let yaml = format!(
+        "version: 1\ncluster: tour\nmaster:\n  rpc_timeout: 5s\nmodules:\n  tour-ts: {{ crate: modules/tour-ts }}\n  echo: {{ crate: modules/echo }}\nnodes:\n  a:\n    rpc: {a}\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [tour-ts]\n  b: {{ rpc: {b}, modules: [echo] }}\nstorage:\n  database: sqlite://{d}/data.db\n  owner: a\n  journal: {d}/journal.db\n  flush_interval: 50ms\n"
+    );
+    let (_, nodes) = firefly_testkit::start_cluster(&yaml, &["b", "a"]).await;
+    let gate = nodes[1].client_addrs()[0];
+    (nodes, gate, dir)
+}
+
+/// The next push on `topic` (others are skipped).
+async fn push_on(client: &mut Client, topic: u32) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let push = tokio::time::timeout_at(deadline, client.next_push())
+            .await
+            .unwrap_or_else(|_| panic!("no push on topic {topic}"))
+            .unwrap();
+        if push.command == topic {
+            return rmp_serde::from_slice(&push.payload).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_module_ranks_a_table_and_lists_it_by_an_index_with_node() {
+    let (_nodes, gate, _dir) = tour().await;
+    let mut c = Client::connect(gate).await.unwrap();
+    let mut ids = Vec::new();
+    for (name, guild) in [("ada", "red"), ("bob", "blue"), ("cy", "red")] {
+        let made: Value = c
+            .call(941, &json!({"name": name, "guild": guild}))
+            .await
+            .unwrap();
+        ids.push(made["id"].as_u64().unwrap());
+    }
+    // allocId hands out distinct ids.
+    assert!(
+        ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2],
+        "{ids:?}"
+    );
+    for (id, points) in [(ids[0], 5), (ids[1], 20), (ids[2], 12), (ids[0], 10)] {
+        let _: Value = c
+            .call(942, &json!({"id": id, "points": points}))
+            .await
+            .unwrap();
+    }
+    let after: Value = c
+        .call(942, &json!({"id": ids[0], "points": 0}))
+        .await
+        .unwrap();
+    assert_eq!(after["score"], 15);
+    // ada 15, bob 20, cy 12: bob first.
+    let red: Vec<u64> = c.call(943, &json!({"guild": "red"})).await.unwrap();
+    let mut want = vec![ids[0], ids[2]];
+    want.sort();
+    assert_eq!(red, want);
+    let rank: Value = c.call(944, &json!({"id": ids[0]})).await.unwrap();
+    assert_eq!(
+        (&rank["rank"], &rank["score"], &rank["total"]),
+        (&json!(2), &json!(15), &json!(3))
+    );
+    let top: Value = c.call(945, &json!({"start": 0, "count": 2})).await.unwrap();
+    assert_eq!(top["total"], 3);
+    let order: Vec<u64> = top["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key"].as_u64().unwrap())
+        .collect();
+    assert_eq!(order, vec![ids[1], ids[0]]);
+    let unknown: Value = c.call(944, &json!({"id": 999_999})).await.unwrap();
+    assert_eq!(unknown, Value::Null);
+    // Bad input is told, and a missing player is the table's `not_found`.
+    let (code, _) = failure(&mut c, 941, &packed(&json!({"name": ""})), "tour-ts").await;
+    assert_eq!(code, "bad_request");
+    let (code, _) = failure(
+        &mut c,
+        942,
+        &packed(&json!({"id": 999_999, "points": 1})),
+        "tour-ts",
+    )
+    .await;
+    assert_eq!(code, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ts_module_gets_session_events_pushes_to_everyone_runs_timers_and_calls_another_node_with_node()
+ {
+    let (_nodes, gate, _dir) = tour().await;
+    // Connect: the module greets the new session with its id.
+    let mut ann = Client::connect(gate).await.unwrap();
+    let hello = push_on(&mut ann, 9401).await;
+    let ann_id = hello["session"].as_u64().unwrap();
+    assert!(ann_id > 0, "{hello}");
+
+    // Disconnect: another session's end is pushed to everyone left.
+    let mut bea = Client::connect(gate).await.unwrap();
+    let bea_id = push_on(&mut bea, 9401).await["session"].as_u64().unwrap();
+    drop(bea);
+    assert_eq!(
+        push_on(&mut ann, 9402).await["session"].as_u64(),
+        Some(bea_id)
+    );
+
+    // pushAll reaches every session, the sender's too.
+    let mut cy = Client::connect(gate).await.unwrap();
+    let _ = push_on(&mut cy, 9401).await;
+    let _: Value = ann.call(946, &json!({"text": "hi all"})).await.unwrap();
+    assert_eq!(push_on(&mut ann, 9406).await["text"], "hi all");
+    assert_eq!(push_on(&mut cy, 9406).await["text"], "hi all");
+
+    // A one-shot timer fires once into its tag's handler, for the session that started it.
+    let _: Value = ann
+        .call(947, &json!({"text": "once", "delayMs": 50}))
+        .await
+        .unwrap();
+    let fired = push_on(&mut ann, 9407).await;
+    assert_eq!(
+        (&fired["text"], &fired["firing"], &fired["repeats"]),
+        (&json!("once"), &json!(1), &json!(false))
+    );
+    // A repeating one counts its firings until it is cancelled.
+    let every: Value = ann
+        .call(947, &json!({"text": "again", "delayMs": 20, "everyMs": 30}))
+        .await
+        .unwrap();
+    for n in 1..=3 {
+        let fired = push_on(&mut ann, 9407).await;
+        assert_eq!(
+            (&fired["text"], &fired["firing"]),
+            (&json!("again"), &json!(n))
+        );
+    }
+    let cancelled: Value = ann
+        .call(948, &json!({"timer": every["timer"]}))
+        .await
+        .unwrap();
+    assert_eq!(cancelled["cancelled"], true);
+    let again: Value = ann
+        .call(948, &json!({"timer": every["timer"]}))
+        .await
+        .unwrap();
+    assert_eq!(again["cancelled"], false);
+
+    // A call to another node returns that node's reply (node b's Rust echo).
+    let request = json!({"nested": [1, "two", null], "big": u64::MAX});
+    let called: Value = ann
+        .call(949, &json!({"node": "b", "command": 1, "request": request}))
+        .await
+        .unwrap();
+    assert_eq!(called["reply"], request);
+    // ...and its failure comes back as an error the module can throw on.
+    let (code, _) = failure(
+        &mut ann,
+        949,
+        &packed(&json!({"node": "nowhere", "command": 1, "request": null})),
+        "tour-ts",
+    )
+    .await;
+    assert!(!code.is_empty());
+    let _ = ann_id;
+}

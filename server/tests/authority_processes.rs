@@ -25,7 +25,7 @@ use firefly::cluster::{Cluster, Identity, RpcError};
 
 mod common;
 
-use common::{Up, free_addr, workspace};
+use common::{Topology, Up, free_addr, workspace};
 
 const TOKEN: &str = "authority-admin-token-0123456789";
 const SECRET: &str = "authority-cluster-secret-0123456789";
@@ -36,10 +36,6 @@ fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
-}
-
-fn module(name: &str) -> String {
-    workspace().join("modules").join(name).display().to_string()
 }
 
 /// Node `name`'s version of module `versioned`, from the master's `/status`.
@@ -75,12 +71,15 @@ fn link_as(claimed: &str, credential: Credential, rpc: SocketAddr) -> Cluster {
 async fn a_forged_deploy_from_a_node_is_refused_and_the_masters_deploy_works() {
     let dir = tempfile::tempdir().unwrap();
     let (admin, g, l, client) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let yaml = format!(
-        "version: 1\ncluster: auth\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  versioned: {{ crate: {m} }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"301-302\", to: logic }}\n  logic: {{ rpc: {l}, modules: [versioned] }}\n",
-        m = module("versioned")
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("auth")
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("versioned")
+        .node("gate", |n| {
+            n.rpc(g).tcp(client).route("301-302", &["logic"])
+        })
+        .node("logic", |n| n.rpc(l).modules(&["versioned"]))
+        .write(dir.path());
     let cluster = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", SECRET)
@@ -163,15 +162,23 @@ async fn a_forged_deploy_from_a_node_is_refused_and_the_masters_deploy_works() {
     assert_eq!(whoami(client).await, "v2:hi");
 }
 
-/// A one-node cluster `name` in `dir` (file `<name>.yaml`), and its admin and client ports.
-fn one_node(dir: &Path, name: &str, extra: &str) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
+/// A one-node cluster `name` in `dir` (file `<name>.yaml`, its state in `state_dir` if given),
+/// and its admin and client ports.
+fn one_node(
+    dir: &Path,
+    name: &str,
+    state_dir: Option<&str>,
+) -> (std::path::PathBuf, SocketAddr, SocketAddr) {
     let (admin, rpc, client) = (free_addr(), free_addr(), free_addr());
-    let yaml = format!(
-        "version: 1\ncluster: {name}\n{extra}master:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  versioned: {{ crate: {m} }}\nnodes:\n  solo:\n    rpc: {rpc}\n    listen:\n      - tcp: {client}\n    modules: [versioned]\n",
-        m = module("versioned")
-    );
-    let path = dir.join(format!("{name}.yaml"));
-    std::fs::write(&path, yaml).unwrap();
+    let mut topology = Topology::new(name)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("versioned")
+        .node("solo", |n| n.rpc(rpc).tcp(client).modules(&["versioned"]));
+    if let Some(state) = state_dir {
+        topology = topology.state_dir(state);
+    }
+    let path = topology.write_to(&dir.join(format!("{name}.yaml")));
     (path, admin, client)
 }
 
@@ -198,8 +205,8 @@ fn refused(topology: &Path) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_clusters_in_one_folder_keep_their_own_state() {
     let dir = tempfile::tempdir().unwrap();
-    let (demo, demo_admin, demo_gate) = one_node(dir.path(), "demo", "");
-    let (staging, staging_admin, _) = one_node(dir.path(), "staging", "");
+    let (demo, demo_admin, demo_gate) = one_node(dir.path(), "demo", None);
+    let (staging, staging_admin, _) = one_node(dir.path(), "staging", None);
 
     // Deploy v2 to demo, then stop it.
     let mut running = up(&demo, demo_admin);
@@ -227,7 +234,7 @@ async fn two_clusters_in_one_folder_keep_their_own_state() {
     assert!(!dir.path().join(".firefly").join("registry").exists());
 
     // A cluster pointed at another cluster's state is refused, saying whose it is.
-    let (other, _, _) = one_node(dir.path(), "other", "state_dir: .firefly/demo\n");
+    let (other, _, _) = one_node(dir.path(), "other", Some(".firefly/demo"));
     let said = refused(&other);
     assert!(
         said.contains("holds the state of cluster `demo`")
@@ -239,7 +246,7 @@ async fn two_clusters_in_one_folder_keep_their_own_state() {
     let old = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(old.path().join(".firefly").join("registry")).unwrap();
     std::fs::write(old.path().join(".firefly").join("cluster-secret"), SECRET).unwrap();
-    let (legacy, _, _) = one_node(old.path(), "demo", "");
+    let (legacy, _, _) = one_node(old.path(), "demo", None);
     let said = refused(&legacy);
     assert!(
         said.contains("names no cluster") && said.contains("mkdir -p") && said.contains("mv "),

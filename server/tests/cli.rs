@@ -13,7 +13,8 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Running, Up, free_addr, workspace};
+use common::topology::Module;
+use common::{Running, Topology, Up, free_addr, workspace};
 
 /// A running `firefly up` of one node (stopped on drop), and its client listener.
 struct Node {
@@ -24,14 +25,12 @@ struct Node {
 /// A topology of one node, `game`, hosting `echo` and `lobby`, and its client listener (a
 /// fixed free port: the test must know it to see the node serve, with no admin API to ask).
 fn topology(dir: &Path) -> (PathBuf, SocketAddr) {
-    let modules = workspace().join("modules");
     let listen = free_addr();
-    let text = format!(
-        "version: 1\ncluster: clitest\nmodules:\n  echo:\n    crate: {m}/echo\n  lobby:\n    crate: {m}/lobby\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [echo, lobby]\n",
-        m = modules.display()
-    );
-    let path = dir.join("topology.yaml");
-    std::fs::write(&path, text).unwrap();
+    let path = Topology::new("clitest")
+        .module("echo")
+        .module("lobby")
+        .node("game", |n| n.tcp(listen).modules(&["echo", "lobby"]))
+        .write(dir);
     (path, listen)
 }
 
@@ -47,14 +46,13 @@ fn up(topology: &Path, listen: SocketAddr) -> Node {
 }
 
 /// `firefly up` of a one-node cluster `cluster` in `dir` serving module `name` from `source`
-/// (`wasm: <file>` or `crate: <dir>`) on a TCP listener.
-fn up_one_module(dir: &Path, cluster: &str, name: &str, source: &str) -> Node {
-    let topo = dir.join("topology.yaml");
+/// (a built `.wasm` or a crate) on a TCP listener.
+fn up_one_module(dir: &Path, cluster: &str, name: &str, source: Module) -> Node {
     let listen = free_addr();
-    let yaml = format!(
-        "version: 1\ncluster: {cluster}\nmodules:\n  {name}:\n    {source}\nnodes:\n  game:\n    listen:\n      - tcp: {listen}\n    modules: [{name}]\n"
-    );
-    std::fs::write(&topo, yaml).unwrap();
+    let topo = Topology::new(cluster)
+        .module_from(name, source)
+        .node("game", |n| n.tcp(listen).modules(&[name]))
+        .write(dir);
     up(&topo, listen)
 }
 
@@ -166,8 +164,7 @@ fn new_scaffolds_a_module_that_builds_and_answers() {
     let wasm = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
     assert!(wasm.exists(), "{}", wasm.display());
 
-    let source = format!("wasm: {}", wasm.display());
-    let node = up_one_module(dir.path(), "scaffold", "hello_mod", &source);
+    let node = up_one_module(dir.path(), "scaffold", "hello_mod", Module::Wasm { wasm });
     let (ok, out) = call(&node.addr, &["1234", r#"{"text": "hi"}"#]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -249,8 +246,12 @@ fn new_lang_ts_scaffolds_a_typescript_module_that_up_builds_and_serves_with_node
         index.replace("text: req.text,", "text: req.text.toUpperCase(),"),
     )
     .unwrap();
-    let source = format!("crate: {}", module.display());
-    let node = up_one_module(dir.path(), "scaffold-ts", "shop", &source);
+    let node = up_one_module(
+        dir.path(),
+        "scaffold-ts",
+        "shop",
+        Module::Crate { dir: module },
+    );
     let (ok, out) = call(&node.addr, &["2000", r#"{"text": "hi"}"#]);
     assert!(ok, "{out}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();

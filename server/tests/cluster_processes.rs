@@ -17,7 +17,7 @@ use firefly::master::http_request;
 
 mod common;
 
-use common::{Running, Up, alive, free_addr, free_addr_on, node, workspace};
+use common::{Running, Topology, Up, alive, free_addr, free_addr_on, node};
 
 const TOKEN: &str = "test-admin-token-0123456789";
 
@@ -39,13 +39,20 @@ fn up() -> Cluster {
         free_addr(),
         free_addr(),
     );
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: proc\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  echo: {{ crate: {m}/echo }}\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: 1, to: [logic-1, logic-2], policy: round_robin }}\n      - {{ commands: \"101-106\", to: logic-1 }}\n  logic-1: {{ rpc: {a}, modules: [echo, lobby] }}\n  logic-2: {{ rpc: {b}, modules: [echo, lobby] }}\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("proc")
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("echo")
+        .module("lobby")
+        .node("gate", |n| {
+            n.rpc(g)
+                .tcp(client)
+                .route_by("1", &["logic-1", "logic-2"], "round_robin")
+                .route("101-106", &["logic-1"])
+        })
+        .node("logic-1", |n| n.rpc(a).modules(&["echo", "lobby"]))
+        .node("logic-2", |n| n.rpc(b).modules(&["echo", "lobby"]))
+        .write(dir.path());
     let master = up_with_secrets(&topology)
         .ready_on_status(admin, TOKEN, 3)
         .start();
@@ -188,13 +195,19 @@ async fn two_hosts_form_one_cluster() {
     let dir = tempfile::tempdir().unwrap();
     let (admin, gate_rpc, client) = (free_addr(), free_addr(), free_addr());
     let logic_rpc = free_addr_on("127.0.0.2");
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: hosts\nmaster:\n  admin: {admin}\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate:\n    host: 127.0.0.1\n    rpc: {gate_rpc}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"101-106\", to: logic }}\n  logic:\n    host: 127.0.0.2\n    rpc: {logic_rpc}\n    modules: [lobby]\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("hosts")
+        .admin(admin)
+        .module("lobby")
+        .node("gate", |n| {
+            n.host("127.0.0.1")
+                .rpc(gate_rpc)
+                .tcp(client)
+                .route("101-106", &["logic"])
+        })
+        .node("logic", |n| {
+            n.host("127.0.0.2").rpc(logic_rpc).modules(&["lobby"])
+        })
+        .write(dir.path());
     // No admin API on 127.0.0.2: its node is up once its node-to-node port serves.
     let _procs = [
         up_with_secrets(&topology)

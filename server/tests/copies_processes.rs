@@ -22,7 +22,7 @@ use firefly::client::Client;
 
 mod common;
 
-use common::{Up, free_addr, node, status, workspace};
+use common::{Topology, Up, free_addr, node, status};
 
 const TOKEN: &str = "copies-admin-token-0123456789";
 const SECRET: &str = "copies-cluster-secret-0123456789";
@@ -62,19 +62,22 @@ async fn copies_join_a_queue_group_take_deploys_and_cover_for_a_killed_one_on_na
     let (gate_admin, b_admin, c_admin, listen) =
         (free_addr(), free_addr(), free_addr(), free_addr());
     let cluster = format!("copiesproc-{}", std::process::id());
-    let m = workspace().join("modules");
     // One topology, as every machine has it; each machine's copy differs only in where its
     // own master's admin API listens (one file per "machine", in one folder: one state).
-    let topology = |admin: SocketAddr| {
-        format!(
-            "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  echo: {{ crate: {m}/echo }}\n  versioned: {{ crate: {m}/versioned }}\nnodes:\n  gate:\n    listen:\n      - tcp: {listen}\n    routes:\n      - {{ commands: 1, to: game }}\n      - {{ commands: \"301-302\", to: game }}\n  game:\n    modules: [echo, versioned]\n    copies: any\n",
-            m = m.display()
-        )
-    };
     let file = |name: &str, admin| {
-        let path = dir.path().join(name);
-        std::fs::write(&path, topology(admin)).unwrap();
-        path
+        Topology::new(&cluster)
+            .nats(&url)
+            .admin(admin)
+            .rpc_timeout("2s")
+            .module("echo")
+            .module("versioned")
+            .node("gate", |n| {
+                n.tcp(listen)
+                    .route("1", &["game"])
+                    .route("301-302", &["game"])
+            })
+            .node("game", |n| n.modules(&["echo", "versioned"]).copies("any"))
+            .write_to(&dir.path().join(name))
     };
     let (gate_file, b_file, c_file) = (
         file("topology.yaml", gate_admin),

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 mod common;
 
 use common::services::{drop_redis_keys, service_url};
-use common::{Running, Up, alive, free_addr, node, workspace};
+use common::{Running, Storage, Topology, Up, alive, free_addr, node};
 
 const TOKEN: &str = "data-test-admin-token-0123456789";
 
@@ -71,25 +71,41 @@ fn up(backend: &Backend) -> Cluster {
         free_addr(),
         free_addr(),
     );
-    let m = workspace().join("modules");
     let d = dir.path().display().to_string();
-    let storage = match backend {
-        Backend::Embedded(database) => format!(
-            "  database: {}\n  journal: {d}/journal.db\n  owner: logic-1\n",
-            database.replace("{d}", &d)
-        ),
-        Backend::Redis { redis, database } => format!(
-            "  database: {}\n  cache: {redis}\n",
-            database.replace("{d}", &d)
-        ),
-    };
     let prefix = unique_prefix();
-    let yaml = format!(
-        "version: 1\ncluster: data\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  accounts: {{ crate: {m}/accounts }}\n  counters: {{ crate: {m}/counters }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"201-207\", to: [logic-1, logic-2], policy: sticky }}\n      - {{ commands: \"301-310\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: [accounts, counters] }}\n  logic-2: {{ rpc: {b}, modules: [accounts, counters] }}\nstorage:\n{storage}  table_prefix: {prefix}\n  flush_interval: 1h\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let storage = match backend {
+        Backend::Embedded(database) => Storage {
+            database: Some(database.replace("{d}", &d)),
+            journal: Some(format!("{d}/journal.db")),
+            owner: Some("logic-1".into()),
+            ..Storage::default()
+        },
+        Backend::Redis { redis, database } => Storage {
+            database: Some(database.replace("{d}", &d)),
+            cache: Some(redis.clone()),
+            ..Storage::default()
+        },
+    };
+    let both = ["logic-1", "logic-2"];
+    let topology = Topology::new("data")
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("accounts")
+        .module("counters")
+        .node("gate", |n| {
+            n.rpc(g)
+                .tcp(client)
+                .route_by("201-207", &both, "sticky")
+                .route_by("301-310", &both, "round_robin")
+        })
+        .node("logic-1", |n| n.rpc(a).modules(&["accounts", "counters"]))
+        .node("logic-2", |n| n.rpc(b).modules(&["accounts", "counters"]))
+        .storage(Storage {
+            table_prefix: Some(prefix.clone()),
+            flush_interval: Some("1h"),
+            ..storage
+        })
+        .write(dir.path());
     let master = spawn_up(&topology, admin);
     Cluster {
         master,

@@ -20,7 +20,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 mod common;
 
-use common::{Running, Up, free_addr, workspace};
+use common::topology::{Node, RateLimit, Tls};
+use common::{Listener, Running, Topology, Up, free_addr};
 
 /// The error frames' command id (the default).
 const ERROR_COMMAND: u32 = u32::MAX;
@@ -33,9 +34,8 @@ struct Gate {
     probe: SocketAddr,
 }
 
-/// Starts `gate` with `listeners` (YAML list items, indented for `listen:`) after the probe
-/// listener and `extra` node keys (indented for the node).
-fn gate(cluster: &str, listeners: &str, extra: &str) -> Gate {
+/// Starts `gate` with `listeners` after the probe listener, and the node keys `extra` sets.
+fn gate(cluster: &str, listeners: Vec<Listener>, extra: impl FnOnce(Node) -> Node) -> Gate {
     gate_in(tempfile::tempdir().unwrap(), cluster, listeners, extra)
 }
 
@@ -137,14 +137,26 @@ fn deadline(within: Duration) -> Instant {
 async fn connections_past_a_cap_are_refused_and_counted_and_metrics_need_the_token() {
     let (capped, per_ip, ws, metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
     let token = "edge-metrics-token-0123456789abcdef";
-    let listeners = format!(
-        "      - tcp: {capped}\n        max_connections: 2\n      - tcp: {per_ip}\n        max_connections_per_ip: 2\n      - ws: {ws}\n        max_connections: 1\n"
-    );
-    let extra = format!("    metrics: {{ addr: \"{metrics}\", token_file: metrics-token }}\n");
+    let listeners = vec![
+        Listener {
+            max_connections: Some(2),
+            ..Listener::tcp(capped)
+        },
+        Listener {
+            max_connections_per_ip: Some(2),
+            ..Listener::tcp(per_ip)
+        },
+        Listener {
+            max_connections: Some(1),
+            ..Listener::ws(ws)
+        },
+    ];
     // The token file must exist before the node starts: write the topology's folder first.
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("metrics-token"), format!("{token}\n")).unwrap();
-    let g = gate_in(dir, "edgecaps", &listeners, &extra);
+    let g = gate_in(dir, "edgecaps", listeners, |n| {
+        n.metrics_with_token(metrics, "metrics-token")
+    });
 
     // The listener cap: two connections are served, the third is told why and closed.
     let mut a = Client::connect(capped).await.unwrap();
@@ -216,15 +228,20 @@ async fn connections_past_a_cap_are_refused_and_counted_and_metrics_need_the_tok
 }
 
 /// [`gate`] in a folder the test prepared.
-fn gate_in(dir: tempfile::TempDir, cluster: &str, listeners: &str, extra: &str) -> Gate {
+fn gate_in(
+    dir: tempfile::TempDir,
+    cluster: &str,
+    listeners: Vec<Listener>,
+    extra: impl FnOnce(Node) -> Node,
+) -> Gate {
     let probe = free_addr();
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: {cluster}\nmodules:\n  echo: {{ crate: \"{m}/echo\" }}\nnodes:\n  gate:\n    listen:\n      - tcp: {probe}\n{listeners}    modules: [echo]\n{extra}",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(cluster)
+        .module("echo")
+        .node("gate", |n| {
+            let n = listeners.into_iter().fold(n.tcp(probe), Node::listen);
+            extra(n.modules(&["echo"]))
+        })
+        .write(dir.path());
     let up = Up::new(&topology).ready_on_gate(&[probe]).start();
     Gate {
         up,
@@ -236,9 +253,14 @@ fn gate_in(dir: tempfile::TempDir, cluster: &str, listeners: &str, extra: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_past_the_rate_limit_get_rate_limited_and_the_connection_stays_open() {
     let (limited, metrics) = (free_addr(), free_addr());
-    let listeners =
-        format!("      - tcp: {limited}\n        rate_limit: {{ per_second: 5, burst: 10 }}\n");
-    let g = gate("edgerate", &listeners, &format!("    metrics: {metrics}\n"));
+    let listeners = vec![Listener {
+        rate_limit: Some(RateLimit {
+            per_second: 5,
+            burst: 10,
+        }),
+        ..Listener::tcp(limited)
+    }];
+    let g = gate("edgerate", listeners, |n| n.metrics(metrics));
     let codec = Codec::new(&ProtocolSettings::default());
     let mut client = Client::connect(limited).await.unwrap();
     // Thirty requests at once: the burst is served, the rest answered `rate_limited`, each
@@ -297,14 +319,17 @@ async fn requests_past_the_rate_limit_get_rate_limited_and_the_connection_stays_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_reads_is_cut_off_after_the_write_stall_and_memory_stays_bounded() {
     let (stalling, ws_stalling, metrics) = (free_addr(), free_addr(), free_addr());
-    let listeners = format!(
-        "      - tcp: {stalling}\n        write_stall: 1s\n      - ws: {ws_stalling}\n        write_stall: 1s\n"
-    );
-    let g = gate(
-        "edgestall",
-        &listeners,
-        &format!("    metrics: {metrics}\n"),
-    );
+    let listeners = vec![
+        Listener {
+            write_stall: Some("1s"),
+            ..Listener::tcp(stalling)
+        },
+        Listener {
+            write_stall: Some("1s"),
+            ..Listener::ws(ws_stalling)
+        },
+    ];
+    let g = gate("edgestall", listeners, |n| n.metrics(metrics));
     let pid = g.node_pid();
     let before = rss_kib(pid);
 
@@ -458,7 +483,7 @@ fn fuzz_frame(rng: &mut Rng, codec: &Codec) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seeded_random_and_mutated_frames_never_take_the_gate_down() {
     let ws = free_addr();
-    let g = gate("edgefuzz", &format!("      - ws: {ws}\n"), "");
+    let g = gate("edgefuzz", vec![Listener::ws(ws)], |n| n);
     let pid = g.node_pid();
     let codec = Codec::new(&ProtocolSettings::default());
     let mut rng = Rng(0x5EED_F1EF_1700_0013);
@@ -681,15 +706,23 @@ async fn tls_and_wss_listeners_serve_and_reload_their_certificate_without_droppi
     make_ca(&d);
     make_leaf(&d, "first-cert", "cert.pem", "key.pem");
     let (tls, wss, metrics) = (free_addr(), free_addr(), free_addr());
-    let listeners = format!(
-        "      - tcp: {tls}\n        tls: {{ cert: cert.pem, key: key.pem }}\n      - ws: {wss}\n        tls: {{ cert: cert.pem, key: key.pem }}\n"
-    );
-    let g = gate_in(
-        dir,
-        "edgetls",
-        &listeners,
-        &format!("    metrics: {metrics}\n"),
-    );
+    let pem = || {
+        Some(Tls {
+            cert: "cert.pem",
+            key: "key.pem",
+        })
+    };
+    let listeners = vec![
+        Listener {
+            tls: pem(),
+            ..Listener::tcp(tls)
+        },
+        Listener {
+            tls: pem(),
+            ..Listener::ws(wss)
+        },
+    ];
+    let g = gate_in(dir, "edgetls", listeners, |n| n.metrics(metrics));
 
     // A Rust client (rustls, verifying the chain and the name).
     let mut kept = tls_connect(&d, tls).await;

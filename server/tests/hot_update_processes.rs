@@ -22,7 +22,8 @@ use firefly::master::http_request_with_body;
 
 mod common;
 
-use common::{Running, Up, free_addr, node, status, workspace};
+use common::topology::AutoRollback;
+use common::{Running, Topology, Up, free_addr, node, status, workspace};
 
 const TOKEN: &str = "hot-admin-token-0123456789";
 const SECRET: &str = "hot-test-secret-0123456789";
@@ -40,13 +41,14 @@ struct Cluster {
 }
 
 impl Cluster {
-    /// Writes the topology; starts nothing.
-    fn new(extra_master: &str) -> Cluster {
-        Self::with(extra_master, "[echo, versioned]", "[echo, versioned]")
+    /// Writes the topology (with the master's `auto_rollback` rule, if any); starts nothing.
+    fn new(rollback: Option<AutoRollback>) -> Cluster {
+        let both: &[&str] = &["echo", "versioned"];
+        Self::with(rollback, both, both)
     }
 
     /// [`Cluster::new`] with the logic nodes' module lists given.
-    fn with(extra_master: &str, logic1: &str, logic2: &str) -> Cluster {
+    fn with(rollback: Option<AutoRollback>, logic1: &[&str], logic2: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
         let (admin, g, a, b, gate) = (
             free_addr(),
@@ -55,13 +57,24 @@ impl Cluster {
             free_addr(),
             free_addr(),
         );
-        let m = workspace().join("modules");
-        let yaml = format!(
-            "version: 1\ncluster: hot\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\n{extra_master}modules:\n  echo: {{ crate: {m}/echo }}\n  versioned: {{ crate: {m}/versioned }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    modules: [echo]\n    routes:\n      - {{ commands: \"301-302\", to: [logic-1, logic-2], policy: round_robin }}\n  logic-1: {{ rpc: {a}, modules: {logic1} }}\n  logic-2: {{ rpc: {b}, modules: {logic2} }}\n",
-            m = m.display()
-        );
-        let topology = dir.path().join("topology.yaml");
-        std::fs::write(&topology, yaml).unwrap();
+        let mut topology = Topology::new("hot")
+            .admin(admin)
+            .rpc_timeout("2s")
+            .module("echo")
+            .module("versioned")
+            .node("gate", |n| {
+                n.rpc(g).tcp(gate).modules(&["echo"]).route_by(
+                    "301-302",
+                    &["logic-1", "logic-2"],
+                    "round_robin",
+                )
+            })
+            .node("logic-1", |n| n.rpc(a).modules(logic1))
+            .node("logic-2", |n| n.rpc(b).modules(logic2));
+        if let Some(rule) = rollback {
+            topology = topology.auto_rollback(rule);
+        }
+        let topology = topology.write(dir.path());
         Cluster {
             ups: Vec::new(),
             gate,
@@ -184,7 +197,7 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deploy_rollback_refusals_and_restart_through_the_cli() {
-    let mut cluster = Cluster::new("");
+    let mut cluster = Cluster::new(None);
     for (command, says) in [
         ("deploy", "--watch"),
         ("rollback", "--to <TO>"),
@@ -298,7 +311,7 @@ async fn deploy_rollback_refusals_and_restart_through_the_cli() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_down_during_a_deploy_catch_up() {
-    let mut cluster = Cluster::new("");
+    let mut cluster = Cluster::new(None);
     // logic-2 is not running at all when the deploy happens.
     cluster.up(&["--only", "gate,logic-1"], 2);
     let v2 = built("versioned-v2");
@@ -348,7 +361,7 @@ async fn nodes_down_during_a_deploy_catch_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_under_continuous_load_across_20_deploys_and_rollbacks() {
-    let mut cluster = Cluster::new("");
+    let mut cluster = Cluster::new(None);
     cluster.up(&[], 3);
     let v2 = built("versioned-v2");
     let stop = Arc::new(AtomicBool::new(false));
@@ -407,7 +420,7 @@ async fn clients_under_continuous_load_across_20_deploys_and_rollbacks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_that_cannot_load_a_version_keeps_the_old_one_and_says_so() {
     // Only logic-2 also hosts `echo` (command 1), so `versioned-clash` loads on logic-1 only.
-    let mut cluster = Cluster::with("", "[versioned]", "[echo, versioned]");
+    let mut cluster = Cluster::with(None, &["versioned"], &["echo", "versioned"]);
     cluster.up(&["--only", "gate,logic-1"], 2);
     let (code, answer) = cluster
         .api(
@@ -468,8 +481,11 @@ async fn a_node_that_cannot_load_a_version_keeps_the_old_one_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_traps_too_often_is_rolled_back_automatically() {
-    let mut cluster =
-        Cluster::new("  auto_rollback: { window: 60s, min_calls: 6, max_failure_rate: 50% }\n");
+    let mut cluster = Cluster::new(Some(AutoRollback {
+        window: "60s",
+        min_calls: 6,
+        max_failure_rate: "50%",
+    }));
     cluster.up(&[], 3);
     let mut client = Client::connect(cluster.gate).await.unwrap();
     assert_eq!(whoami(&mut client).await, "v1:hi");
@@ -568,7 +584,7 @@ fn write_watched_crate(dir: &Path, tag: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_mode_rebuilds_and_deploys_on_save() {
-    let mut cluster = Cluster::new("");
+    let mut cluster = Cluster::new(None);
     cluster.up(&[], 3);
     let dir = cluster.dir.path().join("watched");
     write_watched_crate(&dir, "w1");

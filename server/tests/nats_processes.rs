@@ -19,6 +19,7 @@
     reason = "tests fail loudly on purpose"
 )]
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use firefly::client::Client;
@@ -31,7 +32,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Up, free_addr, node, rpc_counter, workspace};
+use common::topology::Node;
+use common::{Topology, Up, free_addr, node, rpc_counter, workspace};
 
 const TOKEN: &str = "nats-admin-token-0123456789";
 const SECRET: &str = "nats-cluster-secret-0123456789";
@@ -119,15 +121,27 @@ async fn two_gates_and_two_logic_nodes_without_addresses_survive_a_kill_on_nats(
     let (a_metrics, b_metrics) = (free_addr(), free_addr());
     // Subjects are per cluster name: one of its own for each run on a shared NATS server.
     let cluster = format!("natsproc-{}", std::process::id());
-    let m = workspace().join("modules");
-    let routes = "    routes:\n      - { commands: 1, to: [logic-1, logic-2], policy: round_robin }\n      - { commands: \"101-199\", to: [logic-1, logic-2], policy: least_loaded }\n";
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  echo: {{ crate: {m}/echo }}\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate-a:\n    listen:\n      - tcp: {a}\n    metrics: {a_metrics}\n{routes}  gate-b:\n    listen:\n      - tcp: {b}\n    metrics: {b_metrics}\n{routes}  logic-1: {{ modules: [echo, lobby] }}\n  logic-2: {{ modules: [echo, lobby] }}\n",
-        m = m.display()
-    );
-    assert!(!yaml.contains("rpc:"));
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let both = ["logic-1", "logic-2"];
+    let gate = |listen: SocketAddr, metrics: SocketAddr| {
+        move |n: Node| {
+            n.tcp(listen)
+                .metrics(metrics)
+                .route_by("1", &both, "round_robin")
+                .route_by("101-199", &both, "least_loaded")
+        }
+    };
+    let topology = Topology::new(&cluster)
+        .nats(&url)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("echo")
+        .module("lobby")
+        .node("gate-a", gate(a, a_metrics))
+        .node("gate-b", gate(b, b_metrics))
+        .node("logic-1", |n| n.modules(&["echo", "lobby"]))
+        .node("logic-2", |n| n.modules(&["echo", "lobby"]));
+    assert!(!topology.yaml().contains("rpc:"));
+    let topology = topology.write(dir.path());
     let up = |only: &str| {
         Up::new(&topology)
             .env("FIREFLY_ADMIN_TOKEN", TOKEN)
@@ -290,14 +304,13 @@ async fn nats_credentials_from_the_environment_reach_the_master_and_every_node_o
     let nats = common::services::private_nats(&["--auth", "env-token-0123456789"]);
     let dir = tempfile::tempdir().unwrap();
     let (admin, client) = (free_addr(), free_addr());
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: natsenv, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\nmodules:\n  echo: {{ crate: {m}/echo }}\nnodes:\n  gate:\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: 1, to: logic }}\n  logic: {{ modules: [echo] }}\n",
-        url = nats.url,
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("natsenv")
+        .nats(&nats.url)
+        .admin(admin)
+        .module("echo")
+        .node("gate", |n| n.tcp(client).route("1", &["logic"]))
+        .node("logic", |n| n.modules(&["echo"]))
+        .write(dir.path());
     let _up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", SECRET)
@@ -314,14 +327,16 @@ async fn the_masters_deploy_goes_over_nats_and_a_nodes_forged_one_is_refused_on_
     let dir = tempfile::tempdir().unwrap();
     let (admin, client) = (free_addr(), free_addr());
     let cluster = format!("natsdeploy-{}", std::process::id());
-    let module = |name: &str| workspace().join("modules").join(name).display().to_string();
     // `spare` is in the file but not started: the test holds what `firefly up` would give it.
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  versioned: {{ crate: {m} }}\nnodes:\n  gate:\n    listen:\n      - tcp: {client}\n    routes:\n      - {{ commands: \"301-302\", to: logic }}\n  logic: {{ modules: [versioned] }}\n  spare: {{ modules: [versioned] }}\n",
-        m = module("versioned")
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(&cluster)
+        .nats(&url)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("versioned")
+        .node("gate", |n| n.tcp(client).route("301-302", &["logic"]))
+        .node("logic", |n| n.modules(&["versioned"]))
+        .node("spare", |n| n.modules(&["versioned"]))
+        .write(dir.path());
     let up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", SECRET)

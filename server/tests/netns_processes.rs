@@ -47,7 +47,8 @@ mod common;
 
 use common::netns::{Lab, Relay};
 use common::services::{private_nats_at, private_redis_at, service_url};
-use common::{Up, free_addr_on, rpc_counter, workspace};
+use common::topology::Node;
+use common::{Storage, Topology, Up, free_addr_on, rpc_counter, workspace};
 
 const TOKEN: &str = "netns-admin-token-0123456789";
 const SECRET: &str = "netns-cluster-secret-0123456789";
@@ -297,33 +298,36 @@ async fn three_hosts_serve_through_a_host_cut_off_and_a_host_killed_on_nats() {
     let admin = at(&h2.ip, 9998);
     let pid = std::process::id();
     let prefix = format!("netns{pid}_");
-    let routes = "    routes:\n      - { commands: \"301-310\", to: [logic-1, logic-2], policy: round_robin }\n";
     let dir = tempfile::tempdir().unwrap();
     let token_file = dir.path().join("metrics-token");
     std::fs::write(&token_file, METRICS_TOKEN).unwrap();
-    let gate = |name: &str, ip: &str| {
-        format!(
-            "  {name}:\n    host: {ip}\n    listen:\n      - tcp: {ip}:{GATE_PORT}\n    metrics: {{ addr: \"{ip}:{METRICS_PORT}\", token_file: {t} }}\n{routes}",
-            t = token_file.display()
-        )
+    let gate = |ip: &str, listen: SocketAddr, metrics: SocketAddr| {
+        let (ip, token_file) = (ip.to_owned(), token_file.clone());
+        move |n: Node| {
+            n.host(&ip)
+                .tcp(listen)
+                .metrics_with_token(metrics, token_file)
+                .route_by("301-310", &["logic-1", "logic-2"], "round_robin")
+        }
     };
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: netns-{pid}, transport: \"{nats}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  counters: {{ crate: {m}/counters }}\nnodes:\n{gate_a}  logic-1: {{ host: {h2}, modules: [counters] }}\n{gate_b}  logic-2: {{ host: {h3}, modules: [counters] }}\nstorage:\n  database: {database_via_relay}\n  cache: {redis}\n  table_prefix: {prefix}\n  flush_interval: 2s\n",
-        nats = nats.url,
-        redis = redis.url,
-        m = workspace().join("modules").display(),
-        gate_a = gate("gate-a", &h1.ip),
-        gate_b = gate("gate-b", &h3.ip),
-        h2 = h2.ip,
-        h3 = h3.ip,
-    );
+    let topology = Topology::new(&format!("netns-{pid}"))
+        .nats(&nats.url)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("counters")
+        .node("gate-a", gate(&h1.ip, gate_a, metrics_a))
+        .node("logic-1", |n| n.host(&h2.ip).modules(&["counters"]))
+        .node("gate-b", gate(&h3.ip, gate_b, metrics_b))
+        .node("logic-2", |n| n.host(&h3.ip).modules(&["counters"]))
+        .storage(Storage {
+            database: Some(database_via_relay),
+            cache: Some(redis.url.clone()),
+            table_prefix: Some(prefix.clone()),
+            flush_interval: Some("2s"),
+            ..Storage::default()
+        });
     // One copy of the file per machine, so each has its own state directory, as apart.
-    let topology = |host: usize| {
-        let path = dir.path().join(format!("h{host}")).join("topology.yaml");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, &yaml).unwrap();
-        path
-    };
+    let topology = |host: usize| topology.write(&dir.path().join(format!("h{host}")));
     // The same cluster secret everywhere; the admin token only where the admin API is.
     let up = |host: usize| {
         Up::new(&topology(host))

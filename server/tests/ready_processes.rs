@@ -18,7 +18,7 @@ use firefly::client::{Client, ClientError};
 
 mod common;
 
-use common::{Up, free_addr, node, workspace};
+use common::{Storage, Topology, Up, free_addr, node};
 
 const TOKEN: &str = "ready-admin-token-0123456789";
 const SECRET: &str = "ready-cluster-secret-0123456789";
@@ -27,15 +27,25 @@ const SECRET: &str = "ready-cluster-secret-0123456789";
 async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request() {
     let dir = tempfile::tempdir().unwrap();
     let (admin, gate_rpc, logic_rpc, listen) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let m = workspace().join("modules");
     let db = dir.path().join("data.db");
-    let yaml = format!(
-        "version: 1\ncluster: ready\nmaster: {{ admin: \"{admin}\" }}\nmodules:\n  echo: {{ crate: \"{m}/echo\" }}\n  lobby: {{ crate: \"{m}/lobby\" }}\nnodes:\n  gate:\n    rpc: \"{gate_rpc}\"\n    modules: [echo]\n    listen:\n      - tcp: \"{listen}\"\n    routes:\n      - {{ commands: \"101-110\", to: logic }}\n  logic: {{ rpc: \"{logic_rpc}\", modules: [lobby] }}\nstorage: {{ database: \"sqlite://{db}\", cache: embedded, owner: logic }}\n",
-        m = m.display(),
-        db = db.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("ready")
+        .admin(admin)
+        .module("echo")
+        .module("lobby")
+        .node("gate", |n| {
+            n.rpc(gate_rpc)
+                .modules(&["echo"])
+                .tcp(listen)
+                .route("101-110", &["logic"])
+        })
+        .node("logic", |n| n.rpc(logic_rpc).modules(&["lobby"]))
+        .storage(Storage {
+            database: Some(format!("sqlite://{}", db.display())),
+            cache: Some("embedded".into()),
+            owner: Some("logic".into()),
+            ..Storage::default()
+        })
+        .write(dir.path());
     let up = |only: &str| {
         Up::new(&topology)
             .env("FIREFLY_ADMIN_TOKEN", TOKEN)
@@ -132,13 +142,13 @@ async fn a_gate_is_ready_only_once_linked_and_then_serves_every_routed_request()
 async fn firefly_up_writes_its_ready_file_once_every_node_is_linked() {
     let dir = tempfile::tempdir().unwrap();
     let (gate_rpc, logic_rpc, listen) = (free_addr(), free_addr(), free_addr());
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: ready-file\nmodules:\n  lobby: {{ crate: \"{m}/lobby\" }}\nnodes:\n  gate:\n    rpc: \"{gate_rpc}\"\n    listen:\n      - tcp: \"{listen}\"\n    routes:\n      - {{ commands: \"101-110\", to: logic }}\n  logic: {{ rpc: \"{logic_rpc}\", modules: [lobby] }}\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("ready-file")
+        .module("lobby")
+        .node("gate", |n| {
+            n.rpc(gate_rpc).tcp(listen).route("101-110", &["logic"])
+        })
+        .node("logic", |n| n.rpc(logic_rpc).modules(&["lobby"]))
+        .write(dir.path());
     let ready = dir.path().join("ready");
     let up = Up::new(&topology)
         .env("FIREFLY_CLUSTER_SECRET", SECRET)

@@ -5,8 +5,9 @@
 //! node. A client of gate-a, logged in and in a group, drops; it resumes on gate-b (gate-a
 //! hands the session over) with the same id, user and group and the push it missed; pushes
 //! addressed to it through gate-a follow it. Then gate-b is killed with SIGKILL: a push sent
-//! meanwhile is kept in the session's shared record, and the client resumes on gate-a again,
-//! getting the same session, user, group and that push back.
+//! meanwhile is kept in the session's shared record, pushes to its group, its user and
+//! everyone are logged for the gone gate, and the client resumes on gate-a again, getting the
+//! same session, user, group and all four pushes back, in order.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -21,7 +22,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Up, free_addr, workspace};
+use common::topology::{Node, Resume};
+use common::{Listener, Topology, Up, free_addr};
 
 const TOKEN: &str = "resume-admin-token-0123456789";
 const SECRET: &str = "resume-cluster-secret-0123456789";
@@ -72,20 +74,28 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     let dir = tempfile::tempdir().unwrap();
     let (admin, a, b, a_metrics) = (free_addr(), free_addr(), free_addr(), free_addr());
     let cluster = format!("resumeproc-{}", std::process::id());
-    let m = workspace().join("modules");
-    let gate = |name: &str, addr, metrics| {
-        format!(
-            "  {name}:\n    listen:\n      - tcp: {addr}\n        resume: {{ grace: 60s, buffer: 16 }}\n    metrics: {metrics}\n    routes:\n      - {{ commands: \"101-199\", to: logic }}\n"
-        )
+    let gate = |listen: std::net::SocketAddr, metrics: std::net::SocketAddr| {
+        move |n: Node| {
+            n.listen(Listener {
+                resume: Some(Resume {
+                    grace: "60s",
+                    buffer: 16,
+                }),
+                ..Listener::tcp(listen)
+            })
+            .metrics(metrics)
+            .route("101-199", &["logic"])
+        }
     };
-    let yaml = format!(
-        "version: 1\ncluster: {{ name: {cluster}, transport: \"{url}\" }}\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n{}{}  logic: {{ modules: [lobby] }}\n",
-        gate("gate-a", a, a_metrics),
-        gate("gate-b", b, free_addr()),
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(&cluster)
+        .nats(&url)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("lobby")
+        .node("gate-a", gate(a, a_metrics))
+        .node("gate-b", gate(b, free_addr()))
+        .node("logic", |n| n.modules(&["lobby"]))
+        .write(dir.path());
     let up = |only: &str| {
         Up::new(&topology)
             .env("FIREFLY_ADMIN_TOKEN", TOKEN)
@@ -189,14 +199,37 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     tokio::time::sleep(firefly::cluster::nats::GONE_AFTER + Duration::from_secs(2)).await;
     let mut talker = Client::connect(a).await.unwrap();
     let _: Value = call_until_served(&mut talker, 106, &tell("while away")).await;
+    // Pushes to its group, its user and everyone name no session: they are logged for the
+    // gone gate, and the gate that takes the session over replays them too.
+    let _: Value = talker.call(110, &say("group away")).await.unwrap();
+    let whisper = json!({"user": "ann", "topic": 802, "text": "user away"});
+    let _: Value = talker.call(113, &whisper).await.unwrap();
+    let _: Value = talker
+        .call(111, &json!({"topic": 803, "text": "all away"}))
+        .await
+        .unwrap();
+    // The log is written one-way by the logic node: give it time to land.
+    tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The roamer comes back on gate-a, from the session's shared record.
     let (mut roamer, resumed) = Client::resume(a, &token).await.unwrap();
     assert_eq!(resumed.session, id, "the same session after its gate died");
-    assert_eq!((resumed.replayed, resumed.dropped), (1, 0));
+    assert_eq!((resumed.replayed, resumed.dropped), (4, 0));
     assert_eq!(
         next_text(&mut roamer, "kept push").await,
         (801, "while away".into())
+    );
+    assert_eq!(
+        next_text(&mut roamer, "group push").await,
+        (800, "group away".into())
+    );
+    assert_eq!(
+        next_text(&mut roamer, "user push").await,
+        (802, "user away".into())
+    );
+    assert_eq!(
+        next_text(&mut roamer, "push to all").await,
+        (803, "all away".into())
     );
     let who: Value = roamer.call(116, &json!(null)).await.unwrap();
     assert_eq!(
@@ -226,6 +259,13 @@ async fn a_session_resumes_on_another_gate_live_and_after_its_gate_died_on_nats(
     let stream = firefly::cluster::nats::sessions::stream_name(&cluster);
     let answer = nats
         .request(format!("$JS.API.STREAM.DELETE.{stream}"), "".into())
+        .await
+        .unwrap();
+    let answer: Value = serde_json::from_slice(&answer.payload).unwrap();
+    assert_eq!(answer["success"], true, "{answer}");
+    let log = firefly::cluster::nats::gone::stream_name(&cluster);
+    let answer = nats
+        .request(format!("$JS.API.STREAM.DELETE.{log}"), "".into())
         .await
         .unwrap();
     let answer: Value = serde_json::from_slice(&answer.payload).unwrap();

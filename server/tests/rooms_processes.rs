@@ -21,7 +21,7 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::{Up, free_addr, node, workspace};
+use common::{Storage, Topology, Up, free_addr, node};
 
 const TOKEN: &str = "rooms-test-admin-token-0123456789";
 const ROOMS: usize = 16;
@@ -50,13 +50,18 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
         free_addr(),
         free_addr(),
     );
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: roomproc\nmaster:\n  admin: {admin}\n  rpc_timeout: 2s\nmodules:\n  countdown: {{ crate: {m}/countdown }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {gate}\n    routes:\n      - {{ commands: \"471-474\", to: [logic-1, logic-2], policy: room }}\n  logic-1: {{ rpc: {a}, modules: [countdown] }}\n  logic-2: {{ rpc: {b}, modules: [countdown] }}\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("roomproc")
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("countdown")
+        .node("gate", |n| {
+            n.rpc(g)
+                .tcp(gate)
+                .route_by("471-474", &["logic-1", "logic-2"], "room")
+        })
+        .node("logic-1", |n| n.rpc(a).modules(&["countdown"]))
+        .node("logic-2", |n| n.rpc(b).modules(&["countdown"]))
+        .write(dir.path());
     let _cluster = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", "rooms-process-secret-0123456789")
@@ -197,41 +202,35 @@ async fn a_match_whose_node_is_killed_is_reported_and_made_again() {
         free_addr(),
         free_addr(),
     );
-    let m = workspace().join("modules");
-    let m = m.display();
-    let yaml = format!(
-        r#"version: 1
-cluster: matchproc
-master:
-  admin: {admin}
-  rpc_timeout: 2s
-modules:
-  accounts: {{ crate: {m}/accounts }}
-  matchmaking: {{ crate: {m}/matchmaking }}
-  leaderboard: {{ crate: {m}/leaderboard }}
-  arena: {{ crate: {m}/arena }}
-nodes:
-  gate:
-    rpc: {g}
-    listen:
-      - tcp: {gate}
-    routes:
-      - {{ commands: "201-207", to: [lobby], policy: sticky }}
-      - {{ commands: "481-483", to: [lobby], policy: sticky }}
-      - {{ commands: "501-504", to: [lobby], policy: round_robin }}
-      - {{ commands: "491-494", to: [arena-1, arena-2], policy: room }}
-  lobby: {{ rpc: {l}, modules: [accounts, matchmaking, leaderboard] }}
-  arena-1: {{ rpc: {a}, modules: [arena] }}
-  arena-2: {{ rpc: {b}, modules: [arena] }}
-storage:
-  database: sqlite://{d}/data.db
-  journal: {d}/journal.db
-  owner: lobby
-  flush_interval: 100ms
-"#
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("matchproc")
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("accounts")
+        .module("matchmaking")
+        .module("leaderboard")
+        .module("arena")
+        .node("gate", |n| {
+            n.rpc(g)
+                .tcp(gate)
+                .route_by("201-207", &["lobby"], "sticky")
+                .route_by("481-483", &["lobby"], "sticky")
+                .route_by("501-504", &["lobby"], "round_robin")
+                .route_by("491-494", &["arena-1", "arena-2"], "room")
+        })
+        .node("lobby", |n| {
+            n.rpc(l)
+                .modules(&["accounts", "matchmaking", "leaderboard"])
+        })
+        .node("arena-1", |n| n.rpc(a).modules(&["arena"]))
+        .node("arena-2", |n| n.rpc(b).modules(&["arena"]))
+        .storage(Storage {
+            database: Some(format!("sqlite://{d}/data.db")),
+            journal: Some(format!("{d}/journal.db")),
+            owner: Some("lobby".into()),
+            flush_interval: Some("100ms"),
+            ..Storage::default()
+        })
+        .write(dir.path());
     let _cluster = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", "match-process-secret-0123456789")

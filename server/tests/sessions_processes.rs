@@ -22,7 +22,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod common;
 
-use common::{Up, free_addr, node, status, workspace};
+use common::topology::Resume;
+use common::{Listener, Topology, Up, free_addr, node, status};
 
 const TOKEN: &str = "sessions-admin-token-0123456789";
 
@@ -68,13 +69,26 @@ async fn broadcasts_and_resume_across_processes() {
         free_addr(),
     );
     let (gate_metrics, logic_metrics) = (free_addr(), free_addr());
-    let m = workspace().join("modules");
-    let yaml = format!(
-        "version: 1\ncluster: sessproc\nmaster:\n  admin: {admin}\nmodules:\n  lobby: {{ crate: {m}/lobby }}\nnodes:\n  gate:\n    rpc: {g}\n    listen:\n      - tcp: {tcp}\n        resume: {{ grace: 60s, buffer: 16 }}\n      - ws: {ws_addr}\n    metrics: {gate_metrics}\n    routes:\n      - {{ commands: \"101-199\", to: logic }}\n  logic: {{ rpc: {l}, modules: [lobby], metrics: {logic_metrics} }}\n",
-        m = m.display()
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new("sessproc")
+        .admin(admin)
+        .module("lobby")
+        .node("gate", |n| {
+            n.rpc(g)
+                .listen(Listener {
+                    resume: Some(Resume {
+                        grace: "60s",
+                        buffer: 16,
+                    }),
+                    ..Listener::tcp(tcp)
+                })
+                .ws(ws_addr)
+                .metrics(gate_metrics)
+                .route("101-199", &["logic"])
+        })
+        .node("logic", |n| {
+            n.rpc(l).modules(&["lobby"]).metrics(logic_metrics)
+        })
+        .write(dir.path());
     let _up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env(

@@ -1,5 +1,7 @@
-//! The Firefly test kit: real modules built from `modules/`, real nodes on `127.0.0.1:0`, a
-//! bare echo baseline and a load generator. Shared by the integration tests and benchmarks.
+//! The Firefly test kit: real modules built from `modules/`, real nodes on `127.0.0.1:0`, the
+//! players' gate + ops gate + logic cluster ([`Gated`]), the typed topology builder the
+//! process tests use ([`topology`]), a bare echo baseline and a load generator. Shared by the
+//! integration tests and benchmarks.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -13,10 +15,15 @@ static ALLOCATOR: firefly::Allocator = firefly::Allocator;
 
 pub mod bare_echo;
 pub mod bench;
+mod gated;
 pub mod loadgen;
 #[path = "../../server/tests/common/services.rs"]
 mod services;
 pub mod tls;
+/// The typed topology builder the process tests use (`server/tests/common/topology.rs`).
+#[path = "../../server/tests/common/topology.rs"]
+pub mod topology;
+pub use gated::{Gated, GatedCluster};
 pub use services::{
     PrivateNats, PrivateRedis, drop_redis_keys, private_nats, private_redis_at, service_url,
 };

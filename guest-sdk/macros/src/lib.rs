@@ -8,7 +8,7 @@ use quote::{ToTokens, quote};
 use syn::parse::Parser;
 use syn::punctuated::Punctuated;
 use syn::spanned::Spanned;
-use syn::{Expr, ExprLit, Ident, Item, ItemFn, ItemMod, Lit, LitInt, Meta, Token};
+use syn::{Expr, ExprLit, Ident, Item, ItemFn, Lit, LitInt, Meta, Token};
 
 /// Turns an inline module into a Firefly module.
 ///
@@ -56,7 +56,15 @@ struct Declared {
 
 fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let name = module_name(attr)?;
-    let mut module: ItemMod = syn::parse2(item)?;
+    let mut module = match syn::parse2::<Item>(item)? {
+        Item::Mod(module) => module,
+        other => {
+            return Err(syn::Error::new(
+                other.span(),
+                "#[firefly_sdk::module] needs an inline module: `mod game { ... }`",
+            ));
+        }
+    };
     let Some((_, items)) = module.content.as_mut() else {
         return Err(syn::Error::new(
             module.span(),
@@ -67,8 +75,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
     let pushes = section::pushes(items)?;
     let mut declared = Declared::default();
     for item in items.iter_mut() {
-        if let Item::Fn(func) = item {
-            scan(func, &mut declared)?;
+        match item {
+            Item::Fn(func) => scan(func, &mut declared)?,
+            other => misplaced(other)?,
         }
     }
     let d = &declared;
@@ -109,7 +118,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
         let path = attr.path();
         if path.is_ident("handler") {
             let id = handler_id(&attr)?;
-            check_arity(func, 2, "a handler takes `(ctx: &mut Ctx, request: Req)`")?;
+            check_signature(func, 2, "a handler takes `(ctx: &mut Ctx, request: Req)`")?;
             if let Some(prev) = declared.handlers.iter().find(|h| h.id == id) {
                 return Err(syn::Error::new(
                     attr.span(),
@@ -123,7 +132,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
             });
         } else if path.is_ident("timer") {
             let tag = timer_tag(&attr)?;
-            check_arity(
+            check_signature(
                 func,
                 2,
                 "a timer handler takes `(ctx: &mut Ctx, fired: Fired<T>)`",
@@ -139,7 +148,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
                 ident: func.sig.ident.clone(),
             });
         } else if path.is_ident("room_tick") {
-            check_arity(
+            check_signature(
                 func,
                 2,
                 "a room tick handler takes `(ctx: &mut Ctx, tick: Tick<State>)`",
@@ -152,7 +161,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
             }
             declared.room_tick = Some(func.sig.ident.clone());
         } else if path.is_ident("room_event") {
-            check_arity(
+            check_signature(
                 func,
                 2,
                 "a room event handler takes `(ctx: &mut Ctx, event: RoomEvent)`",
@@ -165,7 +174,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
             }
             declared.room_event = Some(func.sig.ident.clone());
         } else if path.is_ident("on_connect") || path.is_ident("on_disconnect") {
-            check_arity(func, 1, "a session event handler takes `(ctx: &mut Ctx)`")?;
+            check_signature(func, 1, "a session event handler takes `(ctx: &mut Ctx)`")?;
             let slot = if path.is_ident("on_connect") {
                 &mut declared.on_connect
             } else {
@@ -184,6 +193,68 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
     }
     func.attrs = kept;
     Ok(())
+}
+
+/// The attributes [`scan`] reads off the module's functions.
+const ENTRY_ATTRS: [&str; 6] = [
+    "handler",
+    "timer",
+    "room_tick",
+    "room_event",
+    "on_connect",
+    "on_disconnect",
+];
+
+/// An entry attribute anywhere but on a function of the module itself (on a method, on an item
+/// of a nested module, on a struct) is refused here: left in place, rustc would only say it
+/// knows no attribute `handler`, and the function would never be called.
+fn misplaced(item: &Item) -> syn::Result<()> {
+    let mut attrs: Vec<&syn::Attribute> = Vec::new();
+    match item {
+        Item::Impl(i) => {
+            for inner in &i.items {
+                if let syn::ImplItem::Fn(f) = inner {
+                    attrs.extend(&f.attrs);
+                }
+            }
+        }
+        Item::Trait(t) => {
+            for inner in &t.items {
+                if let syn::TraitItem::Fn(f) = inner {
+                    attrs.extend(&f.attrs);
+                }
+            }
+        }
+        Item::Mod(m) => {
+            attrs.extend(&m.attrs);
+            for inner in m.content.iter().flat_map(|(_, items)| items) {
+                match inner {
+                    Item::Fn(f) => attrs.extend(&f.attrs),
+                    other => misplaced(other)?,
+                }
+            }
+        }
+        Item::Const(c) => attrs.extend(&c.attrs),
+        Item::Static(c) => attrs.extend(&c.attrs),
+        Item::Struct(c) => attrs.extend(&c.attrs),
+        Item::Enum(c) => attrs.extend(&c.attrs),
+        Item::Type(c) => attrs.extend(&c.attrs),
+        Item::Use(c) => attrs.extend(&c.attrs),
+        _ => {}
+    }
+    match attrs
+        .into_iter()
+        .find(|a| ENTRY_ATTRS.iter().any(|name| a.path().is_ident(name)))
+    {
+        Some(attr) => Err(syn::Error::new(
+            attr.span(),
+            format!(
+                "`#[{}]` goes on a function of the `#[firefly_sdk::module]` module itself, not on a method, an item of a nested module or a type: nothing else is called",
+                attr.path().to_token_stream()
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The module's exports: the manifest, the routers and the two dispatch entries.
@@ -396,15 +467,47 @@ fn timer_tag(attr: &syn::Attribute) -> syn::Result<String> {
     Ok(tag)
 }
 
-fn check_arity(func: &ItemFn, n: usize, what: &str) -> syn::Result<()> {
-    if func.sig.inputs.len() == n {
-        Ok(())
-    } else {
-        let span = if func.sig.inputs.is_empty() {
-            func.sig.ident.span()
+/// The shape every entry function has: `n` arguments, the first `&mut Ctx`, a `Result`
+/// returned, not `async`. Checked here so that a wrong one is named at the function, instead
+/// of as an unmet bound inside the generated dispatcher. (The types themselves are left to
+/// rustc, which names them well: a `Req` that cannot be decoded, say.)
+fn check_signature(func: &ItemFn, n: usize, what: &str) -> syn::Result<()> {
+    let sig = &func.sig;
+    if sig.inputs.len() != n {
+        let span = if sig.inputs.is_empty() {
+            sig.ident.span()
         } else {
-            func.sig.inputs.span()
+            sig.inputs.span()
         };
-        Err(syn::Error::new(span.resolved_at(Span::call_site()), what))
+        return Err(syn::Error::new(span.resolved_at(Span::call_site()), what));
     }
+    if let Some(token) = &sig.asyncness {
+        return Err(syn::Error::new(
+            token.span(),
+            format!("{what}; it is a plain `fn`, not `async`"),
+        ));
+    }
+    match sig.inputs.first() {
+        Some(syn::FnArg::Typed(arg)) if !matches!(&*arg.ty, syn::Type::Reference(r) if r.mutability.is_some()) =>
+        {
+            return Err(syn::Error::new(
+                arg.ty.span(),
+                format!("{what}: the context is `&mut Ctx`"),
+            ));
+        }
+        Some(syn::FnArg::Receiver(receiver)) => {
+            return Err(syn::Error::new(
+                receiver.span(),
+                format!("{what}: a function of the module, not a method"),
+            ));
+        }
+        _ => {}
+    }
+    if let syn::ReturnType::Default = sig.output {
+        return Err(syn::Error::new(
+            sig.ident.span(),
+            format!("{what} and returns a `Result`"),
+        ));
+    }
+    Ok(())
 }

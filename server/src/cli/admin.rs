@@ -32,7 +32,7 @@ fn target(config: &Path) -> anyhow::Result<(SocketAddr, String)> {
     let Some(addr) = topology.master.admin else {
         bail!("{} has no `master.admin` address", config.display());
     };
-    let token = master::admin_token(&topology, false)?;
+    let token = master::admin_token(&topology, super::env_var(master::ADMIN_TOKEN_ENV), false)?;
     Ok((addr, token))
 }
 

@@ -109,7 +109,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 ///   `FIREFLY_NATS_NKEY` replace the NATS credentials of the file.
 fn load_topology(path: &std::path::Path) -> anyhow::Result<firefly::config::Topology> {
     let mut topology = firefly::config::Topology::load(path)?;
-    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let var = env_var;
     if let Some(dir) = var(firefly::config::CACHE_DIR_ENV) {
         topology.cache_dir = PathBuf::from(dir);
     }
@@ -119,6 +119,13 @@ fn load_topology(path: &std::path::Path) -> anyhow::Result<firefly::config::Topo
         spec.auth = auth;
     }
     Ok(topology)
+}
+
+/// Environment variable `name`, unless unset or empty. The CLI is the one place that reads the
+/// environment: the secrets, the admin token, a node's credential, the cache directory and the
+/// NATS credentials are passed into the library from here.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
 }
 
 /// The NATS credentials the environment gives, if any.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 
-use firefly::cluster::authority::Credential;
+use firefly::cluster::authority::{self, Credential};
 use firefly::{Node, NodeConfig};
 
 use super::build::module_files;
@@ -80,10 +80,17 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
     };
     files.extend(given);
     // Started by `firefly up`: the credential the master issued. By hand: the cluster secret.
-    let credential = match Credential::from_env(&topology.cluster, &args.name)? {
-        Some(credential) => Some(credential),
-        None => std::env::var(firefly::cluster::auth::SECRET_ENV)
-            .ok()
+    let credential = match (
+        super::env_var(authority::CREDENTIAL_ENV),
+        super::env_var(authority::MASTER_KEY_ENV),
+    ) {
+        (Some(credential), Some(master)) => Some(Credential::from_hex(
+            &topology.cluster,
+            &args.name,
+            &credential,
+            &master,
+        )?),
+        _ => super::env_var(firefly::cluster::auth::SECRET_ENV)
             .map(|s| Credential::issue(s.as_bytes(), &topology.cluster, &args.name)),
     };
     let versions: HashMap<String, u32> = args.module_version.into_iter().collect();

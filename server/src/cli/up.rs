@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use clap::Args;
 
+use firefly::cluster::auth::SECRET_ENV;
 use firefly::config::Topology;
 use firefly::master::{self, Master, MasterConfig};
 
@@ -45,9 +46,13 @@ pub async fn up(args: UpArgs) -> anyhow::Result<()> {
         let topology = topology.clone();
         tokio::task::spawn_blocking(move || module_files(&topology, &wanted)).await??
     };
-    let secret = master::cluster_secret(&topology)?;
+    let secret = master::cluster_secret(&topology, super::env_var(SECRET_ENV))?;
     let admin_token = if topology.master.admin.is_some() && !args.no_admin {
-        Some(master::admin_token(&topology, true)?)
+        Some(master::admin_token(
+            &topology,
+            super::env_var(master::ADMIN_TOKEN_ENV),
+            true,
+        )?)
     } else {
         None
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::wire::Msg;
 use super::{Cluster, Peer};
-use crate::data::{OwnerAnswer, OwnerLink, OwnerLinks};
+use crate::data::{OwnerAnswer, OwnerError, OwnerLink, OwnerLinks};
 
 impl OwnerLink for Peer {
     fn owner(&self) -> &str {
@@ -17,16 +17,19 @@ impl OwnerLink for Peer {
     fn request(
         &self,
         body: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<OwnerAnswer, String>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<OwnerAnswer, OwnerError>> + Send + '_>> {
         Box::pin(async move {
             let body = serde_bytes::ByteBuf::from(body);
             match Peer::request(self, |id| Msg::DataRequest { id, body }).await {
                 Ok(Msg::DataReply { status, body, .. }) => Ok((status, body.into_vec())),
-                Ok(other) => Err(format!("unexpected answer from the data owner: {other:?}")),
-                Err(e) => Err(format!(
-                    "the data owner `{}` is unavailable: {e}",
-                    self.name
-                )),
+                Ok(other) => Err(OwnerError::Unexpected {
+                    owner: self.name.clone(),
+                    got: other.kind(),
+                }),
+                Err(e) => Err(OwnerError::Unavailable {
+                    owner: self.name.clone(),
+                    reason: e.to_string(),
+                }),
             }
         })
     }

@@ -8,11 +8,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 use firefly_abi::session_status;
 
+use super::nats::gone::Audience;
 use super::nats::sessions::{CasError, GonePush, SharedSessions};
 use super::{Cluster, MAX_MOVED, Peer, wire};
 use crate::sessions::resume::{ResumeError, SECRET_LEN};
 use crate::sessions::{
-    Handover, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord, TakeFuture,
+    Handover, OpError, OpFuture, OpReply, PushError, RemoteSessions, SessionOp, SessionRecord,
+    TakeFuture,
 };
 
 impl Cluster {
@@ -31,7 +33,14 @@ impl Cluster {
             tokio::select! {
                 _ = stop_gone.changed() => break,
                 push = gone.recv() => match push {
-                    Some(push) => self.keep_gone_push(&shared, push).await,
+                    Some(GonePush::Session { gate, session, topic, payload }) => {
+                        self.keep_gone_push(&shared, gate, session, topic, payload).await;
+                    }
+                    Some(GonePush::Broadcast { gate, audience, topic, payload }) => {
+                        if let Err(err) = shared.log_broadcast(gate, &audience, topic, &payload).await {
+                            tracing::warn!(gate, "push to {audience:?} lost for the sessions of a gone gate: {err}");
+                        }
+                    }
                     None => break,
                 },
             }
@@ -59,13 +68,14 @@ impl Cluster {
 
     /// A push for a session whose gate was gone: to the gate that took it over, or into its
     /// record (compare-and-set, so a gate claiming the record meanwhile is not missed).
-    async fn keep_gone_push(&self, shared: &SharedSessions, push: GonePush) {
-        let GonePush {
-            gate,
-            session,
-            topic,
-            payload,
-        } = push;
+    async fn keep_gone_push(
+        &self,
+        shared: &SharedSessions,
+        gate: u16,
+        session: u64,
+        topic: u32,
+        payload: Bytes,
+    ) {
         for _ in 0..8 {
             let (mut record, revision) = match shared.load(session).await {
                 Ok(Some(found)) => found,
@@ -146,7 +156,7 @@ impl Cluster {
                 ..record.clone()
             };
             match shared.update(session, &claimed, revision).await {
-                Ok(()) => return Ok(Ok(record.into_handover())),
+                Ok(()) => return Ok(Ok(with_missed(shared, record).await)),
                 Err(CasError::Conflict) => continue,
                 Err(CasError::Failed(err)) => {
                     tracing::warn!(session, "resume from the shared record failed: {err}");
@@ -156,6 +166,30 @@ impl Cluster {
         }
         Err(ResumeError::Invalid)
     }
+}
+
+/// What a gate taking a session over from `record` gets: the pushes kept in the record, then
+/// those to its groups, its user and everyone that were logged for its gone gate, within its
+/// buffer.
+async fn with_missed(shared: &SharedSessions, record: SessionRecord) -> Handover {
+    let (gate, room) = (
+        record.gate,
+        record.buffer.saturating_sub(record.pushes.len() as u64),
+    );
+    let missed = match shared.missed(gate, &record, room).await {
+        Ok(missed) => missed,
+        Err(err) => {
+            tracing::warn!(
+                gate,
+                "pushes to the groups and user of a taken session lost: {err}"
+            );
+            Default::default()
+        }
+    };
+    let mut handover = record.into_handover();
+    handover.replay.extend(missed.pushes);
+    handover.dropped += missed.dropped;
+    handover
 }
 
 impl RemoteSessions for Cluster {
@@ -171,7 +205,7 @@ impl RemoteSessions for Cluster {
             && self.by_index.get(&gate).is_some_and(|p| p.presumed_down())
         {
             for &session in sessions {
-                shared.gone_push(GonePush {
+                shared.gone_push(GonePush::Session {
                     gate,
                     session,
                     topic: *topic,
@@ -188,6 +222,19 @@ impl RemoteSessions for Cluster {
 
     fn broadcast_op(&self, op: SessionOp) {
         for gate in &self.gates {
+            // A gone gate's sessions may be resumed elsewhere: they get this push from the log.
+            if let Some(shared) = &self.shared
+                && gate.presumed_down()
+                && let Some((audience, topic, payload)) = Audience::of(&op)
+            {
+                shared.gone_push(GonePush::Broadcast {
+                    gate: gate.index,
+                    audience,
+                    topic,
+                    payload,
+                });
+                continue;
+            }
             gate.send(wire::Msg::Sessions {
                 id: 0,
                 op: op.clone(),
@@ -198,14 +245,18 @@ impl RemoteSessions for Cluster {
     fn request_op(&self, gate: u16, op: SessionOp) -> OpFuture<'_> {
         Box::pin(async move {
             let Some(peer) = self.by_index.get(&gate) else {
-                return Err(format!("no node has index {gate}"));
+                return Err(OpError::NoSuchGate(gate));
             };
+            let unexpected = |got: String| OpError::Unexpected { gate, got };
             match peer.request(|id| wire::Msg::Sessions { id, op }).await {
                 Ok(wire::Msg::Reply {
                     result: Ok(bytes), ..
-                }) => rmp_serde::from_slice(&bytes).map_err(|e| e.to_string()),
-                Ok(other) => Err(format!("unexpected answer {other:?}")),
-                Err(err) => Err(err.to_string()),
+                }) => rmp_serde::from_slice(&bytes).map_err(|e| unexpected(e.to_string())),
+                Ok(other) => Err(unexpected(other.kind().to_owned())),
+                Err(err) => Err(OpError::Unavailable {
+                    gate,
+                    reason: err.to_string(),
+                }),
             }
         })
     }
@@ -217,7 +268,7 @@ impl RemoteSessions for Cluster {
         if let Some(shared) = &self.shared
             && peer.presumed_down()
         {
-            let push = GonePush {
+            let push = GonePush::Session {
                 gate,
                 session,
                 topic,

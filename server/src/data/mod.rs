@@ -32,7 +32,7 @@ use self::redis::RedisStore;
 use crate::config::{CacheSpec, RedisSpec, StorageSpec};
 pub use local::FlushStats;
 use local::LocalStore;
-pub use owner::{OwnerAnswer, OwnerLink, OwnerLinks};
+pub use owner::{OwnerAnswer, OwnerError, OwnerLink, OwnerLinks};
 pub use schema::{SchemaError, check_upgrade};
 
 /// A data operation that failed in a way the module expects (never a trap).
@@ -340,6 +340,6 @@ async fn remote(owner: &dyn OwnerLink, req: &Request) -> Result<Vec<u8>, DataErr
                 _ => DataError::Unavailable(text),
             })
         }
-        Err(reason) => Err(DataError::Unavailable(reason)),
+        Err(err) => Err(DataError::Unavailable(err.to_string())),
     }
 }

@@ -10,6 +10,27 @@ use std::sync::Arc;
 /// on OK, or a UTF-8 explanation).
 pub type OwnerAnswer = (u32, Vec<u8>);
 
+/// Why the data owner gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OwnerError {
+    /// It could not be reached, or did not answer in time.
+    #[error("the data owner `{owner}` is unavailable: {reason}")]
+    Unavailable {
+        /// The owner's node name.
+        owner: String,
+        /// Why, in the transport's words.
+        reason: String,
+    },
+    /// It answered something that is not a data answer.
+    #[error("unexpected answer from the data owner `{owner}`: {got}")]
+    Unexpected {
+        /// The owner's node name.
+        owner: String,
+        /// What came.
+        got: &'static str,
+    },
+}
+
 /// One node's link to the data owner.
 pub trait OwnerLink: Send + Sync {
     /// The owner's node name, for messages.
@@ -20,7 +41,7 @@ pub trait OwnerLink: Send + Sync {
     fn request(
         &self,
         body: Vec<u8>,
-    ) -> Pin<Box<dyn Future<Output = Result<OwnerAnswer, String>> + Send + '_>>;
+    ) -> Pin<Box<dyn Future<Output = Result<OwnerAnswer, OwnerError>> + Send + '_>>;
 }
 
 /// Finds the link to a named owner node.

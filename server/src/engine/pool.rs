@@ -164,17 +164,28 @@ impl ModuleVersion {
             .await
     }
 
-    /// Like [`ModuleVersion::call`], returning the reply as a new vector.
-    pub async fn call_owned(
+    /// Runs an event's dispatch (a timer firing, a room event, a session's connect or
+    /// disconnect), which no client awaits: its reply is dropped, and the pushes it made to its
+    /// own `session`, which a request's reply would carry, are sent to the session now.
+    pub async fn call_event(
         self: &Arc<Self>,
         kind: DispatchKind,
         id: u32,
         session: u64,
         input: Bytes,
-    ) -> (CallOutcome, Vec<u8>) {
+    ) -> CallOutcome {
         let mut reply = Vec::new();
-        let outcome = self.call(kind, id, session, input, &mut reply).await;
-        (outcome, reply)
+        let mut outcome = self.call(kind, id, session, input, &mut reply).await;
+        for (topic, payload) in outcome.own_pushes.drain(..) {
+            if let Err(err) = self.env.sessions.push(session, topic, payload) {
+                tracing::debug!(
+                    session,
+                    topic,
+                    "a push from a {kind:?} handler was not sent: {err}"
+                );
+            }
+        }
+        outcome
     }
 
     /// Takes a warm instance, creating one if fewer than `limits.instances` exist, or waits

@@ -1,5 +1,6 @@
-//! The cluster secret and the admin token: from the environment, or from files the master
-//! creates on first start (readable by the owner only).
+//! The cluster secret and the admin token: as the caller read them from the environment (the
+//! CLI, [`ADMIN_TOKEN_ENV`] and [`auth::SECRET_ENV`]; nothing here reads it), or from files the
+//! master creates on first start (readable by the owner only).
 
 use std::path::Path;
 
@@ -49,11 +50,12 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cluster secret: `FIREFLY_CLUSTER_SECRET`, else `cluster-secret` in the cluster's state
-/// directory (created when missing). Every master of a cluster (one per host) needs the same
-/// one; node processes never get it (they get their own credential, cluster/trust/authority.rs).
-pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
-    if let Ok(secret) = std::env::var(auth::SECRET_ENV) {
+/// The cluster secret: `given` (the CLI passes `FIREFLY_CLUSTER_SECRET`), else
+/// `cluster-secret` in the cluster's state directory (created when missing). Every master of a
+/// cluster (one per host) needs the same one; node processes never get it (they get their own
+/// credential, cluster/trust/authority.rs).
+pub fn cluster_secret(topology: &Topology, given: Option<String>) -> anyhow::Result<String> {
+    if let Some(secret) = given {
         if secret.len() < 16 {
             anyhow::bail!("{} must be at least 16 characters", auth::SECRET_ENV);
         }
@@ -62,10 +64,14 @@ pub fn cluster_secret(topology: &Topology) -> anyhow::Result<String> {
     read_or_create(&topology.state_dir.join("cluster-secret"))
 }
 
-/// The admin token: `FIREFLY_ADMIN_TOKEN`, else `master.token_file` (created when missing
-/// and `create` is true).
-pub fn admin_token(topology: &Topology, create: bool) -> anyhow::Result<String> {
-    if let Ok(token) = std::env::var(ADMIN_TOKEN_ENV) {
+/// The admin token: `given` (the CLI passes `FIREFLY_ADMIN_TOKEN`), else `master.token_file`
+/// (created when missing and `create` is true).
+pub fn admin_token(
+    topology: &Topology,
+    given: Option<String>,
+    create: bool,
+) -> anyhow::Result<String> {
+    if let Some(token) = given {
         return Ok(token);
     }
     let path = &topology.master.token_file;

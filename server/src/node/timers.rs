@@ -90,8 +90,8 @@ impl NodeCore {
             }
         };
         let index = u32::try_from(index).unwrap_or(u32::MAX);
-        let (outcome, _) = version
-            .call_owned(DispatchKind::Timer, index, 0, input)
+        let outcome = version
+            .call_event(DispatchKind::Timer, index, 0, input)
             .await;
         if let Err(err) = &outcome.result {
             tracing::debug!(
@@ -206,8 +206,8 @@ impl NodeCore {
                 return;
             }
         };
-        let (outcome, _) = version
-            .call_owned(DispatchKind::RoomEvent, 0, event.session, input)
+        let outcome = version
+            .call_event(DispatchKind::RoomEvent, 0, event.session, input)
             .await;
         if let Err(err) = outcome.result {
             tracing::debug!(

@@ -42,7 +42,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use firefly_abi::rooms::{
-    RoomEvent, RoomEventKind, RoomInfo, RoomList, RoomOp, RoomSummary, RoomTick, room_status,
+    RoomEvent, RoomEventKind, RoomInfo, RoomList, RoomOp, RoomSummary, room_status,
 };
 use firefly_abi::session_status;
 
@@ -51,6 +51,9 @@ use crate::sessions::{ROOM_GROUP_PREFIX, SessionOp, Sessions};
 use crate::timers::Scheduler;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+mod ticks;
+pub use ticks::TickStart;
 
 /// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
 pub const TICK_TAG: &str = "__room_tick";
@@ -90,17 +93,6 @@ impl Room {
             None => self.tick_ms > 0,
         }
     }
-}
-
-/// What a room's tick firing should do.
-#[derive(Debug)]
-pub enum TickStart {
-    /// Run the module's tick handler with this input; then call [`Rooms::tick_done`].
-    Run(RoomTick),
-    /// The previous tick is still running: skip this firing.
-    Busy,
-    /// The room is closed: its tick timer should stop.
-    Gone,
 }
 
 type RoomKey = (Arc<str>, String);
@@ -515,63 +507,6 @@ impl Rooms {
             let _ = self.sessions.on_session(session, op).await;
         }
         ok(Vec::new())
-    }
-
-    /// Starts room `key`'s next tick: its input, counted as run now, unless the previous tick
-    /// is still running or the room is gone. `timer` is the firing tick timer:
-    /// a room opened again under the same key has a timer of its own, so the old one's firing
-    /// finds its room gone.
-    pub fn tick(&self, module: &str, key: &str, timer: u64) -> TickStart {
-        let mut rooms = self.lock();
-        let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
-            return TickStart::Gone;
-        };
-        if !room.ticks_by(timer) {
-            return TickStart::Gone;
-        }
-        if room.ticking {
-            return TickStart::Busy;
-        }
-        room.ticking = true;
-        room.ticks += 1;
-        let now = Instant::now();
-        let elapsed = now.duration_since(room.last_tick);
-        room.last_tick = now;
-        TickStart::Run(RoomTick {
-            key: key.to_owned(),
-            tick: room.ticks,
-            elapsed_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-            members: room.members.clone(),
-            state: room.state.clone(),
-        })
-    }
-
-    /// Ends the tick [`Rooms::tick`] started: stores the state the handler returned (`None`:
-    /// it failed or kept the old one) if the room is still open, and lets the next tick run.
-    pub fn tick_done(&self, module: &str, key: &str, timer: u64, state: Option<Vec<u8>>) {
-        let mut rooms = self.lock();
-        let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
-            return;
-        };
-        if !room.ticks_by(timer) {
-            // The room closed in its tick and was opened again: this result is not its own.
-            return;
-        }
-        room.ticking = false;
-        match state {
-            Some(state) if state.len() > MAX_STATE => tracing::warn!(
-                module,
-                room = key,
-                "a room tick returned more than {MAX_STATE} bytes of state: kept the old one"
-            ),
-            Some(state) => {
-                room.state = state;
-                room.version += 1;
-            }
-            None => {}
-        }
-        // The writers that waited for this tick apply on top of its result.
-        room.idle.notify_waiters();
     }
 
     /// Takes `session` out of every room (its session ended), reporting each.

@@ -190,7 +190,7 @@ impl Dispatcher {
         };
         for slot in slots {
             let module = slot.current();
-            let (outcome, _) = module.call_owned(kind, 0, session, Bytes::new()).await;
+            let outcome = module.call_event(kind, 0, session, Bytes::new()).await;
             if let Err(err) = outcome.result {
                 tracing::warn!(
                     session,

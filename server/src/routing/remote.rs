@@ -42,10 +42,10 @@ impl RemoteRoute {
 
     /// The node that serves `session`'s next request, whose payload is `payload`. `Err`
     /// explains why a request routed by room names no room.
-    pub fn pick(&self, session: u64, payload: &[u8]) -> Result<&Arc<Peer>, String> {
+    pub fn pick(&self, session: u64, payload: &[u8]) -> Result<&Arc<Peer>, PickError> {
         let n = self.peers.len();
         if n == 0 {
-            return Err("the route has no nodes".into());
+            return Err(PickError::NoNodes);
         }
         let i = match self.policy {
             Policy::Room => {
@@ -77,24 +77,41 @@ impl RemoteRoute {
                 .unwrap_or(i),
             _ => i,
         };
-        self.peers
-            .get(i)
-            .ok_or_else(|| "the route has no nodes".to_owned())
+        self.peers.get(i).ok_or(PickError::NoNodes)
     }
 }
 
+/// Why no node was picked for a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PickError {
+    /// The route names no node.
+    #[error("the route has no nodes")]
+    NoNodes,
+    /// The command is routed by room, and its payload names none.
+    #[error(
+        "this command is routed by room: its payload must be a MessagePack map with a `room` \
+         field (text); {0}"
+    )]
+    NoRoom(&'static str),
+    /// The command is routed by room, and its payload is not a map with a text `room`.
+    #[error(
+        "this command is routed by room: its payload must be a MessagePack map with a `room` \
+         field (text); it cannot be read as one: {0}"
+    )]
+    Unreadable(String),
+}
+
 /// The `room` field of a MessagePack map payload; the error says what is wrong with it.
-fn room_of(payload: &[u8]) -> Result<String, String> {
+fn room_of(payload: &[u8]) -> Result<String, PickError> {
     #[derive(serde::Deserialize)]
     struct Keyed {
         room: Option<String>,
     }
-    const NEEDS: &str = "this command is routed by room: its payload must be a MessagePack map with a `room` field (text)";
     match rmp_serde::from_slice::<Keyed>(payload) {
         Ok(Keyed { room: Some(room) }) if !room.is_empty() => Ok(room),
-        Ok(Keyed { room: Some(_) }) => Err(format!("{NEEDS}; its `room` is empty")),
-        Ok(Keyed { room: None }) => Err(format!("{NEEDS}; it has none")),
-        Err(e) => Err(format!("{NEEDS}; it cannot be read as one: {e}")),
+        Ok(Keyed { room: Some(_) }) => Err(PickError::NoRoom("its `room` is empty")),
+        Ok(Keyed { room: None }) => Err(PickError::NoRoom("it has none")),
+        Err(e) => Err(PickError::Unreadable(e.to_string())),
     }
 }
 
@@ -114,7 +131,7 @@ fn mix(mut x: u64) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::room_of;
+    use super::{PickError, room_of};
 
     fn msgpack(value: &serde_json::Value) -> Vec<u8> {
         rmp_serde::to_vec_named(value).unwrap_or_default()
@@ -127,11 +144,21 @@ mod tests {
             room(serde_json::json!({ "room": "r1" })),
             Ok("r1".to_owned())
         );
-        let err = |v: serde_json::Value| room(v).err().unwrap_or_default();
-        assert!(err(serde_json::json!({ "room": "" })).ends_with("its `room` is empty"));
-        assert!(err(serde_json::json!({ "name": "x" })).ends_with("it has none"));
-        let wrong = err(serde_json::json!({ "room": 3 }));
-        assert!(wrong.contains("cannot be read as one"), "{wrong}");
-        assert!(err(serde_json::json!([1, 2])).contains("cannot be read as one"));
+        let err = |v: serde_json::Value| room(v).err();
+        assert_eq!(
+            err(serde_json::json!({ "room": "" })),
+            Some(PickError::NoRoom("its `room` is empty"))
+        );
+        assert_eq!(
+            err(serde_json::json!({ "name": "x" })),
+            Some(PickError::NoRoom("it has none"))
+        );
+        for wrong in [serde_json::json!({ "room": 3 }), serde_json::json!([1, 2])] {
+            let why = err(wrong);
+            assert!(matches!(why, Some(PickError::Unreadable(_))), "{why:?}");
+        }
+        // What the client reads names the rule.
+        let told = PickError::NoRoom("it has none").to_string();
+        assert!(told.starts_with("this command is routed by room"), "{told}");
     }
 }

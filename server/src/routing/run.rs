@@ -114,6 +114,7 @@ impl<'d> Run<'d> {
             Ok(peer) => peer,
             Err(why) => {
                 self.settle(out).await;
+                let why = why.to_string();
                 self.error(out, &ErrorReply::new(command, codes::BAD_REQUEST, why));
                 return;
             }

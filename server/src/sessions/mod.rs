@@ -78,9 +78,33 @@ pub enum PushError {
     Backpressure,
 }
 
+/// Why a session operation sent to another gate got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OpError {
+    /// No node of the cluster has that index.
+    #[error("no node has index {0}")]
+    NoSuchGate(u16),
+    /// The gate could not be reached, or did not answer in time.
+    #[error("gate {gate} is unavailable: {reason}")]
+    Unavailable {
+        /// The gate's index.
+        gate: u16,
+        /// Why, in the transport's words.
+        reason: String,
+    },
+    /// The gate answered something that is not an operation's answer.
+    #[error("unexpected answer from gate {gate}: {got}")]
+    Unexpected {
+        /// The gate's index.
+        gate: u16,
+        /// What came.
+        got: String,
+    },
+}
+
 /// A future the cluster resolves for a session operation sent to another gate.
 pub type OpFuture<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<OpReply, String>> + Send + 'a>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<OpReply, OpError>> + Send + 'a>>;
 
 /// A future the cluster resolves when a gate takes over a session held elsewhere.
 pub type TakeFuture<'a> = std::pin::Pin<

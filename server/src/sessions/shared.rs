@@ -49,6 +49,10 @@ pub struct SessionRecord {
     /// Pushes that did not fit.
     #[serde(default)]
     pub dropped: u64,
+    /// When the gate holding it last wrote it (ms since the Unix epoch): pushes to its
+    /// groups and user logged for a gone gate since then are the ones it missed.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 impl SessionRecord {
@@ -110,6 +114,7 @@ impl Entry {
             buffer: resume.buffer as u64,
             pushes: Vec::new(),
             dropped: 0,
+            at_ms: 0,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! What the `firefly` binary's tests share: the binary, the workspace, starting and stopping
-//! `firefly up` ([`Up`]), the master's status, free ports, private networks of namespaces
-//! ([`netns`]). (These tests cannot use `firefly_testkit`, which depends on this crate.)
+//! `firefly up` ([`Up`]), the topology it runs ([`Topology`]), the master's status, free ports,
+//! private networks of namespaces ([`netns`]). (These tests cannot use `firefly_testkit`, which
+//! depends on this crate.)
 #![allow(
     dead_code,
     unused_imports,
@@ -11,8 +12,10 @@
 
 pub mod netns;
 pub mod services;
+pub mod topology;
 pub mod up;
 
+pub use topology::{Listener, Storage, Topology};
 pub use up::{Running, Up};
 
 use std::net::SocketAddr;

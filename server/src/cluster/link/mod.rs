@@ -11,11 +11,13 @@
 //! * `stream`: what a link runs on, and one message read or written during the handshake;
 //! * [`peer`]: the outbound side, a node's link to one peer: the handshake as the dialer,
 //!   requests with ids and timeouts, reconnects with backoff, and the keeper that holds the
-//!   links a node needs;
+//!   links a node needs; `outbound`: the connection under it (waiters by request id, the
+//!   loops that write messages and hand replies to their waiters);
 //! * [`listen`]: the inbound side: accepting links (TCP listener, NATS), the handshake as the
 //!   listener, then every message handed to [`crate::cluster::serve`].
 
 pub mod listen;
+mod outbound;
 pub mod peer;
 pub mod route;
 mod runs;

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::outbound::{Answered, Link, read_loop, write_loop};
 use super::route::{LinkError, Route, RpcError};
 use super::stream::{LinkStream, read_msg, write_msg};
 use super::wire::{self, Msg};
@@ -27,30 +27,6 @@ const MAX_BACKOFF: Duration = Duration::from_secs(2);
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 /// How often [`Peer::keep_linked`] dials a peer whose link is down.
 const KEEP_LINKED_EVERY: Duration = Duration::from_millis(200);
-
-struct Link {
-    tx: wire::LinkTx,
-    /// The listener's handshake nonce: the master's deploy signatures name it, so they are
-    /// good on this link only.
-    nonce: Vec<u8>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answered>>>,
-    next_id: AtomicU64,
-    alive: AtomicBool,
-}
-
-impl Link {
-    fn fail_all(&self) {
-        self.alive.store(false, Ordering::Release);
-        // Dropping the senders wakes every waiter with "connection lost".
-        self.pending
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
-    }
-}
-
-/// What a request's waiter is given: the reply, or (over a queue group) why there is none.
-type Answered = Result<Msg, RpcError>;
 
 struct Backoff {
     retry_at: Option<Instant>,
@@ -316,10 +292,7 @@ impl Peer {
                 let stream = fabric.dial_instance(&self.name, Some(instance)).await;
                 self.open(stream.map_err(LinkError::Transport)?).await
             }
-            Route::Queue(_) => Err(LinkError::Transport(format!(
-                "`{}` has copies: it is reached through its queue group, not a link",
-                self.name
-            ))),
+            Route::Queue(_) => Err(LinkError::HasCopies(self.name.clone())),
         }
     }
 
@@ -555,56 +528,4 @@ impl Peer {
             }
         });
     }
-}
-
-async fn write_loop(writer: impl AsyncWrite + Unpin, rx: mpsc::Receiver<Msg>, link: Arc<Link>) {
-    wire::write_loop(writer, rx).await;
-    link.fail_all();
-}
-
-async fn read_loop(
-    mut reader: impl AsyncRead + Unpin,
-    mut buf: BytesMut,
-    link: Arc<Link>,
-    peer: String,
-) {
-    'read: loop {
-        loop {
-            match wire::decode(&mut buf) {
-                Ok(Some(msg)) => {
-                    let id = match &msg {
-                        Msg::Reply { id, .. }
-                        | Msg::ReplyRun { id, .. }
-                        | Msg::StatusReply { id, .. }
-                        | Msg::DeployReply { id, .. }
-                        | Msg::DataReply { id, .. } => *id,
-                        other => {
-                            crate::logs::warn_limited!(%peer, "unexpected message on an outbound link: {other:?}");
-                            continue;
-                        }
-                    };
-                    let waiter = link
-                        .pending
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .remove(&id);
-                    if let Some(waiter) = waiter {
-                        let _ = waiter.send(Ok(msg));
-                    }
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    crate::logs::warn_limited!(%peer, "bad frame from peer: {err}");
-                    break 'read;
-                }
-            }
-        }
-        buf.reserve(wire::READ_SPARE);
-        match reader.read_buf(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-    }
-    tracing::info!(%peer, "link lost");
-    link.fail_all();
 }

@@ -88,8 +88,11 @@ pub enum LinkError {
     #[error(transparent)]
     Untrusted(#[from] crate::cluster::trust::Refusal),
     /// The transport could not carry a link to the peer (NATS down, the peer not announced).
-    #[error("{0}")]
-    Transport(String),
+    #[error(transparent)]
+    Transport(#[from] crate::cluster::nats::NatsError),
+    /// The node has copies: it is reached through its queue group, never by a link.
+    #[error("`{0}` has copies: it is reached through its queue group, not a link")]
+    HasCopies(String),
 }
 
 /// How a peer is reached: the direct mesh or NATS.

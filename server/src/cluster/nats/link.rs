@@ -9,7 +9,7 @@ use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
 use tokio::sync::watch;
 
-use super::{ANNOUNCE_EVERY, CHUNK, Fabric, GONE_AFTER, LINK_BUFFER, token_ok};
+use super::{ANNOUNCE_EVERY, CHUNK, Fabric, GONE_AFTER, LINK_BUFFER, NatsError, token_ok};
 
 impl Fabric {
     /// Opens a link to `peer`: the byte stream to run the handshake on. Only to the process
@@ -20,16 +20,17 @@ impl Fabric {
     /// A peer not heard yet (this process, or the peer, has just started) is waited for, up to
     /// 800 ms (a process announces itself as it starts, then every second), within the 1 s
     /// the caller gives a dial.
-    pub async fn dial(self: &Arc<Self>, peer: &str) -> Result<DuplexStream, String> {
+    pub async fn dial(self: &Arc<Self>, peer: &str) -> Result<DuplexStream, NatsError> {
         let deadline = Instant::now() + Duration::from_millis(800);
         let instance = loop {
             if let Some(instance) = self.announced_instance(peer) {
                 break instance;
             }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "`{peer}` is not on NATS (not announced lately with this cluster's certificate)"
-                ));
+                return Err(NatsError::NotThere {
+                    peer: peer.to_owned(),
+                    announced: false,
+                });
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
@@ -50,24 +51,28 @@ impl Fabric {
         self: &Arc<Self>,
         peer: &str,
         instance: Option<&str>,
-    ) -> Result<DuplexStream, String> {
+    ) -> Result<DuplexStream, NatsError> {
         let client = self.client().await?.clone();
         let id = hex::encode(&crate::cluster::trust::auth::nonce()[..12]);
         let inbox = self.subject("link", &format!("{}.{id}", self.node));
-        let sub = client.subscribe(inbox).await.map_err(|e| e.to_string())?;
+        let sub = client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(|e| NatsError::request(&inbox, e))?;
         let hello = format!("{} {} {id}", self.node, self.instance);
         let accept = match instance {
             Some(instance) => self.subject("accept", &format!("{peer}.{instance}")),
             None => self.subject("accept", peer),
         };
         let reply = client
-            .request(accept, hello.into())
+            .request(accept.clone(), hello.into())
             .await
             .map_err(|e| match e.kind() {
-                async_nats::RequestErrorKind::NoResponders => {
-                    format!("`{peer}` is not on NATS")
-                }
-                _ => e.to_string(),
+                async_nats::RequestErrorKind::NoResponders => NatsError::NotThere {
+                    peer: peer.to_owned(),
+                    announced: true,
+                },
+                _ => NatsError::request(&accept, e),
             })?;
         let instance = String::from_utf8_lossy(&reply.payload).into_owned();
         let (mine, theirs) = tokio::io::duplex(LINK_BUFFER);

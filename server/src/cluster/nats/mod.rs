@@ -39,9 +39,14 @@ use crate::config::{NatsAuth, NatsSpec};
 use crate::wall::now_ms;
 
 pub(crate) mod copies;
+mod error;
+pub mod gone;
+mod jetstream;
 mod link;
 pub mod queue;
 pub mod sessions;
+
+pub use error::NatsError;
 
 /// How often a process announces itself.
 pub const ANNOUNCE_EVERY: Duration = Duration::from_secs(1);
@@ -219,7 +224,7 @@ impl Fabric {
     }
 
     /// The shared client, connecting first if needed.
-    pub async fn client(&self) -> Result<&async_nats::Client, String> {
+    pub async fn client(&self) -> Result<&async_nats::Client, NatsError> {
         self.client
             .get_or_try_init(|| async {
                 let epoch = self.epoch.clone();
@@ -251,7 +256,10 @@ impl Fabric {
                 options
                     .connect(&self.spec.servers)
                     .await
-                    .map_err(|e| format!("NATS at {}: {e}", self.spec.servers.join(",")))
+                    .map_err(|e| NatsError::Connect {
+                        servers: self.spec.servers.join(","),
+                        why: e.to_string(),
+                    })
             })
             .await
     }

@@ -30,7 +30,7 @@ use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::Fabric;
+use super::{Fabric, NatsError};
 use crate::cluster::link::route::RpcError;
 use crate::cluster::link::wire::{self, Msg};
 use crate::cluster::trust::{Identity, Refusal, auth};
@@ -160,7 +160,10 @@ pub(crate) async fn request(
         node: to.to_owned(),
         reason,
     };
-    let client = fabric.client().await.map_err(unavailable)?;
+    let client = fabric
+        .client()
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
     let (bytes, nonce) = seal(identity, to, msg);
     let asked = client.request(fabric.queue_subject(to), bytes);
     let reply = match tokio::time::timeout(identity.rpc_timeout, asked).await {
@@ -211,7 +214,7 @@ pub(crate) async fn publish(
     identity: &Identity,
     to: &str,
     msg: &Msg,
-) -> Result<(), String> {
+) -> Result<(), NatsError> {
     let client = fabric.client().await?;
     let subject = match msg {
         Msg::Event { .. } => fabric.events_subject(to),
@@ -219,9 +222,9 @@ pub(crate) async fn publish(
     };
     let (bytes, _) = seal(identity, to, msg);
     client
-        .publish(subject, bytes)
+        .publish(subject.clone(), bytes)
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| NatsError::request(&subject, e))
 }
 
 /// The nonces a copy has seen lately, with their times.

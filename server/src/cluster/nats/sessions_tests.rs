@@ -7,6 +7,7 @@ use tokio::sync::watch;
 
 use super::{RecordError, SharedSessions, stream_safe};
 use crate::cluster::nats::Fabric;
+use crate::cluster::nats::gone::Audience;
 use crate::cluster::trust::Refusal;
 use crate::cluster::trust::authority::Credential;
 use crate::config::{NatsAuth, NatsSpec};
@@ -127,7 +128,7 @@ async fn records_not_signed_by_a_node_of_the_cluster_are_refused_on_nats() {
     // with their token, it would hand them the session.
     let raw = async_nats::connect(&server.url).await.unwrap();
     let forged = rmp_serde::to_vec_named(&record("mallory")).unwrap();
-    let subject = format!("{}.s.{:016x}", shared.prefix, 1u64);
+    let subject = shared.stream.subject(&format!("s.{:016x}", 1u64));
     raw.request(subject.clone(), forged.into()).await.unwrap();
     let err = shared.load(1).await.unwrap_err();
     assert!(
@@ -174,4 +175,57 @@ async fn records_not_signed_by_a_node_of_the_cluster_are_refused_on_nats() {
     // The gate's own next write is taken again.
     shared.save(1, Some(record("ada again")));
     until_user(&shared, 1, "ada again", Duration::from_secs(10)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_taken_session_gets_the_pushes_to_its_groups_user_and_everyone_its_gone_gate_missed_on_nats()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let server = private_nats_on(port, &["-js", "-sd", dir.path().to_str().unwrap()]);
+    let (shared, _stop) = shared(&server.url, "gone");
+    // Both streams of the cluster live side by side (their subjects must not overlap).
+    shared.save(1, Some(record("ada")));
+    until_user(&shared, 1, "ada", Duration::from_secs(10)).await;
+    let lobby = Audience::Group("lobby".into());
+    let log = |audience: &Audience, topic: u32, gate: u16| {
+        let shared = shared.clone();
+        let audience = audience.clone();
+        async move {
+            shared
+                .log_broadcast(gate, &audience, topic, b"x")
+                .await
+                .unwrap();
+        }
+    };
+    // Logged before the session's record was last written: it was held then, so not missed.
+    log(&lobby, 1, 1).await;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let ada = SessionRecord {
+        at_ms: crate::wall::now_ms(),
+        ..record("ada")
+    };
+    log(&lobby, 2, 1).await;
+    log(&Audience::Group("other".into()), 3, 1).await;
+    log(&Audience::User("ada".into()), 4, 1).await;
+    log(&Audience::User("bob".into()), 5, 1).await;
+    log(&Audience::All, 6, 1).await;
+    log(&lobby, 7, 2).await; // for another gate's sessions
+    log(&lobby, 8, 1).await;
+    let missed = shared.missed(1, &ada, 8).await.unwrap();
+    let topics: Vec<u32> = missed.pushes.iter().map(|(t, _)| *t).collect();
+    assert_eq!((topics, missed.dropped), (vec![2, 4, 6, 8], 0));
+    // Beyond its buffer, the newest are counted as dropped.
+    let missed = shared.missed(1, &ada, 3).await.unwrap();
+    let topics: Vec<u32> = missed.pushes.iter().map(|(t, _)| *t).collect();
+    assert_eq!((topics, missed.dropped), (vec![2, 4, 6], 1));
+
+    // An entry someone wrote on the cluster's NATS without a node's signature is skipped.
+    let raw = async_nats::connect(&server.url).await.unwrap();
+    let forged = rmp_serde::to_vec_named(&serde_json::json!({"at_ms": u64::MAX, "topic": 9, "payload": serde_bytes::ByteBuf::from(vec![1])})).unwrap();
+    let subject = format!("firefly.gone.gone.1.g.{}", hex::encode("lobby"));
+    raw.request(subject, forged.into()).await.unwrap();
+    let missed = shared.missed(1, &ada, 8).await.unwrap();
+    let topics: Vec<u32> = missed.pushes.iter().map(|(t, _)| *t).collect();
+    assert_eq!(topics, vec![2, 4, 6, 8]);
 }

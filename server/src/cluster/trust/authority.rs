@@ -118,16 +118,6 @@ impl Credential {
         ]
     }
 
-    /// The credential of node `node` of `cluster` from the two variables of
-    /// [`Credential::to_env`]; `Ok(None)` when they are not set.
-    pub fn from_env(cluster: &str, node: &str) -> anyhow::Result<Option<Credential>> {
-        let (Ok(cred), Ok(master)) = (std::env::var(CREDENTIAL_ENV), std::env::var(MASTER_KEY_ENV))
-        else {
-            return Ok(None);
-        };
-        Credential::from_hex(cluster, node, &cred, &master).map(Some)
-    }
-
     /// Parses and checks a credential given as hex (see [`Credential::to_env`]).
     pub fn from_hex(
         cluster: &str,

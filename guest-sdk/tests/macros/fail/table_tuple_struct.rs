@@ -1,0 +1,5 @@
+// A table is a struct with named fields.
+#[derive(serde::Serialize, serde::Deserialize, firefly_sdk::Table)]
+pub struct Pair(u64, String);
+
+fn main() {}
