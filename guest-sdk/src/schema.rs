@@ -138,6 +138,10 @@ pub enum VariantKind {
 }
 
 /// A type that describes its wire shape. Derive it: `#[derive(Schema)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not describe its wire shape (Schema)",
+    label = "add `#[derive(Schema)]` to this type, or mark the field `#[schema(any)]`"
+)]
 pub trait Schema {
     /// The description.
     const TYPE: &'static Type;
