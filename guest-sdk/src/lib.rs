@@ -37,6 +37,7 @@ mod error;
 mod payload;
 mod raw;
 pub mod rooms;
+pub mod schema;
 pub mod timers;
 
 #[doc(hidden)]
@@ -44,7 +45,7 @@ pub mod __private;
 
 pub use ctx::Ctx;
 pub use error::{Error, Result};
-pub use firefly_macros::{Table, module};
+pub use firefly_macros::{Schema, Table, module};
 pub use payload::{FromPayload, IntoPayload, Raw};
 
 /// Re-exported so modules need not list it (MessagePack codec used for payloads).
@@ -58,6 +59,7 @@ pub mod prelude {
     pub use crate::rooms::{
         RoomEvent, RoomEventKind, RoomList, RoomSpec, RoomSummary, RoomView, Tick,
     };
+    pub use crate::schema::Schema;
     pub use crate::timers::{Fired, Timer, TimerId};
     pub use crate::{Ctx, Error, Raw, Result, bail, debug, ensure, error, info, trace, warn};
 }

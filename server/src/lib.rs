@@ -16,13 +16,15 @@
 //!   knows every layer), with [`metrics`] on the side and [`hot`] update rules for deploys;
 //! * [`master`] starts and supervises node processes and serves the admin API.
 //!
-//! [`client`] speaks the same protocol (and the admin API) from the other side; [`builder`]
+//! [`client`] speaks the same protocol (and the admin API) from the other side; [`clientgen`]
+//! writes typed clients from a module's description; [`builder`]
 //! compiles module crates; [`counter`] is the striped counter the request path bumps; [`logs`]
 //! keeps warnings that outsiders can trigger from flooding the log; [`wall`] is the one wall
 //! clock.
 
 pub mod builder;
 pub mod client;
+pub mod clientgen;
 pub mod cluster;
 pub mod config;
 pub mod counter;

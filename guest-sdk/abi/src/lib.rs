@@ -63,6 +63,14 @@ pub const EXPORT_DISPATCH: &str = "__firefly_dispatch";
 /// fails, and the host serves the rest on another instance: no request is lost or run twice.
 pub const EXPORT_DISPATCH_BATCH: &str = "__firefly_dispatch_batch";
 
+/// The custom section of a module's `.wasm` describing its commands' request and reply types
+/// and its push topics, as JSON, for typed clients (`firefly client-gen`). Written at compile
+/// time by the Rust SDK (`firefly_sdk::schema`); the host never reads it to run a module.
+pub const SCHEMA_SECTION: &str = "firefly.schema";
+
+/// The version of that description's format (its `format` field).
+pub const SCHEMA_FORMAT: u32 = 1;
+
 /// What `request_next` returns when the batch has no more requests.
 pub const BATCH_END: u64 = u64::MAX;
 

@@ -20,6 +20,10 @@ use syn::{Expr, ExprLit, Ident, Item, ItemFn, Lit, LitInt, Meta, Token};
 /// `#[on_connect]` and `#[on_disconnect]` (`fn(&mut Ctx) -> Result<()>`), and generates the module's exports: the manifest (`__firefly_describe`), the
 /// dispatcher (`__firefly_dispatch`) and the batch dispatcher (`__firefly_dispatch_batch`). `#[firefly_sdk::module(name = "x")]` overrides
 /// the module name, which defaults to the crate name.
+///
+/// It also writes the module's description for typed clients into the `.wasm` (custom section
+/// `firefly.schema`): each handler's name, request and reply type, and the push topics declared
+/// with `#[push(Payload)]` (or `#[push(Payload, name = "x")]`) on a `u32` topic constant.
 #[proc_macro_attribute]
 pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
     match expand(attr.into(), item.into()) {
@@ -31,6 +35,7 @@ pub fn module(attr: TokenStream, item: TokenStream) -> TokenStream {
 struct Handler {
     id: u32,
     ident: Ident,
+    signature: section::Signature,
 }
 
 struct TimerHandler {
@@ -67,6 +72,7 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         ));
     };
     let tables = table_structs(items);
+    let pushes = section::pushes(items)?;
     let mut declared = Declared::default();
     for item in items.iter_mut() {
         match item {
@@ -95,12 +101,19 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         None => quote! { ::core::env!("CARGO_PKG_NAME") },
     };
     items.extend(generate(&declared, &tables, &name));
+    let signatures: Vec<(u32, section::Signature)> = declared
+        .handlers
+        .into_iter()
+        .map(|h| (h.id, h.signature))
+        .collect();
+    items.extend(section::generate(&name, &signatures, &pushes));
     Ok(quote! { #module })
 }
 
 /// Takes the Firefly attributes off `func`, recording what they declare.
 fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
     let mut kept = Vec::new();
+    let doc = schema::doc(&func.attrs);
     for attr in std::mem::take(&mut func.attrs) {
         let path = attr.path();
         if path.is_ident("handler") {
@@ -115,6 +128,7 @@ fn scan(func: &mut ItemFn, declared: &mut Declared) -> syn::Result<()> {
             declared.handlers.push(Handler {
                 id,
                 ident: func.sig.ident.clone(),
+                signature: section::signature(func, &doc),
             });
         } else if path.is_ident("timer") {
             let tag = timer_tag(&attr)?;
@@ -372,7 +386,20 @@ fn table_structs(items: &mut [Item]) -> Vec<Ident> {
         .collect()
 }
 
+mod schema;
+mod section;
 mod table;
+
+/// Describes a type's wire shape for typed clients (`firefly_sdk::schema::Schema`), reading
+/// its `#[serde(...)]` attributes. `#[schema(any)]` on a field describes it as any value (for
+/// a field whose type does not describe itself, or a recursive one).
+#[proc_macro_derive(Schema, attributes(schema))]
+pub fn derive_schema(item: TokenStream) -> TokenStream {
+    match schema::expand(item.into()) {
+        Ok(tokens) => tokens.into(),
+        Err(err) => err.to_compile_error().into(),
+    }
+}
 
 /// Declares a struct as a table of cached database objects (see `firefly_sdk::data`).
 ///

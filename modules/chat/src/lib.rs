@@ -30,8 +30,10 @@ mod chat {
     pub const MAX_CHANNEL_NAME: usize = 32;
 
     /// Topic of the push a channel message sends to the channel's other members.
+    #[push(ChannelMessage, name = "channel_message")]
     pub const TOPIC_CHANNEL: u32 = 335;
     /// Topic of the push a private message sends to its recipient.
+    #[push(PrivateMessage, name = "private_message")]
     pub const TOPIC_PRIVATE: u32 = 336;
 
     /// Words the default [`word_filter`] masks. A placeholder: replace the list, or the whole
@@ -39,7 +41,7 @@ mod chat {
     pub const BLOCKED_WORDS: &[&str] = &["badword", "darn"];
 
     /// One line of a channel's history.
-    #[derive(Debug, Clone, Serialize, Deserialize)]
+    #[derive(Debug, Clone, Serialize, Deserialize, Schema)]
     pub struct Line {
         /// Its number in the channel, from 1.
         pub id: u64,
@@ -52,7 +54,7 @@ mod chat {
     }
 
     /// A channel: its members (user ids) and its last [`HISTORY`] lines.
-    #[derive(Serialize, Deserialize, Table)]
+    #[derive(Serialize, Deserialize, Table, Schema)]
     #[table(name = "chat_channels")]
     pub struct Channel {
         #[primary_key]
@@ -63,7 +65,7 @@ mod chat {
     }
 
     /// One user's chat settings.
-    #[derive(Serialize, Deserialize, Table)]
+    #[derive(Serialize, Deserialize, Table, Schema)]
     #[table(name = "chat_prefs")]
     pub struct Prefs {
         #[primary_key]
@@ -126,13 +128,13 @@ mod chat {
     }
 
     /// Request of 320, 321 and 324.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct ChannelReq {
         pub channel: String,
     }
 
     /// Reply of 320.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct Joined {
         pub channel: String,
         pub members: usize,
@@ -239,14 +241,14 @@ mod chat {
     }
 
     /// Request of 322.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Say {
         pub channel: String,
         pub text: String,
     }
 
     /// What 322 pushes (topic 335) to the channel's other members.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct ChannelMessage {
         pub channel: String,
         pub id: u64,
@@ -310,7 +312,7 @@ mod chat {
     }
 
     /// Request of 323.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct HistoryReq {
         pub channel: String,
         /// The newest `limit` lines (default and at most [`HISTORY`]).
@@ -350,14 +352,14 @@ mod chat {
     }
 
     /// Request of 325.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Whisper {
         pub to: String,
         pub text: String,
     }
 
     /// What 325 pushes (topic 336) to the recipient's sessions.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct PrivateMessage {
         pub from: String,
         pub text: String,
@@ -365,7 +367,7 @@ mod chat {
     }
 
     /// Reply of 325.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct Sent {
         pub to: String,
         pub text: String,

@@ -18,11 +18,12 @@
 pub mod matches;
 pub mod scores;
 
+use firefly_sdk::Schema;
 use firefly_sdk::prelude::*;
 use firefly_sdk::serde::{Deserialize, Serialize};
 
 /// Reply of the commands that only change something: `{ok: true}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Schema)]
 #[serde(crate = "firefly_sdk::serde")]
 pub struct Done {
     /// Always `true` (a failure is an error frame).
@@ -30,7 +31,7 @@ pub struct Done {
 }
 
 /// Request of the commands that name another user: `{user}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Schema)]
 #[serde(crate = "firefly_sdk::serde")]
 pub struct UserReq {
     /// The user id.

@@ -5,6 +5,7 @@
 //! A module that uses these declares the tables in its `#[firefly_sdk::module]` with
 //! `#[table] type Score = gameplay_common::scores::Score;` (and the same for [`Board`]).
 
+use firefly_sdk::Schema;
 use firefly_sdk::data::Rank;
 use firefly_sdk::prelude::*;
 use firefly_sdk::serde::{Deserialize, Serialize};
@@ -19,7 +20,7 @@ pub const MAX_BOARDS: usize = 1000;
 pub const MAX_SCORE: i64 = 1 << 53;
 
 /// How a new score combines with the player's stored one.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, Schema)]
 #[serde(crate = "firefly_sdk::serde", rename_all = "snake_case")]
 pub enum Keep {
     /// The higher of the two (high scores).

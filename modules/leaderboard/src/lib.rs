@@ -29,7 +29,7 @@ mod leaderboard {
     pub const MAX_RADIUS: u32 = 25;
 
     /// Request of 500.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Configure {
         pub board: String,
         #[serde(default)]
@@ -41,7 +41,7 @@ mod leaderboard {
     }
 
     /// Reply of 500 and 506.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct BoardInfo {
         pub board: String,
         pub keep: Keep,
@@ -53,14 +53,14 @@ mod leaderboard {
     }
 
     /// Request of 501.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Submit {
         pub board: String,
         pub score: i64,
     }
 
     /// Request of 507.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct SystemSubmit {
         pub board: String,
         pub user: String,
@@ -68,7 +68,7 @@ mod leaderboard {
     }
 
     /// Reply of 501, 503 and 507: where a player stands.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct Standing {
         pub board: String,
         pub season: u64,
@@ -81,7 +81,7 @@ mod leaderboard {
     }
 
     /// Request of 502.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Top {
         pub board: String,
         #[serde(default = "ten")]
@@ -95,7 +95,7 @@ mod leaderboard {
     }
 
     /// Request of 503, 504, 505 and 506.
-    #[derive(Deserialize)]
+    #[derive(Deserialize, Schema)]
     pub struct Query {
         pub board: String,
         #[serde(default)]
@@ -106,7 +106,7 @@ mod leaderboard {
     }
 
     /// One line of a ranking.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct Line {
         pub rank: u64,
         pub user: String,
@@ -114,7 +114,7 @@ mod leaderboard {
     }
 
     /// Reply of 502 and 504.
-    #[derive(Serialize)]
+    #[derive(Serialize, Schema)]
     pub struct Page {
         pub board: String,
         pub season: u64,

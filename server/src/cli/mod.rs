@@ -7,6 +7,7 @@
 mod admin;
 mod build;
 mod call;
+mod client_gen;
 mod deploy;
 mod new;
 mod new_ts;
@@ -62,6 +63,9 @@ enum Command {
     Rollback(rollback::RollbackArgs),
     /// List a module's deployed versions: number, time, hash, size, which is active.
     Versions(versions::VersionsArgs),
+    /// Write a typed client (TypeScript, Python or C#) for a module, from the types it
+    /// declares: one method per command, one subscription per push topic.
+    ClientGen(client_gen::ClientGenArgs),
 }
 
 /// Sets up `tracing` output on stderr.
@@ -94,6 +98,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Deploy(args) => deploy::deploy(args).await,
         Command::Rollback(args) => rollback::rollback(args).await,
         Command::Versions(args) => versions::versions(args).await,
+        Command::ClientGen(args) => client_gen::client_gen(args),
     }
 }
 
