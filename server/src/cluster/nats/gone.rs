@@ -23,8 +23,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
-use super::jetstream::{CasError, RecordError, Stream};
-use super::sessions::stream_safe;
+use super::jetstream::{CasError, RecordError, Stream, stream_safe};
 use super::{Fabric, NatsError};
 use crate::cluster::trust::Refusal;
 use crate::sessions::{SessionOp, SessionRecord};

@@ -17,6 +17,23 @@ use crate::cluster::trust::Refusal;
 /// How long a request to JetStream may take.
 const ANSWER_WITHIN: Duration = Duration::from_secs(5);
 
+/// `cluster` as it appears in a JetStream stream name and in subjects: letters and digits
+/// as they are, every other character escaped (`_` as `__`, `-` as `_d`, any other as `_x`
+/// and its code point in hex), so two cluster names never share a stream (`x-y` and `x_y`
+/// once did).
+pub(crate) fn stream_safe(cluster: &str) -> String {
+    let mut out = String::with_capacity(cluster.len());
+    for c in cluster.chars() {
+        match c {
+            c if c.is_ascii_alphanumeric() => out.push(c),
+            '_' => out.push_str("__"),
+            '-' => out.push_str("_d"),
+            other => out.push_str(&format!("_x{:x}_", u32::from(other))),
+        }
+    }
+    out
+}
+
 /// Why a value could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum RecordError {

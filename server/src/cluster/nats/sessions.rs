@@ -22,8 +22,8 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 
 use super::gone::{Audience, GoneLog, Missed};
-use super::jetstream::Stream;
 pub(crate) use super::jetstream::{CasError, RecordError};
+use super::jetstream::{Stream, stream_safe};
 use super::{Fabric, NatsError};
 use crate::cluster::trust::Refusal;
 use crate::sessions::SessionRecord;
@@ -83,23 +83,6 @@ impl std::fmt::Debug for SharedSessions {
 /// The JetStream stream holding `cluster`'s shared session records.
 pub fn stream_name(cluster: &str) -> String {
     format!("firefly_sessions_{}", stream_safe(cluster))
-}
-
-/// `cluster` as it appears in a JetStream stream name and in subjects: letters and digits
-/// as they are, every other character escaped (`_` as `__`, `-` as `_d`, any other as `_x`
-/// and its code point in hex), so two cluster names never share a stream (`x-y` and `x_y`
-/// once did).
-pub(crate) fn stream_safe(cluster: &str) -> String {
-    let mut out = String::with_capacity(cluster.len());
-    for c in cluster.chars() {
-        match c {
-            c if c.is_ascii_alphanumeric() => out.push(c),
-            '_' => out.push_str("__"),
-            '-' => out.push_str("_d"),
-            other => out.push_str(&format!("_x{:x}_", u32::from(other))),
-        }
-    }
-    out
 }
 
 fn record_key(session: u64) -> String {

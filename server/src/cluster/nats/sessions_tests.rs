@@ -5,9 +5,10 @@ use std::time::{Duration, Instant};
 use serde_bytes::ByteBuf;
 use tokio::sync::watch;
 
-use super::{RecordError, SharedSessions, stream_safe};
+use super::{RecordError, SharedSessions};
 use crate::cluster::nats::Fabric;
 use crate::cluster::nats::gone::Audience;
+use crate::cluster::nats::jetstream::stream_safe;
 use crate::cluster::trust::Refusal;
 use crate::cluster::trust::authority::Credential;
 use crate::config::{NatsAuth, NatsSpec};
