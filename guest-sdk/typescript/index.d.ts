@@ -122,8 +122,25 @@ export interface Ctx {
 /** A request handler: gets the decoded payload, returns the reply (encoded to MessagePack). */
 export type Handler<Req = any, Resp = Value> = (ctx: Ctx, payload: Req) => Resp;
 
-/** Handles client requests and node calls with command id `command`. */
-export function handle<Req = any, Resp = Value>(command: number, fn: Handler<Req, Resp>): void;
+/** A wire type for typed clients (`firefly client-gen`), made with [`t`]. */
+export type WireType = string | { [kind: string]: unknown };
+
+/** What a handler says about itself for typed clients: its method name (default: the
+ * function's name), its doc, and its request and reply types (default: any value). */
+export interface Described {
+  name?: string;
+  doc?: string;
+  request?: WireType;
+  reply?: WireType;
+}
+
+/** Handles client requests and node calls with command id `command`; `described` gives typed
+ * clients its name and types. */
+export function handle<Req = any, Resp = Value>(
+  command: number,
+  fn: Handler<Req, Resp>,
+  described?: Described,
+): void;
 /** A raw handler: the payload and the reply are `Uint8Array`s. */
 export function handle(
   command: number,
@@ -246,6 +263,34 @@ export interface Table<T> {
   };
   allocId(): number;
 }
+
+/** Wire types for typed clients (the same description Rust's `#[derive(Schema)]` gives). */
+export const t: {
+  bool(): WireType;
+  /** A signed 64-bit integer. */
+  int(): WireType;
+  /** An unsigned 64-bit integer. */
+  uint(): WireType;
+  i32(): WireType;
+  u32(): WireType;
+  float(): WireType;
+  string(): WireType;
+  bytes(): WireType;
+  unit(): WireType;
+  any(): WireType;
+  /** May be nil; as an object's field, may be absent. */
+  optional(type: WireType): WireType;
+  list(type: WireType): WireType;
+  map(key: WireType, value: WireType): WireType;
+  tuple(...types: WireType[]): WireType;
+  /** A map with named fields, declared in clients as type `name`. */
+  object(name: string, fields: Record<string, WireType>, doc?: string): WireType;
+  /** One of these strings (a fieldless enum). */
+  oneOf(name: string, variants: string[], doc?: string): WireType;
+};
+
+/** Declares push topic `topic` for typed clients: its name and its payload's type. */
+export function pushTopic(topic: number, name: string, payload?: WireType, doc?: string): void;
 
 /** Declares a cached table when the module loads, and returns its handle. */
 export function table<T>(name: string, spec: TableSpec<T>): Table<T>;

@@ -8,6 +8,7 @@ if (F === undefined) {
 }
 
 import { FireflyError } from "./errors.js";
+import { describeCommand } from "./schema.js";
 
 export { FireflyError };
 
@@ -236,6 +237,7 @@ F.setContext(ctx);
 /** Handles client requests (and node calls) with command id `command`. */
 export function handle(command, fn, options) {
   F.register(REQUEST, command, fn, options?.raw ?? false);
+  describeCommand(command, fn, options);
 }
 
 /** Runs when a session connects to a gate whose node hosts this module. */
@@ -279,3 +281,4 @@ export function module(spec) {
 export const __kinds = { REQUEST, CONNECT, DISCONNECT, TIMER, ROOM_TICK, ROOM_EVENT };
 
 export { DataError, table } from "./tables.js";
+export { pushTopic, t } from "./schema.js";

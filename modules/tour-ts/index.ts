@@ -1,7 +1,18 @@
 // `tour-ts`: one small TypeScript module that uses each host feature the other TypeScript
 // modules do not: a cached table with a ranking, timers, session events, pushes to everyone and
 // calls to another node. `tests/typescript.rs` drives it through a real two-node cluster.
-import { FireflyError, ctx as context, handle, onConnect, onDisconnect, table, timer, type Ctx } from "firefly-sdk";
+import {
+  FireflyError,
+  ctx as context,
+  handle,
+  onConnect,
+  onDisconnect,
+  pushTopic,
+  t,
+  table,
+  timer,
+  type Ctx,
+} from "firefly-sdk";
 
 interface Player {
   id: number;
@@ -27,23 +38,42 @@ const GONE = 9402;
 const ANNOUNCED = 9406;
 const REMINDED = 9407;
 
+// What typed clients (`firefly client-gen`) learn of this module.
+const Session = t.object("Session", { session: t.uint() });
+pushTopic(WELCOME, "welcome", Session, "A session connected: its id.");
+pushTopic(GONE, "gone", Session, "A session ended.");
+pushTopic(ANNOUNCED, "announced", t.object("Announcement", { text: t.string() }));
+pushTopic(
+  REMINDED,
+  "reminded",
+  t.object("Reminder", { text: t.string(), firing: t.uint(), repeats: t.bool() }),
+);
+const Register = t.object("Register", { name: t.string(), guild: t.optional(t.string()) });
+const Registered = t.object("Registered", { id: t.uint() });
+const AddPoints = t.object("AddPoints", { id: t.uint(), points: t.int() });
+const Scored = t.object("Scored", { score: t.int(), version: t.uint() });
+
 /** 941: registers a player: a fresh id from the table, inserted with score 0. */
-handle(941, (_ctx: Ctx, req: { name: string; guild?: string }) => {
+handle(941, function register(_ctx: Ctx, req: { name: string; guild?: string }) {
   if (typeof req?.name !== "string" || req.name === "") {
     throw new FireflyError("bad_request", "`name` must be a non-empty string");
   }
   const id = players.allocId();
   players.insert({ id, name: req.name, guild: req.guild ?? null, score: 0 });
   return { id };
-});
+}, { request: Register, reply: Registered, doc: "Registers a player." });
 
 /** 942: adds points to a player (read-change-write, retried on conflicts). */
-handle(942, (_ctx: Ctx, req: { id: number; points: number }) => {
-  const after = players.modify(req.id, (p) => {
-    p.score += req.points;
-  });
-  return { score: after.value.score, version: after.version };
-});
+handle(
+  942,
+  (_ctx: Ctx, req: { id: number; points: number }) => {
+    const after = players.modify(req.id, (p) => {
+      p.score += req.points;
+    });
+    return { score: after.value.score, version: after.version };
+  },
+  { name: "addPoints", request: AddPoints, reply: Scored },
+);
 
 /** 943: the ids of a guild's players, ascending. */
 handle(943, (_ctx: Ctx, req: { guild: string }) =>
@@ -59,10 +89,14 @@ handle(945, (_ctx: Ctx, req: { start: number; count: number }) =>
 );
 
 /** 946: pushes `text` to every session. */
-handle(946, (ctx: Ctx, req: { text: string }) => {
-  ctx.pushAll(ANNOUNCED, { text: req.text });
-  return null;
-});
+handle(
+  946,
+  (ctx: Ctx, req: { text: string }) => {
+    ctx.pushAll(ANNOUNCED, { text: req.text });
+    return null;
+  },
+  { name: "announce", request: t.object("Announce", { text: t.string() }), reply: t.unit() },
+);
 
 /** 947: reminds the calling session of `text` after `delayMs` (`every` ms, `times` times). */
 handle(947, (ctx: Ctx, req: { text: string; delayMs: number; everyMs?: number }) => {

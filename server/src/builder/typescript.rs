@@ -66,9 +66,69 @@ pub fn build(dir: &Path) -> anyhow::Result<PathBuf> {
     let wasm = super::snapshot::preinitialize(&engine, input, Some(cache))
         .map_err(|e| anyhow::anyhow!("{}", locate(&e.to_string(), &dir, &bundle)))
         .with_context(|| format!("module {} refused", dir.display()))?;
+    let mut wasm = wasm;
+    let description = describe(&bundle, &name)?;
+    append_custom_section(
+        &mut wasm,
+        firefly_abi::SCHEMA_SECTION,
+        description.as_bytes(),
+    );
     let out = out_dir.join(format!("{name}.wasm"));
     std::fs::write(&out, wasm).with_context(|| format!("cannot write {}", out.display()))?;
     Ok(out)
+}
+
+/// What the module says about its commands and pushes (`handle(id, fn, { request, reply })`,
+/// `pushTopic`), as `firefly.schema` holds it: the bundle is loaded once more, under Node, with
+/// a stand-in for the host (nothing the module does while loading reaches one), and the SDK's
+/// `globalThis.__firefly_schema` is read back.
+fn describe(bundle: &Path, name: &str) -> anyhow::Result<String> {
+    const SCRIPT: &str = "globalThis.__firefly = new Proxy({}, { get: (_, k) => k === 'then' ? \
+        undefined : () => undefined }); require(process.argv[1]); process.stdout.write(\
+        JSON.stringify(globalThis.__firefly_schema ?? { commands: [], pushes: [] }));";
+    let output = Command::new("node")
+        .arg("-e")
+        .arg(SCRIPT)
+        .arg(bundle)
+        .output()
+        .context("cannot run node to read the module's description (Node.js is needed to build TypeScript modules)")?;
+    if !output.status.success() {
+        bail!(
+            "reading the description of {} under Node failed: {}",
+            bundle.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    let mut described: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("the module's description is not JSON")?;
+    described["format"] = firefly_abi::SCHEMA_FORMAT.into();
+    described["module"] = name.into();
+    if let Some(commands) = described["commands"].as_array_mut() {
+        commands.sort_by_key(|c| c["id"].as_u64());
+    }
+    Ok(described.to_string())
+}
+
+/// Appends custom section `name` holding `data` to the module `wasm`.
+fn append_custom_section(wasm: &mut Vec<u8>, name: &str, data: &[u8]) {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut body = Vec::with_capacity(name.len() + data.len() + 5);
+    leb(name.len(), &mut body);
+    body.extend_from_slice(name.as_bytes());
+    body.extend_from_slice(data);
+    wasm.push(0);
+    leb(body.len(), wasm);
+    wasm.extend_from_slice(&body);
 }
 
 /// The module's name: `name` in `package.json`, else the folder's name.

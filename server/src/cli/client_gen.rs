@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use clap::Args;
 
 use firefly::builder;
@@ -26,13 +26,6 @@ pub struct ClientGenArgs {
 /// Reads the module's description and writes its typed client.
 pub fn client_gen(args: ClientGenArgs) -> anyhow::Result<()> {
     let wasm = if args.module.is_dir() {
-        if builder::typescript::is_typescript_module(&args.module) {
-            bail!(
-                "{} is a TypeScript module: client-gen reads the types Rust modules declare \
-                 (`#[derive(Schema)]`); TypeScript modules do not describe their types yet",
-                args.module.display()
-            );
-        }
         builder::build_module(&args.module)?
     } else {
         args.module.clone()

@@ -238,7 +238,7 @@ pub fn read_schema(wasm: &[u8]) -> anyhow::Result<ModuleSchema> {
     let Some(json) = custom_section(wasm, SECTION)? else {
         bail!(
             "this module has no `{SECTION}` section: it was built before the guest SDK described \
-             types, or it is a TypeScript module (client-gen reads Rust modules only)"
+             types (build it again with this firefly)"
         );
     };
     let schema: ModuleSchema = serde_json::from_slice(json)
