@@ -321,12 +321,26 @@ async fn tour() -> (
     std::net::SocketAddr,
     tempfile::TempDir,
 ) {
+    use firefly_testkit::topology::{Storage, Topology};
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
     let (a, b) = (firefly_testkit::free_addr(), firefly_testkit::free_addr());
-    let yaml = format!(
-        "version: 1\ncluster: tour\nmaster:\n  rpc_timeout: 5s\nmodules:\n  tour-ts: {{ crate: modules/tour-ts }}\n  echo: {{ crate: modules/echo }}\nnodes:\n  a:\n    rpc: {a}\n    listen:\n      - tcp: 127.0.0.1:0\n    modules: [tour-ts]\n  b: {{ rpc: {b}, modules: [echo] }}\nstorage:\n  database: sqlite://{d}/data.db\n  owner: a\n  journal: {d}/journal.db\n  flush_interval: 50ms\n"
-    );
+    let journal = dir.path().join("journal.db").display().to_string();
+    let yaml = Topology::new("tour")
+        .rpc_timeout("5s")
+        .module("tour-ts")
+        .module("echo")
+        .node("a", |n| {
+            n.rpc(a)
+                .tcp("127.0.0.1:0".parse().unwrap())
+                .modules(&["tour-ts"])
+        })
+        .node("b", |n| n.rpc(b).modules(&["echo"]))
+        .storage(Storage {
+            journal: Some(journal),
+            flush_interval: Some("50ms"),
+            ..Storage::embedded_sqlite(&dir.path().join("data.db"), "a")
+        })
+        .yaml();
     let (_, nodes) = firefly_testkit::start_cluster(&yaml, &["b", "a"]).await;
     let gate = nodes[1].client_addrs()[0];
     (nodes, gate, dir)

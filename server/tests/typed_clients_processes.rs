@@ -26,7 +26,7 @@ use std::process::{Command, Stdio};
 
 mod common;
 
-use common::{Running, Up, firefly, free_addr, workspace};
+use common::{Running, Storage, Topology, Up, firefly, free_addr, workspace};
 
 const TOKEN: &str = "typed-clients-admin-token-0123456789";
 
@@ -41,31 +41,23 @@ struct Cluster {
 fn cluster(name: &str) -> Cluster {
     let dir = tempfile::tempdir().unwrap();
     let (admin, gate_rpc, logic_rpc, tcp) = (free_addr(), free_addr(), free_addr(), free_addr());
-    let m = workspace().join("modules");
-    let db = dir.path().join("data.db");
-    let yaml = format!(
-        r#"version: 1
-cluster: {name}
-master: {{ admin: "{admin}" }}
-modules:
-  accounts: {{ crate: "{m}/accounts" }}
-  chat: {{ crate: "{m}/chat" }}
-  leaderboard: {{ crate: "{m}/leaderboard" }}
-nodes:
-  gate:
-    rpc: "{gate_rpc}"
-    listen:
-      - {{ tcp: "{tcp}" }}
-    routes:
-      - {{ commands: "200-599", to: logic }}
-  logic: {{ rpc: "{logic_rpc}", modules: [accounts, chat, leaderboard] }}
-storage: {{ database: "sqlite://{db}", cache: embedded, owner: logic }}
-"#,
-        m = m.display(),
-        db = db.display(),
-    );
-    let topology = dir.path().join("topology.yaml");
-    std::fs::write(&topology, yaml).unwrap();
+    let topology = Topology::new(name)
+        .admin(admin)
+        .module("accounts")
+        .module("chat")
+        .module("leaderboard")
+        .node("gate", |n| {
+            n.rpc(gate_rpc).tcp(tcp).route("200-599", &["logic"])
+        })
+        .node("logic", |n| {
+            n.rpc(logic_rpc)
+                .modules(&["accounts", "chat", "leaderboard"])
+        })
+        .storage(Storage::embedded_sqlite(
+            &dir.path().join("data.db"),
+            "logic",
+        ))
+        .write(dir.path());
     let up = Up::new(&topology)
         .env("FIREFLY_ADMIN_TOKEN", TOKEN)
         .env("FIREFLY_CLUSTER_SECRET", "typed-cluster-secret-0123456789")

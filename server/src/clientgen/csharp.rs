@@ -89,7 +89,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
             "Pushes of topic {} (`{}`); dispose the result to unsubscribe.",
             p.topic, p.name
         )];
-        doc.extend(doc_lines(&p.doc).into_iter().map(str::to_owned));
+        doc.extend(doc_lines(&p.doc));
         out.push('\n');
         summary(&mut out, "        ", &doc);
         let _ = writeln!(
@@ -166,21 +166,14 @@ fn unit_only(e: &EnumDef) -> bool {
 
 fn structure(out: &mut String, s: &StructDef) {
     let name = pascal(&s.name);
-    summary(
-        out,
-        "    ",
-        &doc_lines(&s.doc)
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-    );
+    summary(out, "    ", &doc_lines(&s.doc));
     let _ = writeln!(
         out,
         "    public sealed class {name} : IMsgPackValue\n    {{"
     );
     let members: Vec<String> = s.fields.iter().map(|f| member(&name, &f.name)).collect();
     for (f, m) in s.fields.iter().zip(&members) {
-        let mut doc: Vec<String> = doc_lines(&f.doc).into_iter().map(str::to_owned).collect();
+        let mut doc = doc_lines(&f.doc);
         if f.optional {
             doc.push("May be absent (null).".to_owned());
         }
@@ -225,24 +218,10 @@ fn structure(out: &mut String, s: &StructDef) {
 
 fn enumeration(out: &mut String, e: &EnumDef) {
     let name = pascal(&e.name);
-    summary(
-        out,
-        "    ",
-        &doc_lines(&e.doc)
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-    );
+    summary(out, "    ", &doc_lines(&e.doc));
     let _ = writeln!(out, "    public enum {name}\n    {{");
     for v in &e.variants {
-        summary(
-            out,
-            "        ",
-            &doc_lines(&v.doc)
-                .into_iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        );
+        summary(out, "        ", &doc_lines(&v.doc));
         let _ = writeln!(out, "        {},", pascal(&v.name));
     }
     let _ = writeln!(

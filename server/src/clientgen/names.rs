@@ -53,7 +53,7 @@ pub fn snake(name: &str) -> String {
 
 /// A command's documentation: its handler's doc comment, and its id unless that names it.
 pub fn command_doc(c: &Command) -> Vec<String> {
-    let mut doc: Vec<String> = doc_lines(&c.doc).into_iter().map(str::to_owned).collect();
+    let mut doc = doc_lines(&c.doc);
     if !c.doc.contains(&c.id.to_string()) {
         doc.insert(0, format!("Command {}.", c.id));
     }
@@ -61,10 +61,10 @@ pub fn command_doc(c: &Command) -> Vec<String> {
 }
 
 /// A doc comment's lines.
-pub fn doc_lines(doc: &str) -> Vec<&str> {
+pub fn doc_lines(doc: &str) -> Vec<String> {
     if doc.trim().is_empty() {
         Vec::new()
     } else {
-        doc.lines().collect()
+        doc.lines().map(str::to_owned).collect()
     }
 }

@@ -92,7 +92,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
             "Pushes of topic {} (``{}``): ``callback(payload)``; returns a function that unsubscribes.",
             p.topic, p.name
         )];
-        doc.extend(doc_lines(&p.doc).into_iter().map(str::to_owned));
+        doc.extend(doc_lines(&p.doc));
         let _ = writeln!(
             out,
             "\n    def on_{}(self, callback: _t.Callable[[{payload}], _t.Any]) -> _t.Callable[[], None]:\n{}        return self.client.on_push({}, lambda value, _raw: callback(_t.cast({payload}, value)))",
@@ -182,7 +182,7 @@ fn typed_dict(out: &mut String, name: &str, doc: &[String], fields: &[Field]) {
 }
 
 fn structure(out: &mut String, s: &StructDef) {
-    let doc: Vec<String> = doc_lines(&s.doc).into_iter().map(str::to_owned).collect();
+    let doc = doc_lines(&s.doc);
     typed_dict(out, &pascal(&s.name), &doc, &s.fields);
 }
 
@@ -203,7 +203,7 @@ fn enumeration(out: &mut String, e: &EnumDef) {
                 Some(class)
             }
         };
-        let doc: Vec<String> = doc_lines(&v.doc).into_iter().map(str::to_owned).collect();
+        let doc = doc_lines(&v.doc);
         let tagged = |out: &mut String, fields: Vec<Field>| {
             typed_dict(out, &arm, &doc, &fields);
             out.push('\n');
@@ -239,7 +239,7 @@ fn enumeration(out: &mut String, e: &EnumDef) {
     if !units.is_empty() {
         arms.insert(0, format!("_t.Literal[{}]", units.join(", ")));
     }
-    let doc: Vec<&str> = doc_lines(&e.doc);
+    let doc = doc_lines(&e.doc);
     for l in &doc {
         let _ = writeln!(out, "# {l}");
     }

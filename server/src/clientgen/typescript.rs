@@ -128,7 +128,7 @@ pub fn generate(schema: &ModuleSchema) -> String {
             "Pushes of topic {} (`{}`); returns a function that unsubscribes.",
             p.topic, p.name
         )];
-        doc.extend(doc_lines(&p.doc).into_iter().map(str::to_owned));
+        doc.extend(doc_lines(&p.doc));
         comment(&mut out, "  ", &doc);
         let payload = ts_type(&p.payload);
         let _ = writeln!(
@@ -155,14 +155,7 @@ fn comment(out: &mut String, indent: &str, lines: &[String]) {
 }
 
 fn structure(out: &mut String, s: &StructDef) {
-    comment(
-        out,
-        "",
-        &doc_lines(&s.doc)
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-    );
+    comment(out, "", &doc_lines(&s.doc));
     let _ = writeln!(
         out,
         "export interface {} {}",
@@ -176,14 +169,7 @@ fn fields(fields: &[Field], indent: &str) -> String {
     let mut out = String::from("{\n");
     for f in fields {
         let inner = format!("{indent}  ");
-        comment(
-            &mut out,
-            &inner,
-            &doc_lines(&f.doc)
-                .into_iter()
-                .map(str::to_owned)
-                .collect::<Vec<_>>(),
-        );
+        comment(&mut out, &inner, &doc_lines(&f.doc));
         let _ = writeln!(
             out,
             "{inner}{}{}: {};",
@@ -197,14 +183,7 @@ fn fields(fields: &[Field], indent: &str) -> String {
 }
 
 fn enumeration(out: &mut String, e: &EnumDef) {
-    comment(
-        out,
-        "",
-        &doc_lines(&e.doc)
-            .into_iter()
-            .map(str::to_owned)
-            .collect::<Vec<_>>(),
-    );
+    comment(out, "", &doc_lines(&e.doc));
     let arms: Vec<String> = e
         .variants
         .iter()
