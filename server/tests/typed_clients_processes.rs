@@ -270,6 +270,7 @@ fn csharp_typed_clients_with_mono() {
             .args([
                 dir.path().join("Chat.cs"),
                 dir.path().join("Leaderboard.cs"),
+                workspace().join("clients/csharp/Tests~/ProcessExit.cs"),
                 program,
             ]),
     );

@@ -39,8 +39,8 @@ namespace Firefly.Client.Tests
 
         static int Main(string[] args)
         {
-            if (args.Length > 0 && args[0] == "--bench") return Bench.Run(args.Skip(1).ToArray());
-            if (args.Length > 0 && args[0].StartsWith("--child-")) return Children.Run(args);
+            if (args.Length > 0 && args[0] == "--bench") return ProcessExit.Now(Bench.Run(args.Skip(1).ToArray()));
+            if (args.Length > 0 && args[0].StartsWith("--child-")) return ProcessExit.Now(Children.Run(args));
             var tests = new List<KeyValuePair<string, Func<Task>>>();
             Codec.Register(tests);
             Requests.Register(tests);
@@ -75,7 +75,7 @@ namespace Firefly.Client.Tests
                 }
             }
             Console.WriteLine($"{passed} passed, {failed} failed");
-            return failed == 0 && passed > 0 ? 0 : 1;
+            return ProcessExit.Now(failed == 0 && passed > 0 ? 0 : 1);
         }
     }
 

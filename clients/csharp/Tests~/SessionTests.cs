@@ -260,7 +260,7 @@ namespace Firefly.Client.Tests
                 File.WriteAllText(file, c.Session.Token);
                 Console.WriteLine($"{c.Session.Session} {user}");
                 // Exits without closing: the process is gone, as a game that quits or crashes.
-                Environment.Exit(0);
+                ProcessExit.Now(0);
             }
             var token = File.ReadAllText(file).Trim();
             using (var c = await Net.Tcp(addr, Net.Options(o => o.Restore = token)))

@@ -107,6 +107,6 @@ static class Typed
             Console.WriteLine("FAILED: " + e);
         }
         Console.WriteLine(passed + " passed, " + failed + " failed");
-        return failed == 0 ? 0 : 1;
+        return Firefly.Client.Tests.ProcessExit.Now(failed == 0 ? 0 : 1);
     }
 }
