@@ -46,6 +46,7 @@ async fn a_node_serves_on_sockets_its_caller_bound_and_stops_when_told() {
         storage: None,
         metrics: Some(unbindable()),
         metrics_token: None,
+        module_hosts: Default::default(),
     };
     let sockets = Sockets {
         clients: vec![client],
@@ -107,6 +108,7 @@ async fn sockets_that_do_not_match_the_listeners_are_refused() {
         storage: None,
         metrics: None,
         metrics_token: None,
+        module_hosts: Default::default(),
     };
     config.listeners.push(ListenerSpec {
         kind: ListenerKind::Tcp,

@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-pub use firefly_abi::rooms::{RoomEvent, RoomEventKind, RoomList, RoomSummary};
+pub use firefly_abi::rooms::{RoomEvent, RoomEventKind, RoomList, RoomSummary, SnapshotSpec};
 use firefly_abi::rooms::{RoomInfo, RoomOp, RoomTick, room_status};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -46,6 +46,7 @@ pub struct RoomSpec {
     tick: Option<Duration>,
     max_members: u32,
     state: Vec<u8>,
+    snapshot: Option<SnapshotSpec>,
 }
 
 impl Default for RoomSpec {
@@ -61,6 +62,7 @@ impl RoomSpec {
             tick: None,
             max_members: 100,
             state: Vec::new(),
+            snapshot: None,
         }
     }
 
@@ -80,6 +82,27 @@ impl RoomSpec {
     pub fn state<T: Serialize>(mut self, state: &T) -> Result<Self> {
         self.state = state.into_payload()?;
         Ok(self)
+    }
+
+    /// Makes the room durable: the host stores it (state, members, tick count) in the
+    /// cluster's store every `n` ticks, and when its node dies, is cut off or is drained,
+    /// another node of the module takes it over from the last snapshot and its members get
+    /// `room_moved` (README "Rooms that outlive their node").
+    pub fn snapshot_every_ticks(mut self, n: u64) -> Self {
+        self.snapshot
+            .get_or_insert_with(SnapshotSpec::default)
+            .every_ticks = n;
+        self
+    }
+
+    /// Like [`RoomSpec::snapshot_every_ticks`], every `period` (checked at the end of each
+    /// tick and write).
+    pub fn snapshot_every(mut self, period: Duration) -> Self {
+        let ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+        self.snapshot
+            .get_or_insert_with(SnapshotSpec::default)
+            .every_ms = ms;
+        self
     }
 }
 
@@ -155,6 +178,18 @@ impl Ctx {
             tick_ms,
             max_members: spec.max_members,
             state: spec.state,
+            snapshot: spec.snapshot,
+        })
+        .map(drop)
+    }
+
+    /// Stores durable room `key` in the cluster's store now, after an event it must not lose
+    /// on a fail-over (a goal, the end of a round); returns once it is stored. Fails with
+    /// `invalid_room` for a room opened without a snapshot rule, `room_unavailable` when the
+    /// store cannot be reached.
+    pub fn snapshot_room(&self, key: &str) -> Result<()> {
+        room_call(&RoomOp::Snapshot {
+            key: key.to_owned(),
         })
         .map(drop)
     }

@@ -92,8 +92,12 @@ export interface Ctx {
   /** Cancels timer `id`; whether it was pending. */
   cancelTimer(id: number): boolean;
 
-  /** Opens room `key`: held by the host, with an optional tick (`roomTick`), member cap (100) and state. */
-  openRoom(key: string, options?: { tickMs?: number; maxMembers?: number; state?: unknown }): void;
+  /** Opens room `key`: held by the host, with an optional tick (`roomTick`), member cap (100) and state.
+   * With `snapshotEveryTicks` or `snapshotEveryMs` the room is durable: stored in the cluster's store
+   * at that rate and taken over by another node when its node is gone (members get `room_moved`). */
+  openRoom(key: string, options?: { tickMs?: number; maxMembers?: number; state?: unknown; snapshotEveryTicks?: number; snapshotEveryMs?: number }): void;
+  /** Stores durable room `key` in the cluster's store now (`invalid_room` for a room without snapshots). */
+  snapshotRoom(key: string): void;
   /** Adds `session` (default: this call's) to room `key` (`room_full`, `no_such_room`...). */
   joinRoom(key: string, session?: SessionId): void;
   /** Removes `session` (default: this call's) from room `key`; whether it was a member. */
@@ -194,8 +198,11 @@ export interface Tick<S = any> {
 export interface RoomEvent {
   key: string;
   session: SessionId;
-  kind: "joined" | "left" | "disconnected";
+  /** `restored`: this node took the room over from its snapshot (`ageMs` old, from node `from`). */
+  kind: "joined" | "left" | "disconnected" | "restored";
   members: SessionId[];
+  age_ms?: number;
+  from?: string;
 }
 
 /** Handles the firings of timers tagged `tag`. */

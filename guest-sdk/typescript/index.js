@@ -162,11 +162,16 @@ class Context {
   /** Cancels a timer; whether it was pending. */
   cancelTimer(id) { return F.timerCancel(id); }
 
-  /** Opens room `key` (held by the host), with an optional tick, member cap and state. */
-  openRoom(key, { tickMs = 0, maxMembers = 100, state } = {}) {
+  /** Opens room `key` (held by the host), with an optional tick, member cap and state; with
+   * `snapshotEveryTicks` / `snapshotEveryMs` the room is durable (it outlives its node). */
+  openRoom(key, { tickMs = 0, maxMembers = 100, state, snapshotEveryTicks, snapshotEveryMs } = {}) {
+    const durable = snapshotEveryTicks !== undefined || snapshotEveryMs !== undefined;
     roomCall({ Create: { key, tick_ms: tickMs, max_members: maxMembers,
-      state: state === undefined ? new Uint8Array() : F.encode(state) } });
+      state: state === undefined ? new Uint8Array() : F.encode(state),
+      snapshot: durable ? { every_ticks: snapshotEveryTicks ?? 0, every_ms: snapshotEveryMs ?? 0 } : null } });
   }
+  /** Stores durable room `key` in the cluster's store now (after an event it must not lose). */
+  snapshotRoom(key) { roomCall({ Snapshot: { key } }); }
   /** Adds `session` (default: this call's) to room `key`. */
   joinRoom(key, session = this.session) { roomCall({ Join: { key, session } }); }
   /** Removes `session` (default: this call's) from room `key`; whether it was a member. */

@@ -25,6 +25,7 @@ interface Open {
   from: number;
   tick_ms: number;
   max_members?: number;
+  snapshot_ticks?: number;
 }
 
 interface Room {
@@ -46,7 +47,13 @@ handle(471, (ctx: Ctx, req: Open) => {
   expect(req, "tick_ms", "number");
   if (!(req.from > 0)) throw new FireflyError("invalid_count", "count down from at least 1");
   const state: Count = { left: req.from, elapsed_ms: 0 };
-  ctx.openRoom(req.room, { tickMs: req.tick_ms, maxMembers: req.max_members ?? 2, state });
+  ctx.openRoom(req.room, {
+    tickMs: req.tick_ms,
+    maxMembers: req.max_members ?? 2,
+    state,
+    // Durable: stored every that many ticks, so the room outlives its node.
+    ...(req.snapshot_ticks ? { snapshotEveryTicks: req.snapshot_ticks } : {}),
+  });
   ctx.joinRoom(req.room);
 });
 

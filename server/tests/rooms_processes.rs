@@ -94,7 +94,9 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
             .unwrap()
             .success()
     );
-    // Every room answers at once: alive, or `node_unavailable` for the rooms of the dead node.
+    // Every room answers at once: alive, or, for the rooms of the dead node,
+    // `node_unavailable` (the gate has not seen its link drop yet) or no such room (the gate
+    // sent the command to the live node, as rooms of a node that is down go elsewhere).
     let mut lost = Vec::new();
     for room in &rooms {
         let started = Instant::now();
@@ -103,7 +105,7 @@ async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again(
             .await
         {
             Ok(Some(info)) => assert_eq!(info["members"].as_array().unwrap().len(), 2, "{info}"),
-            Ok(None) => panic!("room {room} vanished from a live node"),
+            Ok(None) => lost.push(room.clone()),
             Err(e) => {
                 assert_eq!(
                     e.server().map(|r| r.code.as_str()),

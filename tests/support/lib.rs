@@ -102,6 +102,7 @@ pub async fn start_node_with(modules: &[&str], limits: Limits, settings: Protoco
         storage: None,
         metrics: None,
         metrics_token: None,
+        module_hosts: Default::default(),
     };
     Node::start(config)
         .await

@@ -27,6 +27,18 @@ pub enum RoomOp {
         /// The initial state.
         #[serde(with = "serde_bytes")]
         state: Vec<u8>,
+        /// How often the host stores the room in the cluster's store, so it outlives its
+        /// node (none: it does not, and its members get `room_lost` when the node dies).
+        #[serde(default)]
+        snapshot: Option<SnapshotSpec>,
+    },
+    /// Stores room `key` in the cluster's store now (a durable room after an event it must not
+    /// lose: a goal, the end of a round), and answers once it is stored. `INVALID` when the
+    /// room does not snapshot or is past the size limit, `UNAVAILABLE` when the store cannot
+    /// be reached.
+    Snapshot {
+        /// The room.
+        key: String,
     },
     /// Adds `session` to room `key`. Answer: nothing. `FULL` past `max_members`.
     Join {
@@ -78,6 +90,19 @@ pub enum RoomOp {
     List,
     /// The name of the node serving the call: answered with its UTF-8 bytes.
     Node,
+}
+
+/// How often a durable room is stored (see [`RoomOp::Create`]); the first rule due wins, and
+/// the host also stores the room when it opens, at [`RoomOp::Snapshot`] and when its node
+/// hands it over (drain, graceful stop).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    /// After this many ticks (0: not by ticks).
+    #[serde(default)]
+    pub every_ticks: u64,
+    /// After this many milliseconds, at the end of a tick or a write (0: not by time).
+    #[serde(default)]
+    pub every_ms: u64,
 }
 
 /// A room as [`RoomOp::Get`] answers it.
@@ -150,6 +175,10 @@ pub enum RoomEventKind {
     Left,
     /// The session ended (disconnect, kick, expired resume window) and was taken out.
     Disconnected,
+    /// The room was taken over by this node from its last snapshot (its node died, was cut
+    /// off or drained): `age_ms` says how old the snapshot is, so the module can reconcile
+    /// (what happened after it is gone). The call's session is 0.
+    Restored,
 }
 
 /// The input of a room event call: `session` joined, left or was disconnected from room `key`.
@@ -163,6 +192,12 @@ pub struct RoomEvent {
     pub kind: RoomEventKind,
     /// The room's members after it.
     pub members: Vec<u64>,
+    /// [`RoomEventKind::Restored`]: milliseconds between the snapshot and the restore.
+    #[serde(default)]
+    pub age_ms: u64,
+    /// [`RoomEventKind::Restored`]: the node that held the room before.
+    #[serde(default)]
+    pub from: String,
 }
 
 /// Outcomes of `room_call`.

@@ -14,6 +14,11 @@
 //! with `update_room`, and the tick reads them from there (no store round trip per input or
 //! per tick). The room is the one writer of its state (README "Rooms"), so no hit is lost to
 //! a tick running at the same time.
+//!
+//! A match outlives its node: the room is durable (a snapshot every second and after every
+//! hit), so when its node dies another arena node takes it over and the players get
+//! `room_moved` and play on; the win is recorded with the match id as idempotency key, so a
+//! match's end run again from a snapshot counts once.
 
 #[firefly_sdk::module]
 mod arena {
@@ -46,6 +51,8 @@ mod arena {
     pub const SCORE_TOPIC: u32 = 4901;
     /// Pushed once, when the game ends.
     pub const RESULT_TOPIC: u32 = 4902;
+    /// Ticks between snapshots of a match (one second).
+    const SNAPSHOT_TICKS: u64 = 10;
 
     /// The room's state: the tick writes `started` and `ticks`, the players' requests their
     /// own entries of `users` and `points` (through `update_room`).
@@ -147,9 +154,12 @@ mod arena {
             players: m.players.clone(),
             ..Game::default()
         };
+        // Durable: stored every second (and after every hit), so the match goes on on
+        // another arena node when its node dies (README "Rooms that outlive their node").
         let spec = RoomSpec::new()
             .tick(TICK)
             .max_members(m.players.len() as u32)
+            .snapshot_every_ticks(SNAPSHOT_TICKS)
             .state(&game)?;
         match ctx.open_room(&req.room, spec) {
             Ok(()) => {}
@@ -187,16 +197,21 @@ mod arena {
             "wait for the other players"
         );
         // Into the room's state, as its one writer: a tick running now is waited for.
-        ctx.update_room(&req.room, |g: &mut Game| {
-            let i = seat(g, me)?;
-            g.points[i] = g.points[i].saturating_add(1);
-            Ok(g.points[i])
-        })
-        .map_err(|e| match e.code.as_str() {
+        let no_game = |e: Error| match e.code.as_str() {
             // The game ended since the read above.
             "no_such_room" => Error::new("no_game", format!("{} is not being played", req.room)),
             _ => e,
-        })
+        };
+        let points = ctx
+            .update_room(&req.room, |g: &mut Game| {
+                let i = seat(g, me)?;
+                g.points[i] = g.points[i].saturating_add(1);
+                Ok(g.points[i])
+            })
+            .map_err(no_game)?;
+        // An acknowledged point survives the death of the room's node.
+        ctx.snapshot_room(&req.room).map_err(no_game)?;
+        Ok(points)
     }
 
     /// 493: the score of a room.
@@ -289,8 +304,11 @@ mod arena {
         if game.started {
             for (i, user) in users.iter().enumerate() {
                 if !user.is_empty() {
+                    // Once per match, even when the room is taken over from a snapshot
+                    // taken before this and its end runs again on another node.
                     let win = i64::from(winner == Some(i));
-                    scores::record(ctx, BOARD, Keep::Sum, user, win)?;
+                    let once = format!("arena:{}", game.match_id);
+                    scores::record_once(ctx, BOARD, Keep::Sum, user, win, &once)?;
                 }
             }
         }

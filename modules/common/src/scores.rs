@@ -95,7 +95,14 @@ pub struct Score {
     #[rank(by = "ranking")]
     pub score: i64,
     pub updated_micros: u64,
+    /// The idempotency keys of the last [`APPLIED_KEPT`] submits that gave one
+    /// ([`record_once`]): a submit whose key is here was applied already.
+    #[serde(default)]
+    pub applied: Vec<String>,
 }
+
+/// How many idempotency keys a score keeps.
+pub const APPLIED_KEPT: usize = 32;
 
 /// The ranking of `board` in `season`.
 pub fn ranking(board: &str, season: u64) -> String {
@@ -174,8 +181,33 @@ pub fn record(ctx: &Ctx, board: &str, keep: Keep, user: &str, score: i64) -> Res
     submit(ctx, &b, user, score)
 }
 
+/// [`record`], applied once per `key` (an idempotency key: `arena:<match>`): a retry, or a
+/// room's tick re-run after its room was taken over from a snapshot, with a key the score
+/// has already seen changes nothing. The key is stored in the same object as the score, so
+/// both change together or not at all.
+pub fn record_once(
+    ctx: &Ctx,
+    board: &str,
+    keep: Keep,
+    user: &str,
+    score: i64,
+    key: &str,
+) -> Result<Rank> {
+    check_user("user", user)?;
+    check_score(score)?;
+    let b = match ctx.get::<Board>(board)? {
+        Some(b) => b.value,
+        None => configure(ctx, board, || Board::new(board, keep), |_| Ok(()))?,
+    };
+    apply(ctx, &b, user, score, Some(key))
+}
+
 /// Records `score` for `user` on board `b` in its current season.
 pub fn submit(ctx: &Ctx, b: &Board, user: &str, score: i64) -> Result<Rank> {
+    apply(ctx, b, user, score, None)
+}
+
+fn apply(ctx: &Ctx, b: &Board, user: &str, score: i64, once: Option<&str>) -> Result<Rank> {
     check_score(score)?;
     let now = ctx.now_micros();
     let ranking = ranking(&b.name, b.season(now));
@@ -189,8 +221,18 @@ pub fn submit(ctx: &Ctx, b: &Board, user: &str, score: i64) -> Result<Rank> {
             _ => score,
         },
         updated_micros: now,
+        applied: Vec::new(),
     };
     upsert::<Score>(ctx, key.clone(), fresh, |s| {
+        if let Some(once) = once {
+            if s.applied.iter().any(|k| k == once) {
+                return Ok(());
+            }
+            if s.applied.len() >= APPLIED_KEPT {
+                s.applied.remove(0);
+            }
+            s.applied.push(once.to_owned());
+        }
         s.score = match b.keep {
             Keep::Best => s.score.max(score),
             Keep::Last => score,

@@ -24,7 +24,7 @@ mod countdown {
     pub struct Member {
         pub room: String,
         pub session: u64,
-        /// `joined`, `left` or `disconnected`.
+        /// `joined`, `left`, `disconnected` or `restored` (taken over by this node).
         pub kind: RoomEventKind,
         pub members: Vec<u64>,
     }
@@ -45,6 +45,10 @@ mod countdown {
         pub tick_ms: u64,
         #[serde(default = "two")]
         pub max_members: u32,
+        /// Makes the room durable: stored every this many ticks, so it outlives its node
+        /// (taken over by another node, its members told `room_moved`).
+        #[serde(default)]
+        pub snapshot_ticks: Option<u64>,
     }
 
     fn two() -> u32 {
@@ -77,13 +81,16 @@ mod countdown {
     #[handler(471)]
     fn open(ctx: &mut Ctx, req: Open) -> Result<()> {
         ensure!(req.from > 0, "invalid_count", "count down from at least 1");
-        let spec = RoomSpec::new()
+        let mut spec = RoomSpec::new()
             .tick(Duration::from_millis(req.tick_ms))
             .max_members(req.max_members)
             .state(&Count {
                 left: req.from,
                 elapsed_ms: 0,
             })?;
+        if let Some(n) = req.snapshot_ticks {
+            spec = spec.snapshot_every_ticks(n);
+        }
         ctx.open_room(&req.room, spec)?;
         ctx.join_room(&req.room, ctx.session())
     }

@@ -49,6 +49,8 @@ enum Command {
     Status(admin::AdminArgs),
     /// Stop the running cluster gracefully.
     Stop(admin::AdminArgs),
+    /// Drain a node: it hands every room it holds to other nodes, then stops (not restarted).
+    Drain(stop::DrainArgs),
     /// Build module crates to wasm (all modules of the topology when no crate is named).
     Build(build::BuildArgs),
     /// Scaffold a new module crate that builds and answers a command out of the box.
@@ -91,6 +93,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::node(args).await,
         Command::Status(args) => status::status(args).await,
         Command::Stop(args) => stop::stop(args).await,
+        Command::Drain(args) => stop::drain(args).await,
         Command::Build(args) => build::build(args),
         Command::New(args) => new::new(args),
         Command::Call(args) => call::call(args).await,

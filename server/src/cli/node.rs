@@ -12,7 +12,7 @@ use firefly::cluster::authority::{self, Credential};
 use firefly::{Node, NodeConfig};
 
 use super::build::module_files;
-use super::signal::wait_for_signal;
+use super::signal::wait_for_stop;
 
 /// Arguments of `firefly node`.
 #[derive(Debug, Args)]
@@ -128,7 +128,7 @@ pub async fn node(args: NodeArgs) -> anyhow::Result<()> {
         }
         Err(err) => return Err(err),
     };
-    node.serve_until(wait_for_signal(), Duration::from_secs(10))
+    node.serve_until_asked(wait_for_stop(), Duration::from_secs(10))
         .await;
     Ok(())
 }

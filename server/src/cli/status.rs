@@ -21,8 +21,8 @@ pub async fn status(args: AdminArgs) -> anyhow::Result<()> {
         status["cluster"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7}  MODULES",
-        "NODE", "STATE", "PID", "UPTIME", "RESTART", "CONNS", "REQUESTS", "ERRORS"
+        "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7} {:>6}  MODULES",
+        "NODE", "STATE", "PID", "UPTIME", "RESTART", "CONNS", "REQUESTS", "ERRORS", "ROOMS"
     );
     for n in status["nodes"].as_array().into_iter().flatten() {
         println!("{}", row(n));
@@ -48,6 +48,8 @@ fn row(n: &serde_json::Value) -> String {
         "linking"
     } else if n["healthy"] == true {
         "healthy"
+    } else if n["drained"] == true && n["pid"].is_null() {
+        "drained"
     } else if n["pid"].is_null() {
         "down"
     } else {
@@ -74,7 +76,7 @@ fn row(n: &serde_json::Value) -> String {
             .unwrap_or_else(|| "-".into())
     };
     format!(
-        "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7}  {}",
+        "{:<14} {:<8} {:>8} {:>8} {:>7} {:>6} {:>10} {:>7} {:>6}  {}",
         n["name"].as_str().unwrap_or("?"),
         state,
         num(&n["pid"]),
@@ -86,6 +88,7 @@ fn row(n: &serde_json::Value) -> String {
         num(&live["connections"]),
         num(&live["requests"]),
         num(&live["errors"]),
+        num(&live["rooms"]),
         modules.join(" "),
     )
 }

@@ -12,6 +12,7 @@
 //! Every object has a version; updates are compare-and-set on it, so concurrent writers never
 //! lose an update, and ids come from per-table counters that are journaled too (never reset).
 
+mod host_table;
 mod journal;
 mod local;
 mod owner;
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use self::redis::RedisStore;
 use crate::config::{CacheSpec, RedisSpec, StorageSpec};
+pub use host_table::HostTable;
 pub use local::FlushStats;
 use local::LocalStore;
 pub use owner::{OwnerAnswer, OwnerError, OwnerLink, OwnerLinks};

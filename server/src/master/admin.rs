@@ -19,6 +19,7 @@ pub(crate) async fn serve(
     let app = axum::Router::new()
         .route("/status", get(status::status))
         .route("/stop", post(status::stop_cluster))
+        .route("/nodes/{node}/drain", post(status::drain))
         .route("/modules/{module}/deploy", post(deploy::deploy))
         .route("/modules/{module}/rollback", post(deploy::rollback))
         .route("/modules/{module}/versions", get(deploy::versions))

@@ -22,7 +22,10 @@ pub(crate) async fn status(State(state): State<AdminState>, headers: HeaderMap) 
     for node in &state.nodes {
         nodes.push(node_status(&state, node).await);
     }
-    let ready = nodes.iter().all(|n| n["ready"] == true);
+    // A drained node is down on purpose.
+    let ready = nodes
+        .iter()
+        .all(|n| n["ready"] == true || n["drained"] == true);
     Json(serde_json::json!({ "cluster": state.cluster, "ready": ready, "nodes": nodes }))
         .into_response()
 }
@@ -39,6 +42,7 @@ async fn node_status(state: &AdminState, node: &Arc<Supervised>) -> serde_json::
         "uptime_secs": process.uptime_secs,
         "restarts": process.restarts,
         "last_exit": process.last_exit,
+        "drained": process.drained,
         "healthy": healthy,
         "live": live,
         "deploy_failures": failures_of(state, &process.name),
@@ -102,5 +106,37 @@ pub(crate) async fn stop_cluster(State(state): State<AdminState>, headers: Heade
         StatusCode::ACCEPTED,
         Json(serde_json::json!({"stopping": true})),
     )
+        .into_response()
+}
+
+/// `POST /nodes/{node}/drain`: the node hands every room it holds to other nodes (each at a
+/// tick boundary, with a final snapshot), then stops, and is not restarted; answers once it
+/// has stopped.
+pub(crate) async fn drain(
+    State(state): State<AdminState>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if !authorized(&state, &headers) {
+        return unauthorized();
+    }
+    let Some(node) = state.nodes.iter().find(|n| n.name() == name) else {
+        let message = format!("no node `{name}` is supervised here");
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": message })),
+        )
+            .into_response();
+    };
+    let rooms = live_status(&state.peers, &name, node.state().pid).await["rooms"].clone();
+    node.drain();
+    // A hand-over waits at most 10 s for other nodes, and the stop's own grace follows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while node.state().pid.is_some() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let stopped = node.state().pid.is_none();
+    tracing::info!(node = %name, stopped, "drained");
+    Json(serde_json::json!({ "node": name, "drained": true, "stopped": stopped, "rooms": rooms }))
         .into_response()
 }

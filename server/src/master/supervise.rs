@@ -32,6 +32,8 @@ pub struct NodeState {
     pub restarts: u32,
     /// How the last process ended, if one did.
     pub last_exit: Option<String>,
+    /// Drained (`firefly drain`): stopped after handing its rooms over, not restarted.
+    pub drained: bool,
 }
 
 /// (pid, started at, restarts, last exit) of one supervised node.
@@ -41,6 +43,9 @@ type ProcessState = (Option<u32>, Option<Instant>, u32, Option<String>);
 pub(crate) struct Supervised {
     name: String,
     state: Mutex<ProcessState>,
+    /// Set by a drain: the node stops gracefully (handing its rooms over) and stays down.
+    drained: std::sync::atomic::AtomicBool,
+    drain: tokio::sync::Notify,
 }
 
 impl Supervised {
@@ -49,7 +54,23 @@ impl Supervised {
         Self {
             name,
             state: Mutex::new((None, None, 0, None)),
+            drained: Default::default(),
+            drain: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drains it: its process stops gracefully (a node hands its rooms to other nodes
+    /// first) and is not restarted. Returns at once; [`Supervised::state`] shows the
+    /// process gone once it is.
+    pub fn drain(&self) {
+        self.drained
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.drain.notify_one();
     }
 
     /// A snapshot of the node's process state.
@@ -61,6 +82,7 @@ impl Supervised {
             uptime_secs: s.1.map(|t| t.elapsed().as_secs()),
             restarts: s.2,
             last_exit: s.3.clone(),
+            drained: self.drained.load(std::sync::atomic::Ordering::Acquire),
         }
     }
 
@@ -188,16 +210,20 @@ fn spawn(node: &Supervised, cmd: &NodeCommand) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Asks `child` to stop gracefully (SIGTERM).
-fn terminate(child: &Child) {
+/// Sends `child` signal `sig`: SIGTERM asks it to stop gracefully, SIGUSR1 to drain (hand
+/// its rooms to other nodes, then stop).
+fn signal(child: &Child, sig: i32) {
     #[cfg(unix)]
     if let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok()) {
         // SAFETY: sending a signal to a process id we spawned and still own (not yet reaped).
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, sig);
         }
     }
 }
+
+/// How long a draining node may take to hand its rooms over and stop.
+const DRAIN_WAIT: Duration = Duration::from_secs(30);
 
 /// Keeps `node` running until `stop`.
 pub(crate) async fn run(
@@ -209,6 +235,11 @@ pub(crate) async fn run(
     let mut backoff = FIRST_BACKOFF;
     loop {
         if *stop.borrow() {
+            return;
+        }
+        if node.drained.load(std::sync::atomic::Ordering::Acquire) {
+            // Drained: stays down until the cluster stops.
+            let _ = stop.changed().await;
             return;
         }
         let mut child = match spawn(&node, &cmd) {
@@ -253,24 +284,37 @@ pub(crate) async fn run(
                 }
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
+            _ = node.drain.notified() => {
+                tracing::info!(node = %node.name, "draining: its rooms go to other nodes, then it stops");
+                end(&node, &mut child, DRAIN_WAIT, libc::SIGUSR1).await;
+                node.set(|s| s.3 = Some("drained".to_owned()));
+            }
             _ = stop.changed() => {
-                terminate(&child);
-                match tokio::time::timeout(grace, child.wait()).await {
-                    Ok(status) => {
-                        let how = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                        tracing::info!(node = %node.name, "stopped ({how})");
-                    }
-                    Err(_) => {
-                        tracing::warn!(node = %node.name, "did not stop within {grace:?}; killing it");
-                        let _ = child.kill().await;
-                    }
-                }
-                node.set(|s| {
-                    s.0 = None;
-                    s.1 = None;
-                });
+                end(&node, &mut child, grace, libc::SIGTERM).await;
                 return;
             }
         }
     }
+}
+
+/// Stops `child` with signal `sig` (SIGTERM: gracefully, SIGUSR1: draining), killing it
+/// after `grace`.
+async fn end(node: &Supervised, child: &mut Child, grace: Duration, sig: i32) {
+    signal(child, sig);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => {
+            let how = status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|e| e.to_string());
+            tracing::info!(node = %node.name, "stopped ({how})");
+        }
+        Err(_) => {
+            tracing::warn!(node = %node.name, "did not stop within {grace:?}; killing it");
+            let _ = child.kill().await;
+        }
+    }
+    node.set(|s| {
+        s.0 = None;
+        s.1 = None;
+    });
 }

@@ -2,6 +2,8 @@
 //! by the dispatcher (forwarded requests, session events), the sessions (pushes, session
 //! operations), hot update (deploys), the data store and the status.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use firefly_abi::DispatchKind;
 
@@ -80,13 +82,33 @@ impl Inbound for NodeCore {
     }
 
     fn peer_gone(&self, peer: &str) {
-        let told = self.dispatch.sessions.host_lost(peer);
+        let sessions = &self.dispatch.sessions;
+        let (told, waiting) = sessions.host_lost(peer);
         if told > 0 {
             tracing::warn!(
                 peer,
                 sessions = told,
                 "a node holding rooms is gone; its rooms' members were told"
             );
+        }
+        if waiting {
+            // Durable rooms: another node takes them over and puts their members back in
+            // their groups; the members of those none took are told after the wait.
+            let sessions = Arc::downgrade(sessions);
+            let peer = peer.to_owned();
+            tokio::spawn(async move {
+                tokio::time::sleep(crate::sessions::ORPHAN_WAIT).await;
+                if let Some(sessions) = sessions.upgrade() {
+                    let told = sessions.orphans_lost(&peer);
+                    if told > 0 {
+                        tracing::warn!(
+                            peer,
+                            sessions = told,
+                            "durable rooms of a gone node were not taken over; their members were told"
+                        );
+                    }
+                }
+            });
         }
     }
 }

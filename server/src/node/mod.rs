@@ -65,6 +65,9 @@ pub struct NodeConfig {
     pub metrics: Option<SocketAddr>,
     /// The bearer token a scrape must send (`None`: none asked).
     pub metrics_token: Option<String>,
+    /// The nodes hosting each module of the cluster: where a durable room of the module may
+    /// be taken over when its node is gone (empty: only by this node, after a restart).
+    pub module_hosts: std::collections::HashMap<String, Vec<String>>,
 }
 
 impl NodeConfig {
@@ -139,8 +142,20 @@ impl NodeConfig {
                 Some(file) => Some(crate::metrics::http::read_token(file)?),
                 None => None,
             },
+            module_hosts: module_hosts(topology),
         })
     }
+}
+
+/// The nodes of `topology` hosting each module.
+fn module_hosts(topology: &Topology) -> std::collections::HashMap<String, Vec<String>> {
+    let mut hosts: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for (node, spec) in &topology.nodes {
+        for module in &spec.modules {
+            hosts.entry(module.clone()).or_default().push(node.clone());
+        }
+    }
+    hosts
 }
 
 /// State shared by a node's listeners and connections.
@@ -192,6 +207,15 @@ impl NodeCore {
             }
         });
     }
+}
+
+/// How a node is asked to stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopKind {
+    /// Stop (SIGTERM, Ctrl-C, `firefly stop`).
+    Stop,
+    /// Hand every room to other nodes, then stop (`firefly drain`: SIGUSR1).
+    Drain,
 }
 
 /// A running node.
@@ -306,9 +330,33 @@ impl Node {
     }
 
     /// Serves until `stop` completes (a signal, a cancelled token, a test's oneshot), then
-    /// shuts down as [`Node::shutdown`] does.
+    /// shuts down as [`Node::shutdown`] does, its durable rooms stored one last time.
     pub async fn serve_until(self, stop: impl std::future::Future<Output = ()>, grace: Duration) {
-        stop.await;
+        let stop = async {
+            stop.await;
+            StopKind::Stop
+        };
+        self.serve_until_asked(stop, grace).await;
+    }
+
+    /// Serves until `stop` says how to stop: [`StopKind::Drain`] first hands every room to
+    /// other nodes (`firefly drain`), [`StopKind::Stop`] stores the durable rooms one last
+    /// time (others take them over, or this node takes them back when it starts again).
+    pub async fn serve_until_asked(
+        self,
+        stop: impl std::future::Future<Output = StopKind>,
+        grace: Duration,
+    ) {
+        let kind = stop.await;
+        let rooms = &self.core.rooms;
+        // Boxed: deep futures, which callers embedding `serve_until` should not inherit.
+        let rooms = match kind {
+            StopKind::Drain => Box::pin(rooms.hand_over_all()).await,
+            StopKind::Stop => Box::pin(rooms.store_all()).await,
+        };
+        if rooms > 0 {
+            tracing::info!(node = %self.core.name, rooms, ?kind, "rooms stored for other nodes");
+        }
         tracing::info!(node = %self.core.name, "stopping: finishing in-flight requests");
         self.shutdown(grace).await;
     }

@@ -94,11 +94,13 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
         .as_ref()
         .map(|d| crate::timers::Durable::new(d.clone(), &config.name));
     let (timers, due) = crate::timers::Scheduler::start(durable);
-    let (rooms, room_events) = crate::rooms::Rooms::new(
-        Arc::from(config.name.as_str()),
-        sessions.clone(),
-        timers.clone(),
-    );
+    let node_name: Arc<str> = Arc::from(config.name.as_str());
+    let room_store = data
+        .as_ref()
+        .filter(|_| !config.modules.is_empty())
+        .map(|d| crate::rooms::store::RoomStore::new(d.clone(), node_name.clone()));
+    let (rooms, room_events) =
+        crate::rooms::Rooms::new(node_name, sessions.clone(), timers.clone(), room_store);
     let rooms = Arc::new(rooms);
     let mut runtime = Runtime::new(sessions.clone(), config.cache_dir.clone())
         .with_timers(timers.clone())
@@ -134,6 +136,7 @@ pub(super) async fn build_core(config: &NodeConfig) -> anyhow::Result<Arc<NodeCo
     core.watch_session_ends(ended);
     core.fire_timers(due);
     core.serve_room_events(room_events);
+    core.rooms.start_durability(config.module_hosts.clone());
     Ok(core)
 }
 

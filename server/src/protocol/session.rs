@@ -65,6 +65,28 @@ pub const KICKED: &str = "kicked";
 /// (reserved: modules cannot push on it). Payload: a [`RoomLost`] map.
 pub const ROOM_LOST_TOPIC: u32 = 0xFFFF_FF01;
 
+/// The topic of the push a durable room's members get when another node took the room over
+/// (its node died, was cut off or drained): the room goes on there from its last snapshot and
+/// they stay members. Payload: a [`RoomMoved`] map.
+pub const ROOM_MOVED_TOPIC: u32 = 0xFFFF_FF06;
+
+/// The payload of a [`ROOM_MOVED_TOPIC`] push (MessagePack map).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomMoved {
+    /// The room's key.
+    pub room: String,
+    /// The node that held it.
+    pub from: String,
+    /// The node that holds it now.
+    pub node: String,
+    /// Milliseconds between the snapshot it goes on from and the take-over.
+    pub age_ms: u64,
+    /// Always `room_moved`.
+    pub code: String,
+    /// A human-readable explanation.
+    pub message: String,
+}
+
 /// The payload of a [`ROOM_LOST_TOPIC`] push (MessagePack map): the room is gone with its
 /// node, and the session is no longer one of its members.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -40,20 +40,27 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use bytes::Bytes;
 use firefly_abi::rooms::{
     RoomEvent, RoomEventKind, RoomInfo, RoomList, RoomOp, RoomSummary, room_status,
 };
 use firefly_abi::session_status;
 
-use crate::engine::{NewTimer, RoomAnswer, RoomHost, TimerHost};
+use crate::engine::{RoomAnswer, RoomHost, TimerHost};
 use crate::sessions::{ROOM_GROUP_PREFIX, SessionOp, Sessions};
 use crate::timers::Scheduler;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 
+mod durable;
+mod failover;
+mod handover;
+mod open;
+pub mod placement;
+pub mod store;
 mod ticks;
 pub use ticks::TickStart;
+
+use durable::Durable;
 
 /// The timer tag of room ticks (modules cannot start timers whose tag begins with `__`).
 pub const TICK_TAG: &str = "__room_tick";
@@ -82,6 +89,8 @@ struct Room {
     version: u64,
     /// Woken when a tick ends or the room closes: what writers waiting for the tick wait on.
     idle: Arc<Notify>,
+    /// A durable room: how it is stored (`None`: it is not, and dies with its node).
+    durable: Option<Durable>,
 }
 
 impl Room {
@@ -118,6 +127,9 @@ pub struct Rooms {
     sessions: Arc<Sessions>,
     timers: Arc<Scheduler>,
     events: UnboundedSender<Event>,
+    /// Durable rooms' snapshots and this node's lease (`None`: the node has no storage, and
+    /// opens no durable room).
+    durability: Option<durable::Durability>,
 }
 
 /// A membership change of one of `module`'s rooms, for its `#[room_event]` handler.
@@ -137,6 +149,14 @@ fn ok(body: Vec<u8>) -> RoomAnswer {
     (room_status::OK, body)
 }
 
+/// The answer to a write to a durable room while its node cannot renew its lease.
+fn paused(key: &str) -> RoomAnswer {
+    answer(
+        room_status::UNAVAILABLE,
+        format!("room `{key}` is paused: its node cannot reach the cluster's store"),
+    )
+}
+
 /// The session group of room `key`'s members.
 pub fn group(key: &str) -> String {
     format!("{ROOM_GROUP_PREFIX}{key}")
@@ -144,11 +164,13 @@ pub fn group(key: &str) -> String {
 
 impl Rooms {
     /// The rooms of node `node`, whose members are `sessions` and whose ticks are `timers`,
-    /// with the receiver of their membership events.
+    /// with the receiver of their membership events. With `store`, modules may open durable
+    /// rooms; [`Rooms::start_durability`] then starts storing and taking them over.
     pub fn new(
         node: Arc<str>,
         sessions: Arc<Sessions>,
         timers: Arc<Scheduler>,
+        store: Option<store::RoomStore>,
     ) -> (Self, UnboundedReceiver<Event>) {
         let (events, receiver) = tokio::sync::mpsc::unbounded_channel();
         let rooms = Self {
@@ -157,6 +179,7 @@ impl Rooms {
             sessions,
             timers,
             events,
+            durability: store.map(durable::Durability::new),
         };
         (rooms, receiver)
     }
@@ -175,6 +198,8 @@ impl Rooms {
             session,
             kind,
             members,
+            age_ms: 0,
+            from: String::new(),
         };
         // Closed only when the node is going away.
         let _ = self.events.send(Event {
@@ -271,7 +296,19 @@ impl Rooms {
                 tick_ms,
                 max_members,
                 state,
-            } => self.create(module, key, tick_ms, max_members, state).await,
+                snapshot,
+            } => {
+                let spec = open::Spec {
+                    tick_ms,
+                    max_members,
+                    snapshot,
+                };
+                self.create(module, key, spec, state).await
+            }
+            RoomOp::Snapshot { key } => match self.save(&(module, key)).await {
+                Ok(()) => ok(Vec::new()),
+                Err(answer) => answer,
+            },
             RoomOp::Join { key, session } => self.join(module, key, session).await,
             RoomOp::Leave { key, session } => self.leave(module, key, session).await,
             RoomOp::SetState { key, state } => self.write(module, key, tick, None, state).await,
@@ -330,101 +367,17 @@ impl Rooms {
                 format!("room `{}` changed since it was read", id.1),
             );
         }
+        if room.durable.is_some() && self.fenced() {
+            return paused(&id.1);
+        }
         room.state = state;
         room.version += 1;
-        ok(Vec::new())
-    }
-
-    async fn create(
-        &self,
-        module: Arc<str>,
-        key: String,
-        tick_ms: u64,
-        max_members: u32,
-        state: Vec<u8>,
-    ) -> RoomAnswer {
-        if key.is_empty() || key.len() > MAX_KEY {
-            return answer(
-                room_status::INVALID,
-                format!("a room key is 1 to {MAX_KEY} bytes"),
-            );
-        }
-        if max_members == 0 || max_members > MAX_MEMBERS {
-            return answer(
-                room_status::INVALID,
-                format!("a room has 1 to {MAX_MEMBERS} members"),
-            );
-        }
-        if tick_ms != 0 && !(10..=3_600_000).contains(&tick_ms) {
-            return answer(
-                room_status::INVALID,
-                "a room ticks every 10 ms to 1 hour (or 0: never)",
-            );
-        }
-        if state.len() > MAX_STATE {
-            return answer(
-                room_status::INVALID,
-                format!("room state is at most {MAX_STATE} bytes"),
-            );
-        }
-        {
-            let mut rooms = self.lock();
-            if rooms.contains_key(&(module.clone(), key.clone())) {
-                return answer(room_status::EXISTS, format!("room `{key}` is already open"));
-            }
-            if rooms.keys().filter(|(m, _)| *m == module).count() >= MAX_ROOMS {
-                return answer(
-                    room_status::LIMIT,
-                    format!("at most {MAX_ROOMS} open rooms per module and node"),
-                );
-            }
-            rooms.insert(
-                (module.clone(), key.clone()),
-                Room {
-                    members: Vec::new(),
-                    max_members,
-                    state,
-                    tick_ms,
-                    ticks: 0,
-                    last_tick: Instant::now(),
-                    timer: None,
-                    ticking: false,
-                    version: 0,
-                    idle: Arc::new(Notify::new()),
-                },
-            );
-        }
-        if tick_ms > 0 {
-            let timer = NewTimer {
-                module: module.clone(),
-                tag: TICK_TAG.to_owned(),
-                delay_ms: tick_ms,
-                period_ms: tick_ms,
-                durable: false,
-                session: 0,
-                payload: Bytes::from(key.clone().into_bytes()),
-            };
-            // Ticks are bounded by the room cap, not by the module's own timer limit.
-            match self.timers.start(timer, u32::MAX).await {
-                Ok(id) => {
-                    if let Some(room) = self.lock().get_mut(&(module, key)) {
-                        room.timer = Some(id);
-                    }
-                }
-                Err(e) => {
-                    self.lock().remove(&(module, key));
-                    return answer(
-                        room_status::UNAVAILABLE,
-                        format!("cannot start the room's tick: {e}"),
-                    );
-                }
-            }
-        }
+        self.save_if_due(room, &id);
         ok(Vec::new())
     }
 
     async fn join(&self, module: Arc<str>, key: String, session: u64) -> RoomAnswer {
-        {
+        let durable = {
             let mut rooms = self.lock();
             let Some(room) = rooms.get_mut(&(module.clone(), key.clone())) else {
                 return answer(room_status::NOT_FOUND, "no such room");
@@ -439,10 +392,12 @@ impl Rooms {
                 );
             }
             room.members.push(session);
-        }
+            room.durable.is_some()
+        };
         let op = SessionOp::Join {
             session,
             group: group(&key),
+            durable,
         };
         let reply = self.sessions.on_session(session, op).await;
         if reply.status != session_status::OK {
@@ -487,6 +442,12 @@ impl Rooms {
     /// Closes a room once no tick runs (unless it is the room's own tick that closes it).
     async fn close(&self, module: &Arc<str>, key: &str, tick: Option<&str>) -> RoomAnswer {
         let id = (module.clone(), key.to_owned());
+        // A snapshot being stored ends first, so the delete below is of the last one.
+        let saves = self.saves_of(&id);
+        let _saving = match &saves {
+            Some(saves) => Some(saves.lock().await),
+            None => None,
+        };
         let removed = match self.writable(&id, tick).await {
             Ok(mut rooms) => rooms.remove(&id),
             Err(answer) => return answer,
@@ -494,6 +455,7 @@ impl Rooms {
         let Some(room) = removed else {
             return answer(room_status::NOT_FOUND, "no such room");
         };
+        self.forget_stored(&id, room.durable.as_ref()).await;
         // Writers waiting for its tick find it closed.
         room.idle.notify_waiters();
         if let Some(timer) = room.timer {

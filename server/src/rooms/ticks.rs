@@ -36,6 +36,10 @@ impl Rooms {
         if room.ticking {
             return TickStart::Busy;
         }
+        if room.durable.is_some() && self.fenced() {
+            // Its node cannot renew its lease: another node may be taking the room over.
+            return TickStart::Busy;
+        }
         room.ticking = true;
         room.ticks += 1;
         let now = Instant::now();
@@ -53,8 +57,9 @@ impl Rooms {
     /// Ends the tick [`Rooms::tick`] started: stores the state the handler returned (`None`:
     /// it failed or kept the old one) if the room is still open, and lets the next tick run.
     pub fn tick_done(&self, module: &str, key: &str, timer: u64, state: Option<Vec<u8>>) {
+        let id = (Arc::from(module), key.to_owned());
         let mut rooms = self.lock();
-        let Some(room) = rooms.get_mut(&(Arc::from(module), key.to_owned())) else {
+        let Some(room) = rooms.get_mut(&id) else {
             return;
         };
         if !room.ticks_by(timer) {
@@ -74,6 +79,7 @@ impl Rooms {
             }
             None => {}
         }
+        self.save_if_due(room, &id);
         // The writers that waited for this tick apply on top of its result.
         room.idle.notify_waiters();
     }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::cluster::Peer;
 use crate::config::Policy;
+use crate::rooms::placement::{self, mix};
 
 /// Commands `first..=last` go to one of `peers`.
 #[derive(Debug)]
@@ -40,9 +41,15 @@ impl RemoteRoute {
         &self.peers
     }
 
-    /// The node that serves `session`'s next request, whose payload is `payload`. `Err`
-    /// explains why a request routed by room names no room.
-    pub fn pick(&self, session: u64, payload: &[u8]) -> Result<&Arc<Peer>, PickError> {
+    /// The node that serves `session`'s next request, whose payload is `payload`; for a
+    /// request routed by room, `host_of` names the node its members here know holds it.
+    /// `Err` explains why a request routed by room names no room.
+    pub fn pick(
+        &self,
+        session: u64,
+        payload: &[u8],
+        host_of: impl FnOnce(&str) -> Option<Arc<str>>,
+    ) -> Result<&Arc<Peer>, PickError> {
         let n = self.peers.len();
         if n == 0 {
             return Err(PickError::NoNodes);
@@ -50,11 +57,13 @@ impl RemoteRoute {
         let i = match self.policy {
             Policy::Room => {
                 let room = room_of(payload)?;
-                // Rendezvous hashing: the node with the highest weight for this room. Every gate
-                // agrees without talking, and a node added or removed moves only its share.
-                (0..n)
-                    .max_by_key(|&i| mix(fnv(room.as_bytes()) ^ fnv(self.peers[i].name.as_bytes())))
-                    .unwrap_or(0)
+                // Where its members here know it is (it may have moved there when its node
+                // died or drained), else rendezvous hashing over the nodes not known to be
+                // down (`placement`): every gate agrees without talking, and a node added or
+                // removed moves only its share.
+                let held = host_of(&room)
+                    .and_then(|host| self.peers.iter().position(|p| *p.name == *host));
+                held.unwrap_or_else(|| self.by_room(&room))
             }
             // The same session keeps its node while the set of nodes is unchanged.
             Policy::Sticky => (mix(session) % n as u64) as usize,
@@ -78,6 +87,22 @@ impl RemoteRoute {
             _ => i,
         };
         self.peers.get(i).ok_or(PickError::NoNodes)
+    }
+
+    /// The index of the node room `room` lives on: the peer of highest weight among those up
+    /// (all of them, when none is).
+    fn by_room(&self, room: &str) -> usize {
+        let up = |p: &Arc<Peer>| !p.presumed_down() && p.linked();
+        let names = |all: bool| {
+            self.peers
+                .iter()
+                .filter(move |p| all || up(p))
+                .map(|p| &*p.name)
+        };
+        let any_up = self.peers.iter().any(up);
+        placement::pick(room, names(!any_up))
+            .and_then(|name| self.peers.iter().position(|p| &*p.name == name))
+            .unwrap_or(0)
     }
 }
 
@@ -113,20 +138,6 @@ fn room_of(payload: &[u8]) -> Result<String, PickError> {
         Ok(Keyed { room: None }) => Err(PickError::NoRoom("it has none")),
         Err(e) => Err(PickError::Unreadable(e.to_string())),
     }
-}
-
-/// FNV-1a, 64-bit: a stable hash of a name (the same on every gate and every build).
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// SplitMix64's finaliser: spreads consecutive session ids over the nodes.
-fn mix(mut x: u64) -> u64 {
-    x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    x ^ (x >> 31)
 }
 
 #[cfg(test)]

@@ -110,7 +110,8 @@ impl<'d> Run<'d> {
         };
         // Never hold a local instance while waiting on the network.
         self.lease = None;
-        let peer = match route.pick(self.session, &payload) {
+        let sessions = &dispatcher.sessions;
+        let peer = match route.pick(self.session, &payload, |room| sessions.room_host(room)) {
             Ok(peer) => peer,
             Err(why) => {
                 self.settle(out).await;

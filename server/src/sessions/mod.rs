@@ -27,7 +27,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::config::SessionSettings;
-pub use hosts::ROOM_GROUP_PREFIX;
+pub use hosts::{ORPHAN_WAIT, ROOM_GROUP_PREFIX};
 pub use ops::{OpReply, SessionOp};
 pub use shared::{Handover, SessionRecord};
 
@@ -232,7 +232,7 @@ struct Inner {
     groups: HashMap<String, HashSet<u64>>,
     users: HashMap<String, HashSet<u64>>,
     /// The node holding each room whose group has members here (see `hosts.rs`).
-    hosts: HashMap<String, Arc<str>>,
+    hosts: HashMap<String, hosts::Host>,
 }
 
 impl Inner {

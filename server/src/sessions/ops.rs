@@ -57,6 +57,10 @@ pub enum SessionOp {
         session: u64,
         /// Group name.
         group: String,
+        /// A room's group whose room outlives its node: when the node goes, its members stay
+        /// for a while, waiting for the node that takes the room over.
+        #[serde(default)]
+        durable: bool,
     },
     /// Remove a session from a group.
     Leave {
@@ -203,7 +207,7 @@ impl Sessions {
                 self.push_user_local(&user, topic, &Bytes::from(payload.into_vec()));
                 status(session_status::OK)
             }
-            SessionOp::Join { session, group } => {
+            SessionOp::Join { session, group, .. } => {
                 status(status_of(self.join_local(session, &group, true)))
             }
             SessionOp::Leave { session, group } => {

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, Stored, TableSchema};
+use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
 use serde::{Deserialize, Serialize};
 
 use super::Entry;
-use crate::data::{Data, DataError};
+use crate::data::{Data, DataError, HostTable};
 use crate::engine::TimerRefused;
 
 /// The host's table of durable timers.
@@ -39,9 +39,8 @@ struct Row {
 /// A node's durable timers in the data layer.
 #[derive(Clone)]
 pub struct Durable {
-    data: Arc<Data>,
+    table: HostTable,
     node: String,
-    registered: Arc<tokio::sync::OnceCell<()>>,
 }
 
 fn schema() -> TableSchema {
@@ -82,9 +81,8 @@ impl Durable {
     /// Node `node`'s durable timers in `data`.
     pub fn new(data: Arc<Data>, node: &str) -> Self {
         Self {
-            data,
+            table: HostTable::new(data, schema()),
             node: node.to_owned(),
-            registered: Arc::default(),
         }
     }
 
@@ -92,67 +90,24 @@ impl Durable {
         Key::Int(int(id))
     }
 
-    async fn op<T: serde::de::DeserializeOwned>(&self, op: &DataOp) -> Result<T, TimerRefused> {
-        self.try_op(op).await?.map_err(unavailable)
-    }
-
-    /// Runs `op` and decodes its answer; the outer error is the storage's, the inner one the
-    /// operation's.
-    async fn try_op<T: serde::de::DeserializeOwned>(
-        &self,
-        op: &DataOp,
-    ) -> Result<Result<T, DataError>, TimerRefused> {
-        Ok(self.raw_op(op).await?.and_then(|answer| {
-            rmp_serde::from_slice(&answer)
-                .map_err(|e| DataError::Invalid(format!("unreadable answer: {e}")))
-        }))
-    }
-
-    /// Runs `op`; its answer's bytes.
-    async fn raw_op(&self, op: &DataOp) -> Result<Result<Vec<u8>, DataError>, TimerRefused> {
-        self.registered
-            .get_or_try_init(|| async {
-                self.data.register(&[schema()]).await.map_err(unavailable)
-            })
-            .await?;
-        let bytes = rmp_serde::to_vec_named(op).map_err(unavailable)?;
-        match self.data.call(&bytes).await {
-            Err(DataError::Unavailable(e)) => Err(unavailable(e)),
-            answer => Ok(answer),
-        }
-    }
-
-    /// Reads one stored timer (`None`: gone).
-    async fn get(&self, key: Key) -> Result<Option<Stored>, TimerRefused> {
-        let op = DataOp::Get {
-            table: TABLE.into(),
-            key,
-        };
-        match self.try_op(&op).await? {
-            Ok(stored) => Ok(Some(stored)),
-            Err(DataError::NotFound(_)) => Ok(None),
-            Err(e) => Err(unavailable(e)),
-        }
-    }
-
     /// A fresh durable timer id.
     pub(super) async fn alloc_id(&self) -> Result<u64, TimerRefused> {
         let id: u64 = self
+            .table
             .op(&DataOp::AllocId {
                 table: TABLE.into(),
             })
-            .await?;
+            .await
+            .map_err(unavailable)?;
         Ok(DURABLE_BIT | id)
     }
 
     /// Stores timer `id`; answers the stored version.
     pub(super) async fn insert(&self, id: u64, e: &Entry) -> Result<u64, TimerRefused> {
-        let object = rmp_serde::to_vec_named(&self.row(id, e)).map_err(unavailable)?;
-        self.op(&DataOp::Insert {
-            table: TABLE.into(),
-            object,
-        })
-        .await
+        self.table
+            .insert(&self.row(id, e))
+            .await
+            .map_err(unavailable)
     }
 
     /// Timer `id` as it is stored.
@@ -182,13 +137,8 @@ impl Durable {
             self.delete(id).await;
             return Ok(None);
         };
-        let object = rmp_serde::to_vec_named(&self.row(id, entry)).map_err(unavailable)?;
-        let update = DataOp::Update {
-            table: TABLE.into(),
-            version: entry.stored.unwrap_or(0),
-            object,
-        };
-        match self.try_op(&update).await? {
+        let version = entry.stored.unwrap_or(0);
+        match self.table.update(version, &self.row(id, entry)).await {
             Ok(version) => Ok(Some(version)),
             Err(DataError::NotFound(_)) => Ok(None),
             Err(e) => Err(unavailable(e)),
@@ -197,31 +147,21 @@ impl Durable {
 
     /// Deletes timer `id` (cancelled or done); a failure is logged.
     pub(super) async fn delete(&self, id: u64) {
-        let op = DataOp::Delete {
-            table: TABLE.into(),
-            key: Self::key(id),
-            version: None,
-        };
-        match self.raw_op(&op).await {
-            Ok(Ok(_) | Err(DataError::NotFound(_))) => {}
-            Ok(Err(e)) => tracing::warn!(timer = id, "cannot delete a durable timer: {e}"),
-            Err(e) => tracing::warn!(timer = id, "cannot delete a durable timer: {e}"),
+        if let Err(e) = self.table.delete(Self::key(id), None).await {
+            tracing::warn!(timer = id, "cannot delete a durable timer: {e}");
         }
     }
 
     /// Every stored timer of this node.
     pub(super) async fn load(&self) -> Result<Vec<(u64, Entry)>, TimerRefused> {
-        let value = rmp_serde::to_vec(&self.node).map_err(unavailable)?;
-        let keys: Vec<Key> = self
-            .op(&DataOp::ListBy {
-                table: TABLE.into(),
-                field: "node".into(),
-                value,
-            })
-            .await?;
+        let keys = self
+            .table
+            .list_by("node", &self.node)
+            .await
+            .map_err(unavailable)?;
         let mut timers = Vec::new();
         for key in keys {
-            let Some(stored) = self.get(key).await? else {
+            let Some(stored) = self.table.get(key).await.map_err(unavailable)? else {
                 continue;
             };
             let row: Row = rmp_serde::from_slice(&stored.object).map_err(unavailable)?;

@@ -184,7 +184,11 @@ fn add_session_ops(linker: &mut Linker<HostState>) -> anyhow::Result<()> {
                     return wasmtime::Result::Ok(session_status::INVALID);
                 };
                 let op = if join != 0 {
-                    SessionOp::Join { session, group }
+                    SessionOp::Join {
+                        session,
+                        group,
+                        durable: false,
+                    }
                 } else {
                     SessionOp::Leave { session, group }
                 };
