@@ -46,6 +46,8 @@ class BenchRoom extends Room {
       y: this.y,
       inputs: this.inputs,
       members: this.clients.length,
+      t_ms: this.tick * tickMs,
+      hp: [100, 100, 100, 100],
     });
   }
 }

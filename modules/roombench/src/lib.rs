@@ -59,6 +59,10 @@ mod roombench {
         pub y: i64,
         pub inputs: u64,
         pub members: u32,
+        /// Game time: ticks × the tick's period, in ms.
+        pub t_ms: u64,
+        /// A stand-in for per-member figures (health), so the state is about 60 bytes.
+        pub hp: [u8; 4],
     }
 
     /// Command 521: opens room `room` if it is not open yet, and joins it.
@@ -102,6 +106,8 @@ mod roombench {
             y: f.y,
             inputs: f.inputs,
             members: u32::try_from(t.members.len()).unwrap_or(u32::MAX),
+            t_ms: t.tick * 50,
+            hp: [100; 4],
         };
         ctx.broadcast_room(&t.key, STATE_TOPIC, &state)?;
         Ok(Some(f))
