@@ -15,7 +15,12 @@
 //! delivered / 4), broadcasts delivered / expected (R × 4 × 20 Hz × secs), p50/p99 of the
 //! interval between two broadcasts as each client sees it, inputs applied / sent (the room's
 //! `inputs` count as its first member last saw it, after the inputs stop), RSS of the server's
-//! processes, and the load generator's own CPU (to check it is not the bottleneck).
+//! processes, the load generator's own CPU (to check it is not the bottleneck) and the CPU
+//! that other processes of the machine used meanwhile (in cores: a busy neighbour skews all).
+//!
+//! With 2 or more CPUs the server is pinned to CPU 1 and the load generator to CPU 0 (`taskset`),
+//! so each server gets one core, as single-threaded Node has, and the clients one of their own;
+//! `--no-pin` lets both use every core.
 //!
 //! Run: `cargo bench --bench rooms_ws -- [--rooms 100,500,1000] [--secs 10]
 //! [--servers bare,firefly,colyseus]`. The `firefly` binary is `target/release/firefly`
@@ -49,6 +54,8 @@ const MEMBERS: usize = 4;
 
 struct Report {
     cpu_us_per_tick: f64,
+    server_cpu_pct: f64,
+    other_cpu_pct: f64,
     delivered: f64,
     p50_ms: u64,
     p99_ms: u64,
@@ -82,6 +89,11 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let secs = firefly_testkit::bench::flag("--secs", 10);
     let hold = args.iter().any(|a| a == "--hold");
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let pin = cpus >= 2 && !args.iter().any(|a| a == "--no-pin");
+    if pin {
+        servers::pin_self()?;
+    }
     let kinds: Vec<Kind> = list("--servers", "bare,firefly,colyseus")
         .iter()
         .map(|s| match s.as_str() {
@@ -96,26 +108,33 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     println!(
-        "rooms_ws: R rooms x {MEMBERS} WebSocket clients, {HZ} Hz ticks, inputs at 10 Hz per client, {secs} s windows"
+        "rooms_ws: R rooms x {MEMBERS} WebSocket clients, {HZ} Hz ticks, inputs at 10 Hz per client, {secs} s windows, {}",
+        if pin {
+            "server on CPU 1, load generator on CPU 0"
+        } else {
+            "not pinned"
+        }
     );
     println!(
-        "| rooms | server | CPU µs/room-tick | broadcasts delivered | p50/p99 interval ms | inputs applied | RSS MB | load-gen CPU | state bytes |"
+        "| rooms | server | CPU µs/room-tick | server CPU | broadcasts delivered | p50/p99 interval ms | inputs applied | RSS MB | load-gen CPU | other CPU | state bytes |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for &r in &rooms {
         let mut results = Vec::new();
         for &kind in &kinds {
-            let report = rt.block_on(run(kind, r, secs, hold))?;
+            let report = rt.block_on(run(kind, r, secs, hold, pin))?;
             println!(
-                "| {r} | {} | {:.1} | {:.2}% | {}/{} | {:.2}% | {:.0} | {:.0}% | {} |",
+                "| {r} | {} | {:.1} | {:.0}% | {:.2}% | {}/{} | {:.2}% | {:.0} | {:.0}% | {:.0}% | {} |",
                 kind.name(),
                 report.cpu_us_per_tick,
+                report.server_cpu_pct,
                 report.delivered * 100.0,
                 report.p50_ms,
                 report.p99_ms,
                 report.applied * 100.0,
                 report.rss_mb,
                 report.load_cpu_pct,
+                report.other_cpu_pct,
                 report.state_bytes,
             );
             if report.errors > 0 {
@@ -141,8 +160,8 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// One window of `kind` with `rooms` rooms: start it, join, warm up, measure, stop it.
-async fn run(kind: Kind, rooms: usize, secs: u64, hold: bool) -> anyhow::Result<Report> {
-    let server = servers::start(kind).await?;
+async fn run(kind: Kind, rooms: usize, secs: u64, hold: bool, pin: bool) -> anyhow::Result<Report> {
+    let server = servers::start(kind, pin).await?;
     let stats = clients::Stats::new(rooms);
     let proto = kind.proto();
     let addr = server.addr;
@@ -182,10 +201,20 @@ async fn run(kind: Kind, rooms: usize, secs: u64, hold: bool) -> anyhow::Result<
         eprintln!("{} pids: {:?}", kind.name(), server.pids());
     }
     stats.window.store(true, Ordering::Relaxed);
-    let (c0, l0, t0) = (server.cpu_micros(), cpu_micros(), Instant::now());
+    let (c0, l0, m0, t0) = (
+        server.cpu_micros(),
+        cpu_micros(),
+        servers::machine_busy_micros(),
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs(secs)).await;
     stats.window.store(false, Ordering::Relaxed);
-    let (c1, l1, elapsed) = (server.cpu_micros(), cpu_micros(), t0.elapsed());
+    let (c1, l1, m1, elapsed) = (
+        server.cpu_micros(),
+        cpu_micros(),
+        servers::machine_busy_micros(),
+        t0.elapsed(),
+    );
     let rss = server.rss_bytes();
     if hold {
         eprintln!("holding {} for 30 s", kind.name());
@@ -206,14 +235,18 @@ async fn run(kind: Kind, rooms: usize, secs: u64, hold: bool) -> anyhow::Result<
     drop(server);
     let broadcasts = stats.broadcasts.load(Ordering::Relaxed) as f64;
     let expected = (rooms * MEMBERS) as f64 * HZ as f64 * elapsed.as_secs_f64();
+    let window_us = elapsed.as_micros() as f64;
+    let other = (m1 - m0).saturating_sub(c1 - c0).saturating_sub(l1 - l0);
     Ok(Report {
         cpu_us_per_tick: (c1 - c0) as f64 / (broadcasts / MEMBERS as f64).max(1.0),
+        server_cpu_pct: (c1 - c0) as f64 / window_us * 100.0,
+        other_cpu_pct: other as f64 / window_us * 100.0,
         delivered: broadcasts / expected,
         p50_ms: stats.interval_quantile(0.5),
         p99_ms: stats.interval_quantile(0.99),
         applied: applied as f64 / (sent as f64).max(1.0),
         rss_mb: rss as f64 / 1e6,
-        load_cpu_pct: (l1 - l0) as f64 / elapsed.as_micros() as f64 * 100.0,
+        load_cpu_pct: (l1 - l0) as f64 / window_us * 100.0,
         state_bytes: stats.state_bytes.load(Ordering::Relaxed),
         errors: stats.errors.load(Ordering::Relaxed),
         acks: stats.acks.load(Ordering::Relaxed),

