@@ -22,40 +22,10 @@ use serde_json::{Value, json};
 
 mod common;
 
+use common::arena::{arena_cluster, healthy, login, push_on};
 use common::{Storage, Topology, Up, free_addr, node};
 
 const TOKEN: &str = "failover-test-admin-token-0123456789";
-
-async fn healthy(admin: std::net::SocketAddr, names: &[&str], within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let s = common::status(admin, TOKEN).await;
-        if names.iter().all(|n| node(&s, n)["ready"] == true) {
-            return s;
-        }
-        assert!(Instant::now() < deadline, "nodes never all healthy: {s}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The next push on `topic`, skipping others.
-async fn push_on(c: &mut Client, topic: u32) -> Value {
-    loop {
-        let push = c.next_push().await.expect("a push");
-        if push.command == topic {
-            return rmp_serde::from_slice(&push.payload).unwrap();
-        }
-    }
-}
-
-async fn login(gate: std::net::SocketAddr, name: &str) -> (Client, String) {
-    let mut c = Client::connect(gate).await.unwrap();
-    c.set_timeout(Duration::from_secs(20));
-    let creds = json!({ "username": name, "password": "correct horse" });
-    let _ = c.call::<_, Value>(201, &creds).await;
-    let me: Value = c.call(202, &creds).await.unwrap();
-    (c, me["account"].as_u64().unwrap().to_string())
-}
 
 /// The arena node holding a room now: the one whose status counts an open room.
 async fn holder(admin: std::net::SocketAddr) -> (String, u64) {
@@ -77,60 +47,8 @@ async fn holder(admin: std::net::SocketAddr) -> (String, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path().display();
-    let (admin, g, l, a, b, gate) = (
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-    );
-    let topology = Topology::new("failover")
-        .admin(admin)
-        .rpc_timeout("2s")
-        .module("accounts")
-        .module("matchmaking")
-        .module("leaderboard")
-        .module("arena")
-        .node("gate", |n| {
-            n.rpc(g)
-                .tcp(gate)
-                .route_by("201-207", &["lobby"], "sticky")
-                .route_by("481-483", &["lobby"], "sticky")
-                .route_by("501-504", &["lobby"], "round_robin")
-                .route_by("491-494", &["arena-1", "arena-2"], "room")
-        })
-        .node("lobby", |n| {
-            n.rpc(l)
-                .modules(&["accounts", "matchmaking", "leaderboard"])
-        })
-        .node("arena-1", |n| n.rpc(a).modules(&["arena"]))
-        .node("arena-2", |n| n.rpc(b).modules(&["arena"]))
-        .storage(Storage {
-            database: Some(format!("sqlite://{d}/data.db")),
-            journal: Some(format!("{d}/journal.db")),
-            owner: Some("lobby".into()),
-            flush_interval: Some("100ms"),
-            ..Storage::default()
-        })
-        .write(dir.path());
-    let _cluster = Up::new(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env(
-            "FIREFLY_CLUSTER_SECRET",
-            "failover-process-secret-0123456789",
-        )
-        .ready_on_status(admin, TOKEN, 4)
-        .start();
-    healthy(
-        admin,
-        &["gate", "lobby", "arena-1", "arena-2"],
-        Duration::from_secs(180),
-    )
-    .await;
-
+    let arena = arena_cluster("failover", TOKEN, "failover-process-secret-0123456789").await;
+    let (admin, gate) = (arena.admin, arena.gate);
     let (mut ann, ann_id) = login(gate, "ann").await;
     let (mut bob, _) = login(gate, "bob").await;
     let queue = json!({ "mode": "arena", "rating": 1500, "size": 2 });
@@ -247,6 +165,7 @@ async fn a_drained_node_hands_every_room_to_another_with_its_count_intact() {
         .start();
     healthy(
         admin,
+        TOKEN,
         &["gate", "logic-1", "logic-2"],
         Duration::from_secs(180),
     )

@@ -4,10 +4,21 @@
 
 use std::sync::Arc;
 
-use firefly_abi::data::{DataOp, Key, Stored, TableSchema};
+use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, Stored, TableSchema};
 use serde::de::DeserializeOwned;
 
 use super::{Data, DataError};
+
+/// A field of a host table: never nil, never defaulted, `indexed` or not.
+pub fn field(name: &str, ty: FieldType, indexed: bool) -> FieldSchema {
+    FieldSchema {
+        name: name.into(),
+        ty,
+        nullable: false,
+        defaulted: false,
+        indexed,
+    }
+}
 
 /// One host table in `data`.
 #[derive(Clone)]

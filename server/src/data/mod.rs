@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use self::redis::RedisStore;
 use crate::config::{CacheSpec, RedisSpec, StorageSpec};
-pub use host_table::HostTable;
+pub use host_table::{HostTable, field};
 pub use local::FlushStats;
 use local::LocalStore;
 pub use owner::{OwnerAnswer, OwnerError, OwnerLink, OwnerLinks};

@@ -128,6 +128,18 @@ impl Rooms {
         }
     }
 
+    /// Queues a save of `room` (`id`) now, due or not: its members changed (a member lost in
+    /// a fail-over would have to join again).
+    pub(super) fn save_soon(&self, room: &mut Room, id: &RoomKey) {
+        let (Some(durability), Some(d)) = (&self.durability, room.durable.as_mut()) else {
+            return;
+        };
+        if !d.queued {
+            d.queued = true;
+            let _ = durability.queue.send(id.clone());
+        }
+    }
+
     /// The lock that orders room `id`'s saves (`None`: not a durable room here).
     pub(super) fn saves_of(&self, id: &RoomKey) -> Option<Arc<tokio::sync::Mutex<()>>> {
         let rooms = self.lock();

@@ -35,14 +35,14 @@ use crate::sessions::SessionOp;
 
 /// How often a node renews its lease and looks for rooms to take over.
 pub const RENEW_EVERY: Duration = Duration::from_millis(500);
-/// How long a lease is valid after its renewal was sent: several renewals, so one slow answer
-/// of the store does not make a node look gone.
-pub const LEASE: Duration = Duration::from_millis(3000);
+/// How long a lease is valid after its renewal was sent: several renewals, so a store slow
+/// to answer for a moment (a loaded machine) does not make a node look gone.
+pub const LEASE: Duration = Duration::from_millis(4000);
 /// A node pauses its rooms this long before its lease runs out (clock skew between machines
 /// must stay below it).
-const MARGIN: Duration = Duration::from_millis(750);
+const MARGIN: Duration = Duration::from_millis(1000);
 /// Longest wait for one renewal (the next is tried then).
-const RENEW_WAIT: Duration = Duration::from_millis(1000);
+const RENEW_WAIT: Duration = Duration::from_millis(1500);
 
 /// How long a node must have been alive again before the rooms that belong on it are
 /// handed back to it (a node that flaps does not make its rooms move back and forth).
@@ -106,26 +106,30 @@ impl Rooms {
                 return;
             }
         }
-        if self.fenced() {
-            self.check_own(store).await;
+        if self.fenced()
+            && let Err(e) = self.check_own(store).await
+        {
+            tracing::warn!(node = %self.node, "rooms stay paused: cannot check them after a lapse: {e}");
+            return;
         }
         *lock(&durability.lease) = Some(sent + LEASE - MARGIN);
     }
 
-    /// Drops the durable rooms whose object another node holds now (after a lapse).
-    async fn check_own(&self, store: &RoomStore) {
+    /// Drops the durable rooms whose object another node holds now (after a lapse). `Err`
+    /// when one cannot be checked: the rooms stay paused until the next renewal checks again.
+    async fn check_own(&self, store: &RoomStore) -> Result<(), crate::data::DataError> {
         let durable: Vec<(RoomKey, u64)> = self
             .lock()
             .iter()
             .filter_map(|(id, room)| room.durable.as_ref().map(|d| (id.clone(), d.epoch)))
             .collect();
         for (id, epoch) in durable {
-            match store.room(&id.0, &id.1).await {
-                Ok(Some((_, row))) if row.node == store.node() && row.epoch() == epoch => {}
-                Ok(_) => self.lost(&id),
-                Err(e) => tracing::warn!(room = %id.1, "cannot check a room after a lapse: {e}"),
+            match store.room(&id.0, &id.1).await? {
+                Some((_, row)) if row.node == store.node() && row.epoch() == epoch => {}
+                _ => self.lost(&id),
             }
         }
+        Ok(())
     }
 
     /// Takes over the rooms of nodes whose lease ran out, and those handed over, that

@@ -392,6 +392,8 @@ impl Rooms {
                 );
             }
             room.members.push(session);
+            let id = (module.clone(), key.clone());
+            self.save_soon(room, &id);
             room.durable.is_some()
         };
         let op = SessionOp::Join {
@@ -426,7 +428,12 @@ impl Rooms {
             };
             let before = room.members.len();
             room.members.retain(|m| *m != session);
-            (before != room.members.len()).then(|| room.members.clone())
+            let left = before != room.members.len();
+            if left {
+                let id = (module.clone(), key.clone());
+                self.save_soon(room, &id);
+            }
+            left.then(|| room.members.clone())
         };
         if let Some(members) = &was {
             self.report(&module, &key, session, RoomEventKind::Left, members.clone());
@@ -474,11 +481,12 @@ impl Rooms {
     /// Takes `session` out of every room (its session ended), reporting each.
     pub fn session_ended(&self, session: u64) {
         let mut left = Vec::new();
-        for ((module, key), room) in self.lock().iter_mut() {
+        for (id, room) in self.lock().iter_mut() {
             let before = room.members.len();
             room.members.retain(|m| *m != session);
             if before != room.members.len() {
-                left.push((module.clone(), key.clone(), room.members.clone()));
+                self.save_soon(room, id);
+                left.push((id.0.clone(), id.1.clone(), room.members.clone()));
             }
         }
         for (module, key, members) in left {

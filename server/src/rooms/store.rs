@@ -13,7 +13,7 @@ use firefly_abi::data::{FieldSchema, FieldType, Key, TableSchema};
 use firefly_abi::rooms::SnapshotSpec;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Data, DataError, HostTable};
+use crate::data::{Data, DataError, HostTable, field};
 
 /// The host's table of room snapshots and node leases.
 pub const TABLE: &str = "firefly_rooms";
@@ -134,13 +134,6 @@ pub fn room_id(module: &str, key: &str) -> String {
 }
 
 fn schema() -> TableSchema {
-    let field = |name: &str, ty: FieldType, indexed: bool| FieldSchema {
-        name: name.into(),
-        ty,
-        nullable: false,
-        defaulted: false,
-        indexed,
-    };
     TableSchema {
         name: TABLE.into(),
         key: "id".into(),

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use firefly_abi::data::{DataOp, FieldSchema, FieldType, Key, TableSchema};
+use firefly_abi::data::{DataOp, FieldType, Key, TableSchema};
 use serde::{Deserialize, Serialize};
 
 use super::Entry;
-use crate::data::{Data, DataError, HostTable};
+use crate::data::{Data, DataError, HostTable, field};
 use crate::engine::TimerRefused;
 
 /// The host's table of durable timers.
@@ -44,13 +44,6 @@ pub struct Durable {
 }
 
 fn schema() -> TableSchema {
-    let field = |name: &str, ty: FieldType, indexed: bool| FieldSchema {
-        name: name.into(),
-        ty,
-        nullable: false,
-        defaulted: false,
-        indexed,
-    };
     TableSchema {
         name: TABLE.into(),
         key: "timer".into(),

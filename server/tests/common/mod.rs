@@ -10,6 +10,7 @@
     reason = "each test binary uses part of this; tests fail loudly on purpose"
 )]
 
+pub mod arena;
 pub mod netns;
 pub mod services;
 pub mod topology;
