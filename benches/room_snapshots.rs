@@ -28,9 +28,13 @@ use serde_json::json;
 const TOCK: u32 = 4701;
 const PERIOD_MS: u64 = 50;
 
-/// Opens `rooms` countdown rooms through `addr`, one member each, counting their tocks in
-/// `pushes`; `every`: snapshot rule (`None`: not durable). With `moved`, each member records
-/// when it got `room_moved` and when its room ticked after that.
+/// Clients the rooms' members are spread over (a listener takes 256 connections per address).
+const CLIENTS: usize = 50;
+
+/// Opens `rooms` countdown rooms through `addr`, each with one member (the members are
+/// [`CLIENTS`] clients, each in many rooms), counting their tocks in `pushes`; `every`:
+/// snapshot rule (`None`: not durable). With `moved`, records when each room that got
+/// `room_moved` ticked again after it.
 async fn open_rooms(
     addr: std::net::SocketAddr,
     prefix: &str,
@@ -39,27 +43,37 @@ async fn open_rooms(
     pushes: Arc<AtomicU64>,
     moved: Option<Arc<std::sync::Mutex<Vec<Instant>>>>,
 ) {
-    for r in 0..rooms {
+    for k in 0..CLIENTS.min(rooms) {
         let mut c = Client::connect(addr).await.unwrap();
         c.set_timeout(Duration::from_secs(30));
-        let mut req = json!({ "room": format!("{prefix}-{r}"), "from": 1_000_000_000u32, "tick_ms": PERIOD_MS, "max_members": 1 });
-        if let Some(n) = every {
-            req["snapshot_ticks"] = json!(n);
+        for r in (k..rooms).step_by(CLIENTS) {
+            let mut req = json!({ "room": format!("{prefix}-{r}"), "from": 1_000_000_000u32, "tick_ms": PERIOD_MS, "max_members": 1 });
+            if let Some(n) = every {
+                req["snapshot_ticks"] = json!(n);
+            }
+            let () = c.call(471, &req).await.unwrap();
         }
-        let () = c.call(471, &req).await.unwrap();
         let (pushes, moved) = (pushes.clone(), moved.clone());
         tokio::spawn(async move {
-            let mut was_moved = false;
+            let mut was_moved = std::collections::HashSet::new();
             while let Ok(frame) = c.next_push().await {
                 match frame.command {
                     TOCK => {
                         pushes.fetch_add(1, Ordering::Relaxed);
-                        if was_moved && let Some(m) = &moved {
-                            m.lock().unwrap().push(Instant::now());
-                            was_moved = false;
+                        if let Some(m) = &moved
+                            && !was_moved.is_empty()
+                        {
+                            let tock: serde_json::Value =
+                                rmp_serde::from_slice(&frame.payload).unwrap();
+                            if was_moved.remove(tock["room"].as_str().unwrap_or("")) {
+                                m.lock().unwrap().push(Instant::now());
+                            }
                         }
                     }
-                    ROOM_MOVED_TOPIC => was_moved = true,
+                    ROOM_MOVED_TOPIC => {
+                        let m: serde_json::Value = rmp_serde::from_slice(&frame.payload).unwrap();
+                        was_moved.insert(m["room"].as_str().unwrap_or("").to_owned());
+                    }
                     _ => {}
                 }
             }
@@ -82,7 +96,7 @@ async fn measure(pushes: &AtomicU64, secs: u64) -> (f64, f64) {
 
 fn yaml(dir: &std::path::Path, nodes: &str) -> String {
     format!(
-        "cluster: snapbench\nstate_dir: {d}/state\nmodules:\n  countdown: {{ crate: modules/countdown }}\n\
+        "version: 1\ncluster: snapbench\nstate_dir: {d}/state\nmodules:\n  countdown: {{ crate: modules/countdown }}\n\
          storage:\n  database: sqlite://{d}/data.db\n  cache: embedded\n  owner: {owner}\n  journal: {d}/journal.db\n\
          nodes:\n{nodes}",
         d = dir.display(),
@@ -154,7 +168,11 @@ async fn hand_over(rooms: usize, every: u64) {
     let logic_1 = started.remove(1);
     let held = logic_1.open_rooms();
     let t0 = Instant::now();
-    logic_1.shutdown(Duration::from_secs(5)).await;
+    // What `firefly drain` makes the node do (SIGUSR1).
+    let drain = async { firefly::node::StopKind::Drain };
+    logic_1
+        .serve_until_asked(drain, Duration::from_secs(5))
+        .await;
     let stopped = t0.elapsed();
     let deadline = Instant::now() + Duration::from_secs(30);
     while moved.lock().unwrap().len() < held && Instant::now() < deadline {
