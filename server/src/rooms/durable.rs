@@ -96,7 +96,11 @@ pub(super) fn snapshot_of(key: &str, room: &Room, spec: SnapshotSpec) -> Snapsho
         state: room.state.clone(),
         version: room.version,
         tick_ms: room.tick_ms,
-        ticks: room.ticks,
+        // A tick that runs now counts once its state is stored: a snapshot taken meanwhile has
+        // the state from before it, so it has the count from before it too.
+        ticks: room
+            .ticks
+            .saturating_sub(u64::from(room.ticking && !room.leaving)),
         phase_ms: u64::try_from(room.last_tick.elapsed().as_millis()).unwrap_or(u64::MAX),
         spec,
     }
@@ -193,7 +197,18 @@ impl Rooms {
             }
             (row, d.stored)
         };
-        match durability.store.save(&row, stored).await {
+        let mut saved = durability.store.save(&row, stored).await;
+        if let Err(DataError::Conflict(_)) = saved {
+            saved = match self.own_write_landed(id, &row).await {
+                // A save whose answer was lost (a timeout) was applied after all: the object
+                // is still this node's, a version on.
+                Ok(Some(version)) => durability.store.save(&row, Some(version)).await,
+                Ok(None) => saved,
+                // The store cannot tell now: the room stays, and is stored again later.
+                Err(e) => Err(e),
+            };
+        }
+        match saved {
             Ok(version) => {
                 if let Some(d) = self.lock().get_mut(id).and_then(|r| r.durable.as_mut()) {
                     d.stored = Some(version);
@@ -216,6 +231,22 @@ impl Rooms {
                 format!("room `{}`: snapshot not stored: {e}", id.1),
             )),
         }
+    }
+
+    /// The version of room `id`'s object if it is still held as `row` says (by this node, or
+    /// handed over by it, at the same epoch): a conflict then came from this node's own write
+    /// whose answer was lost. `None`: another node holds it (or nobody: it is gone).
+    async fn own_write_landed(&self, id: &RoomKey, row: &Row) -> Result<Option<u64>, DataError> {
+        let Some(durability) = &self.durability else {
+            return Ok(None);
+        };
+        let store = &durability.store;
+        let Some((version, now)) = store.room(&id.0, &id.1).await? else {
+            return Ok(None);
+        };
+        let me = store.node();
+        let mine = now.node == me || (now.node.is_empty() && now.from == me);
+        Ok((mine && now.epoch == row.epoch).then_some(version))
     }
 
     /// Stores a durable room that just opened. A room object left by a node that is gone (or

@@ -222,8 +222,15 @@ impl Rooms {
         row.epoch += 1;
         let stored = match store.save(&row, Some(version)).await {
             Ok(v) => v,
-            // Another node claimed it first, or the store is away: not ours.
-            Err(_) => return,
+            // Another node claimed it first.
+            Err(crate::data::DataError::Conflict(_) | crate::data::DataError::NotFound(_)) => {
+                return;
+            }
+            // No answer: the claim may have landed all the same; then the room is ours.
+            Err(_) => match store.room(&row.module, &snapshot.key).await {
+                Ok(Some((v, now))) if now.node == row.node && now.epoch == row.epoch => v,
+                _ => return,
+            },
         };
         let age_ms = u64::try_from(now_ms().saturating_sub(row.at_ms)).unwrap_or(0);
         let room = Room {
@@ -243,6 +250,7 @@ impl Rooms {
                 stored,
                 snapshot.ticks,
             )),
+            leaving: false,
         };
         self.lock().insert(id.clone(), room);
         if let Err((_, why)) = self.start_tick(&id, snapshot.tick_ms).await {

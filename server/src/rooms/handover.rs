@@ -55,7 +55,10 @@ impl Rooms {
         // other writer waits, until it is gone from here.
         match self.writable(id, None).await {
             Ok(mut rooms) => match rooms.get_mut(id) {
-                Some(room) => room.ticking = true,
+                Some(room) => {
+                    room.ticking = true;
+                    room.leaving = true;
+                }
                 None => return false,
             },
             Err(_) => return false,
@@ -72,6 +75,7 @@ impl Rooms {
                 );
                 if let Some(room) = self.lock().get_mut(id) {
                     room.ticking = false;
+                    room.leaving = false;
                     room.idle.notify_waiters();
                 }
                 false

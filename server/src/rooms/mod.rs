@@ -91,6 +91,9 @@ struct Room {
     idle: Arc<Notify>,
     /// A durable room: how it is stored (`None`: it is not, and dies with its node).
     durable: Option<Durable>,
+    /// Being handed to another node: marked as ticking (so nothing else writes it) while no
+    /// tick runs.
+    leaving: bool,
 }
 
 impl Room {

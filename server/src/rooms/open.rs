@@ -59,6 +59,7 @@ impl Rooms {
                     version: 0,
                     idle: Arc::new(Notify::new()),
                     durable: spec.snapshot.map(|s| Durable::new(s, 0, None)),
+                    leaving: false,
                 },
             );
         }
