@@ -95,16 +95,22 @@ impl Rooms {
         let version = *lock(&durability.lease_version);
         let until = now_ms() + millis(LEASE);
         let renewal = store.renew(version, until, durability.draining());
-        match tokio::time::timeout(RENEW_WAIT, renewal).await {
-            Ok(Ok(v)) => *lock(&durability.lease_version) = Some(v),
-            Ok(Err(e)) => {
-                tracing::warn!(node = %self.node, "room lease not renewed: {e}");
-                return;
+        let why = match tokio::time::timeout(RENEW_WAIT, renewal).await {
+            Ok(Ok(v)) => {
+                *lock(&durability.lease_version) = Some(v);
+                None
             }
-            Err(_) => {
-                tracing::warn!(node = %self.node, "room lease not renewed: the store did not answer within {RENEW_WAIT:?}");
-                return;
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some(format!("the store did not answer within {RENEW_WAIT:?}")),
+        };
+        if let Some(why) = why {
+            // Before the first renewal the store may just be starting with the cluster.
+            if lock(&durability.lease).is_none() {
+                tracing::debug!(node = %self.node, "room lease not renewed yet: {why}");
+            } else {
+                tracing::warn!(node = %self.node, "room lease not renewed: {why}");
             }
+            return;
         }
         if self.fenced()
             && let Err(e) = self.check_own(store).await
