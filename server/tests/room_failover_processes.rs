@@ -22,8 +22,8 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::arena::{arena_cluster, healthy, login, push_on};
-use common::{Storage, Topology, Up, free_addr, node};
+use common::arena::{arena_cluster, countdown_cluster, login, push_on};
+use common::node;
 
 const TOKEN: &str = "failover-test-admin-token-0123456789";
 
@@ -134,42 +134,9 @@ async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
 async fn a_drained_node_hands_every_room_to_another_with_its_count_intact() {
     const ROOMS: usize = 100;
     const FROM: u64 = 100_000;
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, g, a, b, gate) = (
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-    );
-    let topology = Topology::new("drain")
-        .admin(admin)
-        .rpc_timeout("2s")
-        .module("countdown")
-        .node("gate", |n| {
-            n.rpc(g)
-                .tcp(gate)
-                .route_by("471-474", &["logic-1", "logic-2"], "room")
-        })
-        .node("logic-1", |n| n.rpc(a).modules(&["countdown"]))
-        .node("logic-2", |n| n.rpc(b).modules(&["countdown"]))
-        .storage(Storage::embedded_sqlite(
-            &dir.path().join("data.db"),
-            "gate",
-        ))
-        .write(dir.path());
-    let _cluster = Up::new(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", "drain-process-secret-0123456789")
-        .ready_on_status(admin, TOKEN, 3)
-        .start();
-    healthy(
-        admin,
-        TOKEN,
-        &["gate", "logic-1", "logic-2"],
-        Duration::from_secs(180),
-    )
-    .await;
+    let (cluster, _) =
+        countdown_cluster("drain", TOKEN, "drain-process-secret-0123456789", true).await;
+    let (admin, gate) = (cluster.admin, cluster.gate);
 
     let mut player = Client::connect(gate).await.unwrap();
     player.set_timeout(Duration::from_secs(20));

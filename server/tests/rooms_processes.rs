@@ -21,41 +21,18 @@ use serde_json::{Value, json};
 
 mod common;
 
-use common::arena::healthy;
-use common::{Topology, Up, free_addr, node};
+use common::arena::{COUNTDOWN_NODES, countdown_cluster, healthy};
+use common::node;
 
 const TOKEN: &str = "rooms-test-admin-token-0123456789";
 const ROOMS: usize = 16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_room_node_is_reported_to_its_players_and_its_rooms_open_again() {
-    let dir = tempfile::tempdir().unwrap();
-    let (admin, g, a, b, gate) = (
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-        free_addr(),
-    );
-    let topology = Topology::new("roomproc")
-        .admin(admin)
-        .rpc_timeout("2s")
-        .module("countdown")
-        .node("gate", |n| {
-            n.rpc(g)
-                .tcp(gate)
-                .route_by("471-474", &["logic-1", "logic-2"], "room")
-        })
-        .node("logic-1", |n| n.rpc(a).modules(&["countdown"]))
-        .node("logic-2", |n| n.rpc(b).modules(&["countdown"]))
-        .write(dir.path());
-    let _cluster = Up::new(&topology)
-        .env("FIREFLY_ADMIN_TOKEN", TOKEN)
-        .env("FIREFLY_CLUSTER_SECRET", "rooms-process-secret-0123456789")
-        .ready_on_status(admin, TOKEN, 3)
-        .start();
-    let nodes = ["gate", "logic-1", "logic-2"];
-    let before = healthy(admin, TOKEN, &nodes, Duration::from_secs(180)).await;
+    let (cluster, before) =
+        countdown_cluster("roomproc", TOKEN, "rooms-process-secret-0123456789", false).await;
+    let (admin, gate) = (cluster.admin, cluster.gate);
+    let nodes = COUNTDOWN_NODES;
 
     let mut player = Client::connect(gate).await.unwrap();
     player.set_timeout(Duration::from_secs(10));

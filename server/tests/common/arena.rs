@@ -1,6 +1,7 @@
-//! The example game's cluster for process tests: a gate, a `lobby` node (`accounts`,
-//! `matchmaking`, `leaderboard`, and the embedded store) and two `arena` nodes that the gate
-//! routes arena rooms to by room; and the steps of a player (log in, wait for a push).
+//! Room clusters for process tests: the example game's (a gate, a `lobby` node with
+//! `accounts`, `matchmaking`, `leaderboard` and the embedded store, and two `arena` nodes the
+//! gate routes arena rooms to by room), `countdown`'s (a gate routing by room to two logic
+//! nodes); and the steps of a player (log in, wait for a push).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::{Running, Storage, Topology, Up, free_addr, node};
 
-/// A running arena cluster.
+/// A running room cluster ([`arena_cluster`], [`countdown_cluster`]).
 pub struct Arena {
     /// The master's admin API.
     pub admin: SocketAddr,
@@ -19,6 +20,60 @@ pub struct Arena {
     /// Holds the cluster's files.
     _dir: tempfile::TempDir,
     _cluster: Running,
+}
+
+/// The node names of a [`countdown_cluster`].
+pub const COUNTDOWN_NODES: [&str; 3] = ["gate", "logic-1", "logic-2"];
+
+/// Starts cluster `name` (admin token `token`, cluster secret `secret`): a gate routing
+/// `countdown`'s commands by room to `logic-1` and `logic-2`, with the embedded store on the
+/// gate when `stored` (else the default storage); waits until every node is ready and
+/// answers the status then.
+pub async fn countdown_cluster(
+    name: &str,
+    token: &str,
+    secret: &str,
+    stored: bool,
+) -> (Arena, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let (admin, g, a, b, gate) = (
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+        free_addr(),
+    );
+    let mut topology = Topology::new(name)
+        .admin(admin)
+        .rpc_timeout("2s")
+        .module("countdown")
+        .node("gate", |n| {
+            n.rpc(g)
+                .tcp(gate)
+                .route_by("471-474", &["logic-1", "logic-2"], "room")
+        })
+        .node("logic-1", |n| n.rpc(a).modules(&["countdown"]))
+        .node("logic-2", |n| n.rpc(b).modules(&["countdown"]));
+    if stored {
+        topology = topology.storage(Storage::embedded_sqlite(
+            &dir.path().join("data.db"),
+            "gate",
+        ));
+    }
+    let topology = topology.write(dir.path());
+    let cluster = Up::new(&topology)
+        .env("FIREFLY_ADMIN_TOKEN", token)
+        .env("FIREFLY_CLUSTER_SECRET", secret)
+        .ready_on_status(admin, token, COUNTDOWN_NODES.len())
+        .start();
+    let status = healthy(admin, token, &COUNTDOWN_NODES, Duration::from_secs(180)).await;
+    let cluster = Arena {
+        admin,
+        gate,
+        _dir: dir,
+        _cluster: cluster,
+    };
+    (cluster, status)
 }
 
 /// The node names of an [`Arena`] cluster.
