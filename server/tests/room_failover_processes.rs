@@ -1,7 +1,8 @@
 //! Rooms that outlive their node, in a real multi-process cluster (`firefly up`):
-//! * `kill -9` of the node holding an `arena` match mid-game: both players get `room_moved`,
-//!   the match goes on from its snapshot (the points they were acknowledged are there), ends,
-//!   and the win is counted once on the leaderboard;
+//! * `kill -9` of the node holding an `arena` match, right after both players joined and
+//!   again mid-game: both players get `room_moved` each time, the match goes on from its
+//!   snapshot (the points they were acknowledged are there), ends, and the win is counted
+//!   once on the leaderboard;
 //! * `firefly drain` of a node holding durable `countdown` rooms with ticks running: every
 //!   room goes on on the other node with its count intact (no tick lost or run twice at the
 //!   hand-over), its members told `room_moved`, and the drained node stays down.
@@ -45,27 +46,9 @@ async fn holder(admin: std::net::SocketAddr) -> (String, u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
-    let arena = arena_cluster("failover", TOKEN, "failover-process-secret-0123456789").await;
-    let (admin, gate) = (arena.admin, arena.gate);
-    let (mut ann, ann_id) = login(gate, "ann").await;
-    let (mut bob, _) = login(gate, "bob").await;
-    let queue = json!({ "mode": "arena", "rating": 1500, "size": 2 });
-    let _: Value = ann.call(481, &queue).await.unwrap();
-    let _: Value = bob.call(481, &queue).await.unwrap();
-    let matched = push_on(&mut ann, 4801).await;
-    assert_eq!(push_on(&mut bob, 4801).await, matched);
-    let room = matched["room"].as_str().unwrap().to_owned();
-    let at = json!({ "room": room });
-    let _: Value = ann.call(491, &at).await.unwrap();
-    let _: Value = bob.call(491, &at).await.unwrap();
-    assert_eq!(push_on(&mut ann, 4901).await["started"], true);
-    // Two acknowledged points before the node dies.
-    for _ in 0..2 {
-        let _: u32 = ann.call(492, &at).await.unwrap();
-    }
-
+/// `kill -9` of the node holding the one arena match `room`: both `players` are told where it
+/// went (`room_moved`, never `room_lost`, without asking), and it ticks again there.
+async fn kill_holder(admin: std::net::SocketAddr, room: &str, players: [&mut Client; 2]) {
     let (was, victim) = holder(admin).await;
     assert!(
         Command::new("kill")
@@ -75,9 +58,8 @@ async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
             .success()
     );
     let killed = Instant::now();
-    // Both players are told where it went, without asking; neither is told it is lost.
     let mut moved_to = BTreeSet::new();
-    for player in [&mut ann, &mut bob] {
+    for player in players {
         let push = loop {
             let push = player.next_push().await.expect("a room_moved push");
             assert_ne!(
@@ -96,17 +78,42 @@ async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
                 moved.from.as_str(),
                 moved.code.as_str()
             ),
-            (room.as_str(), was.as_str(), "room_moved")
+            (room, was.as_str(), "room_moved")
         );
         moved_to.insert(moved.node);
+        push_on(player, 4901).await;
     }
     assert_eq!(moved_to.len(), 1, "one node holds the match: {moved_to:?}");
-    // Ticks again, from the snapshot: the two points are there.
-    let score = push_on(&mut ann, 4901).await;
     eprintln!(
         "ticks again {} ms after kill -9 of {was}, on {moved_to:?}",
         killed.elapsed().as_millis()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arena_match_survives_the_death_of_its_node_and_counts_once() {
+    let arena = arena_cluster("failover", TOKEN, "failover-process-secret-0123456789").await;
+    let (admin, gate) = (arena.admin, arena.gate);
+    let (mut ann, ann_id) = login(gate, "ann").await;
+    let (mut bob, _) = login(gate, "bob").await;
+    let queue = json!({ "mode": "arena", "rating": 1500, "size": 2 });
+    let _: Value = ann.call(481, &queue).await.unwrap();
+    let _: Value = bob.call(481, &queue).await.unwrap();
+    let matched = push_on(&mut ann, 4801).await;
+    assert_eq!(push_on(&mut bob, 4801).await, matched);
+    let room = matched["room"].as_str().unwrap().to_owned();
+    let at = json!({ "room": room });
+    let _: Value = ann.call(491, &at).await.unwrap();
+    let _: Value = bob.call(491, &at).await.unwrap();
+    assert_eq!(push_on(&mut ann, 4901).await["started"], true);
+    // Killed right after both joined: the snapshot has them, so both are told it moved.
+    kill_holder(admin, &room, [&mut ann, &mut bob]).await;
+    // Two acknowledged points, then the node holding the match dies again: they are kept.
+    for _ in 0..2 {
+        let _: u32 = ann.call(492, &at).await.unwrap();
+    }
+    kill_holder(admin, &room, [&mut ann, &mut bob]).await;
+    let score = push_on(&mut ann, 4901).await;
     assert_eq!(score["points"], json!([2, 0]), "{score}");
 
     // The game goes on without rejoining, and ends once.
